@@ -1,0 +1,190 @@
+//! Detector settings. A [`DetectorConfig`] can only exist in a valid state: every constructor
+//! checks the ranges and explains what is wrong, so nothing downstream re-validates.
+
+use serde::{Deserialize, Serialize};
+
+/// Longest allowed window plus baseline, in seconds: bounds the per-broadcaster state size.
+pub const MAX_HISTORY_SECONDS: u32 = 3_600;
+/// Longest allowed lateness: bounds the seconds kept open per broadcaster.
+pub const MAX_LATENESS_MS: u32 = 60_000;
+
+/// The settings of the sliding-window anomaly detector.
+///
+/// The defaults are the measured behaviour of the seed project's detector: a 5-second window
+/// scored against the 300 seconds before it, elevated at 4 sample standard deviations above the
+/// baseline mean (the 99.71st percentile of per-second intensity on a 12-hour, 72-channel study,
+/// about 2.2 clips per broadcaster-hour).
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+#[serde(try_from = "RawConfig", into = "RawConfig")]
+pub struct DetectorConfig {
+    raw: RawConfig,
+    warmup_seconds: i64,
+}
+
+/// The plain settings, before validation.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct RawConfig {
+    /// Seconds in the scored window ending at the evaluated second.
+    pub window_seconds: u32,
+    /// Seconds in the baseline, which ends where the window starts.
+    pub baseline_seconds: u32,
+    /// A second is elevated when its intensity (z-score) is at least `k`.
+    pub k: f64,
+    /// A hold reports its peak at the latest this many seconds after it opened.
+    pub hold_cap_seconds: u32,
+    /// No hold opens within this many seconds after a report.
+    pub cooldown_seconds: u32,
+    /// Warm-up: a second is measured only when the broadcaster has been observed for at least
+    /// this fraction of `baseline_seconds` before the window starts. Strictly between 0 and 1.
+    pub min_baseline_fraction: f64,
+    /// How long after a second ends its messages may still arrive (event-time watermark slack).
+    pub allowed_lateness_ms: u32,
+}
+
+impl Default for RawConfig {
+    fn default() -> Self {
+        Self {
+            window_seconds: 5,
+            baseline_seconds: 300,
+            k: 4.0,
+            hold_cap_seconds: 25,
+            cooldown_seconds: 30,
+            min_baseline_fraction: 0.8,
+            allowed_lateness_ms: 2_000,
+        }
+    }
+}
+
+/// A setting outside its allowed range.
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+pub enum ConfigError {
+    #[error("window_seconds must be at least 1 (got {0})")]
+    Window(u32),
+    #[error("baseline_seconds must be at least 2, to have a sample standard deviation (got {0})")]
+    Baseline(u32),
+    #[error(
+        "window_seconds + baseline_seconds must be at most {MAX_HISTORY_SECONDS} (got {0})"
+    )]
+    History(u64),
+    #[error("k must be a finite number greater than 0 (got {0})")]
+    K(f64),
+    #[error("min_baseline_fraction must be strictly between 0 and 1 (got {0})")]
+    WarmupFraction(f64),
+    #[error("allowed_lateness_ms must be at most {MAX_LATENESS_MS} (got {0})")]
+    Lateness(u32),
+}
+
+impl Default for DetectorConfig {
+    fn default() -> Self {
+        Self::new(RawConfig::default()).expect("the default settings are valid")
+    }
+}
+
+impl DetectorConfig {
+    /// Validates `raw`.
+    pub fn new(raw: RawConfig) -> Result<Self, ConfigError> {
+        if raw.window_seconds < 1 {
+            return Err(ConfigError::Window(raw.window_seconds));
+        }
+        if raw.baseline_seconds < 2 {
+            return Err(ConfigError::Baseline(raw.baseline_seconds));
+        }
+        let history = u64::from(raw.window_seconds) + u64::from(raw.baseline_seconds);
+        if history > u64::from(MAX_HISTORY_SECONDS) {
+            return Err(ConfigError::History(history));
+        }
+        if !(raw.k.is_finite() && raw.k > 0.0) {
+            return Err(ConfigError::K(raw.k));
+        }
+        let fraction = raw.min_baseline_fraction;
+        if !(fraction > 0.0 && fraction < 1.0) {
+            return Err(ConfigError::WarmupFraction(fraction));
+        }
+        if raw.allowed_lateness_ms > MAX_LATENESS_MS {
+            return Err(ConfigError::Lateness(raw.allowed_lateness_ms));
+        }
+        let warmup_seconds = (fraction * f64::from(raw.baseline_seconds)).ceil() as i64;
+        Ok(Self { raw, warmup_seconds })
+    }
+
+    pub fn raw(&self) -> &RawConfig {
+        &self.raw
+    }
+    pub fn window_seconds(&self) -> u32 {
+        self.raw.window_seconds
+    }
+    pub fn baseline_seconds(&self) -> u32 {
+        self.raw.baseline_seconds
+    }
+    pub fn k(&self) -> f64 {
+        self.raw.k
+    }
+    pub fn hold_cap_seconds(&self) -> u32 {
+        self.raw.hold_cap_seconds
+    }
+    pub fn cooldown_seconds(&self) -> u32 {
+        self.raw.cooldown_seconds
+    }
+    pub fn min_baseline_fraction(&self) -> f64 {
+        self.raw.min_baseline_fraction
+    }
+    pub fn allowed_lateness_ms(&self) -> u32 {
+        self.raw.allowed_lateness_ms
+    }
+    /// Whole seconds of observation needed before a window's start: `ceil(fraction × baseline)`.
+    pub fn warmup_seconds(&self) -> i64 {
+        self.warmup_seconds
+    }
+}
+
+impl TryFrom<RawConfig> for DetectorConfig {
+    type Error = ConfigError;
+    fn try_from(raw: RawConfig) -> Result<Self, Self::Error> {
+        Self::new(raw)
+    }
+}
+
+impl From<DetectorConfig> for RawConfig {
+    fn from(config: DetectorConfig) -> Self {
+        config.raw
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn with(change: impl FnOnce(&mut RawConfig)) -> Result<DetectorConfig, ConfigError> {
+        let mut raw = RawConfig::default();
+        change(&mut raw);
+        DetectorConfig::new(raw)
+    }
+
+    #[test]
+    fn defaults_match_the_seed_detector() {
+        let config = DetectorConfig::default();
+        assert_eq!(config.window_seconds(), 5);
+        assert_eq!(config.baseline_seconds(), 300);
+        assert_eq!(config.k(), 4.0);
+        assert_eq!(config.hold_cap_seconds(), 25);
+        assert_eq!(config.cooldown_seconds(), 30);
+        assert_eq!(config.min_baseline_fraction(), 0.8);
+        assert_eq!(config.allowed_lateness_ms(), 2_000);
+        assert_eq!(config.warmup_seconds(), 240);
+    }
+
+    #[test]
+    fn invalid_settings_are_rejected_with_a_reason() {
+        assert_eq!(with(|c| c.window_seconds = 0), Err(ConfigError::Window(0)));
+        assert_eq!(with(|c| c.baseline_seconds = 1), Err(ConfigError::Baseline(1)));
+        assert_eq!(with(|c| c.baseline_seconds = 3_600), Err(ConfigError::History(3_605)));
+        assert_eq!(with(|c| c.k = 0.0), Err(ConfigError::K(0.0)));
+        assert!(matches!(with(|c| c.k = f64::NAN), Err(ConfigError::K(_))));
+        assert_eq!(with(|c| c.min_baseline_fraction = 1.0), Err(ConfigError::WarmupFraction(1.0)));
+        assert_eq!(with(|c| c.min_baseline_fraction = 0.0), Err(ConfigError::WarmupFraction(0.0)));
+        assert_eq!(with(|c| c.allowed_lateness_ms = 60_001), Err(ConfigError::Lateness(60_001)));
+        let message = with(|c| c.min_baseline_fraction = 1.5).unwrap_err().to_string();
+        assert!(message.contains("strictly between 0 and 1"), "{message}");
+    }
+}

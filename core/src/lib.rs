@@ -1,0 +1,28 @@
+//! The domain of Twitch Highlights, with no I/O and no AWS or Twitch client types.
+//!
+//! Everything here is pure and deterministic: the detector is driven by event time that the
+//! caller supplies, never by a clock, so the Lambda, the local runner and `highlights backtest`
+//! produce identical detections for identical input, and detector state can be saved between
+//! Lambda invocations and restored without changing any output.
+//!
+//! Modules:
+//! - [`model`]: chat messages and per-broadcaster batches.
+//! - [`wire`]: wire format v1 of `chat-messages` Kinesis records (see `docs/wire-format.md`).
+//! - [`filter`]: the bot-command filter.
+//! - [`config`]: detector settings, validated when built.
+//! - [`detector`]: per-second buckets, the sliding window, anomaly scoring, hold and cooldown.
+//! - [`irc`]: parsing of raw Twitch IRC `PRIVMSG` lines with IRCv3 tags.
+//!
+//! What must not live here: network or file access, clocks, randomness, logging setup.
+
+pub mod config;
+pub mod detector;
+pub mod filter;
+pub mod irc;
+pub mod model;
+mod varint;
+pub mod wire;
+
+pub use config::{ConfigError, DetectorConfig};
+pub use detector::{ChannelDetector, Detection, Detector, Outcome, StateDecodeError, Tally};
+pub use model::{BroadcasterId, ChatBatch, ChatMessage};

@@ -1,0 +1,54 @@
+//! Chat messages and the per-broadcaster batches that the ingester writes to Kinesis.
+
+use serde::{Deserialize, Serialize};
+
+/// A Twitch user id (`room-id` / `user-id` in IRC tags, `broadcaster_id` in Helix).
+///
+/// Twitch sends ids as decimal strings; they are numeric, and a `u64` keeps hashing and the wire
+/// format cheap. Render with `to_string()` wherever Twitch or the API expects a string.
+pub type BroadcasterId = u64;
+
+/// One chat message as the detector and the wire format see it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ChatMessage {
+    /// Twitch's message id (a UUID in the `id` tag); may be empty when the source has none.
+    pub id: String,
+    /// The sender's Twitch user id (0 when unknown).
+    pub user_id: u64,
+    /// The sender's login (lower-case name).
+    pub login: String,
+    /// When Twitch received the message: `tmi-sent-ts`, Unix milliseconds.
+    pub sent_at_ms: i64,
+    /// The message text.
+    pub text: String,
+    /// How many emotes the message contains.
+    pub emote_count: u32,
+}
+
+impl ChatMessage {
+    /// A message with only the fields the detector needs; handy for tests and benchmarks.
+    pub fn new(sent_at_ms: i64, text: impl Into<String>) -> Self {
+        Self {
+            id: String::new(),
+            user_id: 0,
+            login: String::new(),
+            sent_at_ms,
+            text: text.into(),
+            emote_count: 0,
+        }
+    }
+}
+
+/// The content of one `chat-messages` record: chat of one broadcaster, plus a watermark.
+///
+/// The watermark says "event time has reached this instant for this broadcaster"; the ingester
+/// sends a batch at least once a second while it is joined, even an empty one, so the detector's
+/// windows close when chat is quiet.
+#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
+pub struct ChatBatch {
+    pub broadcaster_id: BroadcasterId,
+    /// Event time in Unix milliseconds that this batch vouches for.
+    pub watermark_ms: i64,
+    /// Messages in the order the ingester received them.
+    pub messages: Vec<ChatMessage>,
+}
