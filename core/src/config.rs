@@ -63,9 +63,7 @@ pub enum ConfigError {
     Window(u32),
     #[error("baseline_seconds must be at least 2, to have a sample standard deviation (got {0})")]
     Baseline(u32),
-    #[error(
-        "window_seconds + baseline_seconds must be at most {MAX_HISTORY_SECONDS} (got {0})"
-    )]
+    #[error("window_seconds + baseline_seconds must be at most {MAX_HISTORY_SECONDS} (got {0})")]
     History(u64),
     #[error("k must be a finite number greater than 0 (got {0})")]
     K(f64),

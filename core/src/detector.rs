@@ -183,16 +183,6 @@ impl ChannelDetector {
         (self.watermark_ms != i64::MIN).then_some(self.watermark_ms)
     }
 
-    /// Seconds from the first observed second through the watermark's second.
-    pub fn observed_seconds(&self) -> u64 {
-        match (self.first_second, self.watermark_ms()) {
-            (Some(first), Some(watermark)) => {
-                (watermark.div_euclid(1000) - first + 1).max(0) as u64
-            }
-            _ => 0,
-        }
-    }
-
     /// Whether a hold is open (a burst in progress that has not reported yet).
     pub fn has_open_hold(&self) -> bool {
         self.hold.is_some()
@@ -301,9 +291,7 @@ impl ChannelDetector {
     }
 
     fn drop_stale_hold(&mut self, second: i64) {
-        if self
-            .hold
-            .is_some_and(|hold| second - hold.peak.second > i64::from(self.config.hold_cap_seconds()))
+        if self.hold.is_some_and(|hold| second - hold.peak.second > i64::from(self.config.hold_cap_seconds()))
         {
             self.hold = None;
         }
@@ -552,9 +540,7 @@ impl Detector {
     #[inline]
     pub fn channel_mut(&mut self, broadcaster_id: BroadcasterId) -> &mut ChannelDetector {
         let config = self.config;
-        self.channels
-            .entry(broadcaster_id)
-            .or_insert_with(|| ChannelDetector::new(broadcaster_id, config))
+        self.channels.entry(broadcaster_id).or_insert_with(|| ChannelDetector::new(broadcaster_id, config))
     }
 
     pub fn channel(&self, broadcaster_id: BroadcasterId) -> Option<&ChannelDetector> {
@@ -586,7 +572,12 @@ impl Detector {
         self.channel_mut(broadcaster_id).observe_message(sent_at_ms, text, out)
     }
 
-    pub fn observe_watermark(&mut self, broadcaster_id: BroadcasterId, time_ms: i64, out: &mut Vec<Detection>) {
+    pub fn observe_watermark(
+        &mut self,
+        broadcaster_id: BroadcasterId,
+        time_ms: i64,
+        out: &mut Vec<Detection>,
+    ) {
         self.channel_mut(broadcaster_id).observe_watermark(time_ms, out);
     }
 

@@ -48,16 +48,18 @@ fn reference(config: &DetectorConfig, first: i64, counts: &[u32]) -> Vec<Detecti
     let baseline = i64::from(config.baseline_seconds());
     let cap = i64::from(config.hold_cap_seconds());
     let at = |s: i64| -> u64 {
-        if s < first || s >= first + counts.len() as i64 { 0 } else { u64::from(counts[(s - first) as usize]) }
+        if s < first || s >= first + counts.len() as i64 {
+            0
+        } else {
+            u64::from(counts[(s - first) as usize])
+        }
     };
     let mut out = Vec::new();
     let mut hold: Option<(i64, Measurement)> = None;
     let mut last_fire: Option<i64> = None;
     for second in first..first + counts.len() as i64 {
-        if let Some((_, peak)) = hold {
-            if second - peak.second > cap {
-                hold = None;
-            }
+        if hold.is_some_and(|(_, peak)| second - peak.second > cap) {
+            hold = None;
         }
         if second - window + 1 - first < config.warmup_seconds() {
             continue;
@@ -78,7 +80,8 @@ fn reference(config: &DetectorConfig, first: i64, counts: &[u32]) -> Vec<Detecti
         let elevated = intensity >= config.k();
         match &mut hold {
             None => {
-                if !elevated || last_fire.is_some_and(|f| second - f <= i64::from(config.cooldown_seconds())) {
+                if !elevated || last_fire.is_some_and(|f| second - f <= i64::from(config.cooldown_seconds()))
+                {
                     continue;
                 }
                 hold = Some((second, m));
@@ -357,7 +360,9 @@ fn late_messages_are_counted_and_dropped() {
     let mut fresh = ChannelDetector::new(BROADCASTER, DetectorConfig::default());
     assert_eq!(fresh.observe_message(10_500, "a", &mut out), Outcome::Counted);
     assert_eq!(fresh.observe_message(8_600, "b", &mut out), Outcome::Counted);
-    assert_eq!(fresh.observed_seconds(), 3);
+    assert_eq!(fresh.observe_message(11_000, "c", &mut out), Outcome::Counted);
+    assert_eq!(fresh.watermark_ms(), Some(11_000));
+    assert!(out.is_empty());
 }
 
 #[test]
@@ -396,7 +401,10 @@ fn state_is_small_and_rejects_other_settings() {
     let saved = detector.encode_state();
     assert!(saved.len() < 2048, "{} bytes", saved.len());
     let other = config_with(|c| c.window_seconds = 10);
-    assert_eq!(ChannelDetector::decode_state(BROADCASTER, other, &saved), Err(StateDecodeError::ConfigMismatch));
+    assert_eq!(
+        ChannelDetector::decode_state(BROADCASTER, other, &saved),
+        Err(StateDecodeError::ConfigMismatch)
+    );
     assert_eq!(
         ChannelDetector::decode_state(7, DetectorConfig::default(), &saved),
         Err(StateDecodeError::WrongBroadcaster { expected: 7, found: BROADCASTER })

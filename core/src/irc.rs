@@ -54,9 +54,7 @@ pub fn parse_line(line: &str) -> Result<Option<IrcChat>, IrcError> {
     }
     let (channel, text) = params.split_once(" :").ok_or(IrcError::NoText)?;
     let channel = channel.trim().trim_start_matches('#');
-    let text = text
-        .strip_prefix("\u{1}ACTION ")
-        .map_or(text, |action| action.trim_end_matches('\u{1}'));
+    let text = text.strip_prefix("\u{1}ACTION ").map_or(text, |action| action.trim_end_matches('\u{1}'));
 
     let tag = |name: &str| {
         tags.split(';').find_map(|pair| {
@@ -126,7 +124,12 @@ mod tests {
 
     #[test]
     fn other_commands_are_not_chat() {
-        for line in ["PING :tmi.twitch.tv", ":tmi.twitch.tv 001 justinfan1 :Welcome", ":a!a@a JOIN #a", "@msg-id=sub :tmi.twitch.tv USERNOTICE #a :hi"] {
+        for line in [
+            "PING :tmi.twitch.tv",
+            ":tmi.twitch.tv 001 justinfan1 :Welcome",
+            ":a!a@a JOIN #a",
+            "@msg-id=sub :tmi.twitch.tv USERNOTICE #a :hi",
+        ] {
             assert_eq!(parse_line(line), Ok(None), "{line}");
         }
     }
@@ -137,7 +140,10 @@ mod tests {
         assert_eq!(parse_line("@a=b"), Err(IrcError::NoCommand));
         assert_eq!(parse_line(":a!a@a PRIVMSG #a :hi"), Err(IrcError::MissingTag("room-id")));
         assert_eq!(parse_line("@room-id=1 :a!a@a PRIVMSG #a :hi"), Err(IrcError::MissingTag("tmi-sent-ts")));
-        assert_eq!(parse_line("@room-id=x;tmi-sent-ts=1 :a PRIVMSG #a :hi"), Err(IrcError::BadNumber("room-id")));
+        assert_eq!(
+            parse_line("@room-id=x;tmi-sent-ts=1 :a PRIVMSG #a :hi"),
+            Err(IrcError::BadNumber("room-id"))
+        );
         assert_eq!(parse_line("@room-id=1;tmi-sent-ts=1 :a PRIVMSG #a"), Err(IrcError::NoText));
     }
 

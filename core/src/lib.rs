@@ -24,5 +24,5 @@ mod varint;
 pub mod wire;
 
 pub use config::{ConfigError, DetectorConfig};
-pub use detector::{ChannelDetector, Detection, Detector, Outcome, StateDecodeError, Tally};
+pub use detector::{BroadcasterMap, ChannelDetector, Detection, Detector, Outcome, StateDecodeError, Tally};
 pub use model::{BroadcasterId, ChatBatch, ChatMessage};

@@ -68,9 +68,7 @@ pub fn encode_into(batch: &ChatBatch, out: &mut Vec<u8>) {
 
 /// Encodes `batch` as a v1 record.
 pub fn encode(batch: &ChatBatch) -> Vec<u8> {
-    let mut out = Vec::with_capacity(
-        16 + batch.messages.iter().map(message_len_upper_bound).sum::<usize>(),
-    );
+    let mut out = Vec::with_capacity(16 + batch.messages.iter().map(message_len_upper_bound).sum::<usize>());
     encode_into(batch, &mut out);
     out
 }
@@ -101,9 +99,7 @@ pub fn decode(bytes: &[u8]) -> Result<ChatBatch, DecodeError> {
         return Err(DecodeError::UnknownFlags(flags));
     }
     let broadcaster_id = read_u64(&mut reader, "broadcaster id")?;
-    let watermark_ms = reader
-        .i64()
-        .map_err(|e| varint_error(e, "watermark"))?;
+    let watermark_ms = reader.i64().map_err(|e| varint_error(e, "watermark"))?;
     let declared = read_u64(&mut reader, "message count")?;
     let possible = reader.remaining() / MIN_MESSAGE_BYTES;
     if declared > possible as u64 {
@@ -115,9 +111,7 @@ pub fn decode(bytes: &[u8]) -> Result<ChatBatch, DecodeError> {
         let id = read_id(&mut reader)?;
         let user_id = read_u64(&mut reader, "user id")?;
         let login = read_str(&mut reader, "login")?;
-        let delta = reader
-            .i64()
-            .map_err(|e| varint_error(e, "sent_at"))?;
+        let delta = reader.i64().map_err(|e| varint_error(e, "sent_at"))?;
         // Wrapping, like the encoder's subtraction, so every i64 round-trips.
         let sent_at_ms = previous_ms.wrapping_add(delta);
         previous_ms = sent_at_ms;
@@ -147,9 +141,7 @@ fn read_str(reader: &mut Reader<'_>, what: &'static str) -> Result<String, Decod
     let len = read_u64(reader, what)?;
     let len = usize::try_from(len).map_err(|_| DecodeError::Truncated(what))?;
     let bytes = reader.take(len).ok_or(DecodeError::Truncated(what))?;
-    std::str::from_utf8(bytes)
-        .map(str::to_owned)
-        .map_err(|_| DecodeError::InvalidUtf8(what))
+    std::str::from_utf8(bytes).map(str::to_owned).map_err(|_| DecodeError::InvalidUtf8(what))
 }
 
 fn put_str(out: &mut Vec<u8>, text: &str) {
@@ -292,7 +284,11 @@ mod tests {
         let mut bytes = encode(&sample());
         bytes.push(0);
         assert_eq!(decode(&bytes), Err(DecodeError::TrailingBytes(1)));
-        let mut bad_kind = encode(&ChatBatch { broadcaster_id: 1, watermark_ms: 0, messages: vec![ChatMessage::new(0, "hi")] });
+        let mut bad_kind = encode(&ChatBatch {
+            broadcaster_id: 1,
+            watermark_ms: 0,
+            messages: vec![ChatMessage::new(0, "hi")],
+        });
         bad_kind[5] = 9;
         assert_eq!(decode(&bad_kind), Err(DecodeError::UnknownIdKind(9)));
     }
@@ -307,7 +303,11 @@ mod tests {
 
     fn arb_message() -> impl Strategy<Value = ChatMessage> {
         (
-            prop_oneof![Just(String::new()), "[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}", ".{0,40}"],
+            prop_oneof![
+                Just(String::new()),
+                "[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}",
+                ".{0,40}"
+            ],
             any::<u64>(),
             "[a-z0-9_]{0,25}",
             any::<i64>(),

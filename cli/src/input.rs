@@ -1,0 +1,336 @@
+//! Readers for recorded chat: JSONL, TwitchDownloader chat JSON, and raw Twitch IRC lines.
+//!
+//! Each reader streams [`ChatEvent`]s to a callback and reports bad records to another one with
+//! their position, then goes on: a bad line never stops a backtest. JSONL and IRC are read line
+//! by line, so memory does not grow with the file; a TwitchDownloader file is one JSON document
+//! and is read whole.
+
+use std::borrow::Cow;
+use std::fs::File;
+use std::io::{BufRead, BufReader, Read};
+use std::path::Path;
+
+use highlights_core::irc;
+use serde::Deserialize;
+
+/// One chat message as the backtest needs it.
+#[derive(Debug, Clone, Copy)]
+pub struct ChatEvent<'a> {
+    pub broadcaster_id: u64,
+    pub sent_at_ms: i64,
+    pub text: &'a str,
+}
+
+/// A record that could not be read, with where it is.
+#[derive(Debug, Clone, PartialEq)]
+pub struct BadRecord {
+    /// "line 12" or "comment 3".
+    pub position: String,
+    pub reason: String,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum Format {
+    /// Look at the start of the file.
+    Auto,
+    /// One `{"broadcaster_id", "sent_at" (ms), "text"}` object per line.
+    Jsonl,
+    /// A TwitchDownloader chat export (`{"comments": [...]}`).
+    TwitchDownloader,
+    /// Raw IRC lines with IRCv3 tags (`@...;room-id=...;tmi-sent-ts=... :u!u@u PRIVMSG #c :text`).
+    Irc,
+}
+
+/// Counts of what a reader did besides emitting events.
+#[derive(Debug, Default, Clone, Copy)]
+pub struct ReadStats {
+    pub bad: u64,
+    /// Lines that are valid but not chat (IRC `PING`, `JOIN`, blank lines).
+    pub ignored: u64,
+}
+
+const READ_BUFFER: usize = 1 << 20;
+
+/// Reads `path` in `format`, calling `on_event` per message and `on_bad` per bad record;
+/// `on_progress` gets the bytes consumed so far now and then.
+pub fn read_file(
+    path: &Path,
+    format: Format,
+    on_event: &mut dyn FnMut(ChatEvent<'_>),
+    on_bad: &mut dyn FnMut(BadRecord),
+    on_progress: &mut dyn FnMut(u64),
+) -> anyhow::Result<ReadStats> {
+    use anyhow::Context as _;
+    let file = File::open(path).with_context(|| format!("cannot open {}", path.display()))?;
+    let mut reader = BufReader::with_capacity(READ_BUFFER, file);
+    let format = match format {
+        Format::Auto => detect(&mut reader).with_context(|| format!("cannot read {}", path.display()))?,
+        chosen => chosen,
+    };
+    let stats = match format {
+        Format::Jsonl | Format::Irc => read_lines(&mut reader, format, on_event, on_bad, on_progress),
+        Format::TwitchDownloader => read_twitch_downloader(&mut reader, on_event, on_bad),
+        Format::Auto => unreachable!("resolved above"),
+    }
+    .with_context(|| format!("cannot read {}", path.display()))?;
+    Ok(stats)
+}
+
+/// Guesses the format from the first line without consuming it.
+fn detect(reader: &mut BufReader<File>) -> std::io::Result<Format> {
+    let head = reader.fill_buf()?;
+    let text = String::from_utf8_lossy(head);
+    let first_line = text.trim_start().lines().next().unwrap_or("");
+    Ok(if first_line.starts_with('@') || first_line.starts_with(':') {
+        Format::Irc
+    } else if serde_json::from_str::<serde_json::Value>(first_line)
+        .is_ok_and(|value| value.get("sent_at").is_some())
+    {
+        Format::Jsonl
+    } else {
+        Format::TwitchDownloader
+    })
+}
+
+#[derive(Deserialize)]
+struct JsonlLine<'a> {
+    #[serde(deserialize_with = "twitch_id")]
+    broadcaster_id: u64,
+    sent_at: i64,
+    #[serde(borrow)]
+    text: Cow<'a, str>,
+}
+
+fn read_lines(
+    reader: &mut impl BufRead,
+    format: Format,
+    on_event: &mut dyn FnMut(ChatEvent<'_>),
+    on_bad: &mut dyn FnMut(BadRecord),
+    on_progress: &mut dyn FnMut(u64),
+) -> std::io::Result<ReadStats> {
+    let mut stats = ReadStats::default();
+    let mut line = Vec::with_capacity(4096);
+    let mut consumed = 0u64;
+    let mut line_number = 0u64;
+    loop {
+        line.clear();
+        let read = reader.read_until(b'\n', &mut line)?;
+        if read == 0 {
+            break;
+        }
+        consumed += read as u64;
+        line_number += 1;
+        if line_number.is_multiple_of(65_536) {
+            on_progress(consumed);
+        }
+        if line.iter().all(u8::is_ascii_whitespace) {
+            stats.ignored += 1;
+            continue;
+        }
+        let bad = |reason: String| BadRecord { position: format!("line {line_number}"), reason };
+        match format {
+            Format::Jsonl => match serde_json::from_slice::<JsonlLine<'_>>(&line) {
+                Ok(parsed) => on_event(ChatEvent {
+                    broadcaster_id: parsed.broadcaster_id,
+                    sent_at_ms: parsed.sent_at,
+                    text: &parsed.text,
+                }),
+                Err(error) => {
+                    stats.bad += 1;
+                    on_bad(bad(error.to_string()));
+                }
+            },
+            _ => match std::str::from_utf8(&line)
+                .map_err(|e| e.to_string())
+                .and_then(|text| irc::parse_line(text).map_err(|e| e.to_string()))
+            {
+                Ok(Some(chat)) => on_event(ChatEvent {
+                    broadcaster_id: chat.broadcaster_id,
+                    sent_at_ms: chat.message.sent_at_ms,
+                    text: &chat.message.text,
+                }),
+                Ok(None) => stats.ignored += 1,
+                Err(reason) => {
+                    stats.bad += 1;
+                    on_bad(bad(reason));
+                }
+            },
+        }
+    }
+    on_progress(consumed);
+    Ok(stats)
+}
+
+#[derive(Deserialize)]
+struct DownloaderFile {
+    #[serde(default)]
+    streamer: Option<DownloaderStreamer>,
+    comments: Vec<serde_json::Value>,
+}
+
+#[derive(Deserialize)]
+struct DownloaderStreamer {
+    #[serde(deserialize_with = "twitch_id")]
+    id: u64,
+}
+
+#[derive(Deserialize)]
+struct DownloaderComment {
+    created_at: String,
+    #[serde(default, deserialize_with = "optional_twitch_id")]
+    channel_id: Option<u64>,
+    message: DownloaderMessage,
+}
+
+#[derive(Deserialize)]
+struct DownloaderMessage {
+    body: String,
+}
+
+fn read_twitch_downloader(
+    reader: &mut impl Read,
+    on_event: &mut dyn FnMut(ChatEvent<'_>),
+    on_bad: &mut dyn FnMut(BadRecord),
+) -> std::io::Result<ReadStats> {
+    let mut stats = ReadStats::default();
+    let file: DownloaderFile = serde_json::from_reader(reader).map_err(|error| {
+        std::io::Error::new(
+            std::io::ErrorKind::InvalidData,
+            format!("not a TwitchDownloader chat file ({error}); for other files pass --format"),
+        )
+    })?;
+    let fallback_id = file.streamer.map(|s| s.id);
+    for (index, value) in file.comments.into_iter().enumerate() {
+        let bad = |reason: String| BadRecord { position: format!("comment {}", index + 1), reason };
+        let comment = match serde_json::from_value::<DownloaderComment>(value) {
+            Ok(comment) => comment,
+            Err(error) => {
+                stats.bad += 1;
+                on_bad(bad(error.to_string()));
+                continue;
+            }
+        };
+        let Some(broadcaster_id) = comment.channel_id.or(fallback_id) else {
+            stats.bad += 1;
+            on_bad(bad("no channel_id and no streamer.id".into()));
+            continue;
+        };
+        match parse_rfc3339_ms(&comment.created_at) {
+            Ok(sent_at_ms) => on_event(ChatEvent { broadcaster_id, sent_at_ms, text: &comment.message.body }),
+            Err(reason) => {
+                stats.bad += 1;
+                on_bad(bad(reason));
+            }
+        }
+    }
+    Ok(stats)
+}
+
+fn parse_rfc3339_ms(text: &str) -> Result<i64, String> {
+    let at = time::OffsetDateTime::parse(text, &time::format_description::well_known::Rfc3339)
+        .map_err(|error| format!("created_at {text:?}: {error}"))?;
+    i64::try_from(at.unix_timestamp_nanos() / 1_000_000)
+        .map_err(|_| format!("created_at {text:?} out of range"))
+}
+
+/// Twitch ids arrive as strings in most APIs and as numbers in some exports: accept both.
+fn twitch_id<'de, D: serde::Deserializer<'de>>(deserializer: D) -> Result<u64, D::Error> {
+    struct Visitor;
+    impl serde::de::Visitor<'_> for Visitor {
+        type Value = u64;
+        fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+            f.write_str("a Twitch id (a non-negative integer or a string of digits)")
+        }
+        fn visit_u64<E: serde::de::Error>(self, value: u64) -> Result<u64, E> {
+            Ok(value)
+        }
+        fn visit_i64<E: serde::de::Error>(self, value: i64) -> Result<u64, E> {
+            u64::try_from(value).map_err(|_| E::custom("a Twitch id cannot be negative"))
+        }
+        fn visit_str<E: serde::de::Error>(self, value: &str) -> Result<u64, E> {
+            value.parse().map_err(|_| E::custom(format!("{value:?} is not a Twitch id")))
+        }
+    }
+    deserializer.deserialize_any(Visitor)
+}
+
+fn optional_twitch_id<'de, D: serde::Deserializer<'de>>(deserializer: D) -> Result<Option<u64>, D::Error> {
+    twitch_id(deserializer).map(Some)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::io::Write;
+
+    fn collect(contents: &str, format: Format) -> (Vec<(u64, i64, String)>, Vec<BadRecord>, ReadStats) {
+        let dir = std::env::temp_dir().join(format!("highlights-input-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let path = dir.join(format!("{:?}-{}", format, contents.len()));
+        std::fs::File::create(&path).unwrap().write_all(contents.as_bytes()).unwrap();
+        let mut events = Vec::new();
+        let mut bad = Vec::new();
+        let stats = read_file(
+            &path,
+            format,
+            &mut |e| events.push((e.broadcaster_id, e.sent_at_ms, e.text.to_owned())),
+            &mut |b| bad.push(b),
+            &mut |_| {},
+        )
+        .unwrap();
+        (events, bad, stats)
+    }
+
+    #[test]
+    fn jsonl_accepts_string_and_number_ids_and_reports_bad_lines() {
+        let contents = "{\"broadcaster_id\":\"12\",\"sent_at\":1000,\"text\":\"hi \\\"you\\\"\",\"extra\":1}\n\
+                        not json\n\
+                        \n\
+                        {\"broadcaster_id\":13,\"sent_at\":2000,\"text\":\"yo\"}\n\
+                        {\"broadcaster_id\":-1,\"sent_at\":2000,\"text\":\"yo\"}\n";
+        let (events, bad, stats) = collect(contents, Format::Auto);
+        assert_eq!(events, vec![(12, 1000, "hi \"you\"".into()), (13, 2000, "yo".into())]);
+        assert_eq!(bad.iter().map(|b| b.position.as_str()).collect::<Vec<_>>(), ["line 2", "line 5"]);
+        assert_eq!((stats.bad, stats.ignored), (2, 1));
+    }
+
+    #[test]
+    fn irc_lines_are_detected_and_parsed() {
+        let contents = "@room-id=7;tmi-sent-ts=1500;id=x :a!a@a PRIVMSG #a :Kappa\n\
+                        PING :tmi.twitch.tv\n\
+                        @room-id=7 :a!a@a PRIVMSG #a :no time\n";
+        let (events, bad, stats) = collect(contents, Format::Auto);
+        assert_eq!(events, vec![(7, 1500, "Kappa".into())]);
+        assert_eq!(bad.len(), 1);
+        assert!(bad[0].reason.contains("tmi-sent-ts"), "{:?}", bad[0]);
+        assert_eq!(stats.ignored, 1);
+    }
+
+    #[test]
+    fn twitch_downloader_comments_use_created_at_and_channel_id() {
+        let contents = r#"{"streamer":{"name":"X","id":99},"comments":[
+            {"created_at":"2024-12-01T22:36:48.357Z","channel_id":"194814599","message":{"body":"Oh god"}},
+            {"created_at":"2024-12-01T22:36:49Z","message":{"body":"no channel id"}},
+            {"created_at":"yesterday","channel_id":"1","message":{"body":"bad time"}},
+            {"channel_id":"1"}
+        ]}"#;
+        let (events, bad, _) = collect(contents, Format::Auto);
+        assert_eq!(
+            events,
+            vec![
+                (194_814_599, 1_733_092_608_357, "Oh god".into()),
+                (99, 1_733_092_609_000, "no channel id".into())
+            ]
+        );
+        assert_eq!(bad.iter().map(|b| b.position.as_str()).collect::<Vec<_>>(), ["comment 3", "comment 4"]);
+    }
+
+    #[test]
+    fn a_file_that_is_not_chat_is_an_error_not_a_panic() {
+        let dir = std::env::temp_dir();
+        let path = dir.join(format!("highlights-not-chat-{}", std::process::id()));
+        std::fs::write(&path, "hello\nworld\n").unwrap();
+        let error = read_file(&path, Format::Auto, &mut |_| {}, &mut |_| {}, &mut |_| {}).unwrap_err();
+        assert!(format!("{error:#}").contains("--format"), "{error:#}");
+    }
+}

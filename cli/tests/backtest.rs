@@ -1,0 +1,208 @@
+//! End-to-end tests of the `highlights` binary: golden detections on the real chat logs in
+//! `shared/data/chat`, synthetic chat with labels, every input format, and bad input.
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+
+fn highlights(args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_highlights")).args(args).output().expect("the binary runs")
+}
+
+fn stdout(output: &Output) -> String {
+    assert!(output.status.success(), "failed: {}", String::from_utf8_lossy(&output.stderr));
+    String::from_utf8(output.stdout.clone()).unwrap()
+}
+
+/// The recorded logs live outside the repository, beside it in `shared/`; they are not copied in.
+fn chat_dir() -> PathBuf {
+    let dir = std::env::var_os("HIGHLIGHTS_CHAT_DIR")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| Path::new(env!("CARGO_MANIFEST_DIR")).join("../../shared/data/chat"));
+    assert!(
+        dir.is_dir(),
+        "the real chat logs are expected in {} (set HIGHLIGHTS_CHAT_DIR to their folder)",
+        dir.display()
+    );
+    dir
+}
+
+fn temp_dir(name: &str) -> PathBuf {
+    let dir = std::env::temp_dir().join(format!("highlights-cli-{name}-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    dir
+}
+
+fn summary(output: &Output) -> serde_json::Value {
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    let line = stderr.lines().last().expect("a summary line");
+    serde_json::from_str(line).unwrap_or_else(|e| panic!("{e}: {stderr}"))
+}
+
+fn check_golden(name: &str, actual: &str) {
+    let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/golden").join(name);
+    if std::env::var_os("UPDATE_GOLDEN").is_some() {
+        std::fs::write(&path, actual).unwrap();
+    }
+    let expected = std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+    assert_eq!(actual, expected, "detections differ from {}", path.display());
+}
+
+#[test]
+fn golden_detections_on_the_real_logs() {
+    let dir = chat_dir();
+    for (file, k) in [
+        ("theltwilson-2024-12-01.twitchdownloader.json", "4"),
+        ("theltwilson-2024-12-01.twitchdownloader.json", "3"),
+        ("theltwilson-2025-04-01.twitchdownloader.json", "4"),
+        ("theltwilson-2025-04-01.twitchdownloader.json", "3"),
+    ] {
+        let path = dir.join(file);
+        let output = highlights(&["backtest", path.to_str().unwrap(), "--k", k, "--summary", "json"]);
+        let detections = stdout(&output);
+        check_golden(&format!("{}.k{k}.jsonl", file.split('.').next().unwrap()), &detections);
+        let summary = summary(&output);
+        assert_eq!(summary["bad_records"], 0);
+        assert_eq!(summary["broadcasters"], 1);
+        assert_eq!(summary["detections"].as_u64().unwrap() as usize, detections.lines().count());
+    }
+}
+
+#[test]
+fn the_real_logs_have_the_expected_shape() {
+    let dir = chat_dir();
+    let first = dir.join("theltwilson-2024-12-01.twitchdownloader.json");
+    let output = highlights(&["backtest", first.to_str().unwrap(), "--summary", "json"]);
+    let summary = summary(&output);
+    assert_eq!(summary["messages"], 1265);
+    assert_eq!(summary["commands_filtered"], 442);
+    // The one default detection is the "Abababababa" spam combo: peak inside the burst.
+    let detection: serde_json::Value = serde_json::from_str(stdout(&output).trim()).unwrap();
+    assert_eq!(detection["broadcaster_id"], "194814599");
+    assert_eq!(detection["peak_at"], 1_733_098_531);
+    let fired = detection["fired_at"].as_i64().unwrap();
+    assert!((1_733_098_531..=1_733_098_531 + 25).contains(&fired));
+}
+
+#[test]
+fn synthetic_chat_is_deterministic_and_its_bursts_are_found() {
+    let dir = temp_dir("synth");
+    let (chat, labels) = (dir.join("chat.jsonl"), dir.join("labels.jsonl"));
+    let args = |out: &Path, labels: &Path| {
+        vec![
+            "synth".to_owned(),
+            "--channels".into(),
+            "20".into(),
+            "--duration".into(),
+            "3600".into(),
+            "--seed".into(),
+            "9".into(),
+            "--out".into(),
+            out.display().to_string(),
+            "--labels".into(),
+            labels.display().to_string(),
+        ]
+    };
+    let run = |out: &Path, labels: &Path| {
+        let args = args(out, labels);
+        stdout(&highlights(&args.iter().map(String::as_str).collect::<Vec<_>>()));
+    };
+    run(&chat, &labels);
+    run(&dir.join("again.jsonl"), &dir.join("again-labels.jsonl"));
+    assert_eq!(std::fs::read(&chat).unwrap(), std::fs::read(dir.join("again.jsonl")).unwrap());
+    assert_eq!(std::fs::read(&labels).unwrap(), std::fs::read(dir.join("again-labels.jsonl")).unwrap());
+
+    let output = highlights(&[
+        "backtest",
+        chat.to_str().unwrap(),
+        "--labels",
+        labels.to_str().unwrap(),
+        "--summary",
+        "json",
+    ]);
+    let detections = stdout(&output);
+    let summary = summary(&output);
+    let score = &summary["labels"];
+    assert!(score["labels"].as_u64().unwrap() >= 20, "{score}");
+    assert!(score["recall"].as_f64().unwrap() >= 0.95, "{score}");
+    assert!(score["precision"].as_f64().unwrap() >= 0.95, "{score}");
+    assert!(summary["commands_filtered"].as_u64().unwrap() > 0);
+    assert_eq!(summary["broadcasters"], 20);
+    for line in detections.lines() {
+        let d: serde_json::Value = serde_json::from_str(line).unwrap();
+        for field in [
+            "broadcaster_id",
+            "peak_at",
+            "fired_at",
+            "intensity",
+            "message_count",
+            "baseline_mean",
+            "baseline_std",
+        ] {
+            assert!(!d[field].is_null(), "{field} missing in {line}");
+        }
+    }
+}
+
+#[test]
+fn irc_and_jsonl_renderings_of_the_same_chat_agree() {
+    let dir = temp_dir("formats");
+    let chat = dir.join("chat.jsonl");
+    stdout(&highlights(&["synth", "--channels", "3", "--duration", "1200", "--out", chat.to_str().unwrap()]));
+    let irc = dir.join("chat.irc");
+    let mut lines = String::from(":tmi.twitch.tv 001 justinfan123 :Welcome, GLHF!\nPING :tmi.twitch.tv\n");
+    for line in std::fs::read_to_string(&chat).unwrap().lines() {
+        let v: serde_json::Value = serde_json::from_str(line).unwrap();
+        lines += &format!(
+            "@badge-info=;emotes=;id=00000000-0000-0000-0000-000000000000;room-id={};tmi-sent-ts={};user-id=1 :{l}!{l}@{l}.tmi.twitch.tv PRIVMSG #c :{}\r\n",
+            v["broadcaster_id"].as_str().unwrap(),
+            v["sent_at"],
+            v["text"].as_str().unwrap(),
+            l = v["login"].as_str().unwrap(),
+        );
+    }
+    std::fs::write(&irc, lines).unwrap();
+    let from_jsonl = stdout(&highlights(&["backtest", chat.to_str().unwrap(), "--summary", "none"]));
+    let from_irc = highlights(&["backtest", irc.to_str().unwrap(), "--summary", "json"]);
+    assert_eq!(stdout(&from_irc), from_jsonl);
+    assert!(!from_jsonl.is_empty());
+    assert_eq!(summary(&from_irc)["ignored_lines"], 2);
+    let forced = highlights(&["backtest", "--format", "irc", irc.to_str().unwrap(), "--summary", "none"]);
+    assert_eq!(stdout(&forced), from_jsonl);
+}
+
+#[test]
+fn bad_lines_are_reported_with_their_number_and_skipped() {
+    let dir = temp_dir("bad");
+    let path = dir.join("bad.jsonl");
+    std::fs::write(
+        &path,
+        "{\"broadcaster_id\":\"1\",\"sent_at\":1000,\"text\":\"a\"}\n{oops\n{\"broadcaster_id\":\"1\",\"text\":\"no time\"}\n{\"broadcaster_id\":\"1\",\"sent_at\":2000,\"text\":\"b\"}\n",
+    )
+    .unwrap();
+    let output = highlights(&["backtest", path.to_str().unwrap(), "--summary", "json"]);
+    assert!(output.status.success());
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(stderr.contains("bad.jsonl: line 2:"), "{stderr}");
+    assert!(stderr.contains("bad.jsonl: line 3:") && stderr.contains("sent_at"), "{stderr}");
+    let summary = summary(&output);
+    assert_eq!((summary["messages"].as_u64(), summary["bad_records"].as_u64()), (Some(2), Some(2)));
+}
+
+#[test]
+fn invalid_settings_and_missing_files_are_clear_errors() {
+    let output = highlights(&["backtest", "/nonexistent/chat.jsonl"]);
+    assert_eq!(output.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&output.stderr).contains("cannot open /nonexistent/chat.jsonl"));
+
+    let dir = temp_dir("settings");
+    let path = dir.join("empty.jsonl");
+    std::fs::write(&path, "").unwrap();
+    let output = highlights(&["backtest", path.to_str().unwrap(), "--warmup-fraction", "1.5"]);
+    assert_eq!(output.status.code(), Some(1));
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(stderr.contains("min_baseline_fraction must be strictly between 0 and 1"), "{stderr}");
+    assert!(!stderr.contains("panicked"));
+
+    let output = highlights(&["synth", "--channels", "0"]);
+    assert_eq!(output.status.code(), Some(1));
+}
