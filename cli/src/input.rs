@@ -264,9 +264,12 @@ mod tests {
     use std::io::Write;
 
     fn collect(contents: &str, format: Format) -> (Vec<(u64, i64, String)>, Vec<BadRecord>, ReadStats) {
-        let dir = std::env::temp_dir().join(format!("highlights-input-{}", std::process::id()));
-        std::fs::create_dir_all(&dir).unwrap();
-        let path = dir.join(format!("{:?}-{}", format, contents.len()));
+        let path = std::env::temp_dir().join(format!(
+            "highlights-input-{}-{:?}-{}",
+            std::process::id(),
+            format,
+            contents.len()
+        ));
         std::fs::File::create(&path).unwrap().write_all(contents.as_bytes()).unwrap();
         let mut events = Vec::new();
         let mut bad = Vec::new();
@@ -278,6 +281,7 @@ mod tests {
             &mut |_| {},
         )
         .unwrap();
+        std::fs::remove_file(&path).unwrap();
         (events, bad, stats)
     }
 
@@ -331,6 +335,7 @@ mod tests {
         let path = dir.join(format!("highlights-not-chat-{}", std::process::id()));
         std::fs::write(&path, "hello\nworld\n").unwrap();
         let error = read_file(&path, Format::Auto, &mut |_| {}, &mut |_| {}, &mut |_| {}).unwrap_err();
+        std::fs::remove_file(&path).unwrap();
         assert!(format!("{error:#}").contains("--format"), "{error:#}");
     }
 }
