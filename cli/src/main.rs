@@ -6,6 +6,7 @@
 mod backtest;
 mod input;
 mod labels;
+mod stack;
 mod synth;
 
 use std::process::ExitCode;
@@ -25,6 +26,11 @@ enum Command {
     Backtest(backtest::BacktestArgs),
     /// Generate deterministic synthetic chat (JSONL) with labelled bursts.
     Synth(synth::SynthArgs),
+    /// Apply the PostgreSQL schema migrations (DATABASE_URL); applying twice is a no-op.
+    Migrate(stack::MigrateArgs),
+    /// The local cloud: provisioning against the AWS emulator or LocalStack.
+    #[command(subcommand)]
+    Local(stack::LocalCommand),
 }
 
 fn main() -> ExitCode {
@@ -33,6 +39,8 @@ fn main() -> ExitCode {
     let result = match cli.command {
         Command::Backtest(args) => backtest::run(args),
         Command::Synth(args) => synth::run(args),
+        Command::Migrate(args) => stack::migrate(args),
+        Command::Local(command) => stack::local(command),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

@@ -1,0 +1,12 @@
+//! The I/O edges of Twitch Highlights: AWS services, PostgreSQL, resource names and the local
+//! stack's environment.
+//!
+//! Entry points (the `highlights` CLI, the Lambda functions, the ingester) build clients here
+//! once and hand them to handlers. Domain logic does not belong here: it lives in
+//! `highlights-core`, which this crate only feeds.
+
+pub mod aws;
+pub mod postgres;
+pub mod provision;
+pub mod resources;
+pub mod stack_env;

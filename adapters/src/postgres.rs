@@ -1,0 +1,150 @@
+//! PostgreSQL: connecting from `DATABASE_URL`, the schema migrations (`adapters/migrations/`,
+//! embedded in every binary), and a small connection pool.
+//!
+//! Errors name the server and database but never the password in the URL.
+
+use deadpool_postgres::{Manager, ManagerConfig, Pool, RecyclingMethod};
+use tokio_postgres::{Config, NoTls};
+
+mod embedded {
+    refinery::embed_migrations!("migrations");
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum DbError {
+    #[error("DATABASE_URL is not a PostgreSQL connection string")]
+    BadUrl,
+    #[error("DATABASE_URL names no database")]
+    NoDatabase,
+    #[error("database name {0:?} may only contain letters, digits, '_' and '-'")]
+    BadDatabaseName(String),
+    #[error("cannot connect to {target}: {source}")]
+    Connect { target: String, source: tokio_postgres::Error },
+    #[error("migrating {target} failed: {source}")]
+    Migrate { target: String, source: refinery::Error },
+    #[error("query on {target} failed: {source}")]
+    Query { target: String, source: tokio_postgres::Error },
+    #[error("cannot build a connection pool: {0}")]
+    Pool(String),
+}
+
+/// Parsed connection settings plus a printable, password-free description of them.
+#[derive(Clone)]
+pub struct Database {
+    config: Config,
+    target: String,
+}
+
+impl std::fmt::Debug for Database {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "Database({})", self.target)
+    }
+}
+
+impl Database {
+    pub fn from_url(url: &str) -> Result<Self, DbError> {
+        let config: Config = url.parse().map_err(|_| DbError::BadUrl)?;
+        let host = config
+            .get_hosts()
+            .first()
+            .map(|h| match h {
+                tokio_postgres::config::Host::Tcp(name) => name.clone(),
+                #[cfg(unix)]
+                tokio_postgres::config::Host::Unix(path) => path.display().to_string(),
+            })
+            .unwrap_or_else(|| "localhost".into());
+        let port = config.get_ports().first().copied().unwrap_or(5432);
+        let target = format!("{host}:{port}/{}", config.get_dbname().unwrap_or(""));
+        Ok(Self { config, target })
+    }
+
+    /// `host:port/database`, safe to print.
+    pub fn target(&self) -> &str {
+        &self.target
+    }
+
+    pub fn database_name(&self) -> Result<&str, DbError> {
+        self.config.get_dbname().ok_or(DbError::NoDatabase)
+    }
+
+    /// One connection, its driver task spawned on the current runtime.
+    pub async fn connect(&self) -> Result<tokio_postgres::Client, DbError> {
+        let (client, connection) = self
+            .config
+            .connect(NoTls)
+            .await
+            .map_err(|source| DbError::Connect { target: self.target.clone(), source })?;
+        tokio::spawn(async move {
+            if let Err(error) = connection.await {
+                tracing::warn!(%error, "postgres connection closed with an error");
+            }
+        });
+        Ok(client)
+    }
+
+    /// Creates the database named in the URL when it does not exist (connecting to the
+    /// server's `postgres` database to do so). Returns whether it was created.
+    pub async fn create_if_missing(&self) -> Result<bool, DbError> {
+        let name = self.database_name()?.to_owned();
+        if name.is_empty() || !name.chars().all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-') {
+            return Err(DbError::BadDatabaseName(name));
+        }
+        let mut admin = self.clone();
+        admin.config.dbname("postgres");
+        let client = admin.connect().await?;
+        let query_error = |source| DbError::Query { target: admin.target.clone(), source };
+        let exists = client
+            .query_opt("SELECT 1 FROM pg_database WHERE datname = $1", &[&name])
+            .await
+            .map_err(query_error)?;
+        if exists.is_some() {
+            return Ok(false);
+        }
+        // The name was checked above; identifiers cannot be bound as parameters.
+        client.batch_execute(&format!("CREATE DATABASE \"{name}\"")).await.map_err(query_error)?;
+        Ok(true)
+    }
+
+    /// Applies the migrations that are not applied yet; returns the names of those applied now.
+    pub async fn migrate(&self) -> Result<Vec<String>, DbError> {
+        let mut client = self.connect().await?;
+        let report = embedded::migrations::runner()
+            .run_async(&mut client)
+            .await
+            .map_err(|source| DbError::Migrate { target: self.target.clone(), source })?;
+        Ok(report.applied_migrations().iter().map(|m| m.to_string()).collect())
+    }
+
+    /// A pool of at most `max_size` connections (1–2 per Lambda instance).
+    pub fn pool(&self, max_size: usize) -> Result<Pool, DbError> {
+        let manager = Manager::from_config(
+            self.config.clone(),
+            NoTls,
+            ManagerConfig { recycling_method: RecyclingMethod::Fast },
+        );
+        Pool::builder(manager).max_size(max_size).build().map_err(|e| DbError::Pool(e.to_string()))
+    }
+}
+
+/// Names of all migrations embedded in this build, oldest first.
+pub fn migration_names() -> Vec<String> {
+    embedded::migrations::runner().get_migrations().iter().map(|m| m.to_string()).collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_target_never_shows_the_password() {
+        let db = Database::from_url("postgres://user:s3cret-pw@db.example:6543/clips").unwrap();
+        assert_eq!(db.target(), "db.example:6543/clips");
+        assert!(!format!("{db:?}").contains("s3cret"));
+        assert!(matches!(Database::from_url("postgres://u:p@h:notaport/x"), Err(DbError::BadUrl)));
+    }
+
+    #[test]
+    fn migrations_are_embedded() {
+        assert_eq!(migration_names().first().map(String::as_str), Some("V1__initial"));
+    }
+}

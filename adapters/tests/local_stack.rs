@@ -1,0 +1,307 @@
+//! Integration tests against the running local stack (AWS emulator + PostgreSQL), found through
+//! `.local/stack/env`. Start it with `localstack/up`; `scripts/test` does so itself.
+//!
+//! Every test works on its own uniquely named resources, so tests run in parallel on one stack.
+
+use std::path::Path;
+use std::sync::atomic::{AtomicU32, Ordering};
+use std::time::Duration;
+
+use aws_config::SdkConfig;
+use aws_sdk_dynamodb::types::AttributeValue;
+use aws_sdk_kinesis::primitives::Blob;
+use aws_sdk_kinesis::types::{PutRecordsRequestEntry, ShardIteratorType};
+use highlights_adapters::aws;
+use highlights_adapters::postgres::Database;
+use highlights_adapters::provision::{Outcome, ProvisionOptions, SecretValue, provision};
+use highlights_adapters::resources::Resources;
+use highlights_adapters::stack_env::{HOW_TO_START, StackEnv};
+use highlights_core::{ChatBatch, ChatMessage, wire};
+
+fn stack() -> StackEnv {
+    let stack = StackEnv::discover(Path::new(env!("CARGO_MANIFEST_DIR"))).unwrap_or_else(|e| panic!("{e}"));
+    let endpoint = stack.aws().unwrap().endpoint_url;
+    let address = endpoint.trim_start_matches("http://").trim_end_matches('/');
+    assert!(
+        std::net::TcpStream::connect(address).is_ok(),
+        "the AWS emulator at {endpoint} does not answer: {HOW_TO_START}"
+    );
+    stack
+}
+
+async fn sdk() -> SdkConfig {
+    aws::local(&stack().aws().unwrap()).await
+}
+
+fn unique() -> String {
+    static NEXT: AtomicU32 = AtomicU32::new(0);
+    format!("t{}-{}", std::process::id(), NEXT.fetch_add(1, Ordering::Relaxed))
+}
+
+async fn provisioned(options: &ProvisionOptions) -> (SdkConfig, Resources) {
+    let config = sdk().await;
+    let resources = Resources::defaults().with_suffix(&unique());
+    provision(&config, &resources, options).await.unwrap();
+    (config, resources)
+}
+
+/// A comparable description of what exists for `resources`.
+async fn describe(config: &SdkConfig, resources: &Resources) -> Vec<String> {
+    let kinesis = aws_sdk_kinesis::Client::new(config);
+    let dynamodb = aws_sdk_dynamodb::Client::new(config);
+    let sqs = aws_sdk_sqs::Client::new(config);
+    let secrets = aws_sdk_secretsmanager::Client::new(config);
+    let mut out = Vec::new();
+    for stream in [&resources.chat_stream, &resources.lifecycle_stream] {
+        let summary = kinesis.describe_stream_summary().stream_name(&stream.name).send().await.unwrap();
+        let summary = summary.stream_description_summary().unwrap();
+        out.push(format!(
+            "kinesis {} shards={} {:?}",
+            stream.name,
+            summary.open_shard_count(),
+            summary.stream_status()
+        ));
+    }
+    for table in [&resources.detector_state_table, &resources.highlights_table] {
+        let described = dynamodb.describe_table().table_name(&table.name).send().await.unwrap();
+        let table_description = described.table().unwrap();
+        let keys: Vec<String> = table_description
+            .key_schema()
+            .iter()
+            .map(|k| format!("{}:{:?}", k.attribute_name(), k.key_type()))
+            .collect();
+        let stream = table_description.stream_specification().map(|s| format!("{:?}", s.stream_view_type()));
+        let ttl = dynamodb.describe_time_to_live().table_name(&table.name).send().await.unwrap();
+        let ttl = ttl.time_to_live_description().and_then(|d| d.attribute_name().map(str::to_owned));
+        out.push(format!("dynamodb {} keys={keys:?} stream={stream:?} ttl={ttl:?}", table.name));
+    }
+    for queue in [&resources.detector_dlq, &resources.lifecycle_dlq, &resources.clipper_dlq] {
+        let url = sqs.get_queue_url().queue_name(&queue.name).send().await.unwrap();
+        out.push(format!("sqs {}", url.queue_url().unwrap_or_default().rsplit('/').next().unwrap()));
+    }
+    for secret in [&resources.twitch_app_secret, &resources.twitch_user_token_secret] {
+        let value = secrets.get_secret_value().secret_id(&secret.name).send().await.unwrap();
+        out.push(format!("secret {} = {}", secret.name, value.secret_string().unwrap_or_default()));
+    }
+    out
+}
+
+#[tokio::test]
+async fn provisioning_twice_leaves_the_same_resources() {
+    let config = sdk().await;
+    let resources = Resources::defaults().with_suffix(&unique());
+    let options = ProvisionOptions { shards: 2, ..ProvisionOptions::default() };
+    let first = provision(&config, &resources, &options).await.unwrap();
+    assert_eq!(first.len(), 9);
+    assert!(first.iter().all(|p| p.outcome == Outcome::Created), "{first:?}");
+    let before = describe(&config, &resources).await;
+    let second = provision(&config, &resources, &options).await.unwrap();
+    assert!(second.iter().all(|p| p.outcome == Outcome::Existed), "{second:?}");
+    assert_eq!(describe(&config, &resources).await, before);
+    assert!(before.iter().any(|d| d.contains("shards=Some(2)") || d.contains("shards=2")), "{before:?}");
+    assert!(
+        before.iter().any(|d| d.contains("keys=[\"broadcaster_id:Hash\", \"peak_at:Range\"]")
+            && d.contains("NewImage")
+            && d.contains("expires_at")),
+        "{before:?}"
+    );
+    assert!(before.iter().any(|d| d.ends_with(" = {}")), "secrets start empty: {before:?}");
+}
+
+#[tokio::test]
+async fn kinesis_round_trip_keeps_per_partition_key_order() {
+    let (config, resources) =
+        provisioned(&ProvisionOptions { shards: 2, ..ProvisionOptions::default() }).await;
+    let kinesis = aws_sdk_kinesis::Client::new(&config);
+    let stream = &resources.chat_stream.name;
+    let broadcasters = [1001u64, 1002, 1003];
+    for round in 0..4i64 {
+        let entries = broadcasters
+            .iter()
+            .map(|&id| {
+                let batch = ChatBatch {
+                    broadcaster_id: id,
+                    watermark_ms: round * 1000 + 999,
+                    messages: vec![ChatMessage::new(round * 1000, format!("round {round}"))],
+                };
+                PutRecordsRequestEntry::builder()
+                    .partition_key(id.to_string())
+                    .data(Blob::new(wire::encode(&batch)))
+                    .build()
+                    .unwrap()
+            })
+            .collect();
+        let put = kinesis.put_records().stream_name(stream).set_records(Some(entries)).send().await.unwrap();
+        assert_eq!(put.failed_record_count(), Some(0));
+    }
+    let shards = kinesis.list_shards().stream_name(stream).send().await.unwrap();
+    let mut seen: Vec<(u64, i64)> = Vec::new();
+    for shard in shards.shards() {
+        let mut iterator = kinesis
+            .get_shard_iterator()
+            .stream_name(stream)
+            .shard_id(shard.shard_id())
+            .shard_iterator_type(ShardIteratorType::TrimHorizon)
+            .send()
+            .await
+            .unwrap()
+            .shard_iterator()
+            .map(str::to_owned);
+        while let Some(current) = iterator {
+            let records = kinesis.get_records().shard_iterator(current).send().await.unwrap();
+            if records.records().is_empty() {
+                break;
+            }
+            for record in records.records() {
+                let batch = wire::decode(record.data().as_ref()).unwrap();
+                assert_eq!(record.partition_key(), Some(batch.broadcaster_id.to_string().as_str()));
+                seen.push((batch.broadcaster_id, batch.watermark_ms));
+            }
+            iterator = records.next_shard_iterator().map(str::to_owned);
+        }
+    }
+    assert_eq!(seen.len(), 12);
+    for id in broadcasters {
+        let order: Vec<i64> = seen.iter().filter(|(b, _)| *b == id).map(|(_, w)| *w).collect();
+        assert_eq!(order, vec![999, 1999, 2999, 3999], "broadcaster {id}");
+    }
+}
+
+#[tokio::test]
+async fn dynamodb_conditional_put_is_rejected_when_its_condition_fails() {
+    let (config, resources) = provisioned(&ProvisionOptions::default()).await;
+    let dynamodb = aws_sdk_dynamodb::Client::new(&config);
+    let put = || {
+        dynamodb
+            .put_item()
+            .table_name(&resources.highlights_table.name)
+            .item("broadcaster_id", AttributeValue::S("42".into()))
+            .item("peak_at", AttributeValue::N("1700000404".into()))
+            .condition_expression("attribute_not_exists(broadcaster_id)")
+            .send()
+    };
+    put().await.unwrap();
+    let error = put().await.unwrap_err();
+    assert!(error.as_service_error().is_some_and(|e| e.is_conditional_check_failed_exception()), "{error:?}");
+}
+
+#[tokio::test]
+async fn the_highlights_stream_delivers_an_inserted_item() {
+    let (config, resources) = provisioned(&ProvisionOptions::default()).await;
+    let dynamodb = aws_sdk_dynamodb::Client::new(&config);
+    let streams = aws_sdk_dynamodbstreams::Client::new(&config);
+    let table = &resources.highlights_table.name;
+    dynamodb
+        .put_item()
+        .table_name(table)
+        .item("broadcaster_id", AttributeValue::S("7".into()))
+        .item("peak_at", AttributeValue::N("1700000100".into()))
+        .item("intensity", AttributeValue::N("6.5".into()))
+        .send()
+        .await
+        .unwrap();
+    let arn = dynamodb.describe_table().table_name(table).send().await.unwrap();
+    let arn = arn.table().and_then(|t| t.latest_stream_arn()).expect("the table has a stream").to_owned();
+    let described = streams.describe_stream().stream_arn(&arn).send().await.unwrap();
+    let shard = described.stream_description().unwrap().shards()[0].shard_id().unwrap().to_owned();
+    let mut iterator = streams
+        .get_shard_iterator()
+        .stream_arn(&arn)
+        .shard_id(shard)
+        .shard_iterator_type(aws_sdk_dynamodbstreams::types::ShardIteratorType::TrimHorizon)
+        .send()
+        .await
+        .unwrap()
+        .shard_iterator()
+        .map(str::to_owned);
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+    let record = loop {
+        let current = iterator.expect("the shard stays open");
+        let records = streams.get_records().shard_iterator(current).send().await.unwrap();
+        if let Some(record) = records.records().first() {
+            break record.clone();
+        }
+        assert!(tokio::time::Instant::now() < deadline, "no stream record within 10 s");
+        iterator = records.next_shard_iterator().map(str::to_owned);
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    };
+    assert_eq!(record.event_name().map(|e| e.as_str()), Some("INSERT"));
+    let image = record.dynamodb().and_then(|d| d.new_image()).expect("a NEW_IMAGE");
+    assert_eq!(
+        image.get("intensity"),
+        Some(&aws_sdk_dynamodbstreams::types::AttributeValue::N("6.5".into()))
+    );
+}
+
+#[tokio::test]
+async fn secrets_are_created_from_files_and_read_back() {
+    let token = r#"{"access_token":"at-1","refresh_token":"rt-1"}"#;
+    let options = ProvisionOptions {
+        user_token: Some(SecretValue::from_json(token.into()).unwrap()),
+        ..ProvisionOptions::default()
+    };
+    let (config, resources) = provisioned(&options).await;
+    let secrets = aws_sdk_secretsmanager::Client::new(&config);
+    let read = |name: String| {
+        let secrets = secrets.clone();
+        async move {
+            secrets
+                .get_secret_value()
+                .secret_id(name)
+                .send()
+                .await
+                .unwrap()
+                .secret_string()
+                .unwrap()
+                .to_owned()
+        }
+    };
+    assert_eq!(read(resources.twitch_user_token_secret.name.clone()).await, token);
+    assert_eq!(read(resources.twitch_app_secret.name.clone()).await, "{}");
+    // Provisioning again with new contents replaces them.
+    let newer = r#"{"access_token":"at-2","refresh_token":"rt-2"}"#;
+    let options = ProvisionOptions {
+        user_token: Some(SecretValue::from_json(newer.into()).unwrap()),
+        ..ProvisionOptions::default()
+    };
+    let report = provision(&config, &resources, &options).await.unwrap();
+    let token_outcome = report.iter().find(|p| p.name == resources.twitch_user_token_secret.name).unwrap();
+    assert_eq!(token_outcome.outcome, Outcome::Updated);
+    assert_eq!(read(resources.twitch_user_token_secret.name.clone()).await, newer);
+}
+
+#[tokio::test]
+async fn migrations_apply_to_an_empty_database_and_then_do_nothing() {
+    let stack = stack();
+    let base = stack.database_url().unwrap();
+    let (server, _) = base.rsplit_once('/').unwrap();
+    let name = format!("migrate_{}", unique().replace('-', "_"));
+    let database = Database::from_url(&format!("{server}/{name}")).unwrap();
+    assert!(database.create_if_missing().await.unwrap());
+    assert!(!database.create_if_missing().await.unwrap());
+    assert_eq!(database.migrate().await.unwrap(), vec!["V1__initial".to_owned()]);
+    assert!(database.migrate().await.unwrap().is_empty());
+    let client = database.connect().await.unwrap();
+    let tables: Vec<String> = client
+        .query(
+            "SELECT table_name::text FROM information_schema.tables WHERE table_schema = 'public' ORDER BY 1",
+            &[],
+        )
+        .await
+        .unwrap()
+        .iter()
+        .map(|row| row.get(0))
+        .collect();
+    assert!(tables.contains(&"clips".to_owned()) && tables.contains(&"streamers".to_owned()), "{tables:?}");
+    let unique_clip_id = client
+        .query_one(
+            "SELECT count(*) FROM pg_indexes WHERE tablename = 'clips' AND indexdef LIKE '%UNIQUE%(clip_id)%'",
+            &[],
+        )
+        .await
+        .unwrap();
+    assert_eq!(unique_clip_id.get::<_, i64>(0), 1);
+    drop(client);
+    let admin = Database::from_url(&format!("{server}/postgres")).unwrap().connect().await.unwrap();
+    admin.batch_execute(&format!("DROP DATABASE \"{name}\" WITH (FORCE)")).await.unwrap();
+}

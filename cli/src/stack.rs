@@ -1,0 +1,106 @@
+//! `highlights migrate` and `highlights local ...`: the database schema and the local cloud.
+
+use std::path::PathBuf;
+
+use anyhow::Context as _;
+use highlights_adapters::postgres::Database;
+use highlights_adapters::provision::{self, Outcome, ProvisionOptions, SecretValue};
+use highlights_adapters::resources::Resources;
+
+#[derive(clap::Args, Debug)]
+pub struct MigrateArgs {
+    /// PostgreSQL connection string.
+    #[arg(long, env = "DATABASE_URL", hide_env_values = true)]
+    database_url: String,
+    /// Create the database first when it does not exist.
+    #[arg(long)]
+    create_database: bool,
+}
+
+#[derive(clap::Subcommand, Debug)]
+pub enum LocalCommand {
+    /// Create (or complete) the Kinesis streams, DynamoDB tables, SQS dead-letter queues and
+    /// Secrets Manager secrets, at the endpoint in AWS_ENDPOINT_URL. Idempotent.
+    Provision(ProvisionArgs),
+    /// Print `export VAR=name` for every resource (from config/resources.json and overrides).
+    Names,
+}
+
+#[derive(clap::Args, Debug)]
+pub struct ProvisionArgs {
+    /// Shards per Kinesis stream.
+    #[arg(long, default_value_t = 1)]
+    shards: u32,
+    /// JSON file with the Twitch app credentials (`{"client_id","client_secret"}`).
+    #[arg(long, value_name = "FILE")]
+    twitch_app_file: Option<PathBuf>,
+    /// JSON file with the Twitch user token (`{"access_token","refresh_token",...}`).
+    #[arg(long, value_name = "FILE")]
+    user_token_file: Option<PathBuf>,
+}
+
+pub fn migrate(args: MigrateArgs) -> anyhow::Result<()> {
+    let database = Database::from_url(&args.database_url)?;
+    runtime()?.block_on(async {
+        if args.create_database && database.create_if_missing().await? {
+            eprintln!("created database {}", database.target());
+        }
+        let applied = database.migrate().await?;
+        if applied.is_empty() {
+            eprintln!("{}: schema is up to date", database.target());
+        }
+        for name in applied {
+            eprintln!("{}: applied {name}", database.target());
+        }
+        anyhow::Ok(())
+    })
+}
+
+pub fn local(command: LocalCommand) -> anyhow::Result<()> {
+    match command {
+        LocalCommand::Provision(args) => provision(args),
+        LocalCommand::Names => {
+            for (env, name) in Resources::from_env().env_pairs() {
+                println!("export {env}={name}");
+            }
+            Ok(())
+        }
+    }
+}
+
+fn provision(args: ProvisionArgs) -> anyhow::Result<()> {
+    let read_secret = |path: &Option<PathBuf>| -> anyhow::Result<Option<SecretValue>> {
+        let Some(path) = path else { return Ok(None) };
+        let text =
+            std::fs::read_to_string(path).with_context(|| format!("cannot read {}", path.display()))?;
+        SecretValue::from_json(text).map(Some).map_err(|why| anyhow::anyhow!("{}: {why}", path.display()))
+    };
+    let options = ProvisionOptions {
+        shards: args.shards,
+        twitch_app: read_secret(&args.twitch_app_file)?,
+        user_token: read_secret(&args.user_token_file)?,
+        ..ProvisionOptions::default()
+    };
+    anyhow::ensure!(
+        std::env::var_os("AWS_ENDPOINT_URL").is_some(),
+        "AWS_ENDPOINT_URL is not set: provisioning is for the local emulator or LocalStack \
+         (production resources come from `cdk deploy`)"
+    );
+    let resources = Resources::from_env();
+    runtime()?.block_on(async {
+        let config = highlights_adapters::aws::from_env().await;
+        for item in provision::provision(&config, &resources, &options).await? {
+            let outcome = match item.outcome {
+                Outcome::Created => "created",
+                Outcome::Existed => "exists",
+                Outcome::Updated => "updated",
+            };
+            eprintln!("{:<15} {:<40} {outcome}", item.kind, item.name);
+        }
+        anyhow::Ok(())
+    })
+}
+
+fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
+    tokio::runtime::Builder::new_multi_thread().enable_all().build().context("cannot start the async runtime")
+}
