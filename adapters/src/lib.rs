@@ -6,7 +6,13 @@
 //! `highlights-core`, which this crate only feeds.
 
 pub mod aws;
+pub mod detector_state;
+pub mod highlights;
+pub mod lambda_events;
 pub mod postgres;
 pub mod provision;
 pub mod resources;
+pub mod settings;
 pub mod stack_env;
+pub mod streamers;
+pub mod telemetry;

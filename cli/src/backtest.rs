@@ -9,53 +9,12 @@ use std::path::PathBuf;
 use std::time::Instant;
 
 use anyhow::Context as _;
-use highlights_core::config::RawConfig;
-use highlights_core::{BroadcasterMap, Detection, Detector, DetectorConfig, Tally};
+use highlights_adapters::settings::DetectorSettings;
+use highlights_core::{BroadcasterMap, Detection, Detector, Tally};
 use serde::Serialize;
 
 use crate::input::{self, BadRecord, Format};
 use crate::labels::{self, Score};
-
-/// Every detector setting, as flags; defaults are the product defaults.
-#[derive(clap::Args, Debug, Clone)]
-pub struct DetectorArgs {
-    /// Elevated when the window's z-score is at least this.
-    #[arg(long, default_value_t = RawConfig::default().k)]
-    pub k: f64,
-    /// Window length, seconds.
-    #[arg(long, default_value_t = RawConfig::default().window_seconds)]
-    pub window: u32,
-    /// Baseline length, seconds (just before the window).
-    #[arg(long, default_value_t = RawConfig::default().baseline_seconds)]
-    pub baseline: u32,
-    /// No new hold opens within this many seconds after a detection.
-    #[arg(long, default_value_t = RawConfig::default().cooldown_seconds)]
-    pub cooldown: u32,
-    /// A hold reports at the latest this many seconds after it opened.
-    #[arg(long, default_value_t = RawConfig::default().hold_cap_seconds)]
-    pub hold_cap: u32,
-    /// Fraction of the baseline that must have been observed before scoring (0 < f < 1).
-    #[arg(long, default_value_t = RawConfig::default().min_baseline_fraction)]
-    pub warmup_fraction: f64,
-    /// How late (ms) a message may arrive after its second ends and still count.
-    #[arg(long, default_value_t = RawConfig::default().allowed_lateness_ms)]
-    pub lateness_ms: u32,
-}
-
-impl DetectorArgs {
-    pub fn config(&self) -> anyhow::Result<DetectorConfig> {
-        DetectorConfig::new(RawConfig {
-            window_seconds: self.window,
-            baseline_seconds: self.baseline,
-            k: self.k,
-            hold_cap_seconds: self.hold_cap,
-            cooldown_seconds: self.cooldown,
-            min_baseline_fraction: self.warmup_fraction,
-            allowed_lateness_ms: self.lateness_ms,
-        })
-        .context("invalid detector settings")
-    }
-}
 
 #[derive(clap::Args, Debug)]
 pub struct BacktestArgs {
@@ -66,7 +25,7 @@ pub struct BacktestArgs {
     #[arg(long, value_enum, default_value_t = Format::Auto)]
     format: Format,
     #[command(flatten)]
-    detector: DetectorArgs,
+    detector: DetectorSettings,
     /// Labelled bursts (JSONL `{"broadcaster_id","start","end"}`, Unix seconds) to score against.
     #[arg(long, value_name = "FILE")]
     labels: Option<PathBuf>,
@@ -137,7 +96,7 @@ struct Summary {
 const BAD_RECORDS_SHOWN: u64 = 20;
 
 pub fn run(args: BacktestArgs) -> anyhow::Result<()> {
-    let config = args.detector.config()?;
+    let config = args.detector.config().context("invalid detector settings")?;
     let labels = args.labels.as_deref().map(labels::read).transpose()?;
     let started = Instant::now();
     let progress = progress_bar(&args)?;

@@ -4,6 +4,7 @@ use std::path::Path;
 
 use anyhow::Context as _;
 use highlights_core::Detection;
+use highlights_core::model::id_as_string;
 use serde::{Deserialize, Serialize};
 
 /// A known highlight: chat of `broadcaster_id` exploded from `start` through `end` (Unix seconds).
@@ -81,30 +82,6 @@ pub fn score(labels: &[Label], detections: &[Detection], slack_s: i64) -> Score 
         delay_mean_s: (!delays.is_empty()).then(|| delays.iter().sum::<i64>() as f64 / delays.len() as f64),
         delay_p50_s: delays.get(delays.len().saturating_sub(1) / 2).copied(),
         delay_max_s: delays.last().copied(),
-    }
-}
-
-/// Twitch ids are strings on the outside; accept numbers too.
-pub mod id_as_string {
-    use serde::{Deserialize, Deserializer, Serializer};
-
-    pub fn serialize<S: Serializer>(id: &u64, serializer: S) -> Result<S::Ok, S::Error> {
-        serializer.collect_str(id)
-    }
-
-    pub fn deserialize<'de, D: Deserializer<'de>>(deserializer: D) -> Result<u64, D::Error> {
-        #[derive(Deserialize)]
-        #[serde(untagged)]
-        enum Id {
-            Number(u64),
-            Text(String),
-        }
-        match Id::deserialize(deserializer)? {
-            Id::Number(id) => Ok(id),
-            Id::Text(text) => {
-                text.parse().map_err(|_| serde::de::Error::custom(format!("{text:?} is not a Twitch id")))
-            }
-        }
     }
 }
 

@@ -34,7 +34,7 @@ enum Command {
 }
 
 fn main() -> ExitCode {
-    init_logging();
+    highlights_adapters::telemetry::init_json_logs("warn");
     let cli = Cli::parse();
     let result = match cli.command {
         Command::Backtest(args) => backtest::run(args),
@@ -49,11 +49,4 @@ fn main() -> ExitCode {
             ExitCode::FAILURE
         }
     }
-}
-
-/// JSON logs on stderr (stdout carries data), level from `RUST_LOG`, warnings by default.
-fn init_logging() {
-    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn"));
-    tracing_subscriber::fmt().json().with_env_filter(filter).with_writer(std::io::stderr).init();
 }

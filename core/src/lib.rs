@@ -25,4 +25,4 @@ pub mod wire;
 
 pub use config::{ConfigError, DetectorConfig};
 pub use detector::{BroadcasterMap, ChannelDetector, Detection, Detector, Outcome, StateDecodeError, Tally};
-pub use model::{BroadcasterId, ChatBatch, ChatMessage};
+pub use model::{BroadcasterId, ChatBatch, ChatMessage, LifecycleEvent, StreamOffline, StreamOnline};

@@ -52,3 +52,86 @@ pub struct ChatBatch {
     /// Messages in the order the ingester received them.
     pub messages: Vec<ChatMessage>,
 }
+
+/// A change of a channel's live state, as the ingester writes it to the `stream-lifecycle`
+/// stream (JSON, one event per record, partition key = broadcaster id).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "type")]
+pub enum LifecycleEvent {
+    #[serde(rename = "stream.online")]
+    Online(StreamOnline),
+    #[serde(rename = "stream.offline")]
+    Offline(StreamOffline),
+}
+
+impl LifecycleEvent {
+    pub fn broadcaster_id(&self) -> BroadcasterId {
+        match self {
+            Self::Online(online) => online.broadcaster_id,
+            Self::Offline(offline) => offline.broadcaster_id,
+        }
+    }
+
+    /// When the ingester observed the change (Unix ms): orders events of one broadcaster.
+    pub fn observed_at_ms(&self) -> i64 {
+        match self {
+            Self::Online(online) => online.observed_at_ms,
+            Self::Offline(offline) => offline.observed_at_ms,
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct StreamOnline {
+    #[serde(with = "id_as_string")]
+    pub broadcaster_id: BroadcasterId,
+    pub broadcaster_login: String,
+    #[serde(default)]
+    pub broadcaster_name: String,
+    /// Twitch's id of this broadcast; a new id means a new stream.
+    pub stream_id: String,
+    #[serde(default)]
+    pub title: String,
+    #[serde(default)]
+    pub game_id: String,
+    #[serde(default)]
+    pub game_name: String,
+    /// When the stream started (Unix ms).
+    pub started_at_ms: i64,
+    #[serde(default)]
+    pub viewer_count: u64,
+    pub observed_at_ms: i64,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct StreamOffline {
+    #[serde(with = "id_as_string")]
+    pub broadcaster_id: BroadcasterId,
+    #[serde(default)]
+    pub broadcaster_login: String,
+    pub observed_at_ms: i64,
+}
+
+/// Twitch ids are strings on the outside (JSON, APIs) and numbers inside; accepts both.
+pub mod id_as_string {
+    use serde::{Deserialize, Deserializer, Serializer};
+
+    pub fn serialize<S: Serializer>(id: &u64, serializer: S) -> Result<S::Ok, S::Error> {
+        serializer.collect_str(id)
+    }
+
+    pub fn deserialize<'de, D: Deserializer<'de>>(deserializer: D) -> Result<u64, D::Error> {
+        #[derive(Deserialize)]
+        #[serde(untagged)]
+        enum Id<'a> {
+            Number(u64),
+            Text(std::borrow::Cow<'a, str>),
+        }
+        match Id::deserialize(deserializer)? {
+            Id::Number(id) => Ok(id),
+            Id::Text(text) => {
+                text.parse().map_err(|_| serde::de::Error::custom(format!("{text:?} is not a Twitch id")))
+            }
+        }
+    }
+}

@@ -1,0 +1,269 @@
+//! Where the detector keeps each broadcaster's state between invocations: the
+//! `detector-state` DynamoDB table, one item per broadcaster, written with optimistic
+//! concurrency (a `version` attribute).
+//!
+//! The port is [`StateStore`]; [`DynamoStateStore`] is the real adapter and [`MemoryStateStore`]
+//! the in-memory one for unit tests.
+
+use std::collections::HashMap;
+use std::future::Future;
+use std::sync::Mutex;
+use std::time::Duration;
+
+use aws_sdk_dynamodb::Client;
+use aws_sdk_dynamodb::error::DisplayErrorContext;
+use aws_sdk_dynamodb::primitives::Blob;
+use aws_sdk_dynamodb::types::{AttributeValue, KeysAndAttributes};
+use highlights_core::BroadcasterId;
+
+use crate::resources::keys;
+
+/// A broadcaster's saved detector state.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct StoredState {
+    pub broadcaster_id: BroadcasterId,
+    /// Incremented by every write; 0 means "no item yet".
+    pub version: u64,
+    /// `ChannelDetector::encode_state`; absent after a reset (a new stream went online).
+    pub detector: Option<Vec<u8>>,
+    /// Kinesis sequence number of the last chat record applied (opaque, compared by
+    /// [`sequence_after`](crate::detector_state::sequence_after)).
+    pub last_sequence: Option<String>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum StoreError {
+    /// Someone else wrote the item since it was read.
+    #[error("the item changed since it was read")]
+    Conflict,
+    #[error("state store unavailable: {0}")]
+    Unavailable(String),
+}
+
+/// The port the detector handler uses.
+pub trait StateStore: Send + Sync {
+    /// The states of `ids` that exist (missing ones are simply absent).
+    fn load_many(
+        &self,
+        ids: &[BroadcasterId],
+    ) -> impl Future<Output = Result<HashMap<BroadcasterId, StoredState>, StoreError>> + Send;
+
+    /// Writes `state` if the stored version is still `expected_version` (0: no item yet).
+    fn save(
+        &self,
+        state: &StoredState,
+        expected_version: u64,
+    ) -> impl Future<Output = Result<(), StoreError>> + Send;
+
+    /// Forgets the detector state (keeps `last_sequence`) and bumps the version, so that an
+    /// invocation in flight conflicts and reloads.
+    fn reset(&self, id: BroadcasterId) -> impl Future<Output = Result<(), StoreError>> + Send;
+}
+
+/// True when Kinesis sequence number `a` comes after `b`. Sequence numbers are decimal strings
+/// of varying length (short integers in the emulator, 56 digits in AWS).
+pub fn sequence_after(a: &str, b: &str) -> bool {
+    let (a, b) = (a.trim_start_matches('0'), b.trim_start_matches('0'));
+    (a.len(), a) > (b.len(), b)
+}
+
+/// The DynamoDB adapter.
+#[derive(Debug, Clone)]
+pub struct DynamoStateStore {
+    client: Client,
+    table: String,
+}
+
+const VERSION: &str = "version";
+const DETECTOR: &str = "detector";
+const LAST_SEQUENCE: &str = "last_sequence";
+const UPDATED_AT: &str = "updated_at";
+
+/// BatchGetItem accepts at most 100 keys.
+const BATCH_GET_LIMIT: usize = 100;
+
+impl DynamoStateStore {
+    pub fn new(client: Client, table: impl Into<String>) -> Self {
+        Self { client, table: table.into() }
+    }
+
+    fn key(id: BroadcasterId) -> HashMap<String, AttributeValue> {
+        HashMap::from([(keys::BROADCASTER_ID.to_owned(), AttributeValue::S(id.to_string()))])
+    }
+
+    fn parse(item: &HashMap<String, AttributeValue>) -> Option<StoredState> {
+        let broadcaster_id = item.get(keys::BROADCASTER_ID)?.as_s().ok()?.parse().ok()?;
+        let version = item.get(VERSION).and_then(|v| v.as_n().ok()).and_then(|n| n.parse().ok()).unwrap_or(0);
+        Some(StoredState {
+            broadcaster_id,
+            version,
+            detector: item.get(DETECTOR).and_then(|v| v.as_b().ok()).map(|b| b.as_ref().to_vec()),
+            last_sequence: item.get(LAST_SEQUENCE).and_then(|v| v.as_s().ok()).cloned(),
+        })
+    }
+}
+
+fn unavailable<E: std::error::Error + 'static>(error: E) -> StoreError {
+    StoreError::Unavailable(DisplayErrorContext(&error).to_string())
+}
+
+fn now_ms() -> i64 {
+    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_millis() as i64)
+}
+
+impl StateStore for DynamoStateStore {
+    async fn load_many(
+        &self,
+        ids: &[BroadcasterId],
+    ) -> Result<HashMap<BroadcasterId, StoredState>, StoreError> {
+        let mut found = HashMap::new();
+        for chunk in ids.chunks(BATCH_GET_LIMIT) {
+            let mut pending = KeysAndAttributes::builder()
+                .set_keys(Some(chunk.iter().map(|&id| Self::key(id)).collect()))
+                .consistent_read(true)
+                .build()
+                .map_err(unavailable)?;
+            // Unprocessed keys (throttling) are retried a bounded number of times.
+            for attempt in 0..8u32 {
+                let response = self
+                    .client
+                    .batch_get_item()
+                    .request_items(&self.table, pending.clone())
+                    .send()
+                    .await
+                    .map_err(unavailable)?;
+                for item in response.responses().and_then(|r| r.get(&self.table)).into_iter().flatten() {
+                    if let Some(state) = Self::parse(item) {
+                        found.insert(state.broadcaster_id, state);
+                    }
+                }
+                match response.unprocessed_keys().and_then(|u| u.get(&self.table)) {
+                    Some(rest) if !rest.keys().is_empty() => {
+                        pending = rest.clone();
+                        tokio::time::sleep(Duration::from_millis(20 << attempt.min(5))).await;
+                    }
+                    _ => break,
+                }
+                if attempt == 7 {
+                    return Err(StoreError::Unavailable(
+                        "BatchGetItem kept returning unprocessed keys".into(),
+                    ));
+                }
+            }
+        }
+        Ok(found)
+    }
+
+    async fn save(&self, state: &StoredState, expected_version: u64) -> Result<(), StoreError> {
+        let mut request = self
+            .client
+            .put_item()
+            .table_name(&self.table)
+            .item(keys::BROADCASTER_ID, AttributeValue::S(state.broadcaster_id.to_string()))
+            .item(VERSION, AttributeValue::N(state.version.to_string()))
+            .item(UPDATED_AT, AttributeValue::N(now_ms().to_string()));
+        if let Some(detector) = &state.detector {
+            request = request.item(DETECTOR, AttributeValue::B(Blob::new(detector.clone())));
+        }
+        if let Some(sequence) = &state.last_sequence {
+            request = request.item(LAST_SEQUENCE, AttributeValue::S(sequence.clone()));
+        }
+        request = if expected_version == 0 {
+            request
+                .condition_expression("attribute_not_exists(#id)")
+                .expression_attribute_names("#id", keys::BROADCASTER_ID)
+        } else {
+            request
+                .condition_expression("#version = :expected")
+                .expression_attribute_names("#version", VERSION)
+                .expression_attribute_values(":expected", AttributeValue::N(expected_version.to_string()))
+        };
+        match request.send().await {
+            Ok(_) => Ok(()),
+            Err(error)
+                if error.as_service_error().is_some_and(|e| e.is_conditional_check_failed_exception()) =>
+            {
+                Err(StoreError::Conflict)
+            }
+            Err(error) => Err(unavailable(error)),
+        }
+    }
+
+    async fn reset(&self, id: BroadcasterId) -> Result<(), StoreError> {
+        self.client
+            .update_item()
+            .table_name(&self.table)
+            .set_key(Some(Self::key(id)))
+            .update_expression(
+                "SET #version = if_not_exists(#version, :zero) + :one, #updated = :now REMOVE #detector",
+            )
+            .expression_attribute_names("#version", VERSION)
+            .expression_attribute_names("#updated", UPDATED_AT)
+            .expression_attribute_names("#detector", DETECTOR)
+            .expression_attribute_values(":zero", AttributeValue::N("0".into()))
+            .expression_attribute_values(":one", AttributeValue::N("1".into()))
+            .expression_attribute_values(":now", AttributeValue::N(now_ms().to_string()))
+            .send()
+            .await
+            .map_err(unavailable)?;
+        Ok(())
+    }
+}
+
+/// In-memory [`StateStore`] for unit tests, with the same version semantics.
+#[derive(Debug, Default)]
+pub struct MemoryStateStore {
+    items: Mutex<HashMap<BroadcasterId, StoredState>>,
+}
+
+impl MemoryStateStore {
+    pub fn get(&self, id: BroadcasterId) -> Option<StoredState> {
+        self.items.lock().expect("not poisoned").get(&id).cloned()
+    }
+}
+
+impl StateStore for MemoryStateStore {
+    async fn load_many(
+        &self,
+        ids: &[BroadcasterId],
+    ) -> Result<HashMap<BroadcasterId, StoredState>, StoreError> {
+        let items = self.items.lock().expect("not poisoned");
+        Ok(ids.iter().filter_map(|id| items.get(id).map(|s| (*id, s.clone()))).collect())
+    }
+
+    async fn save(&self, state: &StoredState, expected_version: u64) -> Result<(), StoreError> {
+        let mut items = self.items.lock().expect("not poisoned");
+        let current = items.get(&state.broadcaster_id).map_or(0, |s| s.version);
+        if current != expected_version {
+            return Err(StoreError::Conflict);
+        }
+        items.insert(state.broadcaster_id, state.clone());
+        Ok(())
+    }
+
+    async fn reset(&self, id: BroadcasterId) -> Result<(), StoreError> {
+        let mut items = self.items.lock().expect("not poisoned");
+        let entry =
+            items.entry(id).or_insert_with(|| StoredState { broadcaster_id: id, ..StoredState::default() });
+        entry.version += 1;
+        entry.detector = None;
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn sequence_numbers_compare_as_numbers() {
+        assert!(sequence_after("10", "9"));
+        assert!(!sequence_after("9", "10"));
+        assert!(!sequence_after("10", "10"));
+        assert!(sequence_after(
+            "49590338271490256608559692540925702759324208523137515619",
+            "49590338271490256608559692538361571095921575989136588898"
+        ));
+        assert!(sequence_after("0011", "10"));
+    }
+}

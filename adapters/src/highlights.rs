@@ -1,0 +1,179 @@
+//! The `highlights` DynamoDB table: the outbox of detections. The detector writes one item per
+//! detection with a conditional put keyed by broadcaster and peak second, so a replayed batch can
+//! never create a second item; the table's stream (NEW_IMAGE) triggers the clipper.
+//!
+//! The port is [`HighlightOutbox`]; [`DynamoHighlights`] is the real adapter and
+//! [`MemoryHighlights`] the in-memory one for unit tests.
+
+use std::collections::{BTreeMap, HashMap};
+use std::future::Future;
+use std::sync::Mutex;
+use std::time::Duration;
+
+use aws_sdk_dynamodb::Client;
+use aws_sdk_dynamodb::error::DisplayErrorContext;
+use aws_sdk_dynamodb::types::AttributeValue;
+use highlights_core::{BroadcasterId, Detection};
+
+use crate::detector_state::StoreError;
+use crate::resources::keys;
+
+/// The port the detector handler uses.
+pub trait HighlightOutbox: Send + Sync {
+    /// Records `detection` unless it is already there; returns whether it was new.
+    fn record(&self, detection: &Detection) -> impl Future<Output = Result<bool, StoreError>> + Send;
+}
+
+/// How long highlight items stay in DynamoDB (the clips themselves live in Postgres).
+pub const RETENTION: Duration = Duration::from_secs(30 * 24 * 3600);
+
+const FIRED_AT: &str = "fired_at";
+const INTENSITY: &str = "intensity";
+const MESSAGE_COUNT: &str = "message_count";
+const BASELINE_MEAN: &str = "baseline_mean";
+const BASELINE_STD: &str = "baseline_std";
+const STATUS: &str = "status";
+const CREATED_AT: &str = "created_at";
+
+/// The item of a detection, as written by the detector.
+pub fn detection_item(detection: &Detection, now_ms: i64) -> HashMap<String, AttributeValue> {
+    let number = |value: String| AttributeValue::N(value);
+    HashMap::from([
+        (keys::BROADCASTER_ID.to_owned(), AttributeValue::S(detection.broadcaster_id.to_string())),
+        (keys::PEAK_AT.to_owned(), number(detection.peak_second.to_string())),
+        (FIRED_AT.to_owned(), number(detection.fired_second.to_string())),
+        // `{}` of an f64 is the shortest text that parses back to the same number.
+        (INTENSITY.to_owned(), number(format!("{}", detection.intensity))),
+        (MESSAGE_COUNT.to_owned(), number(detection.message_count.to_string())),
+        (BASELINE_MEAN.to_owned(), number(format!("{}", detection.baseline_mean))),
+        (BASELINE_STD.to_owned(), number(format!("{}", detection.baseline_std))),
+        (STATUS.to_owned(), AttributeValue::S("pending".into())),
+        (CREATED_AT.to_owned(), number(now_ms.to_string())),
+        (keys::EXPIRES_AT.to_owned(), number((now_ms / 1000 + RETENTION.as_secs() as i64).to_string())),
+    ])
+}
+
+/// Reads the detection back from an item (or a stream image converted to the same shape).
+pub fn parse_detection(item: &HashMap<String, AttributeValue>) -> Option<Detection> {
+    let text = |key: &str| match item.get(key)? {
+        AttributeValue::S(s) | AttributeValue::N(s) => Some(s.as_str()),
+        _ => None,
+    };
+    Some(Detection {
+        broadcaster_id: text(keys::BROADCASTER_ID)?.parse().ok()?,
+        peak_second: text(keys::PEAK_AT)?.parse().ok()?,
+        fired_second: text(FIRED_AT)?.parse().ok()?,
+        intensity: text(INTENSITY)?.parse().ok()?,
+        message_count: text(MESSAGE_COUNT)?.parse().ok()?,
+        baseline_mean: text(BASELINE_MEAN)?.parse().ok()?,
+        baseline_std: text(BASELINE_STD)?.parse().ok()?,
+    })
+}
+
+#[derive(Debug, Clone)]
+pub struct DynamoHighlights {
+    client: Client,
+    table: String,
+}
+
+impl DynamoHighlights {
+    pub fn new(client: Client, table: impl Into<String>) -> Self {
+        Self { client, table: table.into() }
+    }
+
+    /// Every detection of `broadcaster_id`, oldest peak first (for tests and tools).
+    pub async fn list(&self, broadcaster_id: BroadcasterId) -> Result<Vec<Detection>, StoreError> {
+        let mut detections = Vec::new();
+        let mut start: Option<HashMap<String, AttributeValue>> = None;
+        loop {
+            let page = self
+                .client
+                .query()
+                .table_name(&self.table)
+                .key_condition_expression("#id = :id")
+                .expression_attribute_names("#id", keys::BROADCASTER_ID)
+                .expression_attribute_values(":id", AttributeValue::S(broadcaster_id.to_string()))
+                .consistent_read(true)
+                .set_exclusive_start_key(start)
+                .send()
+                .await
+                .map_err(|e| StoreError::Unavailable(DisplayErrorContext(&e).to_string()))?;
+            detections.extend(page.items().iter().filter_map(parse_detection));
+            match page.last_evaluated_key() {
+                Some(key) if !key.is_empty() => start = Some(key.clone()),
+                _ => return Ok(detections),
+            }
+        }
+    }
+}
+
+impl HighlightOutbox for DynamoHighlights {
+    async fn record(&self, detection: &Detection) -> Result<bool, StoreError> {
+        let now_ms = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_millis() as i64);
+        let put = self
+            .client
+            .put_item()
+            .table_name(&self.table)
+            .set_item(Some(detection_item(detection, now_ms)))
+            .condition_expression("attribute_not_exists(#peak)")
+            .expression_attribute_names("#peak", keys::PEAK_AT)
+            .send()
+            .await;
+        match put {
+            Ok(_) => Ok(true),
+            Err(error)
+                if error.as_service_error().is_some_and(|e| e.is_conditional_check_failed_exception()) =>
+            {
+                Ok(false)
+            }
+            Err(error) => Err(StoreError::Unavailable(DisplayErrorContext(&error).to_string())),
+        }
+    }
+}
+
+/// In-memory [`HighlightOutbox`] for unit tests.
+#[derive(Debug, Default)]
+pub struct MemoryHighlights {
+    items: Mutex<BTreeMap<(BroadcasterId, i64), Detection>>,
+}
+
+impl MemoryHighlights {
+    pub fn all(&self) -> Vec<Detection> {
+        self.items.lock().expect("not poisoned").values().copied().collect()
+    }
+}
+
+impl HighlightOutbox for MemoryHighlights {
+    async fn record(&self, detection: &Detection) -> Result<bool, StoreError> {
+        let mut items = self.items.lock().expect("not poisoned");
+        let key = (detection.broadcaster_id, detection.peak_second);
+        if items.contains_key(&key) {
+            return Ok(false);
+        }
+        items.insert(key, *detection);
+        Ok(true)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn items_round_trip_exactly() {
+        let detection = Detection {
+            broadcaster_id: 194_814_599,
+            peak_second: 1_733_098_531,
+            fired_second: 1_733_098_532,
+            intensity: 7.892939449323359,
+            message_count: 10,
+            baseline_mean: 0.05,
+            baseline_std: 0.2470562472346305,
+        };
+        let item = detection_item(&detection, 1_733_098_533_000);
+        assert_eq!(parse_detection(&item), Some(detection));
+        assert_eq!(item[keys::EXPIRES_AT], AttributeValue::N((1_733_098_533 + 30 * 24 * 3600).to_string()));
+    }
+}

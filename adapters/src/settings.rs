@@ -1,0 +1,80 @@
+//! Detector settings from command-line flags or environment variables, defined once for the
+//! `highlights` CLI (flags) and the Lambda functions and local runner (environment).
+
+use clap::Parser;
+use highlights_core::DetectorConfig;
+use highlights_core::config::{ConfigError, RawConfig};
+
+/// Every detector setting; each flag also reads its `DETECTOR_*` environment variable, and the
+/// defaults are the product defaults.
+#[derive(clap::Args, Debug, Clone)]
+pub struct DetectorSettings {
+    /// Elevated when the window's z-score is at least this.
+    #[arg(long, env = "DETECTOR_K", default_value_t = RawConfig::default().k)]
+    pub k: f64,
+    /// Window length, seconds.
+    #[arg(long, env = "DETECTOR_WINDOW_SECONDS", default_value_t = RawConfig::default().window_seconds)]
+    pub window: u32,
+    /// Baseline length, seconds (just before the window).
+    #[arg(long, env = "DETECTOR_BASELINE_SECONDS", default_value_t = RawConfig::default().baseline_seconds)]
+    pub baseline: u32,
+    /// No new hold opens within this many seconds after a detection.
+    #[arg(long, env = "DETECTOR_COOLDOWN_SECONDS", default_value_t = RawConfig::default().cooldown_seconds)]
+    pub cooldown: u32,
+    /// A hold reports at the latest this many seconds after it opened.
+    #[arg(long, env = "DETECTOR_HOLD_CAP_SECONDS", default_value_t = RawConfig::default().hold_cap_seconds)]
+    pub hold_cap: u32,
+    /// Fraction of the baseline that must have been observed before scoring (0 < f < 1).
+    #[arg(long, env = "DETECTOR_WARMUP_FRACTION", default_value_t = RawConfig::default().min_baseline_fraction)]
+    pub warmup_fraction: f64,
+    /// How late (ms) a message may arrive after its second ends and still count.
+    #[arg(long, env = "DETECTOR_LATENESS_MS", default_value_t = RawConfig::default().allowed_lateness_ms)]
+    pub lateness_ms: u32,
+}
+
+#[derive(Parser)]
+struct FromEnvironment {
+    #[command(flatten)]
+    settings: DetectorSettings,
+}
+
+/// Why the settings could not be read from the environment.
+#[derive(Debug, thiserror::Error)]
+pub enum SettingsError {
+    #[error("a DETECTOR_* environment variable is malformed: {0}")]
+    Malformed(String),
+    #[error("invalid detector settings: {0}")]
+    Invalid(#[from] ConfigError),
+}
+
+impl DetectorSettings {
+    /// Reads the `DETECTOR_*` environment variables (defaults where unset).
+    pub fn from_env() -> Result<Self, SettingsError> {
+        FromEnvironment::try_parse_from(["detector"])
+            .map(|parsed| parsed.settings)
+            .map_err(|e| SettingsError::Malformed(e.to_string()))
+    }
+
+    pub fn config(&self) -> Result<DetectorConfig, ConfigError> {
+        DetectorConfig::new(RawConfig {
+            window_seconds: self.window,
+            baseline_seconds: self.baseline,
+            k: self.k,
+            hold_cap_seconds: self.hold_cap,
+            cooldown_seconds: self.cooldown,
+            min_baseline_fraction: self.warmup_fraction,
+            allowed_lateness_ms: self.lateness_ms,
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn defaults_are_the_product_defaults() {
+        let parsed = FromEnvironment::try_parse_from(["detector"]).unwrap();
+        assert_eq!(parsed.settings.config().unwrap(), DetectorConfig::default());
+    }
+}

@@ -1,0 +1,269 @@
+//! The detector handler: one Kinesis batch of `chat-messages` records in, highlight items and
+//! saved detector state out, and a partial batch response.
+//!
+//! Flow per invocation: decode every record (a malformed one is counted, logged with its
+//! sequence number and skipped: it never blocks the shard), group by broadcaster keeping order,
+//! load the broadcasters' states in one batched read, and per broadcaster: skip records already
+//! applied (the state remembers the last sequence number), advance the core detector, write each
+//! detection to the outbox (conditional put: a replay never creates a second item), then save
+//! the state with optimistic concurrency (on conflict: reload and reapply). Detections are
+//! written before the state, so a crash in between only repeats idempotent puts.
+//!
+//! A store failure for one broadcaster reports that broadcaster's first unapplied record as the
+//! batch item failure: Lambda retries from there, other broadcasters skip what they applied.
+//!
+//! Generic over the ports, so the Lambda (DynamoDB), the local runner (DynamoDB via the
+//! emulator) and unit tests (in memory) run this same code.
+
+use std::collections::HashMap;
+use std::time::Instant;
+
+use aws_lambda_events::event::kinesis::KinesisEvent;
+use aws_lambda_events::event::streams::KinesisEventResponse;
+use futures::StreamExt as _;
+use highlights_adapters::detector_state::{StateStore, StoreError, StoredState, sequence_after};
+use highlights_adapters::highlights::HighlightOutbox;
+use highlights_adapters::telemetry::{MetricRecord, Unit};
+use highlights_core::{BroadcasterId, ChannelDetector, ChatBatch, Detection, DetectorConfig, Tally, wire};
+
+/// How often one broadcaster's save may conflict before the records are handed back to Lambda.
+const MAX_CONFLICT_RETRIES: u32 = 5;
+/// Broadcasters processed concurrently within one invocation.
+const CONCURRENCY: usize = 16;
+
+/// What one invocation did; becomes the EMF metrics line.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct InvocationReport {
+    pub records: usize,
+    pub tally: Tally,
+    pub detections: u64,
+    pub duplicate_detections: u64,
+    pub state_conflicts: u64,
+    pub decode_errors: u64,
+    pub skipped_records: u64,
+    pub failed_broadcasters: u64,
+    pub duration_ms: f64,
+}
+
+impl InvocationReport {
+    pub fn metrics(&self) -> MetricRecord {
+        MetricRecord::new("Function", "detector")
+            .count("BatchSize", self.records as u64)
+            .count("MessagesProcessed", self.tally.messages)
+            .count("CommandsFiltered", self.tally.commands)
+            .count("LateMessages", self.tally.late)
+            .count("anomalies_detected", self.detections)
+            .count("StateConflicts", self.state_conflicts)
+            .count("DecodeErrors", self.decode_errors)
+            .count("FailedBroadcasters", self.failed_broadcasters)
+            .metric("HandlerDuration", Unit::Milliseconds, self.duration_ms)
+    }
+}
+
+/// One decoded record.
+struct Applied<'a> {
+    sequence: &'a str,
+    batch: ChatBatch,
+}
+
+/// Result of one broadcaster's share of a batch.
+#[derive(Default)]
+struct BroadcasterOutcome {
+    tally: Tally,
+    detections: u64,
+    duplicates: u64,
+    conflicts: u64,
+    skipped: u64,
+    /// The first unapplied sequence number, when the broadcaster failed.
+    failed_at: Option<String>,
+}
+
+pub struct DetectorHandler<S, O> {
+    config: DetectorConfig,
+    states: S,
+    outbox: O,
+}
+
+impl<S: StateStore, O: HighlightOutbox> DetectorHandler<S, O> {
+    pub fn new(config: DetectorConfig, states: S, outbox: O) -> Self {
+        Self { config, states, outbox }
+    }
+
+    pub fn states(&self) -> &S {
+        &self.states
+    }
+
+    pub fn outbox(&self) -> &O {
+        &self.outbox
+    }
+
+    /// Handles one invocation: returns the partial batch response and what happened.
+    pub async fn handle(&self, event: &KinesisEvent) -> (KinesisEventResponse, InvocationReport) {
+        let started = Instant::now();
+        let mut report = InvocationReport { records: event.records.len(), ..InvocationReport::default() };
+
+        let mut groups: Vec<(BroadcasterId, Vec<Applied<'_>>)> = Vec::new();
+        let mut index: HashMap<BroadcasterId, usize> = HashMap::new();
+        for record in &event.records {
+            let sequence = record.kinesis.sequence_number.as_str();
+            match wire::decode(&record.kinesis.data.0) {
+                Ok(batch) => {
+                    let slot = *index.entry(batch.broadcaster_id).or_insert_with(|| {
+                        groups.push((batch.broadcaster_id, Vec::new()));
+                        groups.len() - 1
+                    });
+                    groups[slot].1.push(Applied { sequence, batch });
+                }
+                Err(error) => {
+                    report.decode_errors += 1;
+                    tracing::warn!(sequence_number = sequence, partition_key = %record.kinesis.partition_key, %error, "skipping a malformed chat record");
+                }
+            }
+        }
+
+        let ids: Vec<BroadcasterId> = groups.iter().map(|(id, _)| *id).collect();
+        let mut response = KinesisEventResponse::default();
+        let loaded = match self.states.load_many(&ids).await {
+            Ok(loaded) => loaded,
+            Err(error) => {
+                // Nothing was applied: hand the whole batch back from its first decodable record.
+                tracing::error!(%error, "cannot load detector state");
+                report.failed_broadcasters = groups.len() as u64;
+                if let Some(first) =
+                    groups.iter().flat_map(|(_, r)| r.first()).map(|r| r.sequence).min_by(|a, b| {
+                        if sequence_after(a, b) {
+                            std::cmp::Ordering::Greater
+                        } else {
+                            std::cmp::Ordering::Less
+                        }
+                    })
+                {
+                    response.add_failure(first.to_owned());
+                }
+                report.duration_ms = started.elapsed().as_secs_f64() * 1000.0;
+                return (response, report);
+            }
+        };
+
+        let outcomes: Vec<BroadcasterOutcome> = futures::stream::iter(groups.iter())
+            .map(|(id, records)| self.apply_broadcaster(*id, records, loaded.get(id).cloned()))
+            .buffer_unordered(CONCURRENCY)
+            .collect()
+            .await;
+        for outcome in outcomes {
+            report.tally.add(&outcome.tally);
+            report.detections += outcome.detections;
+            report.duplicate_detections += outcome.duplicates;
+            report.state_conflicts += outcome.conflicts;
+            report.skipped_records += outcome.skipped;
+            if let Some(sequence) = outcome.failed_at {
+                report.failed_broadcasters += 1;
+                response.add_failure(sequence);
+            }
+        }
+        report.duration_ms = started.elapsed().as_secs_f64() * 1000.0;
+        (response, report)
+    }
+
+    async fn apply_broadcaster(
+        &self,
+        id: BroadcasterId,
+        records: &[Applied<'_>],
+        mut stored: Option<StoredState>,
+    ) -> BroadcasterOutcome {
+        let mut outcome = BroadcasterOutcome::default();
+        let mut first_unapplied = None;
+        for _attempt in 0..=MAX_CONFLICT_RETRIES {
+            let version = stored.as_ref().map_or(0, |s| s.version);
+            let last_sequence = stored.as_ref().and_then(|s| s.last_sequence.clone());
+            let mut detector = self.restore(id, stored.as_ref());
+            let pending: Vec<&Applied<'_>> = records
+                .iter()
+                .filter(|r| last_sequence.as_deref().is_none_or(|last| sequence_after(r.sequence, last)))
+                .collect();
+            outcome.skipped = (records.len() - pending.len()) as u64;
+            let (Some(first), Some(last)) = (pending.first(), pending.last()) else {
+                return outcome;
+            };
+            first_unapplied = Some(first.sequence.to_owned());
+            let mut tally = Tally::default();
+            let mut detections: Vec<Detection> = Vec::new();
+            for record in &pending {
+                detector.observe_batch(&record.batch, &mut tally, &mut detections);
+            }
+            let mut new = 0;
+            for detection in &detections {
+                match self.outbox.record(detection).await {
+                    Ok(true) => new += 1,
+                    Ok(false) => outcome.duplicates += 1,
+                    Err(error) => {
+                        tracing::error!(broadcaster_id = id, %error, "cannot record a detection");
+                        outcome.failed_at = Some(first.sequence.to_owned());
+                        return outcome;
+                    }
+                }
+            }
+            let next = StoredState {
+                broadcaster_id: id,
+                version: version + 1,
+                detector: Some(detector.encode_state()),
+                last_sequence: Some(last.sequence.to_owned()),
+            };
+            match self.states.save(&next, version).await {
+                Ok(()) => {
+                    for detection in &detections {
+                        tracing::info!(
+                            broadcaster_id = id,
+                            peak_at = detection.peak_second,
+                            fired_at = detection.fired_second,
+                            intensity = detection.intensity,
+                            "highlight detected"
+                        );
+                    }
+                    outcome.tally = tally;
+                    outcome.detections = new;
+                    return outcome;
+                }
+                Err(StoreError::Conflict) => {
+                    outcome.conflicts += 1;
+                    tracing::warn!(
+                        broadcaster_id = id,
+                        version,
+                        "detector state changed meanwhile; reloading"
+                    );
+                    match self.states.load_many(&[id]).await {
+                        Ok(mut reloaded) => stored = reloaded.remove(&id),
+                        Err(error) => {
+                            tracing::error!(broadcaster_id = id, %error, "cannot reload detector state");
+                            outcome.failed_at = Some(first.sequence.to_owned());
+                            return outcome;
+                        }
+                    }
+                }
+                Err(error) => {
+                    tracing::error!(broadcaster_id = id, %error, "cannot save detector state");
+                    outcome.failed_at = Some(first.sequence.to_owned());
+                    return outcome;
+                }
+            }
+        }
+        tracing::error!(broadcaster_id = id, "detector state kept conflicting; handing the records back");
+        outcome.failed_at = first_unapplied;
+        outcome
+    }
+
+    /// The saved detector, or a fresh one when there is none, it was reset, or it was saved
+    /// with other window settings.
+    fn restore(&self, id: BroadcasterId, stored: Option<&StoredState>) -> ChannelDetector {
+        match stored.and_then(|s| s.detector.as_deref()) {
+            None => ChannelDetector::new(id, self.config),
+            Some(bytes) => ChannelDetector::decode_state(id, self.config, bytes).unwrap_or_else(|error| {
+                tracing::warn!(broadcaster_id = id, %error, "starting this broadcaster afresh");
+                ChannelDetector::new(id, self.config)
+            }),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests;

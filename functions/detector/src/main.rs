@@ -1,0 +1,32 @@
+//! Lambda entry point of the detector: clients are built once per container, then every
+//! invocation runs [`DetectorHandler::handle`] and prints one EMF metrics line.
+
+use aws_lambda_events::event::kinesis::KinesisEvent;
+use aws_lambda_events::event::streams::KinesisEventResponse;
+use detector_function::DetectorHandler;
+use highlights_adapters::detector_state::DynamoStateStore;
+use highlights_adapters::highlights::DynamoHighlights;
+use highlights_adapters::resources::Resources;
+use highlights_adapters::settings::DetectorSettings;
+use lambda_runtime::{Error, LambdaEvent, service_fn};
+
+#[tokio::main]
+async fn main() -> Result<(), Error> {
+    highlights_adapters::telemetry::init_json_logs("info");
+    let config = DetectorSettings::from_env()?.config()?;
+    let resources = Resources::from_env();
+    let sdk = highlights_adapters::aws::from_env().await;
+    let dynamodb = aws_sdk_dynamodb::Client::new(&sdk);
+    let handler = DetectorHandler::new(
+        config,
+        DynamoStateStore::new(dynamodb.clone(), resources.detector_state_table.name),
+        DynamoHighlights::new(dynamodb, resources.highlights_table.name),
+    );
+    let handler = &handler;
+    lambda_runtime::run(service_fn(move |event: LambdaEvent<KinesisEvent>| async move {
+        let (response, report) = handler.handle(&event.payload).await;
+        report.metrics().emit();
+        Ok::<KinesisEventResponse, Error>(response)
+    }))
+    .await
+}

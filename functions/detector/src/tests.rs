@@ -1,0 +1,327 @@
+//! Handler tests with in-memory ports (the same scenarios run against the emulator in
+//! `runner/tests`).
+
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicUsize, Ordering};
+
+use highlights_adapters::detector_state::MemoryStateStore;
+use highlights_adapters::highlights::MemoryHighlights;
+use highlights_adapters::lambda_events::{KinesisRecordIn, kinesis_event};
+use highlights_core::{ChatMessage, Detector};
+
+use super::*;
+
+const START_S: i64 = 1_700_000_000;
+
+/// One batch per second for `id`: `counts[i]` messages in second `START_S + i`, watermark at
+/// the end of the second.
+fn chat(id: BroadcasterId, counts: &[u32]) -> Vec<ChatBatch> {
+    counts
+        .iter()
+        .enumerate()
+        .map(|(offset, &count)| {
+            let second = START_S + offset as i64;
+            ChatBatch {
+                broadcaster_id: id,
+                watermark_ms: second * 1000 + 999,
+                messages: (0..count)
+                    .map(|j| ChatMessage::new(second * 1000 + i64::from(j) * 1000 / i64::from(count), "KEKW"))
+                    .collect(),
+            }
+        })
+        .collect()
+}
+
+fn quiet_then_burst(burst_at: usize) -> Vec<u32> {
+    let mut counts: Vec<u32> = (0..700).map(|i| [1, 2, 0, 3, 1][i % 5]).collect();
+    for slot in &mut counts[burst_at..burst_at + 6] {
+        *slot = 60;
+    }
+    for slot in &mut counts[burst_at + 200..burst_at + 205] {
+        *slot = 70;
+    }
+    counts
+}
+
+/// Interleaves the broadcasters' batches second by second, as one shard would carry them.
+fn shard(channels: &[Vec<ChatBatch>]) -> Vec<KinesisRecordIn> {
+    let mut records = Vec::new();
+    let longest = channels.iter().map(Vec::len).max().unwrap_or(0);
+    for second in 0..longest {
+        for batches in channels {
+            if let Some(batch) = batches.get(second) {
+                records.push(KinesisRecordIn {
+                    shard_id: "shardId-000000000000".into(),
+                    sequence_number: (1000 + records.len()).to_string(),
+                    partition_key: batch.broadcaster_id.to_string(),
+                    data: wire::encode(batch),
+                    approximate_arrival_s: (START_S + second as i64) as f64,
+                });
+            }
+        }
+    }
+    records
+}
+
+fn event(records: &[KinesisRecordIn]) -> KinesisEvent {
+    kinesis_event("arn:aws:kinesis:us-east-1:000000000000:stream/chat-messages", "us-east-1", records)
+}
+
+fn expected(channels: &[Vec<ChatBatch>]) -> Vec<Detection> {
+    let mut detector = Detector::new(DetectorConfig::default());
+    let mut out = Vec::new();
+    let mut tally = Tally::default();
+    for batch in channels.iter().flatten() {
+        detector.observe_batch(batch, &mut tally, &mut out);
+    }
+    sorted(out)
+}
+
+fn sorted(mut detections: Vec<Detection>) -> Vec<Detection> {
+    detections.sort_by_key(|d| (d.broadcaster_id, d.peak_second));
+    detections
+}
+
+fn failures(response: &KinesisEventResponse) -> Vec<String> {
+    response.batch_item_failures.iter().filter_map(|f| f.item_identifier.clone()).collect()
+}
+
+/// Plays Lambda's event-source mapping: batches of `size`, and on a partial failure the next
+/// batch starts at the lowest failed sequence number.
+async fn drive<S: StateStore, O: HighlightOutbox>(
+    handler: &DetectorHandler<S, O>,
+    records: &[KinesisRecordIn],
+    size: usize,
+) -> Vec<InvocationReport> {
+    let mut reports = Vec::new();
+    let mut at = 0;
+    let mut attempts = 0;
+    while at < records.len() {
+        let end = (at + size).min(records.len());
+        let (response, report) = handler.handle(&event(&records[at..end])).await;
+        reports.push(report);
+        match failures(&response)
+            .iter()
+            .map(|s| records.iter().position(|r| &r.sequence_number == s).unwrap())
+            .min()
+        {
+            Some(failed) => {
+                attempts += 1;
+                assert!(attempts < 20, "the same records keep failing");
+                at = failed;
+            }
+            None => at = end,
+        }
+    }
+    reports
+}
+
+fn two_channels() -> Vec<Vec<ChatBatch>> {
+    vec![chat(11, &quiet_then_burst(320)), chat(22, &quiet_then_burst(400))]
+}
+
+#[tokio::test]
+async fn detections_match_the_core_detector_across_many_invocations() {
+    let channels = two_channels();
+    let want = expected(&channels);
+    assert_eq!(want.len(), 4, "{want:?}");
+    for size in [1, 7, 100, 10_000] {
+        let handler = DetectorHandler::new(
+            DetectorConfig::default(),
+            MemoryStateStore::default(),
+            MemoryHighlights::default(),
+        );
+        let reports = drive(&handler, &shard(&channels), size).await;
+        assert_eq!(sorted(handler.outbox().all()), want, "batch size {size}");
+        assert_eq!(reports.iter().map(|r| r.detections).sum::<u64>(), 4);
+        let messages: u64 = channels.iter().flatten().map(|b| b.messages.len() as u64).sum();
+        assert_eq!(reports.iter().map(|r| r.tally.messages).sum::<u64>(), messages);
+    }
+}
+
+#[tokio::test]
+async fn a_redelivered_batch_changes_nothing() {
+    let channels = two_channels();
+    let records = shard(&channels);
+    let handler = DetectorHandler::new(
+        DetectorConfig::default(),
+        MemoryStateStore::default(),
+        MemoryHighlights::default(),
+    );
+    let (response, first) = handler.handle(&event(&records[..900])).await;
+    assert!(failures(&response).is_empty());
+    let state_before = (handler.states().get(11), handler.states().get(22));
+    let highlights_before = handler.outbox().all();
+    let (response, again) = handler.handle(&event(&records[..900])).await;
+    assert!(failures(&response).is_empty());
+    assert_eq!((handler.states().get(11), handler.states().get(22)), state_before);
+    assert_eq!(handler.outbox().all(), highlights_before);
+    assert_eq!(again.skipped_records, 900);
+    assert_eq!((again.detections, again.tally.messages), (0, 0));
+    assert!(first.detections > 0);
+}
+
+#[tokio::test]
+async fn poison_records_are_counted_and_skipped() {
+    let channels = two_channels();
+    let mut records = shard(&channels);
+    for (at, junk) in [(5usize, vec![]), (400, vec![9, 9, 9]), (700, vec![1, 0, 7, 0, 200])] {
+        let mut poison = records[at].clone();
+        poison.data = junk;
+        poison.sequence_number = format!("{}5", records[at].sequence_number);
+        records.insert(at + 1, poison);
+    }
+    // Keep the sequence numbers increasing after the insertions.
+    for (i, record) in records.iter_mut().enumerate() {
+        record.sequence_number = (1000 + i).to_string();
+    }
+    let handler = DetectorHandler::new(
+        DetectorConfig::default(),
+        MemoryStateStore::default(),
+        MemoryHighlights::default(),
+    );
+    let reports = drive(&handler, &records, 100).await;
+    assert_eq!(reports.iter().map(|r| r.decode_errors).sum::<u64>(), 3);
+    assert!(reports.iter().all(|r| r.failed_broadcasters == 0));
+    assert_eq!(sorted(handler.outbox().all()), expected(&channels));
+}
+
+/// An outbox that fails its `n`-th call (1-based) once.
+struct FlakyOutbox {
+    inner: MemoryHighlights,
+    calls: AtomicUsize,
+    fail_on: usize,
+}
+
+impl HighlightOutbox for FlakyOutbox {
+    async fn record(&self, detection: &Detection) -> Result<bool, StoreError> {
+        if self.calls.fetch_add(1, Ordering::SeqCst) + 1 == self.fail_on {
+            return Err(StoreError::Unavailable("injected".into()));
+        }
+        self.inner.record(detection).await
+    }
+}
+
+/// A state store whose `n`-th save fails once (1-based), either as unavailable or as a conflict
+/// caused by a twin invocation that saved the same state first.
+struct FlakyStates {
+    inner: MemoryStateStore,
+    saves: AtomicUsize,
+    fail_on: usize,
+    twin_wins: bool,
+}
+
+impl StateStore for FlakyStates {
+    async fn load_many(
+        &self,
+        ids: &[BroadcasterId],
+    ) -> Result<HashMap<BroadcasterId, StoredState>, StoreError> {
+        self.inner.load_many(ids).await
+    }
+    async fn save(&self, state: &StoredState, expected_version: u64) -> Result<(), StoreError> {
+        if self.saves.fetch_add(1, Ordering::SeqCst) + 1 == self.fail_on {
+            if self.twin_wins {
+                self.inner.save(state, expected_version).await?;
+                return Err(StoreError::Conflict);
+            }
+            return Err(StoreError::Unavailable("injected".into()));
+        }
+        self.inner.save(state, expected_version).await
+    }
+    async fn reset(&self, id: BroadcasterId) -> Result<(), StoreError> {
+        self.inner.reset(id).await
+    }
+}
+
+#[tokio::test]
+async fn a_failure_halfway_is_retried_from_the_failed_record() {
+    let channels = two_channels();
+    let records = shard(&channels);
+    for fail_on in [1, 2, 3, 4] {
+        let handler = DetectorHandler::new(
+            DetectorConfig::default(),
+            MemoryStateStore::default(),
+            FlakyOutbox { inner: MemoryHighlights::default(), calls: AtomicUsize::new(0), fail_on },
+        );
+        let reports = drive(&handler, &records, 50).await;
+        assert_eq!(reports.iter().filter(|r| r.failed_broadcasters > 0).count(), 1, "outbox call {fail_on}");
+        assert_eq!(sorted(handler.outbox().inner.all()), expected(&channels), "outbox call {fail_on}");
+    }
+    for fail_on in [1, 10, 25] {
+        let handler = DetectorHandler::new(
+            DetectorConfig::default(),
+            FlakyStates {
+                inner: MemoryStateStore::default(),
+                saves: AtomicUsize::new(0),
+                fail_on,
+                twin_wins: false,
+            },
+            MemoryHighlights::default(),
+        );
+        let reports = drive(&handler, &records, 50).await;
+        assert_eq!(reports.iter().filter(|r| r.failed_broadcasters > 0).count(), 1);
+        assert_eq!(sorted(handler.outbox().all()), expected(&channels), "save {fail_on}");
+    }
+}
+
+#[tokio::test]
+async fn a_conflicting_twin_invocation_is_reconciled() {
+    let channels = two_channels();
+    let records = shard(&channels);
+    let handler = DetectorHandler::new(
+        DetectorConfig::default(),
+        FlakyStates {
+            inner: MemoryStateStore::default(),
+            saves: AtomicUsize::new(0),
+            fail_on: 13,
+            twin_wins: true,
+        },
+        MemoryHighlights::default(),
+    );
+    let reports = drive(&handler, &records, 50).await;
+    assert_eq!(reports.iter().map(|r| r.state_conflicts).sum::<u64>(), 1);
+    assert!(reports.iter().all(|r| r.failed_broadcasters == 0));
+    assert_eq!(sorted(handler.outbox().all()), expected(&channels));
+}
+
+#[tokio::test]
+async fn an_unreadable_state_store_hands_the_whole_batch_back() {
+    struct Down;
+    impl StateStore for Down {
+        async fn load_many(
+            &self,
+            _: &[BroadcasterId],
+        ) -> Result<HashMap<BroadcasterId, StoredState>, StoreError> {
+            Err(StoreError::Unavailable("injected".into()))
+        }
+        async fn save(&self, _: &StoredState, _: u64) -> Result<(), StoreError> {
+            unreachable!("nothing is saved when nothing could be loaded")
+        }
+        async fn reset(&self, _: BroadcasterId) -> Result<(), StoreError> {
+            Ok(())
+        }
+    }
+    let records = shard(&two_channels());
+    let handler = DetectorHandler::new(DetectorConfig::default(), Down, MemoryHighlights::default());
+    let (response, report) = handler.handle(&event(&records[10..20])).await;
+    assert_eq!(failures(&response), vec![records[10].sequence_number.clone()]);
+    assert_eq!(report.failed_broadcasters, 2);
+}
+
+#[tokio::test]
+async fn late_messages_and_commands_are_tallied() {
+    let mut batches = chat(5, &[3, 3, 3, 3, 3, 3]);
+    batches[5].messages.push(ChatMessage::new(START_S * 1000 + 10, "too late"));
+    batches[5].messages.push(ChatMessage::new((START_S + 5) * 1000 + 10, "!uptime"));
+    let records = shard(&[batches]);
+    let handler = DetectorHandler::new(
+        DetectorConfig::default(),
+        MemoryStateStore::default(),
+        MemoryHighlights::default(),
+    );
+    let (_, report) = handler.handle(&event(&records)).await;
+    assert_eq!((report.tally.messages, report.tally.late, report.tally.commands), (20, 1, 1));
+    let metrics = report.metrics().to_json(0);
+    assert_eq!(metrics["LateMessages"], 1.0);
+    assert_eq!(metrics["MessagesProcessed"], 20.0);
+}
