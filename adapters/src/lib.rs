@@ -8,6 +8,7 @@
 pub mod aws;
 pub mod detector_state;
 pub mod highlights;
+pub mod kinesis_out;
 pub mod lambda_events;
 pub mod postgres;
 pub mod provision;

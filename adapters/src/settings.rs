@@ -48,6 +48,11 @@ pub enum SettingsError {
 }
 
 impl DetectorSettings {
+    /// The default allowed lateness, for tools that only need that setting.
+    pub fn default_lateness_ms() -> u32 {
+        RawConfig::default().allowed_lateness_ms
+    }
+
     /// Reads the `DETECTOR_*` environment variables (defaults where unset).
     pub fn from_env() -> Result<Self, SettingsError> {
         FromEnvironment::try_parse_from(["detector"])

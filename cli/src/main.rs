@@ -6,6 +6,8 @@
 mod backtest;
 mod input;
 mod labels;
+mod local_run;
+mod replay;
 mod stack;
 mod synth;
 

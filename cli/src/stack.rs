@@ -24,6 +24,11 @@ pub enum LocalCommand {
     Provision(ProvisionArgs),
     /// Print `export VAR=name` for every resource (from config/resources.json and overrides).
     Names,
+    /// Play Lambda's event-source mappings against the local stack: poll the Kinesis streams and
+    /// call the detector and lifecycle handlers in-process, until Ctrl-C.
+    Run(crate::local_run::RunArgs),
+    /// Put recorded chat into the chat-messages stream, batched as the ingester batches it.
+    Replay(crate::replay::ReplayArgs),
 }
 
 #[derive(clap::Args, Debug)]
@@ -59,6 +64,8 @@ pub fn migrate(args: MigrateArgs) -> anyhow::Result<()> {
 pub fn local(command: LocalCommand) -> anyhow::Result<()> {
     match command {
         LocalCommand::Provision(args) => provision(args),
+        LocalCommand::Run(args) => crate::local_run::run(args),
+        LocalCommand::Replay(args) => crate::replay::run(args),
         LocalCommand::Names => {
             for (env, name) in Resources::from_env().env_pairs() {
                 println!("export {env}={name}");
@@ -101,6 +108,6 @@ fn provision(args: ProvisionArgs) -> anyhow::Result<()> {
     })
 }
 
-fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
+pub fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
     tokio::runtime::Builder::new_multi_thread().enable_all().build().context("cannot start the async runtime")
 }

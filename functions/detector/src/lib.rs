@@ -145,11 +145,14 @@ impl<S: StateStore, O: HighlightOutbox> DetectorHandler<S, O> {
             }
         };
 
-        let outcomes: Vec<BroadcasterOutcome> = futures::stream::iter(groups.iter())
+        // The futures are built before streaming them: a closure inside the stream would make
+        // the handler's future not provably `Send`.
+        let work: Vec<_> = groups
+            .iter()
             .map(|(id, records)| self.apply_broadcaster(*id, records, loaded.get(id).cloned()))
-            .buffer_unordered(CONCURRENCY)
-            .collect()
-            .await;
+            .collect();
+        let outcomes: Vec<BroadcasterOutcome> =
+            futures::stream::iter(work).buffer_unordered(CONCURRENCY).collect().await;
         for outcome in outcomes {
             report.tally.add(&outcome.tally);
             report.detections += outcome.detections;

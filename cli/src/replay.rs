@@ -1,0 +1,98 @@
+//! `highlights local replay`: feeds recorded chat into the `chat-messages` stream as the
+//! ingester would (wire format v1, one batch per broadcaster per second of event time, the
+//! watermark at the end of that second), then closes every broadcaster with a final watermark,
+//! so the local pipeline sees exactly what `highlights backtest` sees.
+
+use std::path::PathBuf;
+
+use anyhow::Context as _;
+use highlights_adapters::kinesis_out::{self, OutRecord};
+use highlights_adapters::resources::Resources;
+use highlights_adapters::settings::DetectorSettings;
+use highlights_core::{BroadcasterMap, ChatBatch, ChatMessage, wire};
+
+use crate::input::{self, Format};
+
+#[derive(clap::Args, Debug)]
+pub struct ReplayArgs {
+    /// Recorded chat files (same formats as `backtest`).
+    #[arg(required = true, value_name = "FILE")]
+    files: Vec<PathBuf>,
+    #[arg(long, value_enum, default_value_t = Format::Auto)]
+    format: Format,
+    /// The detector's lateness, to size the closing watermark (DETECTOR_LATENESS_MS).
+    #[arg(long, env = "DETECTOR_LATENESS_MS", default_value_t = DetectorSettings::default_lateness_ms())]
+    lateness_ms: u32,
+}
+
+pub fn run(args: ReplayArgs) -> anyhow::Result<()> {
+    anyhow::ensure!(
+        std::env::var_os("AWS_ENDPOINT_URL").is_some(),
+        "AWS_ENDPOINT_URL is not set: start the local stack (localstack/up) and `. .local/stack/env`"
+    );
+    let stream = Resources::from_env().chat_stream.name;
+    // Open batches per broadcaster: (second, batch). A batch is closed when the broadcaster's
+    // chat moves to a later second.
+    let mut open: BroadcasterMap<(i64, ChatBatch)> = BroadcasterMap::default();
+    let mut records: Vec<OutRecord> = Vec::new();
+    let mut messages = 0u64;
+    let close = |batch: &ChatBatch| OutRecord {
+        partition_key: batch.broadcaster_id.to_string(),
+        data: wire::encode(batch),
+    };
+    for path in &args.files {
+        input::read_file(
+            path,
+            args.format,
+            &mut |event| {
+                messages += 1;
+                let second = event.sent_at_ms.div_euclid(1000);
+                let entry = open.entry(event.broadcaster_id).or_insert_with(|| {
+                    (
+                        second,
+                        ChatBatch {
+                            broadcaster_id: event.broadcaster_id,
+                            watermark_ms: second * 1000 + 999,
+                            messages: vec![],
+                        },
+                    )
+                });
+                if second > entry.0 {
+                    records.push(close(&entry.1));
+                    *entry = (
+                        second,
+                        ChatBatch {
+                            broadcaster_id: event.broadcaster_id,
+                            watermark_ms: second * 1000 + 999,
+                            messages: vec![],
+                        },
+                    );
+                }
+                entry.1.messages.push(ChatMessage::new(event.sent_at_ms, event.text));
+            },
+            &mut |bad| eprintln!("{}: {}: {}", path.display(), bad.position, bad.reason),
+            &mut |_| {},
+        )?;
+    }
+    let mut ids: Vec<u64> = open.keys().copied().collect();
+    ids.sort_unstable();
+    for id in ids {
+        let (second, batch) = &open[&id];
+        records.push(close(batch));
+        // The closing watermark: every second with chat is now past the lateness.
+        let closing = (second + 1) * 1000 + i64::from(args.lateness_ms);
+        records.push(close(&ChatBatch { broadcaster_id: id, watermark_ms: closing, messages: vec![] }));
+    }
+    crate::stack::runtime()?.block_on(async {
+        let sdk = highlights_adapters::aws::from_env().await;
+        let client = aws_sdk_kinesis::Client::new(&sdk);
+        let retried = kinesis_out::put_all(&client, &stream, &records, 8)
+            .await
+            .context("cannot replay into Kinesis")?;
+        eprintln!(
+            "replayed {messages} messages as {} records into {stream} ({retried} entries retried)",
+            records.len()
+        );
+        anyhow::Ok(())
+    })
+}

@@ -1,0 +1,301 @@
+//! The local pipeline end to end, through the real binaries against the local stack:
+//! `highlights local replay` -> Kinesis -> `highlights local run` (the detector and lifecycle
+//! handlers) -> DynamoDB highlights / Postgres streamers, compared with `highlights backtest`.
+//!
+//! Each test provisions its own suffixed resources and its own database, so they run in
+//! parallel on one stack. Start the stack with `localstack/up` (`scripts/test` does).
+
+use std::collections::BTreeSet;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Output, Stdio};
+use std::sync::atomic::{AtomicU32, Ordering};
+use std::time::{Duration, Instant};
+
+use highlights_adapters::aws;
+use highlights_adapters::detector_state::{DynamoStateStore, StateStore, StoredState};
+use highlights_adapters::highlights::DynamoHighlights;
+use highlights_adapters::kinesis_out::{OutRecord, put_all};
+use highlights_adapters::resources::Resources;
+use highlights_adapters::stack_env::StackEnv;
+use highlights_core::{LifecycleEvent, StreamOffline, StreamOnline};
+
+const DEADLINE: Duration = Duration::from_secs(60);
+
+/// One isolated environment on the shared stack.
+struct Isolated {
+    vars: Vec<(String, String)>,
+    resources: Resources,
+    stack: StackEnv,
+    dir: PathBuf,
+}
+
+impl Drop for Isolated {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.dir);
+    }
+}
+
+fn isolated(name: &str) -> Isolated {
+    static NEXT: AtomicU32 = AtomicU32::new(0);
+    let suffix = format!("{name}-{}-{}", std::process::id(), NEXT.fetch_add(1, Ordering::Relaxed));
+    let stack = StackEnv::discover(Path::new(env!("CARGO_MANIFEST_DIR"))).unwrap_or_else(|e| panic!("{e}"));
+    let resources = Resources::defaults().with_suffix(&suffix);
+    let mut vars: Vec<(String, String)> = stack.vars.clone().into_iter().collect();
+    vars.extend(resources.env_pairs());
+    let (server, _) = stack.database_url().unwrap().rsplit_once('/').unwrap().to_owned();
+    let database = format!("pipeline_{}", suffix.replace('-', "_"));
+    vars.push(("DATABASE_URL".into(), format!("{server}/{database}")));
+    let dir = std::env::temp_dir().join(format!("highlights-pipeline-{suffix}"));
+    std::fs::create_dir_all(&dir).unwrap();
+    let env = Isolated { vars, resources, stack, dir };
+    ok(&env.highlights(&["migrate", "--create-database"]));
+    ok(&env.highlights(&["local", "provision"]));
+    env
+}
+
+fn ok(output: &Output) -> String {
+    assert!(output.status.success(), "failed: {}", String::from_utf8_lossy(&output.stderr));
+    String::from_utf8_lossy(&output.stdout).into_owned()
+}
+
+impl Isolated {
+    fn command(&self, args: &[&str]) -> Command {
+        let mut command = Command::new(env!("CARGO_BIN_EXE_highlights"));
+        command.args(args).envs(self.vars.iter().map(|(k, v)| (k.as_str(), v.as_str())));
+        command
+    }
+
+    fn highlights(&self, args: &[&str]) -> Output {
+        self.command(args).output().unwrap()
+    }
+
+    fn runner(&self, extra: &[&str]) -> Child {
+        let checkpoints = self.dir.join("checkpoints.json");
+        let mut args = vec!["local", "run", "--poll-ms", "5", "--checkpoints", checkpoints.to_str().unwrap()];
+        args.extend_from_slice(extra);
+        self.command(&args).stdout(Stdio::null()).stderr(Stdio::null()).spawn().unwrap()
+    }
+
+    fn path(&self, name: &str) -> String {
+        self.dir.join(name).display().to_string()
+    }
+
+    async fn sdk(&self) -> aws_config::SdkConfig {
+        aws::local(&self.stack.aws().unwrap()).await
+    }
+
+    async fn highlights_of(&self, broadcasters: &[u64]) -> BTreeSet<String> {
+        let table = DynamoHighlights::new(
+            aws_sdk_dynamodb::Client::new(&self.sdk().await),
+            &self.resources.highlights_table.name,
+        );
+        let mut all = BTreeSet::new();
+        for &id in broadcasters {
+            for d in table.list(id).await.unwrap() {
+                all.insert(format!(
+                    "{} {} {} {} {}",
+                    d.broadcaster_id, d.peak_second, d.fired_second, d.intensity, d.message_count
+                ));
+            }
+        }
+        all
+    }
+
+    async fn database(&self) -> tokio_postgres::Client {
+        let url = &self.vars.iter().rev().find(|(k, _)| k == "DATABASE_URL").unwrap().1;
+        let (client, connection) = tokio_postgres::connect(url, tokio_postgres::NoTls).await.unwrap();
+        tokio::spawn(connection);
+        client
+    }
+}
+
+/// Backtest detections as the same strings `highlights_of` produces.
+fn backtest(env: &Isolated, chat: &str) -> BTreeSet<String> {
+    ok(&env.highlights(&["backtest", chat, "--summary", "none"]))
+        .lines()
+        .map(|line| {
+            let d: serde_json::Value = serde_json::from_str(line).unwrap();
+            format!(
+                "{} {} {} {} {}",
+                d["broadcaster_id"].as_str().unwrap(),
+                d["peak_at"],
+                d["fired_at"],
+                d["intensity"],
+                d["message_count"]
+            )
+        })
+        .collect()
+}
+
+async fn wait_until<F, Fut>(what: &str, mut check: F)
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = bool>,
+{
+    let started = Instant::now();
+    while !check().await {
+        assert!(started.elapsed() < DEADLINE, "timed out waiting for {what}");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+fn stop(mut child: Child) {
+    // SIGTERM: the runner finishes the batches in flight and exits 0.
+    let _ = Command::new("kill").args(["-TERM", &child.id().to_string()]).status();
+    let status = child.wait().unwrap();
+    assert!(status.success(), "runner exited with {status}");
+}
+
+const CHANNELS: [u64; 4] = [100_000, 100_001, 100_002, 100_003];
+
+fn synth(env: &Isolated) -> String {
+    let chat = env.path("chat.jsonl");
+    ok(&env.highlights(&[
+        "synth",
+        "--channels",
+        "4",
+        "--duration",
+        "1500",
+        "--bursts-per-hour",
+        "6",
+        "--seed",
+        "11",
+        "--out",
+        &chat,
+    ]));
+    chat
+}
+
+#[tokio::test]
+async fn replayed_chat_becomes_the_highlights_backtest_reports() {
+    let env = isolated("match");
+    let chat = synth(&env);
+    let expected = backtest(&env, &chat);
+    assert!(expected.len() >= 4, "{expected:?}");
+    ok(&env.highlights(&["local", "replay", &chat]));
+    // A poison record in the middle of the stream is skipped, not retried forever.
+    let client = aws_sdk_kinesis::Client::new(&env.sdk().await);
+    put_all(
+        &client,
+        &env.resources.chat_stream.name,
+        &[OutRecord { partition_key: "100000".into(), data: vec![7, 7, 7] }],
+        3,
+    )
+    .await
+    .unwrap();
+    let runner = env.runner(&[]);
+    wait_until("the highlights", || async { env.highlights_of(&CHANNELS).await.len() >= expected.len() })
+        .await;
+    stop(runner);
+    assert_eq!(env.highlights_of(&CHANNELS).await, expected);
+}
+
+#[tokio::test]
+async fn a_runner_killed_mid_stream_resumes_without_loss_or_duplicates() {
+    let env = isolated("kill");
+    let chat = synth(&env);
+    let expected = backtest(&env, &chat);
+    ok(&env.highlights(&["local", "replay", &chat]));
+    // Small batches: many invocations, so the kill lands in the middle of the stream.
+    let mut first = env.runner(&["--batch-size", "5"]);
+    wait_until("the first highlight", || async { !env.highlights_of(&CHANNELS).await.is_empty() }).await;
+    first.kill().unwrap(); // SIGKILL: no chance to finish the batch in flight
+    first.wait().unwrap();
+    let at_kill = env.highlights_of(&CHANNELS).await.len();
+    let second = env.runner(&["--batch-size", "5"]);
+    wait_until("the remaining highlights", || async {
+        env.highlights_of(&CHANNELS).await.len() >= expected.len()
+    })
+    .await;
+    stop(second);
+    assert_eq!(env.highlights_of(&CHANNELS).await, expected, "killed after {at_kill} highlights");
+}
+
+#[tokio::test]
+async fn lifecycle_events_update_streamers_and_reset_the_detector() {
+    let env = isolated("lifecycle");
+    let sdk = env.sdk().await;
+    let states =
+        DynamoStateStore::new(aws_sdk_dynamodb::Client::new(&sdk), &env.resources.detector_state_table.name);
+    let seeded = StoredState {
+        broadcaster_id: 77,
+        version: 1,
+        detector: Some(vec![1, 2, 3]),
+        last_sequence: Some("5".into()),
+    };
+    states.save(&seeded, 0).await.unwrap();
+    let online = |stream: &str, at: i64| {
+        LifecycleEvent::Online(StreamOnline {
+            broadcaster_id: 77,
+            broadcaster_login: "seventyseven".into(),
+            broadcaster_name: "SeventySeven".into(),
+            stream_id: stream.into(),
+            title: format!("stream {stream}"),
+            game_id: "509658".into(),
+            game_name: "Just Chatting".into(),
+            started_at_ms: at - 1_000,
+            viewer_count: 5,
+            observed_at_ms: at,
+        })
+    };
+    let offline = |at: i64| {
+        LifecycleEvent::Offline(StreamOffline {
+            broadcaster_id: 77,
+            broadcaster_login: "seventyseven".into(),
+            observed_at_ms: at,
+        })
+    };
+    // online s1, offline, a redelivered online s1 (stale), online s2, and an older offline.
+    let events = [
+        online("s1", 1_000_000),
+        offline(2_000_000),
+        online("s1", 1_000_000),
+        online("s2", 3_000_000),
+        offline(2_500_000),
+    ];
+    let records: Vec<OutRecord> = events
+        .iter()
+        .map(|e| OutRecord { partition_key: "77".into(), data: serde_json::to_vec(e).unwrap() })
+        .collect();
+    put_all(&aws_sdk_kinesis::Client::new(&sdk), &env.resources.lifecycle_stream.name, &records, 3)
+        .await
+        .unwrap();
+    let runner = env.runner(&[]);
+    let db = env.database().await;
+    wait_until("stream s2 online", || async {
+        db.query_opt("SELECT 1 FROM streamers WHERE broadcaster_id = '77' AND stream_id = 's2'", &[])
+            .await
+            .unwrap()
+            .is_some()
+    })
+    .await;
+    // The last event (an older offline) must not have turned the channel offline; wait until the
+    // runner has consumed everything before looking.
+    let checkpoints = env.dir.join("checkpoints.json");
+    wait_until("all lifecycle records", || async {
+        std::fs::read_to_string(&checkpoints).is_ok_and(|t| t.contains(&env.resources.lifecycle_stream.name))
+            && db.query_one("SELECT 1", &[]).await.is_ok()
+    })
+    .await;
+    stop(runner);
+    let row = db
+        .query_one("SELECT login, display_name, is_live, stream_id, title, game_name FROM streamers WHERE broadcaster_id = '77'", &[])
+        .await
+        .unwrap();
+    let (login, name, live, stream, title, game): (
+        String,
+        Option<String>,
+        bool,
+        Option<String>,
+        Option<String>,
+        Option<String>,
+    ) = (row.get(0), row.get(1), row.get(2), row.get(3), row.get(4), row.get(5));
+    assert_eq!(
+        (login.as_str(), name.as_deref(), live, stream.as_deref(), title.as_deref(), game.as_deref()),
+        ("seventyseven", Some("SeventySeven"), true, Some("s2"), Some("stream s2"), Some("Just Chatting"))
+    );
+    let state = states.load_many(&[77]).await.unwrap().remove(&77).unwrap();
+    assert_eq!(state.detector, None, "a new stream resets the detector");
+    assert_eq!(state.last_sequence.as_deref(), Some("5"), "the reset keeps the replay guard");
+    assert_eq!(state.version, 3, "two new streams, two resets");
+}

@@ -1,0 +1,71 @@
+//! Shard checkpoints in a JSON file, rewritten atomically (temporary file + rename) after every
+//! successful batch, so a killed runner resumes from the last completed batch.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::sync::Mutex;
+
+#[derive(Debug, thiserror::Error)]
+pub enum CheckpointError {
+    #[error("cannot read checkpoints {path}: {source}")]
+    Read { path: PathBuf, source: std::io::Error },
+    #[error("checkpoints file {path} is corrupt: {source}")]
+    Corrupt { path: PathBuf, source: serde_json::Error },
+    #[error("cannot write checkpoints {path}: {source}")]
+    Write { path: PathBuf, source: std::io::Error },
+}
+
+#[derive(Debug)]
+pub struct Checkpoints {
+    path: PathBuf,
+    positions: Mutex<BTreeMap<String, String>>,
+}
+
+impl Checkpoints {
+    /// Loads `path` (an absent file means no checkpoints yet).
+    pub fn open(path: &Path) -> Result<Self, CheckpointError> {
+        let positions = match std::fs::read(path) {
+            Ok(bytes) => serde_json::from_slice(&bytes)
+                .map_err(|source| CheckpointError::Corrupt { path: path.to_owned(), source })?,
+            Err(error) if error.kind() == std::io::ErrorKind::NotFound => BTreeMap::new(),
+            Err(source) => return Err(CheckpointError::Read { path: path.to_owned(), source }),
+        };
+        Ok(Self { path: path.to_owned(), positions: Mutex::new(positions) })
+    }
+
+    pub fn get(&self, key: &str) -> Option<String> {
+        self.positions.lock().expect("not poisoned").get(key).cloned()
+    }
+
+    pub fn set(&self, key: &str, sequence: &str) -> Result<(), CheckpointError> {
+        let mut positions = self.positions.lock().expect("not poisoned");
+        positions.insert(key.to_owned(), sequence.to_owned());
+        let write_error = |source| CheckpointError::Write { path: self.path.clone(), source };
+        if let Some(parent) = self.path.parent() {
+            std::fs::create_dir_all(parent).map_err(write_error)?;
+        }
+        let temporary = self.path.with_extension("tmp");
+        let text = serde_json::to_vec_pretty(&*positions).expect("strings serialise");
+        std::fs::write(&temporary, text).map_err(write_error)?;
+        std::fs::rename(&temporary, &self.path).map_err(write_error)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn checkpoints_survive_a_restart_and_corruption_is_an_error() {
+        let dir = std::env::temp_dir().join(format!("highlights-checkpoints-{}", std::process::id()));
+        let path = dir.join("checkpoints.json");
+        let first = Checkpoints::open(&path).unwrap();
+        assert_eq!(first.get("kinesis/a/0"), None);
+        first.set("kinesis/a/0", "42").unwrap();
+        first.set("kinesis/a/0", "43").unwrap();
+        assert_eq!(Checkpoints::open(&path).unwrap().get("kinesis/a/0").as_deref(), Some("43"));
+        std::fs::write(&path, "{oops").unwrap();
+        assert!(matches!(Checkpoints::open(&path), Err(CheckpointError::Corrupt { .. })));
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+}

@@ -1,0 +1,149 @@
+//! The runner against the emulator's Kinesis and SQS with scripted consumers: partial batch
+//! responses are retried from the failed record, a record that keeps failing goes to the
+//! dead-letter queue alone, and checkpoints make a restart resume without redelivery.
+
+use std::future::Future;
+use std::path::Path;
+use std::pin::Pin;
+use std::sync::atomic::{AtomicU32, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use aws_lambda_events::event::kinesis::KinesisEvent;
+use highlights_adapters::kinesis_out::{OutRecord, put_all};
+use highlights_adapters::provision::{ProvisionOptions, provision};
+use highlights_adapters::resources::Resources;
+use highlights_adapters::stack_env::StackEnv;
+use highlights_runner::{Checkpoints, KinesisConsumer, Mapping, RunnerOptions};
+
+/// Records every payload it sees; fails the record whose data is `poison`, always.
+#[derive(Default)]
+struct Scripted {
+    seen: Mutex<Vec<Vec<u8>>>,
+    invocations: AtomicU32,
+    poison: Option<Vec<u8>>,
+}
+
+impl KinesisConsumer for Scripted {
+    fn invoke(&self, event: KinesisEvent) -> Pin<Box<dyn Future<Output = Vec<String>> + Send + '_>> {
+        Box::pin(async move {
+            self.invocations.fetch_add(1, Ordering::SeqCst);
+            for record in &event.records {
+                if Some(&record.kinesis.data.0) == self.poison.as_ref() {
+                    return vec![record.kinesis.sequence_number.clone()];
+                }
+                self.seen.lock().unwrap().push(record.kinesis.data.0.clone());
+            }
+            Vec::new()
+        })
+    }
+}
+
+struct Setup {
+    sdk: aws_config::SdkConfig,
+    resources: Resources,
+    checkpoints_path: std::path::PathBuf,
+}
+
+async fn setup(name: &str, payloads: &[&[u8]]) -> Setup {
+    let stack = StackEnv::discover(Path::new(env!("CARGO_MANIFEST_DIR"))).unwrap_or_else(|e| panic!("{e}"));
+    let sdk = highlights_adapters::aws::local(&stack.aws().unwrap()).await;
+    let suffix = format!("{name}-{}", std::process::id());
+    let resources = Resources::defaults().with_suffix(&suffix);
+    provision(&sdk, &resources, &ProvisionOptions::default()).await.unwrap();
+    let records: Vec<OutRecord> =
+        payloads.iter().map(|p| OutRecord { partition_key: "1".into(), data: p.to_vec() }).collect();
+    put_all(&aws_sdk_kinesis::Client::new(&sdk), &resources.chat_stream.name, &records, 3).await.unwrap();
+    let checkpoints_path = std::env::temp_dir().join(format!("highlights-runner-{suffix}.json"));
+    let _ = std::fs::remove_file(&checkpoints_path);
+    Setup { sdk, resources, checkpoints_path }
+}
+
+/// Runs the runner until `done` holds (polling), then stops it and returns its counters.
+async fn run_until(
+    setup: &Setup,
+    consumer: Arc<Scripted>,
+    done: impl Fn(&Scripted) -> bool,
+) -> Arc<highlights_runner::RunnerStats> {
+    let mapping = Mapping {
+        stream: setup.resources.chat_stream.name.clone(),
+        dead_letter_queue: setup.resources.detector_dlq.name.clone(),
+        consumer: consumer.clone(),
+    };
+    let options = RunnerOptions {
+        batch_size: 4,
+        poll_interval: Duration::from_millis(5),
+        max_retries: 2,
+        retry_backoff: Duration::from_millis(5),
+        ..RunnerOptions::default()
+    };
+    let checkpoints = Arc::new(Checkpoints::open(&setup.checkpoints_path).unwrap());
+    let (stop, stopped) = tokio::sync::watch::channel(false);
+    let sdk = setup.sdk.clone();
+    let running = tokio::spawn(async move {
+        highlights_runner::run(&sdk, vec![mapping], checkpoints, options, stopped).await
+    });
+    let started = Instant::now();
+    while !done(&consumer) {
+        assert!(started.elapsed() < Duration::from_secs(30), "the runner did not get there in 30 s");
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    stop.send(true).unwrap();
+    running.await.unwrap().unwrap()
+}
+
+fn payloads() -> Vec<Vec<u8>> {
+    (0..10u8).map(|i| vec![b'r', i]).collect()
+}
+
+#[tokio::test]
+async fn a_record_that_keeps_failing_goes_to_the_dead_letter_queue_alone() {
+    let payloads = payloads();
+    let refs: Vec<&[u8]> = payloads.iter().map(Vec::as_slice).collect();
+    let setup = setup("dlq", &refs).await;
+    let consumer = Arc::new(Scripted { poison: Some(payloads[5].clone()), ..Scripted::default() });
+    let stats = run_until(&setup, consumer.clone(), |c| c.seen.lock().unwrap().len() == 9).await;
+
+    let mut expected = payloads.clone();
+    expected.remove(5);
+    assert_eq!(*consumer.seen.lock().unwrap(), expected, "every other record, once, in order");
+    assert_eq!(stats.dead_lettered.load(Ordering::SeqCst), 1);
+    // The poison record was attempted 1 + max_retries times.
+    assert_eq!(stats.failed_invocations.load(Ordering::SeqCst), 3);
+
+    let sqs = aws_sdk_sqs::Client::new(&setup.sdk);
+    let url = sqs.get_queue_url().queue_name(&setup.resources.detector_dlq.name).send().await.unwrap();
+    let received = sqs
+        .receive_message()
+        .queue_url(url.queue_url().unwrap())
+        .max_number_of_messages(10)
+        .send()
+        .await
+        .unwrap();
+    let messages = received.messages();
+    assert_eq!(messages.len(), 1);
+    let body: serde_json::Value = serde_json::from_str(messages[0].body().unwrap()).unwrap();
+    assert_eq!(body["records"].as_array().unwrap().len(), 1);
+    assert_eq!(body["records"][0]["data_base64"], "cgU=", "the poison record's bytes");
+}
+
+#[tokio::test]
+async fn a_restarted_runner_resumes_from_its_checkpoint() {
+    let payloads = payloads();
+    let refs: Vec<&[u8]> = payloads.iter().map(Vec::as_slice).collect();
+    let setup = setup("resume", &refs).await;
+    let first = Arc::new(Scripted::default());
+    run_until(&setup, first.clone(), |c| c.seen.lock().unwrap().len() == 10).await;
+    assert_eq!(*first.seen.lock().unwrap(), payloads);
+
+    // More records arrive while it is stopped; the restarted runner delivers only those.
+    let more: Vec<OutRecord> =
+        (10..13u8).map(|i| OutRecord { partition_key: "1".into(), data: vec![b'r', i] }).collect();
+    put_all(&aws_sdk_kinesis::Client::new(&setup.sdk), &setup.resources.chat_stream.name, &more, 3)
+        .await
+        .unwrap();
+    let second = Arc::new(Scripted::default());
+    run_until(&setup, second.clone(), |c| c.seen.lock().unwrap().len() == 3).await;
+    assert_eq!(*second.seen.lock().unwrap(), more.iter().map(|r| r.data.clone()).collect::<Vec<_>>());
+    std::fs::remove_file(&setup.checkpoints_path).unwrap();
+}
