@@ -15,6 +15,7 @@
 //!
 //! What must not live here: network or file access, clocks, randomness, logging setup.
 
+pub mod clip_policy;
 pub mod config;
 pub mod detector;
 pub mod filter;

@@ -325,3 +325,132 @@ async fn late_messages_and_commands_are_tallied() {
     assert_eq!(metrics["LateMessages"], 1.0);
     assert_eq!(metrics["MessagesProcessed"], 20.0);
 }
+
+/// The same scenarios against DynamoDB in the local stack (`localstack/up`).
+mod on_dynamodb {
+    use std::path::Path;
+
+    use highlights_adapters::detector_state::DynamoStateStore;
+    use highlights_adapters::highlights::DynamoHighlights;
+    use highlights_adapters::provision::{ProvisionOptions, provision};
+    use highlights_adapters::resources::Resources;
+    use highlights_adapters::stack_env::StackEnv;
+
+    use super::*;
+
+    async fn stores(name: &str) -> (DynamoStateStore, DynamoHighlights) {
+        let stack =
+            StackEnv::discover(Path::new(env!("CARGO_MANIFEST_DIR"))).unwrap_or_else(|e| panic!("{e}"));
+        let sdk = highlights_adapters::aws::local(&stack.aws().unwrap()).await;
+        let resources = Resources::defaults().with_suffix(&format!("{name}-{}", std::process::id()));
+        provision(&sdk, &resources, &ProvisionOptions::default()).await.unwrap();
+        let client = aws_sdk_dynamodb::Client::new(&sdk);
+        (
+            DynamoStateStore::new(client.clone(), resources.detector_state_table.name),
+            DynamoHighlights::new(client, resources.highlights_table.name),
+        )
+    }
+
+    async fn stored(handler: &DetectorHandler<impl StateStore, DynamoHighlights>) -> Vec<Detection> {
+        let mut all = handler.outbox().list(11).await.unwrap();
+        all.extend(handler.outbox().list(22).await.unwrap());
+        sorted(all)
+    }
+
+    #[tokio::test]
+    async fn detections_and_the_cooldown_hold_across_invocations() {
+        let (states, outbox) = stores("det-many").await;
+        let channels = two_channels();
+        let handler = DetectorHandler::new(DetectorConfig::default(), states, outbox);
+        drive(&handler, &shard(&channels), 25).await;
+        assert_eq!(stored(&handler).await, expected(&channels));
+        let saved = handler.states().load_many(&[11]).await.unwrap().remove(&11).unwrap();
+        let size = saved.detector.as_ref().map_or(0, Vec::len);
+        assert!(size > 0 && size < 2048, "state blob is {size} bytes");
+    }
+
+    #[tokio::test]
+    async fn redelivery_changes_nothing_and_a_failure_is_retried() {
+        let (states, outbox) = stores("det-redeliver").await;
+        let channels = two_channels();
+        let records = shard(&channels);
+        let handler = DetectorHandler::new(
+            DetectorConfig::default(),
+            states,
+            FlakyDynamoOutbox { inner: outbox, calls: AtomicUsize::new(0), fail_on: 2 },
+        );
+        let (response, _) = handler.handle(&event(&records[..1000])).await;
+        let failed = failures(&response);
+        assert_eq!(failed.len(), 1, "the injected failure is reported");
+        let before = handler.states().load_many(&[11, 22]).await.unwrap();
+        // The same batch again (Lambda retries it): only the failed broadcaster moves.
+        let (response, report) = handler.handle(&event(&records[..1000])).await;
+        assert!(failures(&response).is_empty());
+        assert!(report.skipped_records > 0);
+        let after = handler.states().load_many(&[11, 22]).await.unwrap();
+        let moved: Vec<_> = [11, 22].into_iter().filter(|id| before.get(id) != after.get(id)).collect();
+        assert_eq!(moved.len(), 1, "only the broadcaster that failed was applied again");
+        let (_, report) = handler.handle(&event(&records[..1000])).await;
+        assert_eq!((report.detections, report.tally.messages, report.skipped_records), (0, 0, 1000));
+        assert_eq!(handler.states().load_many(&[11, 22]).await.unwrap(), after);
+        drive(&handler, &records[1000..], 100).await;
+        let mut all = handler.outbox().inner.list(11).await.unwrap();
+        all.extend(handler.outbox().inner.list(22).await.unwrap());
+        assert_eq!(sorted(all), expected(&channels));
+    }
+
+    #[tokio::test]
+    async fn a_real_conditional_write_conflict_is_reconciled() {
+        let (states, outbox) = stores("det-conflict").await;
+        let channels = two_channels();
+        // The 5th save is preceded by an identical save from a "twin" invocation, so DynamoDB
+        // itself rejects the handler's conditional write.
+        let handler = DetectorHandler::new(
+            DetectorConfig::default(),
+            TwinStates { inner: states, saves: AtomicUsize::new(0), twin_on: 5 },
+            outbox,
+        );
+        let reports = drive(&handler, &shard(&channels), 50).await;
+        assert_eq!(reports.iter().map(|r| r.state_conflicts).sum::<u64>(), 1);
+        assert_eq!(stored(&handler).await, expected(&channels));
+    }
+
+    struct FlakyDynamoOutbox {
+        inner: DynamoHighlights,
+        calls: AtomicUsize,
+        fail_on: usize,
+    }
+
+    impl HighlightOutbox for FlakyDynamoOutbox {
+        async fn record(&self, detection: &Detection) -> Result<bool, StoreError> {
+            if self.calls.fetch_add(1, Ordering::SeqCst) + 1 == self.fail_on {
+                return Err(StoreError::Unavailable("injected".into()));
+            }
+            self.inner.record(detection).await
+        }
+    }
+
+    struct TwinStates {
+        inner: DynamoStateStore,
+        saves: AtomicUsize,
+        twin_on: usize,
+    }
+
+    impl StateStore for TwinStates {
+        async fn load_many(
+            &self,
+            ids: &[BroadcasterId],
+        ) -> Result<HashMap<BroadcasterId, StoredState>, StoreError> {
+            self.inner.load_many(ids).await
+        }
+        async fn save(&self, state: &StoredState, expected_version: u64) -> Result<(), StoreError> {
+            if self.saves.fetch_add(1, Ordering::SeqCst) + 1 == self.twin_on {
+                self.inner.save(state, expected_version).await?;
+            }
+            self.inner.save(state, expected_version).await
+        }
+        async fn reset(&self, id: BroadcasterId) -> Result<(), StoreError> {
+            self.inner.reset(id).await
+        }
+    }
+}

@@ -1,0 +1,240 @@
+//! When and how often to call Twitch's Create Clip, and how long to wait for a clip to appear.
+//!
+//! Create Clip captures the stream around the moment of the call, so attempts must come fast:
+//! up to three, at 0 s, 3 s and 6 s after the first, all inside a 10-second deadline. 5xx,
+//! 429, timeouts and connection errors are retried (a 429's reset time is honoured when it fits
+//! the deadline); 400, 403 and 404 are final. Creation is asynchronous: the clip is polled with
+//! Get Clips, with a growing pause, for up to Twitch's documented 60 s.
+//!
+//! Pure: the caller supplies "time since the first attempt"; nothing here sleeps or reads a clock.
+
+use std::time::Duration;
+
+use serde::{Deserialize, Serialize};
+
+/// Why a detection ended without a clip, or why an attempt failed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ClipFailure {
+    /// 404: the channel is not live.
+    NotLive,
+    /// 403: clipping is restricted (followers/subscribers only, disabled, or we are banned).
+    ClippingRestricted,
+    /// 400: the category cannot be clipped, or the title was rejected.
+    NotClippable,
+    /// 401 even after refreshing the token.
+    Unauthorized,
+    /// 429 with a reset beyond the deadline, or on the last attempt.
+    RateLimited,
+    /// 5xx on the last attempt.
+    ServerError,
+    /// No answer in time, or the connection failed, on the last attempt.
+    Unreachable,
+    /// The 10-second budget ran out.
+    DeadlineExceeded,
+}
+
+impl ClipFailure {
+    /// The label used in metrics, logs and the highlight item.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::NotLive => "not_live",
+            Self::ClippingRestricted => "clipping_restricted",
+            Self::NotClippable => "not_clippable",
+            Self::Unauthorized => "unauthorized",
+            Self::RateLimited => "rate_limited",
+            Self::ServerError => "server_error",
+            Self::Unreachable => "unreachable",
+            Self::DeadlineExceeded => "deadline_exceeded",
+        }
+    }
+}
+
+/// How one Create Clip call ended, as the HTTP adapter classifies it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum AttemptResult {
+    Created {
+        clip_id: String,
+        edit_url: String,
+    },
+    /// 5xx: worth another attempt.
+    ServerError(u16),
+    /// 429; `reset_after` is how long until the rate-limit bucket refills, when Twitch said.
+    RateLimited {
+        reset_after: Option<Duration>,
+    },
+    /// Timed out or could not connect.
+    Unreachable,
+    /// 401: the token must be refreshed (the caller does so once, then retries at once).
+    Unauthorized,
+    /// 400, 403, 404: final.
+    Rejected(ClipFailure),
+}
+
+/// The retry schedule.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ClipPolicy {
+    /// Offsets of the attempts from the first one.
+    pub attempts: [Duration; 3],
+    /// Every attempt must start and finish within this budget from the first.
+    pub deadline: Duration,
+    /// How long to poll Get Clips for a created clip.
+    pub confirm_window: Duration,
+    /// First pause between Get Clips polls; it grows by half each time, up to `confirm_max_pause`.
+    pub confirm_first_pause: Duration,
+    pub confirm_max_pause: Duration,
+}
+
+impl Default for ClipPolicy {
+    fn default() -> Self {
+        Self {
+            attempts: [Duration::ZERO, Duration::from_secs(3), Duration::from_secs(6)],
+            deadline: Duration::from_secs(10),
+            confirm_window: Duration::from_secs(60),
+            confirm_first_pause: Duration::from_secs(1),
+            confirm_max_pause: Duration::from_secs(8),
+        }
+    }
+}
+
+/// What to do after an attempt failed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum NextStep {
+    /// Try again this long after the first attempt.
+    RetryAt(Duration),
+    /// Stop: the detection fails with this reason.
+    GiveUp(ClipFailure),
+}
+
+impl ClipPolicy {
+    /// After attempt `index` (0-based) failed with `result` at `elapsed` since the first attempt.
+    pub fn after_failure(&self, index: usize, result: &AttemptResult, elapsed: Duration) -> NextStep {
+        let last_reason = match result {
+            AttemptResult::Created { .. } => unreachable!("a created clip is not a failure"),
+            AttemptResult::Rejected(reason) => return NextStep::GiveUp(*reason),
+            AttemptResult::Unauthorized => return NextStep::GiveUp(ClipFailure::Unauthorized),
+            AttemptResult::ServerError(_) => ClipFailure::ServerError,
+            AttemptResult::Unreachable => ClipFailure::Unreachable,
+            AttemptResult::RateLimited { .. } => ClipFailure::RateLimited,
+        };
+        let Some(&scheduled) = self.attempts.get(index + 1) else {
+            return NextStep::GiveUp(last_reason);
+        };
+        let mut at = scheduled.max(elapsed);
+        if let AttemptResult::RateLimited { reset_after: Some(reset) } = result {
+            at = at.max(elapsed + *reset);
+        }
+        if at >= self.deadline {
+            return NextStep::GiveUp(if matches!(result, AttemptResult::RateLimited { .. }) {
+                ClipFailure::RateLimited
+            } else {
+                ClipFailure::DeadlineExceeded
+            });
+        }
+        NextStep::RetryAt(at)
+    }
+
+    /// The HTTP timeout for an attempt starting at `elapsed`: whatever is left of the budget.
+    pub fn attempt_timeout(&self, elapsed: Duration) -> Option<Duration> {
+        self.deadline.checked_sub(elapsed).filter(|left| !left.is_zero())
+    }
+
+    /// The pauses between Get Clips polls, within the confirm window.
+    pub fn confirm_pauses(&self) -> impl Iterator<Item = Duration> + '_ {
+        let mut pause = self.confirm_first_pause;
+        let mut total = Duration::ZERO;
+        std::iter::from_fn(move || {
+            if total + pause > self.confirm_window {
+                return None;
+            }
+            let this = pause;
+            total += pause;
+            pause = (pause + pause / 2).min(self.confirm_max_pause);
+            Some(this)
+        })
+    }
+}
+
+/// A clip title for a detection: short, within Twitch's limits, and saying why it was clipped.
+pub fn clip_title(streamer: &str, intensity: f64) -> String {
+    let mut title = if streamer.is_empty() {
+        format!("Chat exploded ({intensity:.1}σ)")
+    } else {
+        format!("{streamer}: chat exploded ({intensity:.1}σ)")
+    };
+    if title.chars().count() > 100 {
+        title = title.chars().take(100).collect();
+    }
+    title
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const S: fn(u64) -> Duration = Duration::from_secs;
+
+    #[test]
+    fn server_errors_are_retried_at_three_and_six_seconds() {
+        let policy = ClipPolicy::default();
+        let error = AttemptResult::ServerError(500);
+        assert_eq!(policy.after_failure(0, &error, Duration::from_millis(120)), NextStep::RetryAt(S(3)));
+        assert_eq!(policy.after_failure(1, &error, Duration::from_millis(3_200)), NextStep::RetryAt(S(6)));
+        assert_eq!(
+            policy.after_failure(2, &error, Duration::from_millis(6_100)),
+            NextStep::GiveUp(ClipFailure::ServerError)
+        );
+    }
+
+    #[test]
+    fn final_answers_are_not_retried() {
+        let policy = ClipPolicy::default();
+        for reason in [ClipFailure::NotLive, ClipFailure::ClippingRestricted, ClipFailure::NotClippable] {
+            assert_eq!(
+                policy.after_failure(0, &AttemptResult::Rejected(reason), S(0)),
+                NextStep::GiveUp(reason)
+            );
+        }
+    }
+
+    #[test]
+    fn rate_limit_resets_are_honoured_inside_the_deadline_only() {
+        let policy = ClipPolicy::default();
+        let soon = AttemptResult::RateLimited { reset_after: Some(S(4)) };
+        assert_eq!(policy.after_failure(0, &soon, S(0)), NextStep::RetryAt(S(4)));
+        let late = AttemptResult::RateLimited { reset_after: Some(S(30)) };
+        assert_eq!(policy.after_failure(0, &late, S(0)), NextStep::GiveUp(ClipFailure::RateLimited));
+        let unknown = AttemptResult::RateLimited { reset_after: None };
+        assert_eq!(policy.after_failure(0, &unknown, S(0)), NextStep::RetryAt(S(3)));
+    }
+
+    #[test]
+    fn slow_attempts_cannot_push_past_the_deadline() {
+        let policy = ClipPolicy::default();
+        // The second attempt hung until 9.5 s: the third would start after the deadline.
+        assert_eq!(
+            policy.after_failure(1, &AttemptResult::Unreachable, Duration::from_millis(10_000)),
+            NextStep::GiveUp(ClipFailure::DeadlineExceeded)
+        );
+        assert_eq!(policy.attempt_timeout(Duration::from_millis(6_000)), Some(S(4)));
+        assert_eq!(policy.attempt_timeout(S(10)), None);
+    }
+
+    #[test]
+    fn confirm_polls_back_off_within_sixty_seconds() {
+        let pauses: Vec<Duration> = ClipPolicy::default().confirm_pauses().collect();
+        assert_eq!(
+            pauses[..4],
+            [S(1), Duration::from_millis(1_500), Duration::from_millis(2_250), Duration::from_millis(3_375)]
+        );
+        assert!(pauses.iter().sum::<Duration>() <= S(60));
+        assert!(pauses.iter().all(|p| *p <= S(8)));
+        assert!(pauses.len() >= 8);
+    }
+
+    #[test]
+    fn titles_are_short() {
+        assert_eq!(clip_title("theltwilson", 7.8929), "theltwilson: chat exploded (7.9σ)");
+        assert!(clip_title(&"x".repeat(300), 5.0).chars().count() <= 100);
+    }
+}
