@@ -24,6 +24,54 @@ pub trait HighlightOutbox: Send + Sync {
     fn record(&self, detection: &Detection) -> impl Future<Output = Result<bool, StoreError>> + Send;
 }
 
+/// Where the clipper is with a highlight, recorded on the item itself so that a redelivered
+/// or retried highlight never creates a second clip.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct Progress {
+    /// `pending` (written by the detector), `created` (Twitch returned a clip id), `stored`
+    /// (the clip row is in Postgres) or `failed` (no clip; see `reason`).
+    pub status: String,
+    pub clip_id: Option<String>,
+    pub attempts: u32,
+    pub reason: Option<String>,
+}
+
+impl Progress {
+    /// Nothing is left to do for this highlight.
+    pub fn is_final(&self) -> bool {
+        matches!(self.status.as_str(), "stored" | "failed")
+    }
+}
+
+/// The port the clipper uses to read and record its progress.
+pub trait HighlightProgress: Send + Sync {
+    fn progress(
+        &self,
+        detection: &Detection,
+    ) -> impl Future<Output = Result<Option<Progress>, StoreError>> + Send;
+    fn record_clip(
+        &self,
+        detection: &Detection,
+        clip_id: &str,
+        attempts: u32,
+    ) -> impl Future<Output = Result<(), StoreError>> + Send;
+    fn record_failure(
+        &self,
+        detection: &Detection,
+        reason: &str,
+        attempts: u32,
+    ) -> impl Future<Output = Result<(), StoreError>> + Send;
+    fn record_stored(
+        &self,
+        detection: &Detection,
+        confirmed: bool,
+    ) -> impl Future<Output = Result<(), StoreError>> + Send;
+}
+
+const CLIP_ID: &str = "clip_id";
+const ATTEMPTS: &str = "attempts";
+const REASON: &str = "reason";
+
 /// How long highlight items stay in DynamoDB (the clips themselves live in Postgres).
 pub const RETENTION: Duration = Duration::from_secs(30 * 24 * 3600);
 
@@ -107,6 +155,110 @@ impl DynamoHighlights {
     }
 }
 
+impl DynamoHighlights {
+    fn key(detection: &Detection) -> HashMap<String, AttributeValue> {
+        HashMap::from([
+            (keys::BROADCASTER_ID.to_owned(), AttributeValue::S(detection.broadcaster_id.to_string())),
+            (keys::PEAK_AT.to_owned(), AttributeValue::N(detection.peak_second.to_string())),
+        ])
+    }
+
+    async fn update(
+        &self,
+        detection: &Detection,
+        expression: &str,
+        values: Vec<(&str, AttributeValue)>,
+    ) -> Result<(), StoreError> {
+        let mut request = self
+            .client
+            .update_item()
+            .table_name(&self.table)
+            .set_key(Some(Self::key(detection)))
+            .update_expression(expression)
+            .expression_attribute_names("#status", STATUS);
+        for (name, value) in values {
+            request = request.expression_attribute_values(name, value);
+        }
+        request.send().await.map_err(|e| StoreError::Unavailable(DisplayErrorContext(&e).to_string()))?;
+        Ok(())
+    }
+}
+
+impl HighlightProgress for DynamoHighlights {
+    async fn progress(&self, detection: &Detection) -> Result<Option<Progress>, StoreError> {
+        let item = self
+            .client
+            .get_item()
+            .table_name(&self.table)
+            .set_key(Some(Self::key(detection)))
+            .consistent_read(true)
+            .send()
+            .await
+            .map_err(|e| StoreError::Unavailable(DisplayErrorContext(&e).to_string()))?;
+        Ok(item.item().map(|item| {
+            let text = |key: &str| item.get(key).and_then(|v| v.as_s().ok()).cloned();
+            Progress {
+                status: text(STATUS).unwrap_or_else(|| "pending".into()),
+                clip_id: text(CLIP_ID),
+                attempts: item
+                    .get(ATTEMPTS)
+                    .and_then(|v| v.as_n().ok())
+                    .and_then(|n| n.parse().ok())
+                    .unwrap_or(0),
+                reason: text(REASON),
+            }
+        }))
+    }
+
+    async fn record_clip(
+        &self,
+        detection: &Detection,
+        clip_id: &str,
+        attempts: u32,
+    ) -> Result<(), StoreError> {
+        self.update(
+            detection,
+            "SET #status = :status, clip_id = :clip, attempts = :attempts",
+            vec![
+                (":status", AttributeValue::S("created".into())),
+                (":clip", AttributeValue::S(clip_id.to_owned())),
+                (":attempts", AttributeValue::N(attempts.to_string())),
+            ],
+        )
+        .await
+    }
+
+    async fn record_failure(
+        &self,
+        detection: &Detection,
+        reason: &str,
+        attempts: u32,
+    ) -> Result<(), StoreError> {
+        self.update(
+            detection,
+            "SET #status = :status, reason = :reason, attempts = :attempts",
+            vec![
+                (":status", AttributeValue::S("failed".into())),
+                (":reason", AttributeValue::S(reason.to_owned())),
+                (":attempts", AttributeValue::N(attempts.to_string())),
+            ],
+        )
+        .await
+    }
+
+    async fn record_stored(&self, detection: &Detection, confirmed: bool) -> Result<(), StoreError> {
+        self.update(
+            detection,
+            "SET #status = :status, confirmed = :confirmed",
+            vec![
+                (":status", AttributeValue::S("stored".into())),
+                (":confirmed", AttributeValue::Bool(confirmed)),
+            ],
+        )
+        .await
+    }
+}
+
 impl HighlightOutbox for DynamoHighlights {
     async fn record(&self, detection: &Detection) -> Result<bool, StoreError> {
         let now_ms = std::time::SystemTime::now()
@@ -133,15 +285,70 @@ impl HighlightOutbox for DynamoHighlights {
     }
 }
 
-/// In-memory [`HighlightOutbox`] for unit tests.
+/// In-memory [`HighlightOutbox`] and [`HighlightProgress`] for unit tests.
 #[derive(Debug, Default)]
 pub struct MemoryHighlights {
     items: Mutex<BTreeMap<(BroadcasterId, i64), Detection>>,
+    progress: Mutex<BTreeMap<(BroadcasterId, i64), Progress>>,
 }
 
 impl MemoryHighlights {
     pub fn all(&self) -> Vec<Detection> {
         self.items.lock().expect("not poisoned").values().copied().collect()
+    }
+
+    fn set(&self, detection: &Detection, change: impl FnOnce(&mut Progress)) {
+        let mut progress = self.progress.lock().expect("not poisoned");
+        let entry = progress
+            .entry((detection.broadcaster_id, detection.peak_second))
+            .or_insert_with(|| Progress { status: "pending".into(), ..Progress::default() });
+        change(entry);
+    }
+}
+
+impl HighlightProgress for MemoryHighlights {
+    async fn progress(&self, detection: &Detection) -> Result<Option<Progress>, StoreError> {
+        let key = (detection.broadcaster_id, detection.peak_second);
+        Ok(self.progress.lock().expect("not poisoned").get(&key).cloned().or_else(|| {
+            self.items
+                .lock()
+                .expect("not poisoned")
+                .contains_key(&key)
+                .then(|| Progress { status: "pending".into(), ..Progress::default() })
+        }))
+    }
+
+    async fn record_clip(
+        &self,
+        detection: &Detection,
+        clip_id: &str,
+        attempts: u32,
+    ) -> Result<(), StoreError> {
+        self.set(detection, |p| {
+            p.status = "created".into();
+            p.clip_id = Some(clip_id.to_owned());
+            p.attempts = attempts;
+        });
+        Ok(())
+    }
+
+    async fn record_failure(
+        &self,
+        detection: &Detection,
+        reason: &str,
+        attempts: u32,
+    ) -> Result<(), StoreError> {
+        self.set(detection, |p| {
+            p.status = "failed".into();
+            p.reason = Some(reason.to_owned());
+            p.attempts = attempts;
+        });
+        Ok(())
+    }
+
+    async fn record_stored(&self, detection: &Detection, _confirmed: bool) -> Result<(), StoreError> {
+        self.set(detection, |p| p.status = "stored".into());
+        Ok(())
     }
 }
 

@@ -72,3 +72,68 @@ mod tests {
         );
     }
 }
+
+/// One DynamoDB stream record as read from a stream shard, its image already in DynamoDB JSON
+/// (`{"S": "..."}`, `{"N": "..."}`, ...).
+#[derive(Debug, Clone, PartialEq)]
+pub struct DynamoRecordIn {
+    pub event_id: String,
+    /// `INSERT`, `MODIFY` or `REMOVE`.
+    pub event_name: String,
+    pub sequence_number: String,
+    pub keys: Value,
+    pub new_image: Value,
+    pub approximate_creation_s: i64,
+}
+
+/// The DynamoDB stream `Event` a Lambda event-source mapping on `stream_arn` would deliver.
+pub fn dynamodb_event(
+    stream_arn: &str,
+    region: &str,
+    records: &[DynamoRecordIn],
+) -> aws_lambda_events::event::dynamodb::Event {
+    let records: Vec<Value> = records
+        .iter()
+        .map(|r| {
+            json!({
+                "eventID": r.event_id,
+                "eventName": r.event_name,
+                "eventVersion": "1.1",
+                "eventSource": "aws:dynamodb",
+                "awsRegion": region,
+                "eventSourceARN": stream_arn,
+                "dynamodb": {
+                    "ApproximateCreationDateTime": r.approximate_creation_s,
+                    "Keys": r.keys,
+                    "NewImage": r.new_image,
+                    "SequenceNumber": r.sequence_number,
+                    "SizeBytes": r.new_image.to_string().len(),
+                    "StreamViewType": "NEW_IMAGE",
+                },
+            })
+        })
+        .collect();
+    serde_json::from_value(json!({ "Records": records })).expect("the Lambda DynamoDB stream event shape")
+}
+
+/// DynamoDB JSON of an item written through the SDK (for tests and tools).
+pub fn item_json(item: &std::collections::HashMap<String, aws_sdk_dynamodb::types::AttributeValue>) -> Value {
+    use aws_sdk_dynamodb::types::AttributeValue as A;
+    fn one(value: &A) -> Value {
+        match value {
+            A::S(s) => json!({ "S": s }),
+            A::N(n) => json!({ "N": n }),
+            A::Bool(b) => json!({ "BOOL": b }),
+            A::Null(_) => json!({ "NULL": true }),
+            A::B(b) => json!({ "B": base64::engine::general_purpose::STANDARD.encode(b.as_ref()) }),
+            A::L(list) => json!({ "L": list.iter().map(one).collect::<Vec<_>>() }),
+            A::M(map) => {
+                json!({ "M": map.iter().map(|(k, v)| (k.clone(), one(v))).collect::<serde_json::Map<_, _>>() })
+            }
+            A::Ss(set) => json!({ "SS": set }),
+            A::Ns(set) => json!({ "NS": set }),
+            _ => Value::Null,
+        }
+    }
+    Value::Object(item.iter().map(|(k, v)| (k.clone(), one(v))).collect())
+}

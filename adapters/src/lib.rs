@@ -6,6 +6,7 @@
 //! `highlights-core`, which this crate only feeds.
 
 pub mod aws;
+pub mod clips;
 pub mod detector_state;
 pub mod highlights;
 pub mod kinesis_out;
@@ -17,3 +18,5 @@ pub mod settings;
 pub mod stack_env;
 pub mod streamers;
 pub mod telemetry;
+pub mod tokens;
+pub mod twitch;

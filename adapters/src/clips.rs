@@ -1,0 +1,163 @@
+//! The `clips` table in PostgreSQL, written by the clipper.
+//!
+//! A clip row is inserted as soon as Twitch returned its id (URLs derived from the id), with
+//! `ON CONFLICT (clip_id) DO NOTHING`, so a retried highlight never writes it twice; confirming
+//! (Get Clips found it) fills in thumbnail, duration, VOD offset and title.
+
+use std::future::Future;
+use std::sync::Mutex;
+
+use deadpool_postgres::Pool;
+use highlights_core::{BroadcasterId, Detection};
+
+use crate::twitch::ClipInfo;
+
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("clips database unavailable: {0}")]
+pub struct ClipStoreError(pub String);
+
+/// The port the clipper uses.
+pub trait ClipStore: Send + Sync {
+    /// Inserts the clip of `detection`; returns whether the row is new.
+    fn insert(
+        &self,
+        clip_id: &str,
+        detection: &Detection,
+    ) -> impl Future<Output = Result<bool, ClipStoreError>> + Send;
+    /// Fills in what Get Clips reported and marks the clip confirmed.
+    fn confirm(&self, info: &ClipInfo) -> impl Future<Output = Result<(), ClipStoreError>> + Send;
+    /// Twitch answered 403: remember that this channel does not allow our clips.
+    fn mark_clipping_restricted(
+        &self,
+        broadcaster_id: BroadcasterId,
+    ) -> impl Future<Output = Result<(), ClipStoreError>> + Send;
+}
+
+/// The URLs of a clip follow from its id.
+pub fn clip_urls(clip_id: &str) -> (String, String) {
+    (format!("https://clips.twitch.tv/{clip_id}"), format!("https://clips.twitch.tv/embed?clip={clip_id}"))
+}
+
+#[derive(Clone)]
+pub struct PgClips {
+    pool: Pool,
+}
+
+impl PgClips {
+    pub fn new(pool: Pool) -> Self {
+        Self { pool }
+    }
+}
+
+fn unavailable(error: impl std::fmt::Display) -> ClipStoreError {
+    ClipStoreError(error.to_string())
+}
+
+impl ClipStore for PgClips {
+    async fn insert(&self, clip_id: &str, detection: &Detection) -> Result<bool, ClipStoreError> {
+        let client = self.pool.get().await.map_err(unavailable)?;
+        let (url, embed_url) = clip_urls(clip_id);
+        let message_count = i32::try_from(detection.message_count).unwrap_or(i32::MAX);
+        let inserted = client
+            .execute(
+                "INSERT INTO clips (clip_id, broadcaster_id, url, embed_url, detected_at, fired_at, intensity, \
+                     message_count, baseline_mean, baseline_std) \
+                 VALUES ($1, $2, $3, $4, to_timestamp($5::bigint), to_timestamp($6::bigint), $7, $8, $9, $10) \
+                 ON CONFLICT (clip_id) DO NOTHING",
+                &[
+                    &clip_id,
+                    &detection.broadcaster_id.to_string(),
+                    &url,
+                    &embed_url,
+                    &detection.peak_second,
+                    &detection.fired_second,
+                    &detection.intensity,
+                    &message_count,
+                    &detection.baseline_mean,
+                    &detection.baseline_std,
+                ],
+            )
+            .await
+            .map_err(unavailable)?;
+        Ok(inserted == 1)
+    }
+
+    async fn confirm(&self, info: &ClipInfo) -> Result<(), ClipStoreError> {
+        let client = self.pool.get().await.map_err(unavailable)?;
+        client
+            .execute(
+                "UPDATE clips SET url = $2, embed_url = $3, thumbnail_url = NULLIF($4, ''), title = NULLIF($5, ''), \
+                     duration = $6, vod_offset = $7, view_count = $8, confirmed = TRUE \
+                 WHERE clip_id = $1",
+                &[
+                    &info.id,
+                    &info.url,
+                    &info.embed_url,
+                    &info.thumbnail_url,
+                    &info.title,
+                    &(info.duration as f32),
+                    &info.vod_offset.and_then(|v| i32::try_from(v).ok()),
+                    &i32::try_from(info.view_count).ok(),
+                ],
+            )
+            .await
+            .map_err(unavailable)?;
+        Ok(())
+    }
+
+    async fn mark_clipping_restricted(&self, broadcaster_id: BroadcasterId) -> Result<(), ClipStoreError> {
+        let client = self.pool.get().await.map_err(unavailable)?;
+        client
+            .execute(
+                "INSERT INTO streamers (broadcaster_id, login, allows_clipping) VALUES ($1, '', FALSE) \
+                 ON CONFLICT (broadcaster_id) DO UPDATE SET allows_clipping = FALSE",
+                &[&broadcaster_id.to_string()],
+            )
+            .await
+            .map_err(unavailable)?;
+        Ok(())
+    }
+}
+
+/// In-memory [`ClipStore`] for unit tests; can be switched "down".
+#[derive(Debug, Default)]
+pub struct MemoryClips {
+    pub rows: Mutex<Vec<(String, Detection, bool)>>,
+    pub restricted: Mutex<Vec<BroadcasterId>>,
+    pub down: std::sync::atomic::AtomicBool,
+}
+
+impl MemoryClips {
+    fn check(&self) -> Result<(), ClipStoreError> {
+        if self.down.load(std::sync::atomic::Ordering::SeqCst) {
+            return Err(ClipStoreError("injected outage".into()));
+        }
+        Ok(())
+    }
+}
+
+impl ClipStore for MemoryClips {
+    async fn insert(&self, clip_id: &str, detection: &Detection) -> Result<bool, ClipStoreError> {
+        self.check()?;
+        let mut rows = self.rows.lock().expect("not poisoned");
+        if rows.iter().any(|(id, _, _)| id == clip_id) {
+            return Ok(false);
+        }
+        rows.push((clip_id.to_owned(), *detection, false));
+        Ok(true)
+    }
+
+    async fn confirm(&self, info: &ClipInfo) -> Result<(), ClipStoreError> {
+        self.check()?;
+        for row in self.rows.lock().expect("not poisoned").iter_mut().filter(|(id, _, _)| *id == info.id) {
+            row.2 = true;
+        }
+        Ok(())
+    }
+
+    async fn mark_clipping_restricted(&self, broadcaster_id: BroadcasterId) -> Result<(), ClipStoreError> {
+        self.check()?;
+        self.restricted.lock().expect("not poisoned").push(broadcaster_id);
+        Ok(())
+    }
+}

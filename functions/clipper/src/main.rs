@@ -1,0 +1,50 @@
+//! Lambda entry point of the clipper: the Secrets Manager token source (cached across warm
+//! invocations), the Helix client, a two-connection Postgres pool and the DynamoDB client are
+//! built once per container.
+
+use aws_lambda_events::event::dynamodb::Event as DynamoEvent;
+use aws_lambda_events::event::streams::DynamoDbEventResponse;
+use clipper_function::ClipperHandler;
+use highlights_adapters::clips::PgClips;
+use highlights_adapters::highlights::DynamoHighlights;
+use highlights_adapters::postgres::Database;
+use highlights_adapters::resources::Resources;
+use highlights_adapters::tokens::SecretsTokenSource;
+use highlights_adapters::twitch::{DEFAULT_HELIX_URL, DEFAULT_OAUTH2_URL, HelixClips, TwitchOAuth};
+use highlights_core::clip_policy::ClipPolicy;
+use lambda_runtime::{Error, LambdaEvent, service_fn};
+
+#[tokio::main]
+async fn main() -> Result<(), Error> {
+    highlights_adapters::telemetry::init_json_logs("info");
+    let database_url = std::env::var("DATABASE_URL").map_err(|_| "DATABASE_URL is not set")?;
+    let pool = Database::from_url(&database_url)?.pool(2)?;
+    let resources = Resources::from_env();
+    let sdk = highlights_adapters::aws::from_env().await;
+    let http = reqwest::Client::builder().build()?;
+    let helix_url = std::env::var("TWITCH_HELIX_URL").unwrap_or_else(|_| DEFAULT_HELIX_URL.to_owned());
+    let oauth_url = std::env::var("TWITCH_OAUTH2_URL").unwrap_or_else(|_| DEFAULT_OAUTH2_URL.to_owned());
+    let tokens = SecretsTokenSource::new(
+        aws_sdk_secretsmanager::Client::new(&sdk),
+        resources.twitch_app_secret.name,
+        resources.twitch_user_token_secret.name,
+        TwitchOAuth::new(http.clone(), oauth_url),
+    );
+    let app = tokens.app().await?;
+    let handler = ClipperHandler::new(
+        HelixClips::new(http, helix_url, app.client_id),
+        tokens,
+        PgClips::new(pool),
+        DynamoHighlights::new(aws_sdk_dynamodb::Client::new(&sdk), resources.highlights_table.name),
+        ClipPolicy::default(),
+    );
+    let handler = &handler;
+    lambda_runtime::run(service_fn(move |event: LambdaEvent<DynamoEvent>| async move {
+        let (response, report) = handler.handle(&event.payload).await;
+        for record in report.metrics() {
+            record.emit();
+        }
+        Ok::<DynamoDbEventResponse, Error>(response)
+    }))
+    .await
+}

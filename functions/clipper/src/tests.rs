@@ -1,0 +1,318 @@
+//! Clipper handler tests with in-memory ports and paused tokio time: the retry schedule is
+//! asserted on the virtual clock, never on the wall clock.
+
+use std::collections::VecDeque;
+use std::sync::Mutex;
+use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
+
+use highlights_adapters::clips::MemoryClips;
+use highlights_adapters::highlights::{HighlightOutbox, MemoryHighlights, detection_item};
+use highlights_adapters::lambda_events::{DynamoRecordIn, dynamodb_event, item_json};
+use highlights_adapters::tokens::TokenError;
+use highlights_adapters::twitch::{ClipInfo, Secret, TwitchError};
+
+use super::*;
+
+/// Create Clip answers taken from a script; Get Clips finds the clip after `publish_after` polls.
+struct ScriptedTwitch {
+    answers: Mutex<VecDeque<AttemptResult>>,
+    calls: Mutex<Vec<(Duration, String)>>,
+    start: Instant,
+    publish_after: u32,
+    polls: AtomicU32,
+}
+
+impl ScriptedTwitch {
+    fn new(answers: Vec<AttemptResult>) -> Self {
+        Self {
+            answers: Mutex::new(answers.into()),
+            calls: Mutex::new(Vec::new()),
+            start: Instant::now(),
+            publish_after: 2,
+            polls: AtomicU32::new(0),
+        }
+    }
+    fn call_times(&self) -> Vec<Duration> {
+        self.calls.lock().unwrap().iter().map(|(at, _)| *at).collect()
+    }
+}
+
+impl ClipsApi for ScriptedTwitch {
+    async fn create_clip(&self, token: &Secret, _: u64, _: Option<&str>, _: Duration) -> AttemptResult {
+        self.calls.lock().unwrap().push((self.start.elapsed(), token.expose().to_owned()));
+        self.answers.lock().unwrap().pop_front().expect("no more scripted answers")
+    }
+    async fn get_clip(&self, _: &Secret, clip_id: &str) -> Result<Option<ClipInfo>, TwitchError> {
+        if self.polls.fetch_add(1, Ordering::SeqCst) + 1 < self.publish_after {
+            return Ok(None);
+        }
+        Ok(Some(ClipInfo {
+            id: clip_id.into(),
+            url: format!("https://clips.twitch.tv/{clip_id}"),
+            embed_url: format!("https://clips.twitch.tv/embed?clip={clip_id}"),
+            thumbnail_url: "https://thumb".into(),
+            title: "t".into(),
+            duration: 30.0,
+            vod_offset: Some(100),
+            view_count: 1,
+        }))
+    }
+}
+
+/// Hands out "old" until refreshed, then "new".
+#[derive(Default)]
+struct Tokens {
+    refreshes: AtomicU64,
+}
+
+impl TokenSource for Tokens {
+    async fn access_token(&self) -> Result<Secret, TokenError> {
+        Ok(Secret::new(if self.refreshes.load(Ordering::SeqCst) == 0 { "old" } else { "new" }))
+    }
+    async fn refresh_after_rejection(&self, _: &Secret) -> Result<Secret, TokenError> {
+        self.refreshes.fetch_add(1, Ordering::SeqCst);
+        Ok(Secret::new("new"))
+    }
+    fn refreshes(&self) -> u64 {
+        self.refreshes.load(Ordering::SeqCst)
+    }
+}
+
+type Handler = ClipperHandler<ScriptedTwitch, Tokens, MemoryClips, MemoryHighlights>;
+
+fn handler(answers: Vec<AttemptResult>) -> Handler {
+    ClipperHandler::new(
+        ScriptedTwitch::new(answers),
+        Tokens::default(),
+        MemoryClips::default(),
+        MemoryHighlights::default(),
+        ClipPolicy::default(),
+    )
+}
+
+fn detection(broadcaster_id: u64) -> Detection {
+    let fired = SystemTime::now().duration_since(UNIX_EPOCH).unwrap().as_secs() as i64;
+    Detection {
+        broadcaster_id,
+        peak_second: fired - 3,
+        fired_second: fired,
+        intensity: 6.5,
+        message_count: 80,
+        baseline_mean: 2.0,
+        baseline_std: 1.5,
+    }
+}
+
+async fn insert_event(handler: &Handler, detections: &[Detection]) -> DynamoEvent {
+    let records: Vec<DynamoRecordIn> = detections
+        .iter()
+        .enumerate()
+        .map(|(i, d)| DynamoRecordIn {
+            event_id: format!("e{i}"),
+            event_name: "INSERT".into(),
+            sequence_number: format!("{}", 100 + i),
+            keys: serde_json::json!({}),
+            new_image: item_json(&detection_item(d, 0)),
+            approximate_creation_s: 0,
+        })
+        .collect();
+    for d in detections {
+        handler.progress().record(d).await.unwrap();
+    }
+    dynamodb_event("arn:aws:dynamodb:us-east-1:000000000000:table/highlights/stream/x", "us-east-1", &records)
+}
+
+fn created(id: &str) -> AttemptResult {
+    AttemptResult::Created { clip_id: id.into(), edit_url: String::new() }
+}
+
+const S: fn(u64) -> Duration = Duration::from_secs;
+
+#[tokio::test(start_paused = true)]
+async fn success_on_the_first_attempt_is_stored_and_confirmed() {
+    let handler = handler(vec![created("Clip1")]);
+    let event = insert_event(&handler, &[detection(7)]).await;
+    let (response, report) = handler.handle(&event).await;
+    assert!(response.batch_item_failures.is_empty());
+    assert_eq!((report.clips_created, report.create_attempts, report.unconfirmed), (1, 1, 0));
+    assert_eq!(handler.api().call_times(), vec![S(0)]);
+    let rows = handler.clips().rows.lock().unwrap().clone();
+    assert_eq!(rows.len(), 1);
+    assert_eq!((rows[0].0.as_str(), rows[0].2), ("Clip1", true));
+    assert_eq!(handler.progress().progress(&detection(7)).await.unwrap().unwrap().status, "stored");
+}
+
+#[tokio::test(start_paused = true)]
+async fn server_errors_are_retried_at_zero_three_and_six_seconds() {
+    let handler =
+        handler(vec![AttemptResult::ServerError(500), AttemptResult::ServerError(500), created("Clip2")]);
+    let event = insert_event(&handler, &[detection(7)]).await;
+    let (_, report) = handler.handle(&event).await;
+    assert_eq!(handler.api().call_times(), vec![S(0), S(3), S(6)]);
+    assert_eq!((report.clips_created, report.create_attempts), (1, 3));
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_rate_limit_reset_inside_the_deadline_is_honoured_and_one_outside_is_not() {
+    let inside = handler(vec![AttemptResult::RateLimited { reset_after: Some(S(5)) }, created("Clip3")]);
+    let event = insert_event(&inside, &[detection(7)]).await;
+    inside.handle(&event).await;
+    assert_eq!(inside.api().call_times(), vec![S(0), S(5)]);
+
+    let outside = handler(vec![AttemptResult::RateLimited { reset_after: Some(S(40)) }]);
+    let event = insert_event(&outside, &[detection(7)]).await;
+    let (_, report) = outside.handle(&event).await;
+    assert_eq!(outside.api().call_times(), vec![S(0)]);
+    assert_eq!(report.failures, vec![ClipFailure::RateLimited]);
+    assert_eq!(
+        outside.progress().progress(&detection(7)).await.unwrap().unwrap().reason.as_deref(),
+        Some("rate_limited")
+    );
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_401_refreshes_the_token_once_and_retries_at_once() {
+    let handler = handler(vec![AttemptResult::Unauthorized, created("Clip4")]);
+    let event = insert_event(&handler, &[detection(7)]).await;
+    let (_, report) = handler.handle(&event).await;
+    let calls = handler.api().calls.lock().unwrap().clone();
+    assert_eq!(calls, vec![(S(0), "old".to_owned()), (S(0), "new".to_owned())]);
+    assert_eq!((report.token_refreshes, report.clips_created), (1, 1));
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_403_is_final_and_marks_the_streamer() {
+    let handler = handler(vec![AttemptResult::Rejected(ClipFailure::ClippingRestricted)]);
+    let event = insert_event(&handler, &[detection(9)]).await;
+    let (response, report) = handler.handle(&event).await;
+    assert!(response.batch_item_failures.is_empty());
+    assert_eq!(handler.api().call_times(), vec![S(0)]);
+    assert_eq!(report.failures, vec![ClipFailure::ClippingRestricted]);
+    assert_eq!(*handler.clips().restricted.lock().unwrap(), vec![9]);
+    assert!(handler.clips().rows.lock().unwrap().is_empty());
+}
+
+/// Every Create Clip call hangs for 4 s (and then times out as unreachable).
+struct SlowTwitch(ScriptedTwitch);
+
+impl ClipsApi for SlowTwitch {
+    async fn create_clip(
+        &self,
+        token: &Secret,
+        id: u64,
+        title: Option<&str>,
+        timeout: Duration,
+    ) -> AttemptResult {
+        tokio::time::sleep(timeout.min(S(4))).await;
+        self.0.create_clip(token, id, title, timeout).await
+    }
+    async fn get_clip(&self, token: &Secret, clip_id: &str) -> Result<Option<ClipInfo>, TwitchError> {
+        self.0.get_clip(token, clip_id).await
+    }
+}
+
+#[tokio::test(start_paused = true)]
+async fn the_ten_second_deadline_ends_slow_attempts() {
+    let answers = vec![AttemptResult::Unreachable; 3];
+    let handler = ClipperHandler::new(
+        SlowTwitch(ScriptedTwitch::new(answers)),
+        Tokens::default(),
+        MemoryClips::default(),
+        MemoryHighlights::default(),
+        ClipPolicy::default(),
+    );
+    let d = detection(7);
+    handler.progress().record(&d).await.unwrap();
+    let started = Instant::now();
+    let event = dynamodb_event(
+        "arn",
+        "us-east-1",
+        &[DynamoRecordIn {
+            event_id: "e".into(),
+            event_name: "INSERT".into(),
+            sequence_number: "1".into(),
+            keys: serde_json::json!({}),
+            new_image: item_json(&detection_item(&d, 0)),
+            approximate_creation_s: 0,
+        }],
+    );
+    let (_, report) = handler.handle(&event).await;
+    // Attempts answer at 4 s and 8 s; the third may only use the 2 s left.
+    assert_eq!(handler.api().0.call_times(), vec![S(4), S(8), S(10)]);
+    assert!(started.elapsed() <= S(10) + Duration::from_millis(1));
+    assert_eq!(report.failures.len(), 1);
+    assert!(matches!(report.failures[0], ClipFailure::Unreachable | ClipFailure::DeadlineExceeded));
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_redelivered_highlight_creates_one_clip_and_one_row() {
+    let handler = handler(vec![created("Clip5")]);
+    let event = insert_event(&handler, &[detection(7)]).await;
+    handler.handle(&event).await;
+    let (response, report) = handler.handle(&event).await;
+    assert!(response.batch_item_failures.is_empty());
+    assert_eq!((report.already_done, report.create_attempts), (1, 0));
+    assert_eq!(handler.api().call_times().len(), 1);
+    assert_eq!(handler.clips().rows.lock().unwrap().len(), 1);
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_database_outage_is_retried_without_a_second_clip() {
+    let handler = handler(vec![created("Clip6")]);
+    handler.clips().down.store(true, Ordering::SeqCst);
+    let event = insert_event(&handler, &[detection(7)]).await;
+    let (response, report) = handler.handle(&event).await;
+    assert_eq!(response.batch_item_failures.len(), 1, "reported for a retry");
+    assert_eq!(report.retried_later, 1);
+    assert_eq!(
+        handler.progress().progress(&detection(7)).await.unwrap().unwrap().clip_id.as_deref(),
+        Some("Clip6")
+    );
+    handler.clips().down.store(false, Ordering::SeqCst);
+    let (response, report) = handler.handle(&event).await;
+    assert!(response.batch_item_failures.is_empty());
+    assert_eq!(report.create_attempts, 0, "the clip id was remembered");
+    assert_eq!(handler.api().call_times().len(), 1);
+    assert_eq!(handler.clips().rows.lock().unwrap().len(), 1);
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_clip_not_published_in_time_is_stored_unconfirmed() {
+    let mut twitch = ScriptedTwitch::new(vec![created("Clip7")]);
+    twitch.publish_after = u32::MAX;
+    let handler = ClipperHandler::new(
+        twitch,
+        Tokens::default(),
+        MemoryClips::default(),
+        MemoryHighlights::default(),
+        ClipPolicy::default(),
+    );
+    let event = insert_event(&handler, &[detection(7)]).await;
+    let started = Instant::now();
+    let (_, report) = handler.handle(&event).await;
+    assert_eq!(report.unconfirmed, 1);
+    assert!(started.elapsed() <= S(61), "polled within Twitch's 60 s");
+    let rows = handler.clips().rows.lock().unwrap().clone();
+    assert_eq!((rows.len(), rows[0].2), (1, false));
+}
+
+#[tokio::test(start_paused = true)]
+async fn old_highlights_are_not_clipped() {
+    let handler = handler(vec![]);
+    let mut old = detection(7);
+    old.fired_second -= 3_600;
+    let event = insert_event(&handler, &[old]).await;
+    let (_, report) = handler.handle(&event).await;
+    assert_eq!(report.failures, vec![ClipFailure::DeadlineExceeded]);
+    assert!(handler.api().call_times().is_empty());
+}
+
+#[tokio::test(start_paused = true)]
+async fn highlights_of_one_batch_are_clipped_concurrently() {
+    let handler = handler(vec![AttemptResult::ServerError(502), created("A"), created("B")]);
+    let event = insert_event(&handler, &[detection(1), detection(2)]).await;
+    let (_, report) = handler.handle(&event).await;
+    assert_eq!(report.clips_created, 2);
+    // The second highlight's first call does not wait for the first highlight's retry.
+    assert_eq!(handler.api().call_times(), vec![S(0), S(0), S(3)]);
+}
