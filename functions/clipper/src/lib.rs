@@ -295,11 +295,11 @@ impl<A: ClipsApi, T: TokenSource, C: ClipStore, P: HighlightProgress> ClipperHan
 
     /// Create Clip on the policy's schedule; the clip id, or why there is none.
     async fn create(&self, detection: &Detection, outcome: &mut Outcome) -> Result<String, ClipFailure> {
-        let first = Instant::now();
         let mut token = self.tokens.access_token().await.map_err(|error| {
             tracing::error!(%error, "no usable Twitch token");
             ClipFailure::Unauthorized
         })?;
+        let first = Instant::now();
         let title = clip_title("", detection.intensity);
         let mut refreshed = false;
         let mut index = 0;

@@ -1,0 +1,291 @@
+//! The clipper with its real adapters — Helix and OAuth over HTTP (a fake Twitch on
+//! 127.0.0.1:0), Secrets Manager and DynamoDB (the emulator), PostgreSQL (the local stack) —
+//! in real time with a shortened schedule (the exact 0/3/6 s schedule is asserted on paused time
+//! in the unit tests).
+
+use std::io::Write;
+use std::path::Path;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use aws_lambda_events::event::dynamodb::Event as DynamoEvent;
+use clipper_function::ClipperHandler;
+use highlights_adapters::clips::PgClips;
+use highlights_adapters::highlights::{DynamoHighlights, HighlightOutbox, HighlightProgress, detection_item};
+use highlights_adapters::lambda_events::{DynamoRecordIn, dynamodb_event, item_json};
+use highlights_adapters::postgres::Database;
+use highlights_adapters::provision::{ProvisionOptions, SecretValue, provision};
+use highlights_adapters::resources::Resources;
+use highlights_adapters::stack_env::StackEnv;
+use highlights_adapters::tokens::SecretsTokenSource;
+use highlights_adapters::twitch::{HelixClips, TwitchOAuth, UserToken};
+use highlights_core::Detection;
+use highlights_core::clip_policy::ClipPolicy;
+use highlights_test_support::{CreateAnswer, FakeTwitch};
+
+const ACCESS: &str = "at-secret-1";
+const REFRESH: &str = "rt-secret-1";
+const CLIENT_SECRET: &str = "client-secret-xyz";
+
+type Handler = ClipperHandler<HelixClips, SecretsTokenSource, PgClips, DynamoHighlights>;
+
+struct World {
+    fake: FakeTwitch,
+    handler: Handler,
+    resources: Resources,
+    secrets: aws_sdk_secretsmanager::Client,
+    database: Database,
+    highlights: DynamoHighlights,
+}
+
+fn fast_policy() -> ClipPolicy {
+    ClipPolicy {
+        attempts: [Duration::ZERO, Duration::from_millis(300), Duration::from_millis(600)],
+        deadline: Duration::from_secs(1),
+        confirm_window: Duration::from_secs(2),
+        confirm_first_pause: Duration::from_millis(20),
+        confirm_max_pause: Duration::from_millis(100),
+    }
+}
+
+async fn world(name: &str) -> World {
+    world_with_database(name, None).await
+}
+
+/// `database_url`: where the clip store connects (default: a fresh database on the stack).
+async fn world_with_database(name: &str, database_url: Option<String>) -> World {
+    let stack = StackEnv::discover(Path::new(env!("CARGO_MANIFEST_DIR"))).unwrap_or_else(|e| panic!("{e}"));
+    let sdk = highlights_adapters::aws::local(&stack.aws().unwrap()).await;
+    let suffix = format!("{name}-{}", std::process::id());
+    let resources = Resources::defaults().with_suffix(&suffix);
+    let app = format!(r#"{{"client_id":"cid","client_secret":"{CLIENT_SECRET}"}}"#);
+    let token = format!(r#"{{"access_token":"{ACCESS}","refresh_token":"{REFRESH}"}}"#);
+    let options = ProvisionOptions {
+        twitch_app: Some(SecretValue::from_json(app).unwrap()),
+        user_token: Some(SecretValue::from_json(token).unwrap()),
+        ..ProvisionOptions::default()
+    };
+    provision(&sdk, &resources, &options).await.unwrap();
+    let (server, _) = stack.database_url().unwrap().rsplit_once('/').unwrap();
+    let database = Database::from_url(&format!("{server}/clipper_{}", suffix.replace('-', "_"))).unwrap();
+    database.create_if_missing().await.unwrap();
+    database.migrate().await.unwrap();
+    let store_database =
+        database_url.map_or_else(|| database.clone(), |url| Database::from_url(&url).unwrap());
+
+    let fake = FakeTwitch::start().await;
+    fake.accept_token(ACCESS);
+    let http = reqwest::Client::new();
+    let secrets = aws_sdk_secretsmanager::Client::new(&sdk);
+    let dynamodb = aws_sdk_dynamodb::Client::new(&sdk);
+    let highlights = DynamoHighlights::new(dynamodb, &resources.highlights_table.name);
+    let handler = ClipperHandler::new(
+        HelixClips::new(http.clone(), fake.helix_url(), "cid"),
+        SecretsTokenSource::new(
+            secrets.clone(),
+            &resources.twitch_app_secret.name,
+            &resources.twitch_user_token_secret.name,
+            TwitchOAuth::new(http, fake.oauth_url()),
+        ),
+        PgClips::new(store_database.pool(2).unwrap()),
+        highlights.clone(),
+        fast_policy(),
+    );
+    World { fake, handler, resources, secrets, database, highlights }
+}
+
+fn detection(broadcaster_id: u64) -> Detection {
+    let now = SystemTime::now().duration_since(UNIX_EPOCH).unwrap().as_secs() as i64;
+    Detection {
+        broadcaster_id,
+        peak_second: now - 4,
+        fired_second: now,
+        intensity: 7.25,
+        message_count: 120,
+        baseline_mean: 2.5,
+        baseline_std: 1.25,
+    }
+}
+
+/// Writes the highlight as the detector would and returns the stream event for it.
+async fn inserted(world: &World, detection: &Detection) -> DynamoEvent {
+    world.highlights.record(detection).await.unwrap();
+    let item = detection_item(detection, 0);
+    dynamodb_event(
+        "arn:aws:dynamodb:us-east-1:123456789012:table/highlights/stream/1",
+        "us-east-1",
+        &[DynamoRecordIn {
+            event_id: "1".into(),
+            event_name: "INSERT".into(),
+            sequence_number: "4200".into(),
+            keys: serde_json::json!({}),
+            new_image: item_json(&item),
+            approximate_creation_s: detection.fired_second,
+        }],
+    )
+}
+
+async fn rows(world: &World) -> Vec<(String, String, bool, Option<String>)> {
+    let client = world.database.connect().await.unwrap();
+    client
+        .query("SELECT clip_id, broadcaster_id, confirmed, thumbnail_url FROM clips ORDER BY id", &[])
+        .await
+        .unwrap()
+        .iter()
+        .map(|r| (r.get(0), r.get(1), r.get(2), r.get(3)))
+        .collect()
+}
+
+#[tokio::test]
+async fn a_clip_created_at_once_is_stored_and_confirmed() {
+    let world = world("ok").await;
+    let d = detection(501);
+    let (response, report) = world.handler.handle(&inserted(&world, &d).await).await;
+    assert!(response.batch_item_failures.is_empty());
+    assert_eq!((report.clips_created, report.create_attempts), (1, 1));
+    let rows = rows(&world).await;
+    assert_eq!(rows.len(), 1);
+    let (clip_id, broadcaster, confirmed, thumbnail) = &rows[0];
+    assert_eq!((clip_id.as_str(), broadcaster.as_str(), *confirmed), ("FakeClip1", "501", true));
+    assert!(thumbnail.as_deref().is_some_and(|t| t.contains("FakeClip1")));
+    let calls = world.fake.create_calls();
+    assert_eq!(calls[0].broadcaster_id, "501");
+    assert!(calls[0].title.as_deref().is_some_and(|t| t.contains("7.2σ") || t.contains("7.3σ")), "{calls:?}");
+    let progress = world.highlights.progress(&d).await.unwrap().unwrap();
+    assert_eq!((progress.status.as_str(), progress.clip_id.as_deref()), ("stored", Some("FakeClip1")));
+}
+
+#[tokio::test]
+async fn server_errors_are_retried_within_the_budget() {
+    let world = world("retry").await;
+    world.fake.script(&[CreateAnswer::Status(500), CreateAnswer::Status(503)]);
+    let (_, report) = world.handler.handle(&inserted(&world, &detection(502)).await).await;
+    assert_eq!((report.clips_created, report.create_attempts), (1, 3));
+    assert_eq!(world.fake.create_calls().len(), 3);
+    assert_eq!(rows(&world).await.len(), 1);
+}
+
+#[tokio::test]
+async fn rate_limits_are_honoured_inside_the_deadline_only() {
+    let world = world("ratelimit").await;
+    world.fake.script(&[CreateAnswer::RateLimited { reset_in_s: 0 }]);
+    let (_, report) = world.handler.handle(&inserted(&world, &detection(503)).await).await;
+    assert_eq!((report.clips_created, report.create_attempts), (1, 2));
+
+    world.fake.script(&[CreateAnswer::RateLimited { reset_in_s: 60 }]);
+    let d = detection(504);
+    let (_, report) = world.handler.handle(&inserted(&world, &d).await).await;
+    assert_eq!(report.create_attempts, 1);
+    assert_eq!(report.failures.iter().map(|f| f.as_str()).collect::<Vec<_>>(), vec!["rate_limited"]);
+    let progress = world.highlights.progress(&d).await.unwrap().unwrap();
+    assert_eq!((progress.status.as_str(), progress.reason.as_deref()), ("failed", Some("rate_limited")));
+}
+
+#[tokio::test]
+async fn a_403_is_not_retried_and_marks_the_streamer() {
+    let world = world("forbidden").await;
+    world.fake.script(&[CreateAnswer::Status(403)]);
+    let (_, report) = world.handler.handle(&inserted(&world, &detection(505)).await).await;
+    assert_eq!((report.create_attempts, report.clips_created), (1, 0));
+    let client = world.database.connect().await.unwrap();
+    let row = client
+        .query_one("SELECT allows_clipping FROM streamers WHERE broadcaster_id = '505'", &[])
+        .await
+        .unwrap();
+    assert_eq!(row.get::<_, Option<bool>>(0), Some(false));
+    assert!(rows(&world).await.is_empty());
+}
+
+#[tokio::test]
+async fn the_same_highlight_twice_makes_one_clip_and_one_row() {
+    let world = world("twice").await;
+    let event = inserted(&world, &detection(506)).await;
+    world.handler.handle(&event).await;
+    let (response, report) = world.handler.handle(&event).await;
+    assert!(response.batch_item_failures.is_empty());
+    assert_eq!(report.already_done, 1);
+    assert_eq!(world.fake.create_calls().len(), 1);
+    assert_eq!(rows(&world).await.len(), 1);
+}
+
+#[tokio::test]
+async fn postgres_down_during_a_clip_then_back_stores_it_exactly_once() {
+    // The first clipper's database is unreachable (nothing listens on port 9).
+    let down =
+        world_with_database("pgdown", Some("postgres://highlights@127.0.0.1:9/highlights".into())).await;
+    let d = detection(507);
+    let event = inserted(&down, &d).await;
+    let (response, report) = down.handler.handle(&event).await;
+    assert_eq!(response.batch_item_failures.len(), 1, "reported for a retry");
+    assert_eq!(report.clips_created, 1, "the clip itself was created");
+    // The retry runs against the database once it is back: the remembered clip id is stored,
+    // and Twitch is not asked again.
+    let back = ClipperHandler::new(
+        HelixClips::new(reqwest::Client::new(), down.fake.helix_url(), "cid"),
+        SecretsTokenSource::new(
+            down.secrets.clone(),
+            &down.resources.twitch_app_secret.name,
+            &down.resources.twitch_user_token_secret.name,
+            TwitchOAuth::new(reqwest::Client::new(), down.fake.oauth_url()),
+        ),
+        PgClips::new(down.database.pool(2).unwrap()),
+        down.highlights.clone(),
+        fast_policy(),
+    );
+    let (response, report) = back.handle(&event).await;
+    assert!(response.batch_item_failures.is_empty());
+    assert_eq!(report.create_attempts, 0);
+    back.handle(&event).await;
+    assert_eq!(down.fake.create_calls().len(), 1);
+    assert_eq!(rows(&down).await.len(), 1);
+}
+
+/// Collects everything the handler logs while a test runs.
+#[derive(Clone, Default)]
+struct Captured(Arc<Mutex<Vec<u8>>>);
+
+impl Write for Captured {
+    fn write(&mut self, bytes: &[u8]) -> std::io::Result<usize> {
+        self.0.lock().unwrap().extend_from_slice(bytes);
+        Ok(bytes.len())
+    }
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+#[tokio::test]
+async fn a_401_refreshes_the_token_writes_it_back_and_never_logs_it() {
+    let captured = Captured::default();
+    let writer = captured.clone();
+    let subscriber = tracing_subscriber::fmt()
+        .json()
+        .with_max_level(tracing::Level::DEBUG)
+        .with_writer(move || writer.clone())
+        .finish();
+    let _guard = tracing::subscriber::set_default(subscriber);
+
+    let world = world("refresh").await;
+    world.fake.revoke_tokens();
+    world.fake.allow_refresh(REFRESH, "at-secret-2", "rt-secret-2");
+    let (_, report) = world.handler.handle(&inserted(&world, &detection(508)).await).await;
+    assert_eq!((report.clips_created, report.token_refreshes), (1, 1));
+    assert_eq!(world.fake.refresh_calls(), 1);
+    let calls = world.fake.create_calls();
+    assert_eq!(calls.iter().map(|c| c.token.as_str()).collect::<Vec<_>>(), vec![ACCESS, "at-secret-2"]);
+    let stored = world
+        .secrets
+        .get_secret_value()
+        .secret_id(&world.resources.twitch_user_token_secret.name)
+        .send()
+        .await
+        .unwrap();
+    let stored: UserToken = serde_json::from_str(stored.secret_string().unwrap()).unwrap();
+    assert_eq!((stored.access_token.expose(), stored.refresh_token.expose()), ("at-secret-2", "rt-secret-2"));
+
+    let logs = String::from_utf8(captured.0.lock().unwrap().clone()).unwrap();
+    assert!(logs.contains("refreshed the Twitch user token"), "the refresh is logged: {logs}");
+    for secret in [ACCESS, REFRESH, "at-secret-2", "rt-secret-2", CLIENT_SECRET] {
+        assert!(!logs.contains(secret), "{secret} leaked into the logs");
+    }
+}
