@@ -1,5 +1,6 @@
-//! `highlights local run`: the local event-source runner wired to the real handlers, against
-//! the endpoints in the environment (`. .local/stack/env`).
+//! `highlights local run`: the local event-source runner wired to the real handlers (detector,
+//! lifecycle, and the clipper when Twitch credentials are configured), against the endpoints in
+//! the environment (`. .local/stack/env`).
 
 use std::future::Future;
 use std::path::PathBuf;
@@ -9,16 +10,22 @@ use std::sync::atomic::Ordering;
 use std::time::Duration;
 
 use anyhow::Context as _;
+use aws_lambda_events::event::dynamodb::Event as DynamoEvent;
 use aws_lambda_events::event::kinesis::KinesisEvent;
 use aws_lambda_events::event::streams::KinesisEventResponse;
+use clipper_function::ClipperHandler;
 use detector_function::DetectorHandler;
+use highlights_adapters::clips::PgClips;
 use highlights_adapters::detector_state::DynamoStateStore;
 use highlights_adapters::highlights::DynamoHighlights;
 use highlights_adapters::postgres::Database;
 use highlights_adapters::resources::Resources;
 use highlights_adapters::settings::DetectorSettings;
 use highlights_adapters::streamers::PgStreamers;
-use highlights_runner::{Checkpoints, KinesisConsumer, Mapping, RunnerOptions};
+use highlights_adapters::tokens::SecretsTokenSource;
+use highlights_adapters::twitch::{DEFAULT_HELIX_URL, DEFAULT_OAUTH2_URL, HelixClips, TwitchOAuth};
+use highlights_core::clip_policy::ClipPolicy;
+use highlights_runner::{Checkpoints, DynamoConsumer, KinesisConsumer, Mapping, RunnerOptions, Source};
 use lifecycle_function::LifecycleHandler;
 
 #[derive(clap::Args, Debug)]
@@ -41,6 +48,12 @@ pub struct RunArgs {
     /// PostgreSQL connection string (for the lifecycle handler).
     #[arg(long, env = "DATABASE_URL", hide_env_values = true)]
     database_url: String,
+    /// Twitch Helix base URL (a fake one in tests).
+    #[arg(long, env = "TWITCH_HELIX_URL", default_value = DEFAULT_HELIX_URL)]
+    twitch_helix_url: String,
+    /// Twitch OAuth base URL.
+    #[arg(long, env = "TWITCH_OAUTH2_URL", default_value = DEFAULT_OAUTH2_URL)]
+    twitch_oauth2_url: String,
     #[command(flatten)]
     detector: DetectorSettings,
 }
@@ -96,28 +109,42 @@ pub fn run(args: RunArgs) -> anyhow::Result<()> {
         let sdk = highlights_adapters::aws::from_env().await;
         let dynamodb = aws_sdk_dynamodb::Client::new(&sdk);
         let states = || DynamoStateStore::new(dynamodb.clone(), resources.detector_state_table.name.clone());
-        let mappings = vec![
+        let mut mappings = vec![
             Mapping {
-                stream: resources.chat_stream.name.clone(),
+                source: Source::Kinesis {
+                    stream: resources.chat_stream.name.clone(),
+                    consumer: Arc::new(DetectorConsumer {
+                        handler: DetectorHandler::new(
+                            config,
+                            states(),
+                            DynamoHighlights::new(dynamodb.clone(), resources.highlights_table.name.clone()),
+                        ),
+                        metrics: args.metrics,
+                    }),
+                },
                 dead_letter_queue: resources.detector_dlq.name.clone(),
-                consumer: Arc::new(DetectorConsumer {
-                    handler: DetectorHandler::new(
-                        config,
-                        states(),
-                        DynamoHighlights::new(dynamodb.clone(), resources.highlights_table.name.clone()),
-                    ),
-                    metrics: args.metrics,
-                }),
             },
             Mapping {
-                stream: resources.lifecycle_stream.name.clone(),
+                source: Source::Kinesis {
+                    stream: resources.lifecycle_stream.name.clone(),
+                    consumer: Arc::new(LifecycleConsumer {
+                        handler: LifecycleHandler::new(PgStreamers::new(pool.clone()), states()),
+                        metrics: args.metrics,
+                    }),
+                },
                 dead_letter_queue: resources.lifecycle_dlq.name.clone(),
-                consumer: Arc::new(LifecycleConsumer {
-                    handler: LifecycleHandler::new(PgStreamers::new(pool), states()),
-                    metrics: args.metrics,
-                }),
             },
         ];
+        match clipper(&sdk, &resources, pool, &args).await {
+            Ok(consumer) => mappings.push(Mapping {
+                source: Source::DynamoInserts {
+                    table: resources.highlights_table.name.clone(),
+                    consumer: Arc::new(consumer),
+                },
+                dead_letter_queue: resources.clipper_dlq.name.clone(),
+            }),
+            Err(why) => eprintln!("local runner: the clipper is off: {why}"),
+        }
         let options = RunnerOptions {
             batch_size: args.batch_size.max(1),
             poll_interval: Duration::from_millis(args.poll_ms),
@@ -132,8 +159,8 @@ pub fn run(args: RunArgs) -> anyhow::Result<()> {
             let _ = stop.send(true);
         });
         eprintln!(
-            "local runner: {} -> detector, {} -> lifecycle (Ctrl-C to stop)",
-            resources.chat_stream.name, resources.lifecycle_stream.name
+            "local runner: {} -> detector, {} -> lifecycle, {} (inserts) -> clipper (Ctrl-C to stop)",
+            resources.chat_stream.name, resources.lifecycle_stream.name, resources.highlights_table.name
         );
         let stats = highlights_runner::run(&sdk, mappings, checkpoints, options, stopped).await?;
         eprintln!(
@@ -144,6 +171,55 @@ pub fn run(args: RunArgs) -> anyhow::Result<()> {
             stats.dead_lettered.load(Ordering::Relaxed),
         );
         anyhow::Ok(())
+    })
+}
+
+struct ClipperConsumer {
+    handler: ClipperHandler<HelixClips, SecretsTokenSource, PgClips, DynamoHighlights>,
+    metrics: bool,
+}
+
+impl DynamoConsumer for ClipperConsumer {
+    fn invoke(&self, event: DynamoEvent) -> Pin<Box<dyn Future<Output = Vec<String>> + Send + '_>> {
+        Box::pin(async move {
+            let (response, report) = self.handler.handle(&event).await;
+            if self.metrics {
+                for record in report.metrics() {
+                    record.emit();
+                }
+            }
+            response.batch_item_failures.into_iter().filter_map(|f| f.item_identifier).collect()
+        })
+    }
+}
+
+/// The clipper, when the Twitch app credentials secret holds usable credentials.
+async fn clipper(
+    sdk: &aws_config::SdkConfig,
+    resources: &Resources,
+    pool: deadpool_postgres::Pool,
+    args: &RunArgs,
+) -> anyhow::Result<ClipperConsumer> {
+    let http = reqwest::Client::new();
+    let tokens = SecretsTokenSource::new(
+        aws_sdk_secretsmanager::Client::new(sdk),
+        resources.twitch_app_secret.name.clone(),
+        resources.twitch_user_token_secret.name.clone(),
+        TwitchOAuth::new(http.clone(), args.twitch_oauth2_url.clone()),
+    );
+    let app = tokens.app().await.context("no Twitch credentials (run `highlights tokens seed`)")?;
+    Ok(ClipperConsumer {
+        handler: ClipperHandler::new(
+            HelixClips::new(http, args.twitch_helix_url.clone(), app.client_id),
+            tokens,
+            PgClips::new(pool),
+            DynamoHighlights::new(
+                aws_sdk_dynamodb::Client::new(sdk),
+                resources.highlights_table.name.clone(),
+            ),
+            ClipPolicy::default(),
+        ),
+        metrics: args.metrics,
     })
 }
 

@@ -299,3 +299,57 @@ async fn lifecycle_events_update_streamers_and_reset_the_detector() {
     assert_eq!(state.last_sequence.as_deref(), Some("5"), "the reset keeps the replay guard");
     assert_eq!(state.version, 3, "two new streams, two resets");
 }
+
+/// Resting chat for 330 s, a 6-second burst, calm again, ending a few seconds ago: the whole path from chat to a
+/// clip row, with a fake Twitch answering Create Clip and Get Clips.
+#[tokio::test]
+async fn a_live_burst_becomes_a_clip_in_postgres() {
+    let fake = highlights_test_support::FakeTwitch::start().await;
+    fake.accept_token("local-access");
+    let mut env = isolated("clip");
+    env.vars.push(("TWITCH_HELIX_URL".into(), fake.helix_url()));
+    env.vars.push(("TWITCH_OAUTH2_URL".into(), fake.oauth_url()));
+    let app = env.path("app.json");
+    let token = env.path("token.json");
+    std::fs::write(&app, r#"{"client_id":"local-client","client_secret":"local-secret"}"#).unwrap();
+    std::fs::write(&token, r#"{"access_token":"local-access","refresh_token":"local-refresh"}"#).unwrap();
+    ok(&env.highlights(&["local", "provision", "--twitch-app-file", &app, "--user-token-file", &token]));
+
+    let now_s = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_secs() as i64;
+    let start = now_s - 365;
+    let mut lines = String::new();
+    for second in 0..360i64 {
+        let count = if (330..336).contains(&second) { 60 } else { [1, 2, 0, 3][(second % 4) as usize] };
+        for i in 0..count {
+            let sent_at = (start + second) * 1000 + i * 1000 / count.max(1);
+            lines +=
+                &format!("{{\"broadcaster_id\":\"424242\",\"sent_at\":{sent_at},\"text\":\"PogChamp\"}}\n");
+        }
+    }
+    let chat = env.path("live.jsonl");
+    std::fs::write(&chat, lines).unwrap();
+    let expected = backtest(&env, &chat);
+    assert_eq!(expected.len(), 1, "{expected:?}");
+
+    ok(&env.highlights(&["local", "replay", &chat]));
+    let runner = env.runner(&[]);
+    let db = env.database().await;
+    wait_until("a clip row", || async {
+        db.query_opt("SELECT 1 FROM clips WHERE broadcaster_id = '424242' AND confirmed", &[])
+            .await
+            .unwrap()
+            .is_some()
+    })
+    .await;
+    stop(runner);
+    let calls = fake.create_calls();
+    assert_eq!(calls.len(), 1, "{calls:?}");
+    assert_eq!(calls[0].broadcaster_id, "424242");
+    let row = db
+        .query_one("SELECT clip_id, embed_url FROM clips WHERE broadcaster_id = '424242'", &[])
+        .await
+        .unwrap();
+    let (clip_id, embed): (String, String) = (row.get(0), row.get(1));
+    assert_eq!(clip_id, "FakeClip1");
+    assert!(embed.contains("clip=FakeClip1"), "{embed}");
+}

@@ -22,7 +22,7 @@ use highlights_adapters::provision::{ProvisionOptions, provision};
 use highlights_adapters::resources::Resources;
 use highlights_adapters::stack_env::StackEnv;
 use highlights_core::{ChatBatch, ChatMessage, DetectorConfig, wire};
-use highlights_runner::{Checkpoints, KinesisConsumer, Mapping, RunnerOptions};
+use highlights_runner::{Checkpoints, KinesisConsumer, Mapping, RunnerOptions, Source};
 
 struct Consumer(DetectorHandler<DynamoStateStore, DynamoHighlights>);
 
@@ -70,9 +70,11 @@ async fn main() {
     let checkpoints = Arc::new(Checkpoints::open(&checkpoints_path).unwrap());
     let (stop, stopped) = tokio::sync::watch::channel(false);
     let mapping = Mapping {
-        stream: resources.chat_stream.name.clone(),
+        source: Source::Kinesis {
+            stream: resources.chat_stream.name.clone(),
+            consumer: Arc::new(Consumer(handler)),
+        },
         dead_letter_queue: resources.detector_dlq.name.clone(),
-        consumer: Arc::new(Consumer(handler)),
     };
     let options = RunnerOptions { poll_interval: Duration::from_millis(5), ..RunnerOptions::default() };
 

@@ -1,17 +1,20 @@
 //! The local event-source runner: what Lambda's event-source mappings do in AWS, done against
 //! the local stack, where the emulator cannot run Lambda code.
 //!
-//! For every shard of every configured Kinesis stream it polls records, builds the very event
-//! payload Lambda would ([`kinesis_event`]), calls the consumer (the same handler the Lambda
-//! binary calls) in-process, and honours partial batch responses: the next attempt starts at the
-//! lowest failed sequence number. After `max_retries` failed attempts the failing record goes
-//! to the consumer's dead-letter queue (SQS) and the shard moves on past it. Progress is checkpointed to a
-//! file after every successful batch, so a restarted runner resumes where it stopped (records
-//! after the checkpoint may be delivered again, exactly as with Lambda: handlers are idempotent).
+//! For every shard of every mapped source — Kinesis streams, and DynamoDB streams of tables
+//! (INSERT records only, like the clipper's filter criteria) — it polls records, builds the very
+//! event payload Lambda would, calls the consumer (the same handler the Lambda binary calls)
+//! in-process, and honours partial batch responses: the next attempt starts at the lowest failed
+//! sequence number. After `max_retries` failed attempts the failing record goes to the mapping's
+//! dead-letter queue (SQS) and the shard moves on past it. Progress is checkpointed to a file
+//! after every successful batch, so a restarted runner resumes where it stopped (records after
+//! the checkpoint may be delivered again, exactly as with Lambda: handlers are idempotent).
 //!
 //! What it must not do: contain handler logic. Consumers are thin adapters around the handlers.
 
 mod checkpoints;
+mod dynamo_source;
+mod kinesis_source;
 
 use std::collections::VecDeque;
 use std::future::Future;
@@ -21,27 +24,43 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
 use aws_config::SdkConfig;
+use aws_lambda_events::event::dynamodb::Event as DynamoEvent;
 use aws_lambda_events::event::kinesis::KinesisEvent;
 use aws_sdk_kinesis::error::DisplayErrorContext;
-use aws_sdk_kinesis::types::ShardIteratorType;
-use base64::Engine as _;
-use highlights_adapters::lambda_events::{KinesisRecordIn, kinesis_event};
 use tokio::sync::watch;
 
 pub use checkpoints::Checkpoints;
 
-/// A Lambda function as the runner sees it: takes a Kinesis event, returns the sequence
-/// numbers of the failed records (the partial batch response).
+/// A Lambda function on a Kinesis stream: takes the event, returns the sequence numbers of the
+/// failed records (the partial batch response).
 pub trait KinesisConsumer: Send + Sync + 'static {
     fn invoke(&self, event: KinesisEvent) -> Pin<Box<dyn Future<Output = Vec<String>> + Send + '_>>;
 }
 
-/// One event-source mapping: a stream, the function it feeds, and that function's DLQ.
+/// A Lambda function on a DynamoDB stream, likewise.
+pub trait DynamoConsumer: Send + Sync + 'static {
+    fn invoke(&self, event: DynamoEvent) -> Pin<Box<dyn Future<Output = Vec<String>> + Send + '_>>;
+}
+
+/// Where a mapping reads from, and what it calls.
+#[derive(Clone)]
+pub enum Source {
+    Kinesis {
+        stream: String,
+        consumer: Arc<dyn KinesisConsumer>,
+    },
+    /// The stream of a DynamoDB table; only INSERT records are delivered.
+    DynamoInserts {
+        table: String,
+        consumer: Arc<dyn DynamoConsumer>,
+    },
+}
+
+/// One event-source mapping: a source and the dead-letter queue of its function.
 #[derive(Clone)]
 pub struct Mapping {
-    pub stream: String,
+    pub source: Source,
     pub dead_letter_queue: String,
-    pub consumer: Arc<dyn KinesisConsumer>,
 }
 
 #[derive(Debug, Clone)]
@@ -80,12 +99,31 @@ pub struct RunnerStats {
 
 #[derive(Debug, thiserror::Error)]
 pub enum RunnerError {
-    #[error("cannot {action} {stream}: {message}")]
-    Kinesis { action: &'static str, stream: String, message: String },
+    #[error("cannot {action} {source_name}: {message}")]
+    Source { action: &'static str, source_name: String, message: String },
     #[error("cannot look up dead-letter queue {queue}: {message}")]
     Queue { queue: String, message: String },
     #[error(transparent)]
     Checkpoints(#[from] checkpoints::CheckpointError),
+}
+
+/// One shard of a source, as the poller loop sees it.
+pub(crate) trait Shard: Send + Sync + 'static {
+    type Record: Clone + Send + Sync + 'static;
+    /// Checkpoint key, also used in logs.
+    fn key(&self) -> &str;
+    fn sequence(record: &Self::Record) -> &str;
+    /// An iterator just after `after`, or at the start of the shard.
+    fn iterator(&self, after: Option<&str>) -> impl Future<Output = Result<Option<String>, String>> + Send;
+    /// One page: the records the consumer should see, and the next iterator (`None`: closed).
+    fn fetch(
+        &self,
+        iterator: String,
+        limit: usize,
+    ) -> impl Future<Output = Result<(Vec<Self::Record>, Option<String>), String>> + Send;
+    fn invoke(&self, batch: &[Self::Record]) -> impl Future<Output = Vec<String>> + Send;
+    /// The dead-letter message body for records that exhausted their retries.
+    fn dead_letter_body(&self, records: &[Self::Record]) -> serde_json::Value;
 }
 
 /// Runs every mapping until `stop` turns true; returns the counters.
@@ -96,23 +134,10 @@ pub async fn run(
     options: RunnerOptions,
     stop: watch::Receiver<bool>,
 ) -> Result<Arc<RunnerStats>, RunnerError> {
-    let kinesis = aws_sdk_kinesis::Client::new(sdk);
     let sqs = aws_sdk_sqs::Client::new(sdk);
     let stats = Arc::new(RunnerStats::default());
     let mut tasks = tokio::task::JoinSet::new();
     for mapping in mappings {
-        let kinesis_error = |action, error: &dyn std::error::Error| RunnerError::Kinesis {
-            action,
-            stream: mapping.stream.clone(),
-            message: DisplayErrorContext(error).to_string(),
-        };
-        let summary = kinesis
-            .describe_stream_summary()
-            .stream_name(&mapping.stream)
-            .send()
-            .await
-            .map_err(|e| kinesis_error("describe", &e))?;
-        let arn = summary.stream_description_summary().map(|s| s.stream_arn().to_owned()).unwrap_or_default();
         let queue_url = sqs
             .get_queue_url()
             .queue_name(&mapping.dead_letter_queue)
@@ -125,26 +150,24 @@ pub async fn run(
             .queue_url()
             .unwrap_or_default()
             .to_owned();
-        let shards = kinesis
-            .list_shards()
-            .stream_name(&mapping.stream)
-            .send()
-            .await
-            .map_err(|e| kinesis_error("list the shards of", &e))?;
-        for shard in shards.shards() {
-            let poller = ShardPoller {
-                kinesis: kinesis.clone(),
-                sqs: sqs.clone(),
-                stream: mapping.stream.clone(),
-                stream_arn: arn.clone(),
-                shard_id: shard.shard_id().to_owned(),
-                queue_url: queue_url.clone(),
-                consumer: mapping.consumer.clone(),
-                checkpoints: checkpoints.clone(),
-                options: options.clone(),
-                stats: stats.clone(),
-            };
-            tasks.spawn(poller.run(stop.clone()));
+        let context = PollerContext {
+            sqs: sqs.clone(),
+            queue_url,
+            checkpoints: checkpoints.clone(),
+            options: options.clone(),
+            stats: stats.clone(),
+        };
+        match mapping.source {
+            Source::Kinesis { stream, consumer } => {
+                for shard in kinesis_source::shards(sdk, &stream, consumer, &options.region).await? {
+                    tasks.spawn(poll(shard, context.clone(), stop.clone()));
+                }
+            }
+            Source::DynamoInserts { table, consumer } => {
+                for shard in dynamo_source::shards(sdk, &table, consumer, &options.region).await? {
+                    tasks.spawn(poll(shard, context.clone(), stop.clone()));
+                }
+            }
         }
     }
     while let Some(joined) = tasks.join_next().await {
@@ -155,170 +178,117 @@ pub async fn run(
     Ok(stats)
 }
 
-struct ShardPoller {
-    kinesis: aws_sdk_kinesis::Client,
+#[derive(Clone)]
+struct PollerContext {
     sqs: aws_sdk_sqs::Client,
-    stream: String,
-    stream_arn: String,
-    shard_id: String,
     queue_url: String,
-    consumer: Arc<dyn KinesisConsumer>,
     checkpoints: Arc<Checkpoints>,
     options: RunnerOptions,
     stats: Arc<RunnerStats>,
 }
 
-impl ShardPoller {
-    fn checkpoint_key(&self) -> String {
-        format!("kinesis/{}/{}", self.stream, self.shard_id)
-    }
+async fn pause(stop: &mut watch::Receiver<bool>, duration: Duration) {
+    let _ = tokio::time::timeout(duration, stop.changed()).await;
+}
 
-    /// An iterator just after `after` (the checkpoint or the last buffered record), or at the
-    /// start of the shard.
-    async fn iterator(&self, after: Option<&str>) -> Result<Option<String>, String> {
-        let request = self.kinesis.get_shard_iterator().stream_name(&self.stream).shard_id(&self.shard_id);
-        let request = match after {
-            Some(sequence) => request
-                .shard_iterator_type(ShardIteratorType::AfterSequenceNumber)
-                .starting_sequence_number(sequence),
-            None => request.shard_iterator_type(ShardIteratorType::TrimHorizon),
-        };
-        let response = request.send().await.map_err(|e| DisplayErrorContext(&e).to_string())?;
-        Ok(response.shard_iterator().map(str::to_owned))
-    }
-
-    async fn run(self, mut stop: watch::Receiver<bool>) {
-        let key = self.checkpoint_key();
-        let mut buffer: VecDeque<KinesisRecordIn> = VecDeque::new();
-        let mut iterator: Option<String> = None;
-        let mut shard_open = true;
-        let mut attempts = 0u32;
-        while !*stop.borrow() {
-            if iterator.is_none() && shard_open {
-                let after =
-                    buffer.back().map(|r| r.sequence_number.clone()).or_else(|| self.checkpoints.get(&key));
-                match self.iterator(after.as_deref()).await {
-                    Ok(fresh) => iterator = fresh,
-                    Err(message) => {
-                        tracing::warn!(stream = %self.stream, shard = %self.shard_id, %message, "cannot get a shard iterator; retrying");
-                        self.pause(&mut stop, self.options.poll_interval * 10).await;
-                        continue;
-                    }
+/// The event-source mapping loop of one shard.
+async fn poll<S: Shard>(shard: S, context: PollerContext, mut stop: watch::Receiver<bool>) {
+    let options = &context.options;
+    let key = shard.key().to_owned();
+    let mut buffer: VecDeque<S::Record> = VecDeque::new();
+    let mut iterator: Option<String> = None;
+    let mut shard_open = true;
+    let mut attempts = 0u32;
+    while !*stop.borrow() {
+        if iterator.is_none() && shard_open {
+            let after =
+                buffer.back().map(|r| S::sequence(r).to_owned()).or_else(|| context.checkpoints.get(&key));
+            match shard.iterator(after.as_deref()).await {
+                Ok(fresh) => {
+                    shard_open = fresh.is_some();
+                    iterator = fresh;
                 }
-                shard_open = iterator.is_some();
-            }
-            if buffer.len() < self.options.batch_size
-                && let Some(current) = iterator.take()
-            {
-                match self.fetch(current, &mut buffer).await {
-                    Ok(next) => {
-                        shard_open = next.is_some();
-                        iterator = next;
-                    }
-                    Err(message) => {
-                        // The iterator is gone (expired, emulator restart): the next round makes
-                        // a new one after what is already buffered.
-                        tracing::warn!(stream = %self.stream, shard = %self.shard_id, %message, "GetRecords failed; retrying");
-                        self.pause(&mut stop, self.options.poll_interval * 10).await;
-                        continue;
-                    }
+                Err(message) => {
+                    tracing::warn!(shard = %key, %message, "cannot get a shard iterator; retrying");
+                    pause(&mut stop, options.poll_interval * 10).await;
+                    continue;
                 }
             }
-            if buffer.is_empty() {
-                if !shard_open {
-                    return;
+        }
+        if buffer.len() < options.batch_size
+            && let Some(current) = iterator.take()
+        {
+            match shard.fetch(current, options.batch_size).await {
+                Ok((records, next)) => {
+                    buffer.extend(records);
+                    shard_open = next.is_some();
+                    iterator = next;
                 }
-                self.pause(&mut stop, self.options.poll_interval).await;
-                continue;
+                Err(message) => {
+                    // The iterator is gone (expired, emulator restart): the next round makes a
+                    // new one after what is already buffered.
+                    tracing::warn!(shard = %key, %message, "reading the shard failed; retrying");
+                    pause(&mut stop, options.poll_interval * 10).await;
+                    continue;
+                }
             }
-            let batch: Vec<KinesisRecordIn> = buffer.iter().take(self.options.batch_size).cloned().collect();
-            let failed =
-                self.consumer.invoke(kinesis_event(&self.stream_arn, &self.options.region, &batch)).await;
-            self.stats.invocations.fetch_add(1, Ordering::Relaxed);
-            let first_failed = batch.iter().position(|r| failed.contains(&r.sequence_number));
-            let done = match first_failed {
-                None => {
+        }
+        if buffer.is_empty() {
+            if !shard_open {
+                return;
+            }
+            pause(&mut stop, options.poll_interval).await;
+            continue;
+        }
+        let batch: Vec<S::Record> = buffer.iter().take(options.batch_size).cloned().collect();
+        let failed = shard.invoke(&batch).await;
+        context.stats.invocations.fetch_add(1, Ordering::Relaxed);
+        let first_failed = batch.iter().position(|r| failed.iter().any(|f| f == S::sequence(r)));
+        let done = match first_failed {
+            None => {
+                attempts = 0;
+                batch.len()
+            }
+            Some(index) => {
+                context.stats.failed_invocations.fetch_add(1, Ordering::Relaxed);
+                attempts += 1;
+                if attempts > options.max_retries {
+                    // Like bisect-on-error narrowed down to the failing record: only it is set
+                    // aside; the records after it are delivered again.
+                    dead_letter(&shard, &context, &batch[index..=index]).await;
                     attempts = 0;
-                    batch.len()
-                }
-                Some(index) => {
-                    self.stats.failed_invocations.fetch_add(1, Ordering::Relaxed);
-                    attempts += 1;
-                    if attempts > self.options.max_retries {
-                        // Like bisect-on-error narrowed down to the failing record: only it is
-                        // set aside; the records after it are delivered again.
-                        self.dead_letter(&batch[index..=index]).await;
-                        attempts = 0;
-                        index + 1
-                    } else {
-                        index
-                    }
-                }
-            };
-            if done > 0 {
-                buffer.drain(..done);
-                self.stats.records.fetch_add(done as u64, Ordering::Relaxed);
-                if let Err(error) = self.checkpoints.set(&key, &batch[done - 1].sequence_number) {
-                    tracing::error!(%error, "cannot write the checkpoint");
+                    index + 1
+                } else {
+                    index
                 }
             }
-            if first_failed.is_some() && attempts > 0 {
-                self.pause(&mut stop, self.options.retry_backoff * attempts).await;
+        };
+        if done > 0 {
+            buffer.drain(..done);
+            context.stats.records.fetch_add(done as u64, Ordering::Relaxed);
+            if let Err(error) = context.checkpoints.set(&key, S::sequence(&batch[done - 1])) {
+                tracing::error!(%error, "cannot write the checkpoint");
             }
         }
-    }
-
-    /// Appends one page of records to `buffer`; returns the next iterator (`None`: shard closed).
-    async fn fetch(
-        &self,
-        iterator: String,
-        buffer: &mut VecDeque<KinesisRecordIn>,
-    ) -> Result<Option<String>, String> {
-        let page = self
-            .kinesis
-            .get_records()
-            .shard_iterator(iterator)
-            .limit(self.options.batch_size as i32)
-            .send()
-            .await
-            .map_err(|e| DisplayErrorContext(&e).to_string())?;
-        buffer.extend(page.records().iter().map(|r| KinesisRecordIn {
-            shard_id: self.shard_id.clone(),
-            sequence_number: r.sequence_number().to_owned(),
-            partition_key: r.partition_key().unwrap_or_default().to_owned(),
-            data: r.data().as_ref().to_vec(),
-            approximate_arrival_s: r.approximate_arrival_timestamp().map_or(0.0, |t| t.as_secs_f64()),
-        }));
-        Ok(page.next_shard_iterator().map(str::to_owned))
-    }
-
-    /// Sends records that exhausted their retries to the dead-letter queue, with their bytes
-    /// (Lambda's on-failure destination sends only their coordinates; the bytes make local
-    /// debugging easier).
-    async fn dead_letter(&self, records: &[KinesisRecordIn]) {
-        let body = serde_json::json!({
-            "reason": "retries exhausted",
-            "source": "kinesis",
-            "stream": self.stream,
-            "shard_id": self.shard_id,
-            "records": records.iter().map(|r| serde_json::json!({
-                "sequence_number": r.sequence_number,
-                "partition_key": r.partition_key,
-                "data_base64": base64::engine::general_purpose::STANDARD.encode(&r.data),
-            })).collect::<Vec<_>>(),
-        });
-        match self.sqs.send_message().queue_url(&self.queue_url).message_body(body.to_string()).send().await {
-            Ok(_) => {
-                self.stats.dead_lettered.fetch_add(records.len() as u64, Ordering::Relaxed);
-                tracing::error!(stream = %self.stream, shard = %self.shard_id, first = %records[0].sequence_number, count = records.len(), "records sent to the dead-letter queue");
-            }
-            Err(error) => {
-                tracing::error!(stream = %self.stream, error = %DisplayErrorContext(&error), "cannot reach the dead-letter queue; the records are skipped");
-            }
+        if first_failed.is_some() && attempts > 0 {
+            pause(&mut stop, options.retry_backoff * attempts).await;
         }
     }
+}
 
-    async fn pause(&self, stop: &mut watch::Receiver<bool>, duration: Duration) {
-        let _ = tokio::time::timeout(duration, stop.changed()).await;
+/// Sends records that exhausted their retries to the dead-letter queue, with their content
+/// (Lambda's on-failure destination sends only their coordinates; the content makes local
+/// debugging easier).
+async fn dead_letter<S: Shard>(shard: &S, context: &PollerContext, records: &[S::Record]) {
+    let body = shard.dead_letter_body(records);
+    match context.sqs.send_message().queue_url(&context.queue_url).message_body(body.to_string()).send().await
+    {
+        Ok(_) => {
+            context.stats.dead_lettered.fetch_add(records.len() as u64, Ordering::Relaxed);
+            tracing::error!(shard = %shard.key(), first = %S::sequence(&records[0]), count = records.len(), "records sent to the dead-letter queue");
+        }
+        Err(error) => {
+            tracing::error!(shard = %shard.key(), error = %DisplayErrorContext(&error), "cannot reach the dead-letter queue; the records are skipped");
+        }
     }
 }

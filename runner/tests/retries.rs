@@ -14,7 +14,7 @@ use highlights_adapters::kinesis_out::{OutRecord, put_all};
 use highlights_adapters::provision::{ProvisionOptions, provision};
 use highlights_adapters::resources::Resources;
 use highlights_adapters::stack_env::StackEnv;
-use highlights_runner::{Checkpoints, KinesisConsumer, Mapping, RunnerOptions};
+use highlights_runner::{Checkpoints, KinesisConsumer, Mapping, RunnerOptions, Source};
 
 /// Records every payload it sees; fails the record whose data is `poison`, always.
 #[derive(Default)]
@@ -66,9 +66,11 @@ async fn run_until(
     done: impl Fn(&Scripted) -> bool,
 ) -> Arc<highlights_runner::RunnerStats> {
     let mapping = Mapping {
-        stream: setup.resources.chat_stream.name.clone(),
+        source: Source::Kinesis {
+            stream: setup.resources.chat_stream.name.clone(),
+            consumer: consumer.clone(),
+        },
         dead_letter_queue: setup.resources.detector_dlq.name.clone(),
-        consumer: consumer.clone(),
     };
     let options = RunnerOptions {
         batch_size: 4,

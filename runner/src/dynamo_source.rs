@@ -1,0 +1,159 @@
+//! DynamoDB stream shards as runner sources: INSERT records become Lambda DynamoDB `Event`s
+//! (other records are dropped, as the clipper's filter criteria drop them in AWS).
+
+use std::sync::Arc;
+
+use aws_config::SdkConfig;
+use aws_sdk_dynamodbstreams::error::DisplayErrorContext;
+use aws_sdk_dynamodbstreams::types::{AttributeValue, OperationType, ShardIteratorType};
+use base64::Engine as _;
+use highlights_adapters::lambda_events::{DynamoRecordIn, dynamodb_event};
+use serde_json::{Value, json};
+
+use crate::{DynamoConsumer, RunnerError, Shard};
+
+pub(crate) struct DynamoShard {
+    client: aws_sdk_dynamodbstreams::Client,
+    stream_arn: String,
+    shard_id: String,
+    region: String,
+    key: String,
+    consumer: Arc<dyn DynamoConsumer>,
+}
+
+/// Every shard of the latest stream of `table`.
+pub(crate) async fn shards(
+    sdk: &SdkConfig,
+    table: &str,
+    consumer: Arc<dyn DynamoConsumer>,
+    region: &str,
+) -> Result<Vec<DynamoShard>, RunnerError> {
+    let error =
+        |action, message: String| RunnerError::Source { action, source_name: table.to_owned(), message };
+    let described = aws_sdk_dynamodb::Client::new(sdk)
+        .describe_table()
+        .table_name(table)
+        .send()
+        .await
+        .map_err(|e| error("describe", aws_sdk_dynamodb::error::DisplayErrorContext(&e).to_string()))?;
+    let Some(arn) = described.table().and_then(|t| t.latest_stream_arn()).map(str::to_owned) else {
+        return Err(error(
+            "read the stream of",
+            "the table has no stream (run `highlights local provision`)".into(),
+        ));
+    };
+    let client = aws_sdk_dynamodbstreams::Client::new(sdk);
+    let stream = client
+        .describe_stream()
+        .stream_arn(&arn)
+        .send()
+        .await
+        .map_err(|e| error("describe the stream of", DisplayErrorContext(&e).to_string()))?;
+    let shards = stream.stream_description().map(|d| d.shards().to_vec()).unwrap_or_default();
+    Ok(shards
+        .iter()
+        .filter_map(|shard| shard.shard_id())
+        .map(|shard_id| DynamoShard {
+            client: client.clone(),
+            stream_arn: arn.clone(),
+            shard_id: shard_id.to_owned(),
+            region: region.to_owned(),
+            key: format!("dynamodb/{table}/{shard_id}"),
+            consumer: consumer.clone(),
+        })
+        .collect())
+}
+
+/// DynamoDB JSON (`{"S": ...}`) of a stream attribute value.
+fn attribute_json(value: &AttributeValue) -> Value {
+    match value {
+        AttributeValue::S(s) => json!({ "S": s }),
+        AttributeValue::N(n) => json!({ "N": n }),
+        AttributeValue::Bool(b) => json!({ "BOOL": b }),
+        AttributeValue::Null(_) => json!({ "NULL": true }),
+        AttributeValue::B(b) => json!({ "B": base64::engine::general_purpose::STANDARD.encode(b.as_ref()) }),
+        AttributeValue::L(list) => json!({ "L": list.iter().map(attribute_json).collect::<Vec<_>>() }),
+        AttributeValue::M(map) => json!({ "M": image_json(map) }),
+        AttributeValue::Ss(set) => json!({ "SS": set }),
+        AttributeValue::Ns(set) => json!({ "NS": set }),
+        _ => Value::Null,
+    }
+}
+
+fn image_json(image: &std::collections::HashMap<String, AttributeValue>) -> Value {
+    Value::Object(image.iter().map(|(k, v)| (k.clone(), attribute_json(v))).collect())
+}
+
+impl Shard for DynamoShard {
+    type Record = DynamoRecordIn;
+
+    fn key(&self) -> &str {
+        &self.key
+    }
+
+    fn sequence(record: &DynamoRecordIn) -> &str {
+        &record.sequence_number
+    }
+
+    async fn iterator(&self, after: Option<&str>) -> Result<Option<String>, String> {
+        let request = self.client.get_shard_iterator().stream_arn(&self.stream_arn).shard_id(&self.shard_id);
+        let request = match after {
+            Some(sequence) => {
+                request.shard_iterator_type(ShardIteratorType::AfterSequenceNumber).sequence_number(sequence)
+            }
+            None => request.shard_iterator_type(ShardIteratorType::TrimHorizon),
+        };
+        let response = request.send().await.map_err(|e| DisplayErrorContext(&e).to_string())?;
+        Ok(response.shard_iterator().map(str::to_owned))
+    }
+
+    async fn fetch(
+        &self,
+        iterator: String,
+        limit: usize,
+    ) -> Result<(Vec<DynamoRecordIn>, Option<String>), String> {
+        let page = self
+            .client
+            .get_records()
+            .shard_iterator(iterator)
+            .limit(limit as i32)
+            .send()
+            .await
+            .map_err(|e| DisplayErrorContext(&e).to_string())?;
+        let records = page
+            .records()
+            .iter()
+            .filter(|r| r.event_name() == Some(&OperationType::Insert))
+            .filter_map(|r| {
+                let change = r.dynamodb()?;
+                Some(DynamoRecordIn {
+                    event_id: r.event_id().unwrap_or_default().to_owned(),
+                    event_name: "INSERT".into(),
+                    sequence_number: change.sequence_number()?.to_owned(),
+                    keys: change.keys().map_or(Value::Null, image_json),
+                    new_image: change.new_image().map_or(Value::Null, image_json),
+                    approximate_creation_s: change.approximate_creation_date_time().map_or(0, |t| t.secs()),
+                })
+            })
+            .collect();
+        Ok((records, page.next_shard_iterator().map(str::to_owned)))
+    }
+
+    async fn invoke(&self, batch: &[DynamoRecordIn]) -> Vec<String> {
+        self.consumer.invoke(dynamodb_event(&self.stream_arn, &self.region, batch)).await
+    }
+
+    fn dead_letter_body(&self, records: &[DynamoRecordIn]) -> Value {
+        json!({
+            "reason": "retries exhausted",
+            "source": "dynamodb",
+            "stream_arn": self.stream_arn,
+            "shard_id": self.shard_id,
+            "records": records.iter().map(|r| json!({
+                "sequence_number": r.sequence_number,
+                "keys": r.keys,
+                "new_image": r.new_image,
+            })).collect::<Vec<_>>(),
+        })
+    }
+}
