@@ -10,6 +10,7 @@ mod local_run;
 mod replay;
 mod stack;
 mod synth;
+mod tokens;
 
 use std::process::ExitCode;
 
@@ -33,6 +34,9 @@ enum Command {
     /// The local cloud: provisioning against the AWS emulator or LocalStack.
     #[command(subcommand)]
     Local(stack::LocalCommand),
+    /// Twitch tokens: authorize the user whose token creates clips.
+    #[command(subcommand)]
+    Tokens(tokens::TokensCommand),
 }
 
 fn main() -> ExitCode {
@@ -43,6 +47,7 @@ fn main() -> ExitCode {
         Command::Synth(args) => synth::run(args),
         Command::Migrate(args) => stack::migrate(args),
         Command::Local(command) => stack::local(command),
+        Command::Tokens(command) => tokens::run(command),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
