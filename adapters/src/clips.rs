@@ -31,6 +31,8 @@ pub trait ClipStore: Send + Sync {
         &self,
         broadcaster_id: BroadcasterId,
     ) -> impl Future<Output = Result<(), ClipStoreError>> + Send;
+    /// Ids of clips created in the last day that Get Clips has not confirmed yet, oldest first.
+    fn unconfirmed(&self, limit: u32) -> impl Future<Output = Result<Vec<String>, ClipStoreError>> + Send;
 }
 
 /// The URLs of a clip follow from its id.
@@ -117,6 +119,19 @@ impl ClipStore for PgClips {
             .map_err(unavailable)?;
         Ok(())
     }
+
+    async fn unconfirmed(&self, limit: u32) -> Result<Vec<String>, ClipStoreError> {
+        let client = self.pool.get().await.map_err(unavailable)?;
+        let rows = client
+            .query(
+                "SELECT clip_id FROM clips WHERE NOT confirmed AND created_at > now() - interval '1 day' \
+                 ORDER BY created_at LIMIT $1",
+                &[&i64::from(limit)],
+            )
+            .await
+            .map_err(unavailable)?;
+        Ok(rows.iter().map(|row| row.get(0)).collect())
+    }
 }
 
 /// In-memory [`ClipStore`] for unit tests; can be switched "down".
@@ -159,5 +174,16 @@ impl ClipStore for MemoryClips {
         self.check()?;
         self.restricted.lock().expect("not poisoned").push(broadcaster_id);
         Ok(())
+    }
+
+    async fn unconfirmed(&self, limit: u32) -> Result<Vec<String>, ClipStoreError> {
+        self.check()?;
+        let rows = self.rows.lock().expect("not poisoned");
+        Ok(rows
+            .iter()
+            .filter(|(_, _, confirmed)| !confirmed)
+            .take(limit as usize)
+            .map(|(id, _, _)| id.clone())
+            .collect())
     }
 }

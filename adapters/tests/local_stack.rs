@@ -305,3 +305,18 @@ async fn migrations_apply_to_an_empty_database_and_then_do_nothing() {
     let admin = Database::from_url(&format!("{server}/postgres")).unwrap().connect().await.unwrap();
     admin.batch_execute(&format!("DROP DATABASE \"{name}\" WITH (FORCE)")).await.unwrap();
 }
+
+#[tokio::test]
+async fn sslmode_decides_whether_tls_is_required() {
+    // The local server has no TLS: `prefer` (the default) falls back to plain TCP, `require`
+    // refuses to go on without TLS.
+    let url = stack().database_url().unwrap().to_owned();
+    let plain = Database::from_url(&url).unwrap();
+    plain.connect().await.unwrap().query_one("SELECT 1", &[]).await.unwrap();
+    let required = Database::from_url(&format!("{url}?sslmode=require")).unwrap();
+    let Err(error) = required.connect().await else {
+        panic!("connected without TLS despite sslmode=require")
+    };
+    let error = error.to_string();
+    assert!(error.contains("TLS") || error.contains("SSL") || error.contains("ssl"), "{error}");
+}

@@ -48,14 +48,21 @@ pub struct RunArgs {
     /// PostgreSQL connection string (for the lifecycle handler).
     #[arg(long, env = "DATABASE_URL", hide_env_values = true)]
     database_url: String,
-    /// Twitch Helix base URL (a fake one in tests).
-    #[arg(long, env = "TWITCH_HELIX_URL", default_value = DEFAULT_HELIX_URL)]
-    twitch_helix_url: String,
-    /// Twitch OAuth base URL.
-    #[arg(long, env = "TWITCH_OAUTH2_URL", default_value = DEFAULT_OAUTH2_URL)]
-    twitch_oauth2_url: String,
+    #[command(flatten)]
+    twitch: TwitchUrls,
     #[command(flatten)]
     detector: DetectorSettings,
+}
+
+/// Where Twitch is (fake servers in tests).
+#[derive(clap::Args, Debug)]
+pub struct TwitchUrls {
+    /// Twitch Helix base URL.
+    #[arg(long = "twitch-helix-url", env = "TWITCH_HELIX_URL", default_value = DEFAULT_HELIX_URL)]
+    pub helix_url: String,
+    /// Twitch OAuth base URL.
+    #[arg(long = "twitch-oauth2-url", env = "TWITCH_OAUTH2_URL", default_value = DEFAULT_OAUTH2_URL)]
+    pub oauth2_url: String,
 }
 
 fn failed_sequences(response: KinesisEventResponse) -> Vec<String> {
@@ -193,6 +200,24 @@ impl DynamoConsumer for ClipperConsumer {
     }
 }
 
+/// The Helix client and the token source, from the secrets named in `resources`.
+pub(crate) async fn twitch_clients(
+    sdk: &aws_config::SdkConfig,
+    resources: &Resources,
+    helix_url: &str,
+    oauth_url: &str,
+) -> anyhow::Result<(HelixClips, SecretsTokenSource)> {
+    let http = reqwest::Client::new();
+    let tokens = SecretsTokenSource::new(
+        aws_sdk_secretsmanager::Client::new(sdk),
+        resources.twitch_app_secret.name.clone(),
+        resources.twitch_user_token_secret.name.clone(),
+        TwitchOAuth::new(http.clone(), oauth_url),
+    );
+    let app = tokens.app().await.context("no Twitch credentials (run `highlights tokens seed`)")?;
+    Ok((HelixClips::new(http, helix_url, app.client_id), tokens))
+}
+
 /// The clipper, when the Twitch app credentials secret holds usable credentials.
 async fn clipper(
     sdk: &aws_config::SdkConfig,
@@ -200,17 +225,11 @@ async fn clipper(
     pool: deadpool_postgres::Pool,
     args: &RunArgs,
 ) -> anyhow::Result<ClipperConsumer> {
-    let http = reqwest::Client::new();
-    let tokens = SecretsTokenSource::new(
-        aws_sdk_secretsmanager::Client::new(sdk),
-        resources.twitch_app_secret.name.clone(),
-        resources.twitch_user_token_secret.name.clone(),
-        TwitchOAuth::new(http.clone(), args.twitch_oauth2_url.clone()),
-    );
-    let app = tokens.app().await.context("no Twitch credentials (run `highlights tokens seed`)")?;
+    let (api, tokens) =
+        twitch_clients(sdk, resources, &args.twitch.helix_url, &args.twitch.oauth2_url).await?;
     Ok(ClipperConsumer {
         handler: ClipperHandler::new(
-            HelixClips::new(http, args.twitch_helix_url.clone(), app.client_id),
+            api,
             tokens,
             PgClips::new(pool),
             DynamoHighlights::new(

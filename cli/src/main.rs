@@ -4,6 +4,7 @@
 //! in `highlights-core`.
 
 mod backtest;
+mod clips;
 mod input;
 mod labels;
 mod local_run;
@@ -34,6 +35,9 @@ enum Command {
     /// The local cloud: provisioning against the AWS emulator or LocalStack.
     #[command(subcommand)]
     Local(stack::LocalCommand),
+    /// Clips in Postgres: the confirm sweep.
+    #[command(subcommand)]
+    Clips(clips::ClipsCommand),
     /// Twitch tokens: authorize the user whose token creates clips.
     #[command(subcommand)]
     Tokens(tokens::TokensCommand),
@@ -48,6 +52,7 @@ fn main() -> ExitCode {
         Command::Migrate(args) => stack::migrate(args),
         Command::Local(command) => stack::local(command),
         Command::Tokens(command) => tokens::run(command),
+        Command::Clips(command) => clips::run(command),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

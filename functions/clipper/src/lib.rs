@@ -350,5 +350,37 @@ impl<A: ClipsApi, T: TokenSource, C: ClipStore, P: HighlightProgress> ClipperHan
     }
 }
 
+/// What a confirm sweep did.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct SweepReport {
+    pub checked: usize,
+    pub confirmed: usize,
+}
+
+/// The later confirmation of clips the clipper stored unconfirmed (Twitch had not published
+/// them within its window): one Get Clips per clip, run on a schedule (`highlights clips
+/// confirm`; in AWS a scheduled task). Clips older than a day are left alone.
+pub async fn confirm_unconfirmed<A: ClipsApi, T: TokenSource, C: ClipStore>(
+    api: &A,
+    tokens: &T,
+    clips: &C,
+    limit: u32,
+) -> Result<SweepReport, String> {
+    let pending = clips.unconfirmed(limit).await.map_err(|e| e.to_string())?;
+    let token = tokens.access_token().await.map_err(|e| e.to_string())?;
+    let mut report = SweepReport { checked: pending.len(), confirmed: 0 };
+    for clip_id in pending {
+        match api.get_clip(&token, &clip_id).await {
+            Ok(Some(info)) => {
+                clips.confirm(&info).await.map_err(|e| e.to_string())?;
+                report.confirmed += 1;
+            }
+            Ok(None) => tracing::info!(%clip_id, "still not published"),
+            Err(error) => tracing::warn!(%clip_id, %error, "Get Clips failed"),
+        }
+    }
+    Ok(report)
+}
+
 #[cfg(test)]
 mod tests;

@@ -297,6 +297,31 @@ async fn a_clip_not_published_in_time_is_stored_unconfirmed() {
 }
 
 #[tokio::test(start_paused = true)]
+async fn the_sweep_confirms_clips_published_late() {
+    let mut twitch = ScriptedTwitch::new(vec![created("Late")]);
+    twitch.publish_after = u32::MAX;
+    let handler = ClipperHandler::new(
+        twitch,
+        Tokens::default(),
+        MemoryClips::default(),
+        MemoryHighlights::default(),
+        ClipPolicy::default(),
+    );
+    let event = insert_event(&handler, &[detection(7)]).await;
+    handler.handle(&event).await;
+    // Twitch publishes it afterwards.
+    let polls_so_far = handler.api().polls.load(Ordering::SeqCst);
+    let mut republished = ScriptedTwitch::new(vec![]);
+    republished.publish_after = 0;
+    let report = confirm_unconfirmed(&republished, handler.tokens(), handler.clips(), 10).await.unwrap();
+    assert_eq!(report, SweepReport { checked: 1, confirmed: 1 });
+    assert!(handler.clips().rows.lock().unwrap()[0].2);
+    assert!(polls_so_far > 5, "the clipper polled within its window first");
+    let report = confirm_unconfirmed(&republished, handler.tokens(), handler.clips(), 10).await.unwrap();
+    assert_eq!(report.checked, 0);
+}
+
+#[tokio::test(start_paused = true)]
 async fn old_highlights_are_not_clipped() {
     let handler = handler(vec![]);
     let mut old = detection(7);

@@ -289,3 +289,24 @@ async fn a_401_refreshes_the_token_writes_it_back_and_never_logs_it() {
         assert!(!logs.contains(secret), "{secret} leaked into the logs");
     }
 }
+
+#[tokio::test]
+async fn a_clip_published_late_is_confirmed_by_the_sweep() {
+    let world = world("sweep").await;
+    world.fake.publish_after_polls(u32::MAX);
+    let (_, report) = world.handler.handle(&inserted(&world, &detection(509)).await).await;
+    assert_eq!((report.clips_created, report.unconfirmed), (1, 1));
+    assert!(!rows(&world).await[0].2, "stored unconfirmed, not dropped");
+    world.fake.publish_after_polls(0);
+    let report = clipper_function::confirm_unconfirmed(
+        world.handler.api(),
+        world.handler.tokens(),
+        world.handler.clips(),
+        10,
+    )
+    .await
+    .unwrap();
+    assert_eq!((report.checked, report.confirmed), (1, 1));
+    let rows = rows(&world).await;
+    assert!(rows[0].2 && rows[0].3.is_some(), "{rows:?}");
+}
