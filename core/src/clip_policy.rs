@@ -83,6 +83,9 @@ pub struct ClipPolicy {
     /// First pause between Get Clips polls; it grows by half each time, up to `confirm_max_pause`.
     pub confirm_first_pause: Duration,
     pub confirm_max_pause: Duration,
+    /// A highlight older than this (from its fired second) is not clipped any more: the clip
+    /// would capture the wrong moment of the stream.
+    pub max_highlight_age: Duration,
 }
 
 impl Default for ClipPolicy {
@@ -93,6 +96,7 @@ impl Default for ClipPolicy {
             confirm_window: Duration::from_secs(60),
             confirm_first_pause: Duration::from_secs(1),
             confirm_max_pause: Duration::from_secs(8),
+            max_highlight_age: Duration::from_secs(60),
         }
     }
 }

@@ -14,7 +14,7 @@
 //!    row. A clip not confirmed in time stays `confirmed = false` (see docs: a later sweep
 //!    confirms it); it is never dropped.
 
-use std::time::{Duration, Instant as WallInstant, SystemTime, UNIX_EPOCH};
+use std::time::{Instant as WallInstant, SystemTime, UNIX_EPOCH};
 
 use aws_lambda_events::event::dynamodb::Event as DynamoEvent;
 use aws_lambda_events::event::streams::{DynamoDbBatchItemFailure, DynamoDbEventResponse};
@@ -27,10 +27,6 @@ use highlights_core::Detection;
 use highlights_core::clip_policy::{AttemptResult, ClipFailure, ClipPolicy, NextStep, clip_title};
 use serde::Deserialize;
 use tokio::time::Instant;
-
-/// A highlight older than this (from its fired second) is not clipped any more: the clip would
-/// capture the wrong moment.
-pub const MAX_HIGHLIGHT_AGE: Duration = Duration::from_secs(60);
 
 /// What one invocation did; becomes EMF metrics.
 #[derive(Debug, Clone, Default, PartialEq)]
@@ -219,7 +215,7 @@ impl<A: ClipsApi, T: TokenSource, C: ClipStore, P: HighlightProgress> ClipperHan
             Some(clip_id) => clip_id,
             None => {
                 let age_ms = now_ms() - detection.fired_second * 1000;
-                if age_ms > MAX_HIGHLIGHT_AGE.as_millis() as i64 {
+                if age_ms > self.policy.max_highlight_age.as_millis() as i64 {
                     tracing::warn!(broadcaster_id = id, age_ms, "highlight too old to clip");
                     return self.fail(detection, ClipFailure::DeadlineExceeded, 0, outcome).await;
                 }

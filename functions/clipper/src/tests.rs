@@ -4,6 +4,7 @@
 use std::collections::VecDeque;
 use std::sync::Mutex;
 use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
+use std::time::Duration;
 
 use highlights_adapters::clips::MemoryClips;
 use highlights_adapters::highlights::{HighlightOutbox, MemoryHighlights, detection_item};

@@ -45,6 +45,7 @@ fn fast_policy() -> ClipPolicy {
         confirm_window: Duration::from_secs(2),
         confirm_first_pause: Duration::from_millis(20),
         confirm_max_pause: Duration::from_millis(100),
+        ..ClipPolicy::default()
     }
 }
 

@@ -35,6 +35,8 @@ pub struct CreateCall {
     pub token: String,
     pub title: Option<String>,
     pub at: Instant,
+    /// Wall-clock time of the call, Unix milliseconds (for latency measurements across processes).
+    pub at_unix_ms: u128,
 }
 
 #[derive(Default)]
@@ -158,6 +160,7 @@ async fn create_clip(State(world): Shared, headers: HeaderMap, Query(query): Que
         token: token.clone(),
         title: query.title,
         at: Instant::now(),
+        at_unix_ms: SystemTime::now().duration_since(UNIX_EPOCH).unwrap_or(Duration::ZERO).as_millis(),
     });
     if headers.get("client-id").is_none() || !world.valid_access_tokens.contains(&token) {
         return error(401, "Invalid OAuth token");
