@@ -311,3 +311,39 @@ async fn a_clip_published_late_is_confirmed_by_the_sweep() {
     let rows = rows(&world).await;
     assert!(rows[0].2 && rows[0].3.is_some(), "{rows:?}");
 }
+
+#[tokio::test]
+async fn two_clippers_rejected_with_the_same_token_refresh_only_once() {
+    // Two warm Lambda instances hold the same access token when Twitch revokes it. The first
+    // refreshes (the refresh token is single-use at the fake, as it may be at Twitch); the second
+    // must pick up the token the first stored instead of spending the old refresh token.
+    let world = world("concurrent").await;
+    world.fake.revoke_tokens();
+    world.fake.allow_refresh(REFRESH, "at-secret-2", "rt-secret-2");
+    let instance = || {
+        SecretsTokenSource::new(
+            world.secrets.clone(),
+            &world.resources.twitch_app_secret.name,
+            &world.resources.twitch_user_token_secret.name,
+            TwitchOAuth::new(reqwest::Client::new(), world.fake.oauth_url()),
+        )
+    };
+    let (first, second) = (instance(), instance());
+    use highlights_adapters::tokens::TokenSource as _;
+    let stale_first = first.access_token().await.unwrap();
+    let stale_second = second.access_token().await.unwrap();
+    assert_eq!(stale_first.expose(), ACCESS);
+    assert_eq!(first.refresh_after_rejection(&stale_first).await.unwrap().expose(), "at-secret-2");
+    assert_eq!(second.refresh_after_rejection(&stale_second).await.unwrap().expose(), "at-secret-2");
+    assert_eq!(world.fake.refresh_calls(), 1, "the second instance reused the stored token");
+    assert_eq!((first.refreshes(), second.refreshes()), (1, 0));
+    let stored = world
+        .secrets
+        .get_secret_value()
+        .secret_id(&world.resources.twitch_user_token_secret.name)
+        .send()
+        .await
+        .unwrap();
+    let stored: UserToken = serde_json::from_str(stored.secret_string().unwrap()).unwrap();
+    assert_eq!(stored.refresh_token.expose(), "rt-secret-2", "the newest refresh token is kept");
+}
