@@ -187,13 +187,13 @@ async fn poison_records_are_counted_and_skipped() {
 }
 
 /// An outbox that fails its `n`-th call (1-based) once.
-struct FlakyOutbox {
-    inner: MemoryHighlights,
+struct FlakyOutbox<O> {
+    inner: O,
     calls: AtomicUsize,
     fail_on: usize,
 }
 
-impl HighlightOutbox for FlakyOutbox {
+impl<O: HighlightOutbox> HighlightOutbox for FlakyOutbox<O> {
     async fn record(&self, detection: &Detection) -> Result<bool, StoreError> {
         if self.calls.fetch_add(1, Ordering::SeqCst) + 1 == self.fail_on {
             return Err(StoreError::Unavailable("injected".into()));
@@ -203,15 +203,16 @@ impl HighlightOutbox for FlakyOutbox {
 }
 
 /// A state store whose `n`-th save fails once (1-based), either as unavailable or as a conflict
-/// caused by a twin invocation that saved the same state first.
-struct FlakyStates {
-    inner: MemoryStateStore,
+/// caused by a twin invocation that saved the same state first (then the store itself rejects
+/// the handler's conditional write).
+struct FlakyStates<S> {
+    inner: S,
     saves: AtomicUsize,
     fail_on: usize,
     twin_wins: bool,
 }
 
-impl StateStore for FlakyStates {
+impl<S: StateStore> StateStore for FlakyStates<S> {
     async fn load_many(
         &self,
         ids: &[BroadcasterId],
@@ -220,11 +221,10 @@ impl StateStore for FlakyStates {
     }
     async fn save(&self, state: &StoredState, expected_version: u64) -> Result<(), StoreError> {
         if self.saves.fetch_add(1, Ordering::SeqCst) + 1 == self.fail_on {
-            if self.twin_wins {
-                self.inner.save(state, expected_version).await?;
-                return Err(StoreError::Conflict);
+            if !self.twin_wins {
+                return Err(StoreError::Unavailable("injected".into()));
             }
-            return Err(StoreError::Unavailable("injected".into()));
+            self.inner.save(state, expected_version).await?;
         }
         self.inner.save(state, expected_version).await
     }
@@ -377,7 +377,7 @@ mod on_dynamodb {
         let handler = DetectorHandler::new(
             DetectorConfig::default(),
             states,
-            FlakyDynamoOutbox { inner: outbox, calls: AtomicUsize::new(0), fail_on: 2 },
+            FlakyOutbox { inner: outbox, calls: AtomicUsize::new(0), fail_on: 2 },
         );
         let (response, _) = handler.handle(&event(&records[..1000])).await;
         let failed = failures(&response);
@@ -407,50 +407,11 @@ mod on_dynamodb {
         // itself rejects the handler's conditional write.
         let handler = DetectorHandler::new(
             DetectorConfig::default(),
-            TwinStates { inner: states, saves: AtomicUsize::new(0), twin_on: 5 },
+            FlakyStates { inner: states, saves: AtomicUsize::new(0), fail_on: 5, twin_wins: true },
             outbox,
         );
         let reports = drive(&handler, &shard(&channels), 50).await;
         assert_eq!(reports.iter().map(|r| r.state_conflicts).sum::<u64>(), 1);
         assert_eq!(stored(&handler).await, expected(&channels));
-    }
-
-    struct FlakyDynamoOutbox {
-        inner: DynamoHighlights,
-        calls: AtomicUsize,
-        fail_on: usize,
-    }
-
-    impl HighlightOutbox for FlakyDynamoOutbox {
-        async fn record(&self, detection: &Detection) -> Result<bool, StoreError> {
-            if self.calls.fetch_add(1, Ordering::SeqCst) + 1 == self.fail_on {
-                return Err(StoreError::Unavailable("injected".into()));
-            }
-            self.inner.record(detection).await
-        }
-    }
-
-    struct TwinStates {
-        inner: DynamoStateStore,
-        saves: AtomicUsize,
-        twin_on: usize,
-    }
-
-    impl StateStore for TwinStates {
-        async fn load_many(
-            &self,
-            ids: &[BroadcasterId],
-        ) -> Result<HashMap<BroadcasterId, StoredState>, StoreError> {
-            self.inner.load_many(ids).await
-        }
-        async fn save(&self, state: &StoredState, expected_version: u64) -> Result<(), StoreError> {
-            if self.saves.fetch_add(1, Ordering::SeqCst) + 1 == self.twin_on {
-                self.inner.save(state, expected_version).await?;
-            }
-            self.inner.save(state, expected_version).await
-        }
-        async fn reset(&self, id: BroadcasterId) -> Result<(), StoreError> {
-            self.inner.reset(id).await
-        }
     }
 }
