@@ -249,8 +249,25 @@ fn clip_json(row: &tokio_postgres::Row) -> Value {
     })
 }
 
-async fn list_clips(State(state): State<ApiState>, RawQuery(raw): RawQuery) -> Result<Response, ApiError> {
-    let (query, position) = parse_query(raw.as_deref())?;
+/// The SQL of one `GET /v1.0/clip` request: the page and its total, with their parameters.
+pub struct ListStatement {
+    pub query: ClipQuery,
+    pub sql: String,
+    pub count_sql: String,
+    pub params: Vec<Box<dyn ToSql + Sync + Send>>,
+    /// The count statement uses the first this many parameters.
+    pub count_params: usize,
+}
+
+impl ListStatement {
+    pub fn param_refs(&self) -> Vec<&(dyn ToSql + Sync)> {
+        self.params.iter().map(|p| p.as_ref() as &(dyn ToSql + Sync)).collect()
+    }
+}
+
+/// Validates the raw query string and builds the statement; every value is a bound parameter.
+pub fn list_statement(raw_query: Option<&str>) -> Result<ListStatement, ApiError> {
+    let (query, position) = parse_query(raw_query)?;
     let mut filters = vec!["c.intensity >= $1".to_owned()];
     let mut params: Vec<Box<dyn ToSql + Sync + Send>> = vec![Box::new(query.min_intensity)];
     let bind =
@@ -274,7 +291,7 @@ async fn list_clips(State(state): State<ApiState>, RawQuery(raw): RawQuery) -> R
     if let Some(until) = query.until {
         filters.push(bind("c.detected_at <= to_timestamp(?::bigint)".into(), Box::new(until), &mut params));
     }
-    let counted = filters.join(" AND ");
+    let count_sql = format!("SELECT count(*) FROM clips c WHERE {}", filters.join(" AND "));
     let count_params = params.len();
     if let Some((us, id)) = position {
         params.push(Box::new(us));
@@ -294,11 +311,17 @@ async fn list_clips(State(state): State<ApiState>, RawQuery(raw): RawQuery) -> R
         filters.join(" AND "),
         limit_at + 1
     );
+    Ok(ListStatement { query, sql, count_sql, params, count_params })
+}
+
+async fn list_clips(State(state): State<ApiState>, RawQuery(raw): RawQuery) -> Result<Response, ApiError> {
+    let statement = list_statement(raw.as_deref())?;
+    let query = &statement.query;
     let client = state.pool.get().await.map_err(ApiError::unavailable)?;
-    let refs: Vec<&(dyn ToSql + Sync)> = params.iter().map(|p| p.as_ref() as &(dyn ToSql + Sync)).collect();
-    let mut rows = client.query(&sql, &refs).await.map_err(ApiError::unavailable)?;
+    let refs = statement.param_refs();
+    let mut rows = client.query(&statement.sql, &refs).await.map_err(ApiError::unavailable)?;
     let total: i64 = client
-        .query_one(&format!("SELECT count(*) FROM clips c WHERE {counted}"), &refs[..count_params])
+        .query_one(&statement.count_sql, &refs[..statement.count_params])
         .await
         .map_err(ApiError::unavailable)?
         .get(0);
