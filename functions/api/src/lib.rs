@@ -30,13 +30,43 @@ pub struct ApiState {
     pub pool: Pool,
 }
 
-pub fn router(state: ApiState) -> Router {
+/// The routes, CORS for `site_origin` (the static site's origin, e.g.
+/// `https://clips.example.com`; `None` allows none), and one JSON log line per request.
+pub fn router_with_cors(state: ApiState, site_origin: Option<&str>) -> Router {
+    let mut cors = tower_http::cors::CorsLayer::new().allow_methods([axum::http::Method::GET]);
+    if let Some(origin) = site_origin.and_then(|o| o.parse::<axum::http::HeaderValue>().ok()) {
+        cors = cors.allow_origin(origin);
+    }
     Router::new()
         .route("/v1.0/clip", get(list_clips))
         .route("/v1.0/clip/{clip_id}", get(one_clip))
         .route("/v1.0/streamers", get(streamers))
         .route("/health", get(health))
         .with_state(state)
+        .layer(cors)
+        .layer(axum::middleware::from_fn(log_request))
+}
+
+/// The routes without CORS (same-origin use, tests).
+pub fn router(state: ApiState) -> Router {
+    router_with_cors(state, None)
+}
+
+/// Method, path, status and latency of every request, as one JSON log line (no query string:
+/// it could carry a cursor, which is harmless, but keep logs about routes).
+async fn log_request(request: axum::extract::Request, next: axum::middleware::Next) -> Response {
+    let started = std::time::Instant::now();
+    let method = request.method().clone();
+    let path = request.uri().path().to_owned();
+    let response = next.run(request).await;
+    tracing::info!(
+        method = %method,
+        path = %path,
+        status = response.status().as_u16(),
+        latency_ms = started.elapsed().as_secs_f64() * 1000.0,
+        "request"
+    );
+    response
 }
 
 /// A 400 naming the parameter, or a 5xx without internals.

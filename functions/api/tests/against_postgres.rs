@@ -166,6 +166,25 @@ async fn bad_input_is_a_400_naming_the_parameter() {
 }
 
 #[tokio::test]
+async fn only_the_site_origin_is_allowed_by_cors() {
+    let db = database("cors").await;
+    let app = api_function::router_with_cors(
+        ApiState { pool: db.pool(2).unwrap() },
+        Some("https://clips.example.com"),
+    );
+    let request =
+        |origin: &str| Request::get("/v1.0/clip").header("origin", origin).body(Body::empty()).unwrap();
+    let allowed = app.clone().oneshot(request("https://clips.example.com")).await.unwrap();
+    assert_eq!(allowed.headers()["access-control-allow-origin"], "https://clips.example.com");
+    assert!(allowed.headers()["cache-control"].to_str().unwrap().contains("max-age"));
+    // Another origin is never echoed back, so browsers refuse it.
+    let other = app.oneshot(request("https://evil.example")).await.unwrap();
+    let header = other.headers().get("access-control-allow-origin").map(|v| v.to_str().unwrap().to_owned());
+    assert_ne!(header.as_deref(), Some("https://evil.example"));
+    assert_ne!(header.as_deref(), Some("*"));
+}
+
+#[tokio::test]
 async fn single_clips_streamers_and_health() {
     let db = database("single").await;
     insert_clips(&db, 0..3).await;
