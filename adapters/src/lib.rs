@@ -14,6 +14,7 @@ pub mod lambda_events;
 pub mod postgres;
 pub mod provision;
 pub mod resources;
+pub mod sample_clips;
 pub mod settings;
 pub mod stack_env;
 pub mod streamers;

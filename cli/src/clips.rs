@@ -1,10 +1,12 @@
 //! `highlights clips confirm`: the sweep that confirms clips the clipper stored before Twitch
-//! published them (see `clipper_function::confirm_unconfirmed`). Run it on a schedule.
+//! published them (see `clipper_function::confirm_unconfirmed`); run it on a schedule.
+//! `highlights clips sample`: sample clips for demos and load tests.
 
 use anyhow::Context as _;
 use highlights_adapters::clips::PgClips;
 use highlights_adapters::postgres::Database;
 use highlights_adapters::resources::Resources;
+use highlights_adapters::sample_clips::SampleClips;
 
 use crate::local_run::{TwitchUrls, twitch_clients};
 
@@ -12,6 +14,22 @@ use crate::local_run::{TwitchUrls, twitch_clients};
 pub enum ClipsCommand {
     /// Ask Twitch again about clips stored unconfirmed in the last day.
     Confirm(ConfirmArgs),
+    /// Load sample clips (`SampleN`, streamers `sample_N`) for demos and load tests. Not for a
+    /// production database. Loading twice adds nothing.
+    Sample(SampleArgs),
+}
+
+#[derive(clap::Args, Debug)]
+pub struct SampleArgs {
+    /// Clips to generate.
+    #[arg(long, default_value_t = 1000)]
+    count: u64,
+    /// Streamers they belong to.
+    #[arg(long, default_value_t = 20)]
+    channels: u32,
+    /// PostgreSQL connection string.
+    #[arg(long, env = "DATABASE_URL", hide_env_values = true)]
+    database_url: String,
 }
 
 #[derive(clap::Args, Debug)]
@@ -27,7 +45,38 @@ pub struct ConfirmArgs {
 }
 
 pub fn run(command: ClipsCommand) -> anyhow::Result<()> {
-    let ClipsCommand::Confirm(args) = command;
+    match command {
+        ClipsCommand::Confirm(args) => confirm(args),
+        ClipsCommand::Sample(args) => sample(args),
+    }
+}
+
+fn sample(args: SampleArgs) -> anyhow::Result<()> {
+    if args.channels == 0 {
+        anyhow::bail!("--channels must be at least 1");
+    }
+    let database = Database::from_url(&args.database_url)?;
+    crate::stack::runtime()?.block_on(async move {
+        let client = database.connect().await?;
+        eprintln!("{}: generating {} sample clips...", database.target(), args.count);
+        let now = time::OffsetDateTime::now_utc().unix_timestamp();
+        let sample = SampleClips {
+            count: args.count,
+            channels: args.channels,
+            // The newest sample clip is from a minute ago.
+            first_detected_unix: now - 60 - args.count as i64,
+        };
+        let inserted = sample.insert(&client).await.context("cannot insert the sample clips")?;
+        eprintln!(
+            "{}: {inserted} new sample clips ({} already there)",
+            database.target(),
+            args.count - inserted
+        );
+        anyhow::Ok(())
+    })
+}
+
+fn confirm(args: ConfirmArgs) -> anyhow::Result<()> {
     let pool = Database::from_url(&args.database_url)?.pool(1)?;
     crate::stack::runtime()?.block_on(async move {
         let sdk = highlights_adapters::aws::from_env().await;

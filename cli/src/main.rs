@@ -9,6 +9,7 @@ mod input;
 mod labels;
 mod local_run;
 mod replay;
+mod serve;
 mod stack;
 mod synth;
 mod tokens;
@@ -35,9 +36,11 @@ enum Command {
     /// The local cloud: provisioning against the AWS emulator or LocalStack.
     #[command(subcommand)]
     Local(stack::LocalCommand),
-    /// Clips in Postgres: the confirm sweep.
+    /// Clips in Postgres: the confirm sweep, sample data.
     #[command(subcommand)]
     Clips(clips::ClipsCommand),
+    /// Serve the clips API and the web site locally (the API Lambda's router).
+    Serve(serve::ServeArgs),
     /// Twitch tokens: authorize the user whose token creates clips.
     #[command(subcommand)]
     Tokens(tokens::TokensCommand),
@@ -53,6 +56,7 @@ fn main() -> ExitCode {
         Command::Local(command) => stack::local(command),
         Command::Tokens(command) => tokens::run(command),
         Command::Clips(command) => clips::run(command),
+        Command::Serve(args) => serve::run(args),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

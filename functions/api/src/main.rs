@@ -11,5 +11,5 @@ async fn main() -> Result<(), lambda_http::Error> {
     let pool = Database::from_url(&database_url)?.pool(2)?;
     // The static site's origin (the CloudFront URL), for CORS.
     let site_origin = std::env::var("SITE_ORIGIN").ok();
-    lambda_http::run(router_with_cors(ApiState { pool }, site_origin.as_deref())).await
+    lambda_http::run(router_with_cors(ApiState::new(pool), site_origin.as_deref())).await
 }

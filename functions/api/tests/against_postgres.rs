@@ -48,7 +48,7 @@ async fn insert_clips(database: &Database, range: std::ops::Range<i64>) {
 }
 
 async fn get(database: &Database, uri: &str) -> (StatusCode, Value) {
-    let app = router(ApiState { pool: database.pool(2).unwrap() });
+    let app = router(ApiState::new(database.pool(2).unwrap()));
     let response = app.oneshot(Request::get(uri).body(Body::empty()).unwrap()).await.unwrap();
     let status = response.status();
     let bytes = axum::body::to_bytes(response.into_body(), 1 << 20).await.unwrap();
@@ -168,10 +168,8 @@ async fn bad_input_is_a_400_naming_the_parameter() {
 #[tokio::test]
 async fn only_the_site_origin_is_allowed_by_cors() {
     let db = database("cors").await;
-    let app = api_function::router_with_cors(
-        ApiState { pool: db.pool(2).unwrap() },
-        Some("https://clips.example.com"),
-    );
+    let app =
+        api_function::router_with_cors(ApiState::new(db.pool(2).unwrap()), Some("https://clips.example.com"));
     let request =
         |origin: &str| Request::get("/v1.0/clip").header("origin", origin).body(Body::empty()).unwrap();
     let allowed = app.clone().oneshot(request("https://clips.example.com")).await.unwrap();
@@ -204,4 +202,28 @@ async fn single_clips_streamers_and_health() {
     let (status, body) = get(&down, "/v1.0/clip").await;
     assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE);
     assert!(!body.to_string().contains("127.0.0.1"), "no internals leak: {body}");
+}
+
+#[tokio::test]
+async fn total_count_is_capped_and_says_so() {
+    let db = database("capped").await;
+    db.connect()
+        .await
+        .unwrap()
+        .batch_execute(
+            "INSERT INTO clips (clip_id, broadcaster_id, detected_at, fired_at, intensity, message_count, \
+                 baseline_mean, baseline_std) \
+             SELECT 'Many' || g, '1', to_timestamp(1700000000 + g), to_timestamp(1700000000 + g), 5, 1, 1, 1 \
+             FROM generate_series(1, 10050) AS g",
+        )
+        .await
+        .unwrap();
+    let (status, body) = get(&db, "/v1.0/clip?limit=1").await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(
+        (body["total_count"].as_i64(), body["total_count_capped"].as_bool()),
+        (Some(10_000), Some(true))
+    );
+    let (_, few) = get(&db, "/v1.0/clip?min_intensity=6").await;
+    assert_eq!((few["total_count"].as_i64(), few["total_count_capped"].as_bool()), (Some(0), Some(false)));
 }

@@ -5,6 +5,7 @@ use std::path::Path;
 
 use api_function::list_statement;
 use highlights_adapters::postgres::Database;
+use highlights_adapters::sample_clips::SampleClips;
 use highlights_adapters::stack_env::StackEnv;
 
 #[tokio::test]
@@ -15,18 +16,9 @@ async fn page_queries_use_indexes_at_a_million_clips() {
     database.create_if_missing().await.unwrap();
     database.migrate().await.unwrap();
     let client = database.connect().await.unwrap();
-    client
-        .batch_execute(
-            "TRUNCATE clips; \
-             INSERT INTO clips (clip_id, broadcaster_id, url, embed_url, detected_at, fired_at, intensity, \
-                 message_count, baseline_mean, baseline_std, confirmed) \
-             SELECT 'Clip' || g, (g % 1000)::text, 'u', 'e', to_timestamp(1700000000 + g), \
-                 to_timestamp(1700000005 + g), 4 + (g % 100) / 10.0, 50, 1, 1, TRUE \
-             FROM generate_series(1, 1000000) AS g; \
-             ANALYZE clips;",
-        )
-        .await
-        .unwrap();
+    client.batch_execute("TRUNCATE clips").await.unwrap();
+    let sample = SampleClips { count: 1_000_000, channels: 1000, first_detected_unix: 1_700_000_000 };
+    assert_eq!(sample.insert(&client).await.unwrap(), 1_000_000);
     let cursor = {
         use base64::Engine as _;
         base64::engine::general_purpose::URL_SAFE_NO_PAD.encode("1700500000000000:500000")
@@ -34,11 +26,12 @@ async fn page_queries_use_indexes_at_a_million_clips() {
     for raw in [
         None,
         Some("limit=100".to_owned()),
-        Some("broadcaster_id=42".to_owned()),
+        Some("streamer=sample_42".to_owned()),
+        Some(format!("broadcaster_id={}", sample.broadcaster_of(42))),
         Some("min_intensity=13.5".to_owned()),
         Some("since=1700900000&until=1700950000".to_owned()),
         Some(format!("cursor={cursor}")),
-        Some(format!("broadcaster_id=7&cursor={cursor}")),
+        Some(format!("broadcaster_id={}&cursor={cursor}", sample.broadcaster_of(7))),
     ] {
         let statement = list_statement(raw.as_deref()).unwrap();
         let plan: Vec<String> = client

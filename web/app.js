@@ -1,0 +1,283 @@
+// Twitch Highlights: the clip list. Plain ES module, no build step.
+//
+// Talks only to the clips API (`apiBaseUrl` from config.json; empty means same origin) and
+// embeds Twitch's player on demand: a thumbnail first, the iframe after a click, with the
+// `parent` parameter Twitch requires set to this page's host.
+
+const PAGE_SIZE = 24;
+const REQUEST_TIMEOUT_MS = 10000;
+
+const $ = (id) => document.getElementById(id);
+const grid = $("grid");
+const summary = $("summary");
+const empty = $("empty");
+const errorBox = $("error");
+const loadMore = $("load-more");
+const streamerSelect = $("streamer");
+const minIntensityInput = $("min-intensity");
+
+const state = {
+  apiBaseUrl: "",
+  filters: { streamer: "", min_intensity: "" },
+  nextCursor: null,
+  loading: false,
+  failedAction: null,
+  // Responses to an older request (filters changed meanwhile) are ignored.
+  generation: 0,
+};
+
+class ApiError extends Error {}
+
+async function getJson(path, params) {
+  const url = new URL(state.apiBaseUrl + path, window.location.href);
+  for (const [key, value] of Object.entries(params || {})) {
+    if (value !== "" && value !== null && value !== undefined) url.searchParams.set(key, value);
+  }
+  const controller = new AbortController();
+  const timer = setTimeout(() => controller.abort(), REQUEST_TIMEOUT_MS);
+  let response;
+  try {
+    response = await fetch(url, { signal: controller.signal, headers: { Accept: "application/json" } });
+  } catch {
+    throw new ApiError("The clip service did not answer. Check your connection and try again.");
+  } finally {
+    clearTimeout(timer);
+  }
+  let body = null;
+  try {
+    body = await response.json();
+  } catch {
+    // A non-JSON answer (a proxy's error page) is reported below by its status.
+  }
+  if (!response.ok) {
+    if (response.status === 400 && body && body.parameter) {
+      throw new ApiError(`The filter "${body.parameter}" ${body.error}.`);
+    }
+    throw new ApiError(`The clip service answered with an error (HTTP ${response.status}). Try again in a moment.`);
+  }
+  return body;
+}
+
+async function loadConfig() {
+  try {
+    const response = await fetch("config.json", { cache: "no-store" });
+    if (response.ok) {
+      const config = await response.json();
+      if (typeof config.apiBaseUrl === "string") state.apiBaseUrl = config.apiBaseUrl.replace(/\/+$/, "");
+    }
+  } catch {
+    // No config: the API is on this origin.
+  }
+}
+
+function readFiltersFromUrl() {
+  const params = new URLSearchParams(window.location.search);
+  state.filters.streamer = (params.get("streamer") || "").toLowerCase();
+  state.filters.min_intensity = params.get("min_intensity") || "";
+  minIntensityInput.value = state.filters.min_intensity;
+}
+
+function writeFiltersToUrl() {
+  const params = new URLSearchParams();
+  for (const [key, value] of Object.entries(state.filters)) if (value) params.set(key, value);
+  const query = params.toString();
+  history.replaceState(null, "", query ? `?${query}` : window.location.pathname);
+}
+
+async function loadStreamers() {
+  try {
+    const { streamers } = await getJson("/v1.0/streamers");
+    for (const streamer of streamers) {
+      const option = document.createElement("option");
+      option.value = streamer.login.toLowerCase();
+      option.textContent = streamer.display_name || streamer.login;
+      streamerSelect.append(option);
+    }
+  } catch {
+    // The list is a convenience: without it the filter still works for a streamer in the URL.
+  }
+  if (state.filters.streamer && ![...streamerSelect.options].some((o) => o.value === state.filters.streamer)) {
+    const option = document.createElement("option");
+    option.value = option.textContent = state.filters.streamer;
+    streamerSelect.append(option);
+  }
+  streamerSelect.value = state.filters.streamer;
+}
+
+function skeletons(count) {
+  const items = [];
+  for (let i = 0; i < count; i++) {
+    const li = document.createElement("li");
+    li.className = "card skeleton";
+    li.dataset.testid = "skeleton";
+    li.setAttribute("aria-hidden", "true");
+    li.innerHTML = '<div class="player"></div><div class="meta"><div class="line"></div><div class="line short"></div></div>';
+    items.push(li);
+  }
+  grid.append(...items);
+  grid.setAttribute("aria-busy", "true");
+  return items;
+}
+
+function relativeTime(date) {
+  const seconds = Math.round((date.getTime() - Date.now()) / 1000);
+  const format = new Intl.RelativeTimeFormat(undefined, { numeric: "auto" });
+  const units = [["year", 31536000], ["month", 2592000], ["day", 86400], ["hour", 3600], ["minute", 60]];
+  for (const [unit, size] of units) {
+    if (Math.abs(seconds) >= size) return format.format(Math.trunc(seconds / size), unit);
+  }
+  return format.format(seconds, "second");
+}
+
+function embedSource(clip) {
+  const url = new URL(clip.embed_url || `https://clips.twitch.tv/embed?clip=${encodeURIComponent(clip.clip_id)}`);
+  // Twitch refuses to play an embed whose parent is not the embedding page's host.
+  url.searchParams.set("parent", window.location.hostname);
+  url.searchParams.set("autoplay", "true");
+  return url.toString();
+}
+
+function card(clip) {
+  const node = $("clip-template").content.firstElementChild.cloneNode(true);
+  const title = clip.title || `Clip ${clip.clip_id}`;
+  const streamer = clip.streamer_name || clip.streamer_login || `channel ${clip.broadcaster_id}`;
+  node.dataset.clipId = clip.clip_id;
+  node.querySelector(".title").textContent = title;
+  node.querySelector(".streamer").textContent = streamer;
+  const when = node.querySelector(".when");
+  const detected = new Date(clip.detected_at);
+  when.dateTime = clip.detected_at;
+  when.textContent = relativeTime(detected);
+  when.title = detected.toLocaleString();
+  node.querySelector(".intensity").textContent =
+    `Intensity ${clip.intensity.toFixed(1)} · ${clip.message_count} messages`;
+
+  const play = node.querySelector(".play");
+  play.setAttribute("aria-label", `Play clip: ${title} (${streamer})`);
+  const thumb = node.querySelector(".thumb");
+  if (clip.thumbnail_url) {
+    thumb.src = clip.thumbnail_url;
+    thumb.addEventListener("error", () => play.classList.add("no-thumb"), { once: true });
+  } else {
+    play.classList.add("no-thumb");
+  }
+  play.addEventListener("click", () => {
+    const iframe = document.createElement("iframe");
+    iframe.src = embedSource(clip);
+    iframe.title = `Clip: ${title} (${streamer})`;
+    iframe.allowFullscreen = true;
+    iframe.setAttribute("allow", "autoplay; fullscreen");
+    play.replaceWith(iframe);
+    iframe.focus();
+  });
+  return node;
+}
+
+function showError(message, action) {
+  state.failedAction = action;
+  $("error-detail").textContent = message;
+  errorBox.hidden = false;
+  loadMore.hidden = true;
+}
+
+async function fetchPage(cursor) {
+  const params = { ...state.filters, limit: PAGE_SIZE };
+  if (cursor) params.cursor = cursor;
+  return getJson("/v1.0/clip", params);
+}
+
+async function loadFirstPage() {
+  const generation = ++state.generation;
+  state.loading = true;
+  state.nextCursor = null;
+  grid.replaceChildren();
+  empty.hidden = errorBox.hidden = loadMore.hidden = true;
+  summary.textContent = "Loading clips…";
+  const placeholders = skeletons(6);
+  try {
+    const page = await fetchPage(null);
+    if (generation !== state.generation) return;
+    placeholders.forEach((p) => p.remove());
+    grid.append(...page.clips.map(card));
+    state.nextCursor = page.next_cursor;
+    const total = `${page.total_count}${page.total_count_capped ? "+" : ""}`;
+    summary.textContent = page.count === 0 ? "" : `${total} clip${page.total_count === 1 ? "" : "s"}`;
+    empty.hidden = page.count !== 0;
+    loadMore.hidden = !page.has_more;
+  } catch (error) {
+    if (generation !== state.generation) return;
+    placeholders.forEach((p) => p.remove());
+    summary.textContent = "";
+    showError(error.message, loadFirstPage);
+  } finally {
+    if (generation === state.generation) {
+      state.loading = false;
+      grid.setAttribute("aria-busy", "false");
+    }
+  }
+}
+
+async function loadNextPage() {
+  if (state.loading || !state.nextCursor) return;
+  const generation = state.generation;
+  state.loading = true;
+  loadMore.hidden = true;
+  errorBox.hidden = true;
+  const placeholders = skeletons(3);
+  try {
+    const page = await fetchPage(state.nextCursor);
+    if (generation !== state.generation) return;
+    placeholders.forEach((p) => p.remove());
+    grid.append(...page.clips.map(card));
+    state.nextCursor = page.next_cursor;
+    loadMore.hidden = !page.has_more;
+  } catch (error) {
+    if (generation !== state.generation) return;
+    placeholders.forEach((p) => p.remove());
+    showError(error.message, loadNextPage);
+  } finally {
+    if (generation === state.generation) {
+      state.loading = false;
+      grid.setAttribute("aria-busy", "false");
+    }
+  }
+}
+
+function applyFilters(event) {
+  event?.preventDefault();
+  const minimum = minIntensityInput.value.trim();
+  if (minimum !== "" && !(Number(minimum) >= 0)) {
+    minIntensityInput.setCustomValidity("Enter a number of 0 or more.");
+    minIntensityInput.reportValidity();
+    return;
+  }
+  minIntensityInput.setCustomValidity("");
+  state.filters = { streamer: streamerSelect.value, min_intensity: minimum };
+  writeFiltersToUrl();
+  loadFirstPage();
+}
+
+async function main() {
+  $("filters").addEventListener("submit", applyFilters);
+  streamerSelect.addEventListener("change", applyFilters);
+  $("retry").addEventListener("click", () => {
+    errorBox.hidden = true;
+    (state.failedAction || loadFirstPage)();
+  });
+  $("clear-filters").addEventListener("click", () => {
+    streamerSelect.value = "";
+    minIntensityInput.value = "";
+    applyFilters();
+  });
+  loadMore.addEventListener("click", loadNextPage);
+  // Infinite scroll once the reader scrolls; the button stays for keyboards and screen readers.
+  new IntersectionObserver((entries) => {
+    if (entries.some((e) => e.isIntersecting) && window.scrollY > 0) loadNextPage();
+  }, { rootMargin: "400px" }).observe(loadMore);
+
+  await loadConfig();
+  readFiltersFromUrl();
+  await Promise.all([loadStreamers(), loadFirstPage()]);
+}
+
+main();

@@ -1,0 +1,188 @@
+// Browser tests of the site in Debian's Chromium, driven by playwright-core (no browser
+// download). Run by cli/tests/web_site.rs, which seeds 60 sample clips over 3 streamers
+// (sample_0..sample_2; "Sample clip 60" is the newest) and starts `highlights serve` at SITE_URL.
+// Nothing leaves the machine: every request to a host other than the site's is answered here.
+
+import { test, before, after } from "node:test";
+import assert from "node:assert/strict";
+import { mkdirSync } from "node:fs";
+import { chromium } from "playwright-core";
+
+const SITE_URL = process.env.SITE_URL;
+const SHOTS = process.env.SCREENSHOT_DIR || new URL("../test-results/", import.meta.url).pathname;
+const CHROMIUM = process.env.CHROMIUM_PATH || "/usr/bin/chromium";
+const WAIT = { timeout: 15000 };
+
+let browser;
+
+before(async () => {
+  assert.ok(SITE_URL, "SITE_URL is not set (run through cargo test -p highlights-cli --test web_site)");
+  mkdirSync(SHOTS, { recursive: true });
+  browser = await chromium.launch({
+    executablePath: CHROMIUM,
+    args: [
+      "--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
+      "--disable-background-networking", "--disable-component-update", "--disable-sync",
+    ],
+  });
+});
+
+after(async () => {
+  await browser?.close();
+});
+
+async function openPage(options = {}) {
+  const context = await browser.newContext(options);
+  const site = new URL(SITE_URL).host;
+  const offsite = [];
+  await context.route((url) => url.host !== site, (route) => {
+    offsite.push(route.request().url());
+    return route.fulfill({ status: 200, contentType: "text/html", body: "<p>offline stand-in</p>" });
+  });
+  const page = await context.newPage();
+  const errors = [];
+  page.on("pageerror", (error) => errors.push(error.message));
+  return { page, context, offsite, errors };
+}
+
+const cards = (page) => page.locator("#grid .card:not(.skeleton)");
+
+test("the page lists the seeded clips newest first, with the streamer filter filled", async () => {
+  const { page, context, errors } = await openPage({ viewport: { width: 1280, height: 900 } });
+  await page.goto(SITE_URL);
+  await cards(page).first().waitFor(WAIT);
+  assert.equal(await cards(page).count(), 24);
+  assert.equal(await cards(page).first().locator(".title").textContent(), "Sample clip 60");
+  assert.equal(await page.locator("#summary").textContent(), "60 clips");
+  assert.match(await cards(page).first().locator(".intensity").textContent(), /^Intensity \d+\.\d · \d+ messages$/);
+  const streamers = await page.locator("#streamer option").allTextContents();
+  assert.deepEqual(streamers, ["All streamers", "Sample 0", "Sample 1", "Sample 2"]);
+  await page.screenshot({ path: `${SHOTS}/desktop.png`, fullPage: false });
+  assert.deepEqual(errors, []);
+  await context.close();
+});
+
+test("load more walks every page through the cursor, each clip once", async () => {
+  const { page, context } = await openPage();
+  await page.goto(SITE_URL);
+  await cards(page).first().waitFor(WAIT);
+  for (const expected of [48, 60]) {
+    await page.locator("#load-more").click();
+    await page.waitForFunction((n) => document.querySelectorAll("#grid .card:not(.skeleton)").length === n, expected, WAIT);
+  }
+  assert.equal(await page.locator("#load-more").isHidden(), true);
+  const ids = await page.locator("#grid .card").evaluateAll((nodes) => nodes.map((n) => n.dataset.clipId));
+  assert.equal(new Set(ids).size, 60);
+  await context.close();
+});
+
+test("filters narrow the list and live in the URL", async () => {
+  const { page, context } = await openPage();
+  await page.goto(SITE_URL);
+  await cards(page).first().waitFor(WAIT);
+  await page.locator("#streamer").selectOption("sample_1");
+  await page.waitForFunction(() => document.querySelector("#summary").textContent === "20 clips", null, WAIT);
+  const names = await cards(page).locator(".streamer").allTextContents();
+  assert.ok(names.length > 0 && names.every((n) => n === "Sample 1"), names.join(","));
+  assert.match(page.url(), /streamer=sample_1/);
+
+  await page.locator("#min-intensity").fill("1000");
+  await page.locator("#filters button[type=submit]").click();
+  await page.locator("#empty").waitFor({ state: "visible", ...WAIT });
+  assert.equal(await cards(page).count(), 0);
+  await page.screenshot({ path: `${SHOTS}/empty.png` });
+  await page.locator("#clear-filters").click();
+  await page.waitForFunction(() => document.querySelector("#summary").textContent === "60 clips", null, WAIT);
+  await context.close();
+});
+
+test("skeletons show while the API has not answered", async () => {
+  const { page, context } = await openPage();
+  let release;
+  const held = new Promise((resolve) => { release = resolve; });
+  await page.route("**/v1.0/clip?*", async (route) => {
+    await held;
+    await route.continue();
+  });
+  await page.goto(SITE_URL);
+  await page.locator("[data-testid=skeleton]").first().waitFor(WAIT);
+  assert.equal(await page.locator("#grid").getAttribute("aria-busy"), "true");
+  assert.equal(await page.locator("#summary").textContent(), "Loading clips…");
+  await page.screenshot({ path: `${SHOTS}/loading.png` });
+  release();
+  await cards(page).first().waitFor(WAIT);
+  assert.equal(await page.locator("[data-testid=skeleton]").count(), 0);
+  assert.equal(await page.locator("#grid").getAttribute("aria-busy"), "false");
+  await context.close();
+});
+
+test("when the API is down the page says so, and Retry recovers", async () => {
+  const { page, context } = await openPage();
+  await page.route("**/v1.0/clip?*", (route) => route.abort("connectionrefused"));
+  await page.goto(SITE_URL);
+  const alert = page.getByRole("alert");
+  await alert.waitFor({ state: "visible", ...WAIT });
+  assert.match(await alert.textContent(), /could not be loaded/);
+  assert.equal(await cards(page).count(), 0);
+  await page.screenshot({ path: `${SHOTS}/api-down.png` });
+  await page.unroute("**/v1.0/clip?*");
+  await page.getByRole("button", { name: "Retry" }).click();
+  await cards(page).first().waitFor(WAIT);
+  assert.equal(await alert.isHidden(), true);
+  assert.equal(await cards(page).count(), 24);
+  await context.close();
+});
+
+test("an API error answer is shown with its reason", async () => {
+  const { page, context } = await openPage();
+  await page.goto(`${SITE_URL}?min_intensity=abc`);
+  const alert = page.getByRole("alert");
+  await alert.waitFor({ state: "visible", ...WAIT });
+  assert.match(await alert.textContent(), /min_intensity/);
+  await context.close();
+});
+
+test("a phone-sized viewport lays the clips out in one column", async () => {
+  const { page, context } = await openPage({ viewport: { width: 390, height: 844 }, isMobile: true, hasTouch: true });
+  await page.goto(SITE_URL);
+  await cards(page).first().waitFor(WAIT);
+  const boxes = await cards(page).evaluateAll((nodes) => nodes.slice(0, 4).map((n) => n.getBoundingClientRect().toJSON()));
+  assert.equal(new Set(boxes.map((b) => Math.round(b.x))).size, 1, JSON.stringify(boxes));
+  for (let i = 1; i < boxes.length; i++) assert.ok(boxes[i].y >= boxes[i - 1].y + boxes[i - 1].height);
+  const overflow = await page.evaluate(() => document.documentElement.scrollWidth - window.innerWidth);
+  assert.ok(overflow <= 0, `the page scrolls sideways by ${overflow}px`);
+  await page.screenshot({ path: `${SHOTS}/phone.png` });
+  await context.close();
+});
+
+test("the player loads on activation from the keyboard, with Twitch's parent parameter", async () => {
+  const { page, context, offsite } = await openPage();
+  await page.goto(SITE_URL);
+  await cards(page).first().waitFor(WAIT);
+  assert.equal(await page.locator("iframe").count(), 0, "no player before a click");
+  const play = cards(page).first().locator("button.play");
+  await play.focus();
+  await page.keyboard.press("Enter");
+  const iframe = cards(page).first().locator("iframe");
+  await iframe.waitFor(WAIT);
+  const src = new URL(await iframe.getAttribute("src"));
+  assert.equal(src.origin, "https://clips.twitch.tv");
+  assert.equal(src.searchParams.get("clip"), "Sample60");
+  assert.equal(src.searchParams.get("parent"), new URL(SITE_URL).hostname);
+  await page.waitForFunction(() => document.activeElement?.tagName === "IFRAME", null, WAIT);
+  assert.ok(offsite.some((u) => u.startsWith("https://clips.twitch.tv/embed")), "the embed was requested");
+  await context.close();
+});
+
+test("the skip link and the filters are reachable with the keyboard", async () => {
+  const { page, context } = await openPage();
+  await page.goto(SITE_URL);
+  await cards(page).first().waitFor(WAIT);
+  await page.keyboard.press("Tab");
+  assert.equal(await page.evaluate(() => document.activeElement.textContent), "Skip to clips");
+  await page.keyboard.press("Tab");
+  assert.equal(await page.evaluate(() => document.activeElement.id), "streamer");
+  await page.keyboard.press("Tab");
+  assert.equal(await page.evaluate(() => document.activeElement.id), "min-intensity");
+  await context.close();
+});
