@@ -189,15 +189,19 @@ async fn list_clips(State(state): State<ApiState>, RawQuery(raw): RawQuery) -> R
     let refs = statement.param_refs();
     let count_key = statement.count_key();
     let cached_total = state.totals.get(&count_key, Instant::now());
-    // Both statements go out on the one connection together (tokio-postgres pipelines them).
-    let page = client.query(&statement.sql, &refs);
+    // Statements are prepared once per connection (a round trip and a plan saved per request),
+    // and both go out on the one connection together (tokio-postgres pipelines them).
+    let page = async {
+        let prepared = client.prepare_cached(&statement.sql).await?;
+        client.query(&prepared, &refs).await
+    };
     let total = async {
         match cached_total {
             Some(total) => Ok(total),
-            None => client
-                .query_one(&statement.count_sql, &refs[..statement.count_params])
-                .await
-                .map(|r| r.get(0)),
+            None => {
+                let prepared = client.prepare_cached(&statement.count_sql).await?;
+                client.query_one(&prepared, &refs[..statement.count_params]).await.map(|r| r.get(0))
+            }
         }
     };
     let (rows, total) = tokio::try_join!(page, total).map_err(ApiError::unavailable)?;
@@ -247,16 +251,11 @@ async fn one_clip(State(state): State<ApiState>, Path(clip_id): Path<String>) ->
         return Err(ApiError::bad("clip_id", "is not a Twitch clip id"));
     }
     let client = state.pool.get().await.map_err(ApiError::unavailable)?;
-    let row = client
-        .query_opt(
-            &format!(
-                "SELECT {CLIP_COLUMNS} FROM clips c LEFT JOIN streamers s \
-                 ON s.broadcaster_id = c.broadcaster_id WHERE c.clip_id = $1"
-            ),
-            &[&clip_id],
-        )
+    let prepared = client
+        .prepare_cached(&format!("SELECT {CLIP_COLUMNS} FROM clips c WHERE c.clip_id = $1"))
         .await
         .map_err(ApiError::unavailable)?;
+    let row = client.query_opt(&prepared, &[&clip_id]).await.map_err(ApiError::unavailable)?;
     match row {
         Some(row) => {
             Ok(([(header::CACHE_CONTROL, "public, max-age=60")], Json(Clip::from_row(&row).0))
