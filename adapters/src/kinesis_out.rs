@@ -54,6 +54,30 @@ pub async fn put_all(
     Ok(retried)
 }
 
+/// One PutRecords call: per entry, `None` when it was stored or the error code (for example
+/// `ProvisionedThroughputExceededException`) when it must be sent again. An error of the call
+/// itself means no entry is known to be stored.
+pub async fn put_once(
+    client: &Client,
+    stream: &str,
+    records: &[&OutRecord],
+) -> Result<Vec<Option<String>>, PutError> {
+    let entries = records
+        .iter()
+        .map(|r| {
+            PutRecordsRequestEntry::builder()
+                .partition_key(&r.partition_key)
+                .data(Blob::new(r.data.clone()))
+                .build()
+                .expect("key and data are set")
+        })
+        .collect();
+    let response = client.put_records().stream_name(stream).set_records(Some(entries)).send().await.map_err(
+        |error| PutError::Call { stream: stream.into(), message: DisplayErrorContext(&error).to_string() },
+    )?;
+    Ok(response.records().iter().map(|result| result.error_code().map(str::to_owned)).collect())
+}
+
 async fn put_chunk(
     client: &Client,
     stream: &str,
@@ -67,37 +91,25 @@ async fn put_chunk(
         if attempt > 0 {
             tokio::time::sleep(Duration::from_millis(50 << attempt.min(6))).await;
         }
-        let entries = pending
-            .iter()
-            .map(|r| {
-                PutRecordsRequestEntry::builder()
-                    .partition_key(&r.partition_key)
-                    .data(Blob::new(r.data.clone()))
-                    .build()
-                    .expect("key and data are set")
-            })
-            .collect();
-        let response = match client.put_records().stream_name(stream).set_records(Some(entries)).send().await
-        {
-            Ok(response) => response,
+        let results = match put_once(client, stream, &pending).await {
+            Ok(results) => results,
             Err(error) => {
-                last_error = DisplayErrorContext(&error).to_string();
+                last_error = error.to_string();
                 continue;
             }
         };
-        if response.failed_record_count().unwrap_or(0) == 0 {
-            return Ok(retried);
-        }
-        let results = response.records();
         let failed: Vec<&OutRecord> = pending
             .iter()
-            .zip(results)
-            .filter(|(_, result)| result.error_code().is_some())
-            .map(|(record, result)| {
-                last_error = result.error_code().unwrap_or_default().to_owned();
-                *record
+            .zip(&results)
+            .filter_map(|(record, result)| {
+                let code = result.as_ref()?;
+                last_error.clone_from(code);
+                Some(*record)
             })
             .collect();
+        if failed.is_empty() {
+            return Ok(retried);
+        }
         retried += failed.len() as u64;
         pending = failed;
     }

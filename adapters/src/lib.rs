@@ -19,5 +19,6 @@ pub mod settings;
 pub mod stack_env;
 pub mod streamers;
 pub mod telemetry;
+pub mod tls;
 pub mod tokens;
 pub mod twitch;

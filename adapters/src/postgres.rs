@@ -8,8 +8,6 @@
 //!
 //! Errors name the server and database but never the password in the URL.
 
-use std::sync::Arc;
-
 use deadpool_postgres::{Manager, ManagerConfig, Pool, RecyclingMethod};
 use tokio_postgres::Config;
 use tokio_postgres_rustls::MakeRustlsConnect;
@@ -48,8 +46,7 @@ pub struct Database {
 
 /// The TLS client: Mozilla's roots plus an optional PEM bundle.
 fn tls_connector(extra_roots: Option<&str>) -> Result<MakeRustlsConnect, DbError> {
-    let mut roots = rustls::RootCertStore::empty();
-    roots.extend(webpki_roots::TLS_SERVER_ROOTS.iter().cloned());
+    let mut roots = crate::tls::mozilla_roots();
     if let Some(path) = extra_roots {
         let error = |reason: String| DbError::RootCertificates { path: path.to_owned(), reason };
         let pem = std::fs::read(path).map_err(|e| error(e.to_string()))?;
@@ -57,13 +54,7 @@ fn tls_connector(extra_roots: Option<&str>) -> Result<MakeRustlsConnect, DbError
             roots.add(certificate.map_err(|e| error(e.to_string()))?).map_err(|e| error(e.to_string()))?;
         }
     }
-    let config =
-        rustls::ClientConfig::builder_with_provider(Arc::new(rustls::crypto::ring::default_provider()))
-            .with_safe_default_protocol_versions()
-            .expect("the ring provider supports the default TLS versions")
-            .with_root_certificates(roots)
-            .with_no_client_auth();
-    Ok(MakeRustlsConnect::new(config))
+    Ok(MakeRustlsConnect::new(crate::tls::client_config(roots)))
 }
 
 impl std::fmt::Debug for Database {

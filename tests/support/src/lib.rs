@@ -2,7 +2,11 @@
 //! `/oauth2/authorize`) server on 127.0.0.1:0 that speaks Twitch's JSON, validates bearer tokens,
 //! follows a per-test script of Create Clip answers and records every call.
 //!
+//! [`irc::FakeIrc`] is the chat side: Twitch IRC over plain TCP on 127.0.0.1:0.
+//!
 //! Test code only: it is never linked into a product binary.
+
+pub mod irc;
 
 use std::collections::{HashMap, VecDeque};
 use std::net::SocketAddr;

@@ -1,0 +1,58 @@
+//! The chat ingester, the one always-on container (ECS Fargate): joins the monitored channels'
+//! Twitch chat and writes it to Kinesis `chat-messages` as wire-format v1 batches, with a
+//! watermark record per joined channel at least once a second.
+//!
+//! Layers: [`irc_client`] (the Twitch side), [`batcher`] (pure batching and the bounded
+//! backlog), [`producer`] (the Kinesis side, behind the [`producer::RecordSink`] port),
+//! [`health`] and [`metrics`]. `main.rs` only reads settings and wires these together.
+
+pub mod batcher;
+pub mod health;
+pub mod irc_client;
+pub mod metrics;
+pub mod producer;
+
+use std::collections::BTreeSet;
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio::sync::{mpsc, watch};
+
+use crate::irc_client::ChatClient;
+use crate::metrics::Counters;
+use crate::producer::{DrainReport, ProducerSettings, RecordSink};
+
+/// Chat events in flight between the IRC reader and the batcher; beyond this the reader waits.
+const EVENT_QUEUE: usize = 8192;
+
+/// Runs the ingester until `shutdown` turns true, then stops reading chat, sends what it has
+/// (within `producer.drain_deadline`) and returns.
+pub async fn run<S: RecordSink>(
+    chat: ChatClient,
+    channels: watch::Receiver<BTreeSet<String>>,
+    sink: Arc<S>,
+    producer: ProducerSettings,
+    shutdown: watch::Receiver<bool>,
+) -> DrainReport {
+    let counters = chat.counters.clone();
+    let (events_tx, events_rx) = mpsc::channel(EVENT_QUEUE);
+    let reader = tokio::spawn(async move { chat.run(channels, events_tx, shutdown).await });
+    let report = producer::run(sink, events_rx, producer, counters).await;
+    let _ = reader.await;
+    report
+}
+
+/// Prints the EMF metrics record every `every` until the process ends.
+pub fn spawn_metrics(counters: Arc<Counters>, every: Duration) {
+    tokio::spawn(async move {
+        let mut previous = counters.totals();
+        let mut ticks = tokio::time::interval(every);
+        ticks.tick().await;
+        loop {
+            ticks.tick().await;
+            let now = counters.totals();
+            now.record_since(&previous).emit();
+            previous = now;
+        }
+    });
+}

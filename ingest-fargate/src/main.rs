@@ -1,0 +1,126 @@
+//! `ingest-fargate`: settings from flags and the environment, clients built once, signals.
+//! SIGTERM or SIGINT stops chat intake, flushes what is buffered within the drain deadline and
+//! exits 0 (1 when chat had to be given up).
+
+use std::collections::BTreeSet;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::Context as _;
+use clap::Parser;
+use highlights_adapters::resources::Resources;
+use ingest_fargate::irc_client::{ChatClient, IrcAddress, IrcLogin, JoinLimit, TWITCH_IRC};
+use ingest_fargate::metrics::Counters;
+use ingest_fargate::producer::{KinesisSink, ProducerSettings};
+use tokio::sync::watch;
+
+#[derive(Parser, Debug)]
+#[command(name = "ingest-fargate", version, about = "Twitch chat into Kinesis chat-messages")]
+struct Settings {
+    /// Twitch IRC server: tls://host:port, or tcp://host:port for a test server.
+    #[arg(long, env = "TWITCH_IRC_ADDR", default_value = TWITCH_IRC)]
+    irc_addr: IrcAddress,
+    /// Channels to join (logins, comma-separated).
+    #[arg(long, env = "INGEST_CHANNELS", value_delimiter = ',')]
+    channels: Vec<String>,
+    /// JOINs allowed per window (Twitch: 20 per 10 s; 2000 for verified bots).
+    #[arg(long, env = "INGEST_JOIN_LIMIT", default_value_t = 20)]
+    join_limit: usize,
+    #[arg(long, env = "INGEST_JOIN_WINDOW_SECONDS", default_value_t = 10)]
+    join_window_seconds: u64,
+    /// How often batches are sealed and sent.
+    #[arg(long, env = "INGEST_FLUSH_MS", default_value_t = 250)]
+    flush_ms: u64,
+    /// Memory cap of buffered chat; past it the oldest chat is dropped (and counted).
+    #[arg(long, env = "INGEST_MAX_BUFFER_MB", default_value_t = 256)]
+    max_buffer_mb: usize,
+    /// After SIGTERM: how long to keep sending what is buffered (ECS stopTimeout must be longer).
+    #[arg(long, env = "INGEST_DRAIN_SECONDS", default_value_t = 20)]
+    drain_seconds: u64,
+    /// /healthz and /readyz.
+    #[arg(long, env = "INGEST_HEALTH_ADDR", default_value = "0.0.0.0:8080")]
+    health_addr: SocketAddr,
+    /// EMF metrics interval.
+    #[arg(long, env = "INGEST_METRICS_SECONDS", default_value_t = 60)]
+    metrics_seconds: u64,
+}
+
+#[tokio::main]
+async fn main() -> anyhow::Result<()> {
+    highlights_adapters::telemetry::init_json_logs("info");
+    let settings = Settings::parse();
+    let counters = Arc::new(Counters::default());
+    let health = ingest_fargate::health::serve(settings.health_addr, counters.clone())
+        .await
+        .with_context(|| format!("cannot listen on {}", settings.health_addr))?;
+
+    let sdk = highlights_adapters::aws::from_env().await;
+    let stream = Resources::from_env().chat_stream.name;
+    let client = aws_sdk_kinesis::Client::new(&sdk);
+    match client.describe_stream_summary().stream_name(&stream).send().await {
+        Ok(_) => counters.kinesis_reachable.store(true, std::sync::atomic::Ordering::Relaxed),
+        Err(error) => tracing::warn!(
+            error = %aws_sdk_kinesis::error::DisplayErrorContext(&error),
+            stream,
+            "Kinesis is not reachable yet"
+        ),
+    }
+    let channels: BTreeSet<String> = settings
+        .channels
+        .iter()
+        .map(|c| c.trim().trim_start_matches('#').to_lowercase())
+        .filter(|c| !c.is_empty())
+        .collect();
+    tracing::info!(%health, irc = %settings.irc_addr.host, channels = channels.len(), stream, "ingester starting");
+    let (_channels_tx, channels_rx) = watch::channel(channels);
+    let (shutdown_tx, shutdown_rx) = watch::channel(false);
+    tokio::spawn(async move {
+        wait_for_signal().await;
+        tracing::info!("stopping: flushing buffered chat");
+        let _ = shutdown_tx.send(true);
+    });
+    ingest_fargate::spawn_metrics(counters.clone(), Duration::from_secs(settings.metrics_seconds.max(1)));
+
+    let chat = ChatClient {
+        address: settings.irc_addr,
+        login: IrcLogin::Anonymous,
+        join_limit: JoinLimit {
+            joins: settings.join_limit.max(1),
+            per: Duration::from_secs(settings.join_window_seconds),
+        },
+        counters: counters.clone(),
+    };
+    let producer = ProducerSettings {
+        flush_every: Duration::from_millis(settings.flush_ms.max(10)),
+        max_buffer_bytes: settings.max_buffer_mb.max(1) * 1024 * 1024,
+        drain_deadline: Duration::from_secs(settings.drain_seconds),
+    };
+    let sink = Arc::new(KinesisSink { client, stream });
+    let report = ingest_fargate::run(chat, channels_rx, sink, producer, shutdown_rx).await;
+    let totals = counters.totals();
+    tracing::info!(
+        received = totals.messages_received,
+        sent = totals.messages_sent,
+        dropped = totals.dropped,
+        unsent = report.unsent_messages,
+        "ingester stopped"
+    );
+    if report.unsent_messages > 0 {
+        anyhow::bail!("{} chat messages could not be sent before the drain deadline", report.unsent_messages);
+    }
+    Ok(())
+}
+
+async fn wait_for_signal() {
+    let mut terminate = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()).ok();
+    tokio::select! {
+        _ = tokio::signal::ctrl_c() => {}
+        _ = async {
+            match terminate.as_mut() {
+                Some(signal) => { signal.recv().await; }
+                None => std::future::pending::<()>().await,
+            }
+        } => {}
+    }
+}

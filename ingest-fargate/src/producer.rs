@@ -1,0 +1,213 @@
+//! The pipeline from chat events to Kinesis: batches every `flush_every` (and when a record's
+//! worth of chat is waiting), one PutRecords call at a time, failed entries back into the backlog
+//! with exponential backoff and jitter. While Kinesis throttles, chat accumulates in the bounded
+//! [`Batcher`] instead of being dropped, until its memory cap.
+//!
+//! The Kinesis call is behind [`RecordSink`], so tests inject partial failures and throttling.
+
+use std::future::Future;
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
+use std::time::Duration;
+
+use highlights_adapters::kinesis_out::{self, OutRecord};
+use tokio::sync::mpsc;
+use tokio::time::Instant;
+
+use crate::batcher::{Batcher, Pending};
+use crate::irc_client::ChatEvent;
+use crate::metrics::Counters;
+
+/// Per entry: `None` when stored, else the error code (it will be sent again).
+pub type EntryResults = Vec<Option<String>>;
+
+#[derive(Debug, thiserror::Error)]
+#[error("{0}")]
+pub struct SinkError(pub String);
+
+/// The port for one PutRecords call.
+pub trait RecordSink: Send + Sync + 'static {
+    fn put(&self, records: &[&OutRecord]) -> impl Future<Output = Result<EntryResults, SinkError>> + Send;
+}
+
+/// The Kinesis stream `chat-messages`.
+pub struct KinesisSink {
+    pub client: aws_sdk_kinesis::Client,
+    pub stream: String,
+}
+
+impl RecordSink for KinesisSink {
+    async fn put(&self, records: &[&OutRecord]) -> Result<EntryResults, SinkError> {
+        kinesis_out::put_once(&self.client, &self.stream, records).await.map_err(|e| SinkError(e.to_string()))
+    }
+}
+
+#[derive(Debug, Clone, Copy)]
+pub struct ProducerSettings {
+    pub flush_every: Duration,
+    pub max_buffer_bytes: usize,
+    /// After SIGTERM: how long to keep sending what is buffered.
+    pub drain_deadline: Duration,
+}
+
+impl Default for ProducerSettings {
+    fn default() -> Self {
+        Self {
+            flush_every: Duration::from_millis(250),
+            max_buffer_bytes: 256 * 1024 * 1024,
+            drain_deadline: Duration::from_secs(20),
+        }
+    }
+}
+
+/// How a drain ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct DrainReport {
+    /// Messages still buffered at the deadline (lost).
+    pub unsent_messages: usize,
+}
+
+fn now_ms() -> i64 {
+    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_millis() as i64)
+}
+
+/// Runs until `events` closes (the IRC client stopped), then sends what is buffered until the
+/// drain deadline.
+pub async fn run<S: RecordSink>(
+    sink: Arc<S>,
+    mut events: mpsc::Receiver<ChatEvent>,
+    settings: ProducerSettings,
+    counters: Arc<Counters>,
+) -> DrainReport {
+    let mut batcher = Batcher::new(settings.max_buffer_bytes);
+    let mut backoff = Backoff::default();
+    let mut next_flush = Instant::now() + settings.flush_every;
+    loop {
+        tokio::select! {
+            event = events.recv() => match event {
+                Some(ChatEvent::Chat(chat)) => batcher.push(chat),
+                Some(ChatEvent::Joined { broadcaster_id, .. }) => batcher.joined(broadcaster_id, now_ms()),
+                Some(ChatEvent::Parted { .. }) => {}
+                Some(ChatEvent::Connected(up)) => counters.irc_connected.store(up, Ordering::Relaxed),
+                None => break,
+            },
+            _ = tokio::time::sleep_until(next_flush) => {
+                batcher.seal(now_ms());
+                next_flush = Instant::now() + settings.flush_every;
+                if backoff.ready() {
+                    send_one_call(&*sink, &mut batcher, &mut backoff, &counters).await;
+                }
+            }
+        }
+        counters.dropped.store(batcher.dropped(), Ordering::Relaxed);
+        counters.buffer_depth.store(batcher.buffered_bytes() as u64, Ordering::Relaxed);
+    }
+    // Drain: the IRC side has stopped; send everything with the remaining time.
+    batcher.seal(now_ms());
+    let deadline = Instant::now() + settings.drain_deadline;
+    while !batcher.is_empty() && Instant::now() < deadline {
+        if !backoff.ready() {
+            tokio::time::sleep_until(backoff.until.min(deadline)).await;
+            continue;
+        }
+        match tokio::time::timeout_at(deadline, send_one_call(&*sink, &mut batcher, &mut backoff, &counters))
+            .await
+        {
+            Ok(()) => {}
+            Err(_) => break,
+        }
+    }
+    counters.buffer_depth.store(batcher.buffered_bytes() as u64, Ordering::Relaxed);
+    let mut unsent = 0;
+    while batcher.pending_records() > 0 {
+        unsent += batcher.next_call().iter().map(|p| p.messages).sum::<usize>();
+    }
+    DrainReport { unsent_messages: unsent }
+}
+
+/// Sends every record that is waiting, one call after another, until one fails.
+async fn send_one_call<S: RecordSink>(
+    sink: &S,
+    batcher: &mut Batcher,
+    backoff: &mut Backoff,
+    counters: &Counters,
+) {
+    loop {
+        let call = batcher.next_call();
+        if call.is_empty() {
+            return;
+        }
+        let records: Vec<&OutRecord> = call.iter().map(|p| &p.record).collect();
+        match sink.put(&records).await {
+            Ok(results) => {
+                counters.kinesis_reachable.store(true, Ordering::Relaxed);
+                let mut failed: Vec<Pending> = Vec::new();
+                for (pending, result) in
+                    call.into_iter().zip(results.into_iter().chain(std::iter::repeat(None)))
+                {
+                    match result {
+                        None => {
+                            counters.records_put.fetch_add(1, Ordering::Relaxed);
+                            counters.messages_sent.fetch_add(pending.messages as u64, Ordering::Relaxed);
+                        }
+                        Some(code) => {
+                            if code.contains("Throughput") || code.contains("Throttl") {
+                                counters.throttled.fetch_add(1, Ordering::Relaxed);
+                            } else {
+                                counters.put_failures.fetch_add(1, Ordering::Relaxed);
+                            }
+                            failed.push(pending);
+                        }
+                    }
+                }
+                if failed.is_empty() {
+                    backoff.reset();
+                } else {
+                    batcher.requeue(failed);
+                    backoff.fail();
+                    return;
+                }
+            }
+            Err(error) => {
+                counters.kinesis_reachable.store(false, Ordering::Relaxed);
+                counters.put_failures.fetch_add(call.len() as u64, Ordering::Relaxed);
+                tracing::warn!(%error, records = call.len(), "PutRecords failed; will retry");
+                batcher.requeue(call);
+                backoff.fail();
+                return;
+            }
+        }
+    }
+}
+
+/// Exponential backoff with jitter: 100 ms doubling to 5 s, each wait between half and all of it.
+#[derive(Debug)]
+struct Backoff {
+    failures: u32,
+    until: Instant,
+}
+
+impl Default for Backoff {
+    fn default() -> Self {
+        Self { failures: 0, until: Instant::now() }
+    }
+}
+
+impl Backoff {
+    fn ready(&self) -> bool {
+        Instant::now() >= self.until
+    }
+    fn reset(&mut self) {
+        self.failures = 0;
+    }
+    fn fail(&mut self) {
+        self.failures = (self.failures + 1).min(16);
+        let ceiling = (100u64 << self.failures.min(6)).min(5_000);
+        // Jitter from the clock's low bits: no RNG dependency, different across tasks and times.
+        let noise = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.subsec_nanos());
+        let wait = ceiling / 2 + u64::from(noise) % (ceiling / 2 + 1);
+        self.until = Instant::now() + Duration::from_millis(wait);
+    }
+}

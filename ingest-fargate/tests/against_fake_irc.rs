@@ -1,0 +1,237 @@
+//! The ingester against a fake Twitch IRC server on 127.0.0.1:0, with an in-memory Kinesis port
+//! (partial failures and throttling injected there). The real Kinesis path is covered by
+//! `against_local_kinesis.rs`.
+
+use std::collections::BTreeSet;
+use std::sync::atomic::Ordering;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use highlights_adapters::kinesis_out::OutRecord;
+use highlights_core::model::ChatBatch;
+use highlights_core::wire;
+use highlights_test_support::irc::FakeIrc;
+use ingest_fargate::irc_client::{ChatClient, IrcLogin, JoinLimit};
+use ingest_fargate::metrics::Counters;
+use ingest_fargate::producer::{EntryResults, ProducerSettings, RecordSink, SinkError};
+use tokio::sync::watch;
+
+const WAIT: Duration = Duration::from_secs(20);
+
+/// One scripted call: `Err` fails the whole call; `Ok(codes)` fails entry i when codes[i] is set.
+type ScriptedCall = Result<Vec<Option<&'static str>>, ()>;
+
+/// Stores what it accepts; fails the entries its script says to fail.
+#[derive(Default)]
+struct MemorySink {
+    stored: Mutex<Vec<OutRecord>>,
+    script: Mutex<Vec<ScriptedCall>>,
+    calls: Mutex<usize>,
+}
+
+impl RecordSink for MemorySink {
+    async fn put(&self, records: &[&OutRecord]) -> Result<EntryResults, SinkError> {
+        *self.calls.lock().unwrap() += 1;
+        let next = {
+            let mut script = self.script.lock().unwrap();
+            if script.is_empty() { None } else { Some(script.remove(0)) }
+        };
+        let codes: Vec<Option<&str>> = match next {
+            Some(Err(())) => return Err(SinkError("connection reset".into())),
+            Some(Ok(codes)) => codes,
+            None => vec![],
+        };
+        let mut results = Vec::new();
+        for (i, record) in records.iter().enumerate() {
+            match codes.get(i).copied().flatten() {
+                Some(code) => results.push(Some(code.to_owned())),
+                None => {
+                    self.stored.lock().unwrap().push((*record).clone());
+                    results.push(None);
+                }
+            }
+        }
+        Ok(results)
+    }
+}
+
+impl MemorySink {
+    fn batches(&self) -> Vec<ChatBatch> {
+        self.stored.lock().unwrap().iter().map(|r| wire::decode(&r.data).unwrap()).collect()
+    }
+    /// Chat texts per broadcaster, in stored order.
+    fn texts(&self, broadcaster_id: u64) -> Vec<String> {
+        self.batches()
+            .into_iter()
+            .filter(|b| b.broadcaster_id == broadcaster_id)
+            .flat_map(|b| b.messages.into_iter().map(|m| m.text))
+            .collect()
+    }
+}
+
+struct Running {
+    sink: Arc<MemorySink>,
+    counters: Arc<Counters>,
+    shutdown: watch::Sender<bool>,
+    _channels: watch::Sender<BTreeSet<String>>,
+    task: tokio::task::JoinHandle<ingest_fargate::producer::DrainReport>,
+}
+
+fn start(irc: &FakeIrc, channels: &[&str], sink: Arc<MemorySink>) -> Running {
+    let counters = Arc::new(Counters::default());
+    let chat = ChatClient {
+        address: irc.url().parse().unwrap(),
+        login: IrcLogin::Anonymous,
+        join_limit: JoinLimit::default(),
+        counters: counters.clone(),
+    };
+    let (channels_tx, channels_rx) = watch::channel(channels.iter().map(|c| (*c).to_owned()).collect());
+    let (shutdown, shutdown_rx) = watch::channel(false);
+    let settings = ProducerSettings { flush_every: Duration::from_millis(20), ..ProducerSettings::default() };
+    let task = tokio::spawn(ingest_fargate::run(chat, channels_rx, sink.clone(), settings, shutdown_rx));
+    Running { sink, counters, shutdown, _channels: channels_tx, task }
+}
+
+async fn until(what: &str, mut condition: impl FnMut() -> bool) {
+    let deadline = tokio::time::Instant::now() + WAIT;
+    while !condition() {
+        assert!(tokio::time::Instant::now() < deadline, "timed out waiting for {what}");
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+}
+
+fn chat(irc: &FakeIrc, channel: &str, room: u64, n: i64) {
+    let line = FakeIrc::chat_line(
+        channel,
+        room,
+        ("viewer", 5_000 + n as u64),
+        1_733_000_000_000 + n,
+        &format!("00000000-0000-4000-8000-{n:012}"),
+        &format!("{channel} says {n}"),
+    );
+    irc.send_raw(Some(channel), &line);
+}
+
+#[tokio::test]
+async fn chat_reaches_the_sink_in_order_with_every_field() {
+    let irc = FakeIrc::start(&[("alpha", 11), ("beta", 22)]).await;
+    let running = start(&irc, &["alpha", "beta"], Arc::new(MemorySink::default()));
+    assert!(irc.wait_joined(&["alpha", "beta"], WAIT).await);
+    let handshake = irc.received();
+    assert_eq!(handshake[0], "CAP REQ :twitch.tv/tags twitch.tv/commands");
+    assert!(handshake[1].starts_with("NICK justinfan"), "{handshake:?}");
+    for n in 0..200 {
+        chat(&irc, "alpha", 11, n);
+        chat(&irc, "beta", 22, n);
+    }
+    until("400 messages", || running.sink.texts(11).len() == 200 && running.sink.texts(22).len() == 200)
+        .await;
+    assert_eq!(running.sink.texts(11), (0..200).map(|n| format!("alpha says {n}")).collect::<Vec<_>>());
+    let first = running
+        .sink
+        .batches()
+        .into_iter()
+        .find(|b| b.broadcaster_id == 22 && !b.messages.is_empty())
+        .unwrap();
+    let message = &first.messages[0];
+    assert_eq!(
+        (message.id.as_str(), message.user_id, message.login.as_str(), message.sent_at_ms),
+        ("00000000-0000-4000-8000-000000000000", 5_000, "viewer", 1_733_000_000_000)
+    );
+    assert!(
+        running
+            .sink
+            .stored
+            .lock()
+            .unwrap()
+            .iter()
+            .all(|r| r.partition_key == "11" || r.partition_key == "22")
+    );
+    // Silent joined channels still get watermark records.
+    let watermarks = running.sink.batches().iter().filter(|b| b.messages.is_empty()).count();
+    until("watermarks while silent", || {
+        running.sink.batches().iter().filter(|b| b.messages.is_empty()).count() > watermarks + 1
+    })
+    .await;
+    running.shutdown.send(true).unwrap();
+    assert_eq!(running.task.await.unwrap().unsent_messages, 0);
+}
+
+#[tokio::test]
+async fn malformed_lines_are_counted_and_skipped() {
+    let irc = FakeIrc::start(&[("alpha", 11)]).await;
+    let running = start(&irc, &["alpha"], Arc::new(MemorySink::default()));
+    assert!(irc.wait_joined(&["alpha"], WAIT).await);
+    chat(&irc, "alpha", 11, 1);
+    irc.send_raw(Some("alpha"), "@room-id=11 :x!x@x PRIVMSG #alpha :no timestamp tag");
+    irc.send_raw(Some("alpha"), "@room-id=abc;tmi-sent-ts=1 :x!x@x PRIVMSG #alpha :bad room");
+    irc.send_raw(Some("alpha"), "@just-tags");
+    chat(&irc, "alpha", 11, 2);
+    until("the two good messages", || running.sink.texts(11).len() == 2).await;
+    assert_eq!(running.counters.malformed.load(Ordering::Relaxed), 3);
+    assert_eq!(running.sink.texts(11), ["alpha says 1", "alpha says 2"]);
+    running.shutdown.send(true).unwrap();
+    running.task.await.unwrap();
+}
+
+#[tokio::test]
+async fn reconnect_and_dropped_connections_rejoin_and_lose_nothing_received() {
+    let irc = FakeIrc::start(&[("alpha", 11)]).await;
+    let running = start(&irc, &["alpha"], Arc::new(MemorySink::default()));
+    assert!(irc.wait_joined(&["alpha"], WAIT).await);
+    for n in 0..50 {
+        chat(&irc, "alpha", 11, n);
+    }
+    until("the first 50", || running.sink.texts(11).len() == 50).await;
+    irc.send_reconnect();
+    until("a second connection", || irc.accepted() == 2).await;
+    assert!(irc.wait_joined(&["alpha"], WAIT).await);
+    for n in 50..100 {
+        chat(&irc, "alpha", 11, n);
+    }
+    until("the next 50", || running.sink.texts(11).len() == 100).await;
+    irc.drop_connections();
+    until("a third connection", || irc.accepted() == 3).await;
+    assert!(irc.wait_joined(&["alpha"], WAIT).await);
+    for n in 100..150 {
+        chat(&irc, "alpha", 11, n);
+    }
+    until("all 150", || running.sink.texts(11).len() == 150).await;
+    assert_eq!(running.sink.texts(11), (0..150).map(|n| format!("alpha says {n}")).collect::<Vec<_>>());
+    assert_eq!(running.counters.reconnects.load(Ordering::Relaxed), 2);
+    assert_eq!(irc.commands().iter().filter(|c| *c == "JOIN #alpha").count(), 3);
+    running.shutdown.send(true).unwrap();
+    running.task.await.unwrap();
+}
+
+#[tokio::test]
+async fn partial_failures_and_throttling_are_retried_without_loss_or_duplicates() {
+    let irc = FakeIrc::start(&[("alpha", 11), ("beta", 22), ("gamma", 33)]).await;
+    let sink = Arc::new(MemorySink::default());
+    {
+        let mut script = sink.script.lock().unwrap();
+        script.push(Err(()));
+        script.push(Ok(vec![Some("ProvisionedThroughputExceededException"), None, Some("InternalFailure")]));
+        script.push(Ok(vec![None, Some("ProvisionedThroughputExceededException")]));
+        script.push(Err(()));
+    }
+    let running = start(&irc, &["alpha", "beta", "gamma"], sink.clone());
+    assert!(irc.wait_joined(&["alpha", "beta", "gamma"], WAIT).await);
+    for n in 0..100 {
+        chat(&irc, "alpha", 11, n);
+        chat(&irc, "beta", 22, n);
+        chat(&irc, "gamma", 33, n);
+    }
+    until("every message", || [11, 22, 33].iter().all(|id| sink.texts(*id).len() >= 100)).await;
+    for (id, name) in [(11, "alpha"), (22, "beta"), (33, "gamma")] {
+        assert_eq!(
+            sink.texts(id),
+            (0..100).map(|n| format!("{name} says {n}")).collect::<Vec<_>>(),
+            "{name}"
+        );
+    }
+    assert!(running.counters.throttled.load(Ordering::Relaxed) >= 2);
+    assert!(running.counters.put_failures.load(Ordering::Relaxed) >= 1);
+    running.shutdown.send(true).unwrap();
+    assert_eq!(running.task.await.unwrap().unsent_messages, 0);
+}
