@@ -22,3 +22,4 @@ pub mod telemetry;
 pub mod tls;
 pub mod tokens;
 pub mod twitch;
+pub mod twitch_streams;

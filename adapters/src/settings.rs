@@ -83,3 +83,14 @@ mod tests {
         assert_eq!(parsed.settings.config().unwrap(), DetectorConfig::default());
     }
 }
+
+/// Where Twitch is: the real Helix and OAuth by default, a fake server in tests.
+#[derive(clap::Args, Debug)]
+pub struct TwitchUrls {
+    /// Twitch Helix base URL.
+    #[arg(long = "twitch-helix-url", env = "TWITCH_HELIX_URL", default_value = crate::twitch::DEFAULT_HELIX_URL)]
+    pub helix_url: String,
+    /// Twitch OAuth base URL.
+    #[arg(long = "twitch-oauth2-url", env = "TWITCH_OAUTH2_URL", default_value = crate::twitch::DEFAULT_OAUTH2_URL)]
+    pub oauth2_url: String,
+}

@@ -56,6 +56,18 @@ fn db_error(error: impl std::fmt::Display) -> DirectoryError {
     DirectoryError::Database(error.to_string())
 }
 
+impl PgStreamers {
+    /// Logins of the channels marked `monitored` (the ingester joins them while they are live).
+    pub async fn monitored_logins(&self) -> Result<Vec<String>, DirectoryError> {
+        let client = self.pool.get().await.map_err(db_error)?;
+        let rows = client
+            .query("SELECT lower(login) FROM streamers WHERE monitored AND login <> '' ORDER BY 1", &[])
+            .await
+            .map_err(db_error)?;
+        Ok(rows.iter().map(|row| row.get(0)).collect())
+    }
+}
+
 impl StreamerDirectory for PgStreamers {
     async fn apply<S: StateStore>(
         &self,

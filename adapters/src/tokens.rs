@@ -67,11 +67,7 @@ impl SecretsTokenSource {
     }
 
     async fn read<T: serde::de::DeserializeOwned>(&self, secret: &str) -> Result<T, TokenError> {
-        let value = self.secrets.get_secret_value().secret_id(secret).send().await.map_err(|e| {
-            TokenError::Read { secret: secret.to_owned(), message: DisplayErrorContext(&e).to_string() }
-        })?;
-        serde_json::from_str(value.secret_string().unwrap_or_default())
-            .map_err(|_| TokenError::Malformed(secret.to_owned()))
+        read_secret_json(&self.secrets, secret).await
     }
 
     /// The app credentials (client id and secret).
@@ -145,4 +141,18 @@ impl TokenSource for SecretsTokenSource {
     fn refreshes(&self) -> u64 {
         self.refreshes.load(Ordering::Relaxed)
     }
+}
+
+/// Reads and parses one JSON secret (for example the app credentials, which the ingester needs
+/// without a user token). The secret's value never appears in the error.
+pub async fn read_secret_json<T: serde::de::DeserializeOwned>(
+    secrets: &aws_sdk_secretsmanager::Client,
+    secret: &str,
+) -> Result<T, TokenError> {
+    let value = secrets.get_secret_value().secret_id(secret).send().await.map_err(|e| TokenError::Read {
+        secret: secret.to_owned(),
+        message: DisplayErrorContext(&e).to_string(),
+    })?;
+    serde_json::from_str(value.secret_string().unwrap_or_default())
+        .map_err(|_| TokenError::Malformed(secret.to_owned()))
 }

@@ -125,7 +125,7 @@ impl HelixClips {
     }
 }
 
-fn reset_after(headers: &reqwest::header::HeaderMap) -> Option<Duration> {
+pub(crate) fn reset_after(headers: &reqwest::header::HeaderMap) -> Option<Duration> {
     let reset_s: u64 = headers
         .get("ratelimit-helixclipscreation-reset")
         .or_else(|| headers.get("ratelimit-reset"))?
@@ -219,7 +219,7 @@ impl ClipsApi for HelixClips {
 }
 
 /// reqwest errors print the URL, which carries no secret here, but keep messages short.
-fn without_url(error: &reqwest::Error) -> String {
+pub(crate) fn without_url(error: &reqwest::Error) -> String {
     let mut text = error.to_string();
     if let Some(url) = error.url() {
         text = text.replace(url.as_str(), "");

@@ -21,9 +21,10 @@ use highlights_adapters::highlights::DynamoHighlights;
 use highlights_adapters::postgres::Database;
 use highlights_adapters::resources::Resources;
 use highlights_adapters::settings::DetectorSettings;
+pub use highlights_adapters::settings::TwitchUrls;
 use highlights_adapters::streamers::PgStreamers;
 use highlights_adapters::tokens::SecretsTokenSource;
-use highlights_adapters::twitch::{DEFAULT_HELIX_URL, DEFAULT_OAUTH2_URL, HelixClips, TwitchOAuth};
+use highlights_adapters::twitch::{HelixClips, TwitchOAuth};
 use highlights_core::clip_policy::ClipPolicy;
 use highlights_runner::{Checkpoints, DynamoConsumer, KinesisConsumer, Mapping, RunnerOptions, Source};
 use lifecycle_function::LifecycleHandler;
@@ -52,17 +53,6 @@ pub struct RunArgs {
     twitch: TwitchUrls,
     #[command(flatten)]
     detector: DetectorSettings,
-}
-
-/// Where Twitch is (fake servers in tests).
-#[derive(clap::Args, Debug)]
-pub struct TwitchUrls {
-    /// Twitch Helix base URL.
-    #[arg(long = "twitch-helix-url", env = "TWITCH_HELIX_URL", default_value = DEFAULT_HELIX_URL)]
-    pub helix_url: String,
-    /// Twitch OAuth base URL.
-    #[arg(long = "twitch-oauth2-url", env = "TWITCH_OAUTH2_URL", default_value = DEFAULT_OAUTH2_URL)]
-    pub oauth2_url: String,
 }
 
 fn failed_sequences(response: KinesisEventResponse) -> Vec<String> {

@@ -9,6 +9,7 @@
 pub mod batcher;
 pub mod health;
 pub mod irc_client;
+pub mod lifecycle;
 pub mod metrics;
 pub mod producer;
 

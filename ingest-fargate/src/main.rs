@@ -1,6 +1,10 @@
 //! `ingest-fargate`: settings from flags and the environment, clients built once, signals.
 //! SIGTERM or SIGINT stops chat intake, flushes what is buffered within the drain deadline and
 //! exits 0 (1 when chat had to be given up).
+//!
+//! With Twitch app credentials (the `twitch-app` secret) it polls Get Streams and joins only the
+//! live channels among the monitored ones; without them it joins the configured channels as they
+//! are and writes no lifecycle events.
 
 use std::collections::BTreeSet;
 use std::net::SocketAddr;
@@ -9,8 +13,15 @@ use std::time::Duration;
 
 use anyhow::Context as _;
 use clap::Parser;
+use highlights_adapters::postgres::Database;
 use highlights_adapters::resources::Resources;
+use highlights_adapters::settings::TwitchUrls;
+use highlights_adapters::streamers::PgStreamers;
+use highlights_adapters::tokens::read_secret_json;
+use highlights_adapters::twitch::AppCredentials;
+use highlights_adapters::twitch_streams::HelixStreams;
 use ingest_fargate::irc_client::{ChatClient, IrcAddress, IrcLogin, JoinLimit, TWITCH_IRC};
+use ingest_fargate::lifecycle::{NoChannelSource, Poller, PollerSettings};
 use ingest_fargate::metrics::Counters;
 use ingest_fargate::producer::{KinesisSink, ProducerSettings};
 use tokio::sync::watch;
@@ -21,9 +32,20 @@ struct Settings {
     /// Twitch IRC server: tls://host:port, or tcp://host:port for a test server.
     #[arg(long, env = "TWITCH_IRC_ADDR", default_value = TWITCH_IRC)]
     irc_addr: IrcAddress,
-    /// Channels to join (logins, comma-separated).
+    /// Channels to monitor (logins, comma-separated), besides `streamers.monitored` in Postgres.
     #[arg(long, env = "INGEST_CHANNELS", value_delimiter = ',')]
     channels: Vec<String>,
+    /// Also monitor the N most-watched live streams (needs Twitch app credentials).
+    #[arg(long, env = "INGEST_TOP_STREAMS", default_value_t = 0)]
+    top_streams: usize,
+    /// Get Streams polling interval (jittered by ±10 %).
+    #[arg(long, env = "INGEST_POLL_SECONDS", default_value_t = 30)]
+    poll_seconds: u64,
+    /// PostgreSQL with the `streamers` table (monitored channels); optional.
+    #[arg(long, env = "DATABASE_URL", hide_env_values = true)]
+    database_url: Option<String>,
+    #[command(flatten)]
+    twitch: TwitchUrls,
     /// JOINs allowed per window (Twitch: 20 per 10 s; 2000 for verified bots).
     #[arg(long, env = "INGEST_JOIN_LIMIT", default_value_t = 20)]
     join_limit: usize,
@@ -56,7 +78,8 @@ async fn main() -> anyhow::Result<()> {
         .with_context(|| format!("cannot listen on {}", settings.health_addr))?;
 
     let sdk = highlights_adapters::aws::from_env().await;
-    let stream = Resources::from_env().chat_stream.name;
+    let resources = Resources::from_env();
+    let stream = resources.chat_stream.name.clone();
     let client = aws_sdk_kinesis::Client::new(&sdk);
     match client.describe_stream_summary().stream_name(&stream).send().await {
         Ok(_) => counters.kinesis_reachable.store(true, std::sync::atomic::Ordering::Relaxed),
@@ -66,14 +89,25 @@ async fn main() -> anyhow::Result<()> {
             "Kinesis is not reachable yet"
         ),
     }
-    let channels: BTreeSet<String> = settings
+    let configured: BTreeSet<String> = settings
         .channels
         .iter()
         .map(|c| c.trim().trim_start_matches('#').to_lowercase())
         .filter(|c| !c.is_empty())
         .collect();
-    tracing::info!(%health, irc = %settings.irc_addr.host, channels = channels.len(), stream, "ingester starting");
-    let (_channels_tx, channels_rx) = watch::channel(channels);
+    let secrets = aws_sdk_secretsmanager::Client::new(&sdk);
+    let app: Option<AppCredentials> = match read_secret_json(&secrets, &resources.twitch_app_secret.name)
+        .await
+    {
+        Ok(app) => Some(app),
+        Err(error) => {
+            tracing::warn!(%error, "no Twitch app credentials: joining the configured channels without live polling");
+            None
+        }
+    };
+    tracing::info!(%health, irc = %settings.irc_addr.host, channels = configured.len(), stream, polling = app.is_some(), "ingester starting");
+    let (channels_tx, channels_rx) =
+        watch::channel(if app.is_some() { BTreeSet::new() } else { configured.clone() });
     let (shutdown_tx, shutdown_rx) = watch::channel(false);
     tokio::spawn(async move {
         wait_for_signal().await;
@@ -95,6 +129,44 @@ async fn main() -> anyhow::Result<()> {
         flush_every: Duration::from_millis(settings.flush_ms.max(10)),
         max_buffer_bytes: settings.max_buffer_mb.max(1) * 1024 * 1024,
         drain_deadline: Duration::from_secs(settings.drain_seconds),
+    };
+    let _fixed_channels = if let Some(app) = app {
+        let http = reqwest::Client::new();
+        let api = HelixStreams::new(http, &settings.twitch.helix_url, &settings.twitch.oauth2_url, app);
+        let lifecycle_sink =
+            Arc::new(KinesisSink { client: client.clone(), stream: resources.lifecycle_stream.name.clone() });
+        let poller_settings = PollerSettings {
+            configured,
+            top_n: settings.top_streams,
+            every: Duration::from_secs(settings.poll_seconds.max(1)),
+        };
+        let (counters, shutdown) = (counters.clone(), shutdown_rx.clone());
+        match settings.database_url.as_deref().map(Database::from_url).transpose()? {
+            Some(database) => {
+                let poller = Poller {
+                    api,
+                    channels: PgStreamers::new(database.pool(1)?),
+                    sink: lifecycle_sink,
+                    settings: poller_settings,
+                    counters,
+                };
+                tokio::spawn(async move { poller.run(channels_tx, shutdown).await });
+            }
+            None => {
+                let poller = Poller {
+                    api,
+                    channels: NoChannelSource,
+                    sink: lifecycle_sink,
+                    settings: poller_settings,
+                    counters,
+                };
+                tokio::spawn(async move { poller.run(channels_tx, shutdown).await });
+            }
+        }
+        None
+    } else {
+        // The wanted set never changes: its sender lives as long as the run.
+        Some(channels_tx)
     };
     let sink = Arc::new(KinesisSink { client, stream });
     let report = ingest_fargate::run(chat, channels_rx, sink, producer, shutdown_rx).await;

@@ -3,71 +3,20 @@
 //! `against_local_kinesis.rs`.
 
 use std::collections::BTreeSet;
+use std::sync::Arc;
 use std::sync::atomic::Ordering;
-use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use highlights_adapters::kinesis_out::OutRecord;
-use highlights_core::model::ChatBatch;
-use highlights_core::wire;
 use highlights_test_support::irc::FakeIrc;
 use ingest_fargate::irc_client::{ChatClient, IrcLogin, JoinLimit};
 use ingest_fargate::metrics::Counters;
-use ingest_fargate::producer::{EntryResults, ProducerSettings, RecordSink, SinkError};
+use ingest_fargate::producer::ProducerSettings;
 use tokio::sync::watch;
 
+mod common;
+use common::MemorySink;
+
 const WAIT: Duration = Duration::from_secs(20);
-
-/// One scripted call: `Err` fails the whole call; `Ok(codes)` fails entry i when codes[i] is set.
-type ScriptedCall = Result<Vec<Option<&'static str>>, ()>;
-
-/// Stores what it accepts; fails the entries its script says to fail.
-#[derive(Default)]
-struct MemorySink {
-    stored: Mutex<Vec<OutRecord>>,
-    script: Mutex<Vec<ScriptedCall>>,
-    calls: Mutex<usize>,
-}
-
-impl RecordSink for MemorySink {
-    async fn put(&self, records: &[&OutRecord]) -> Result<EntryResults, SinkError> {
-        *self.calls.lock().unwrap() += 1;
-        let next = {
-            let mut script = self.script.lock().unwrap();
-            if script.is_empty() { None } else { Some(script.remove(0)) }
-        };
-        let codes: Vec<Option<&str>> = match next {
-            Some(Err(())) => return Err(SinkError("connection reset".into())),
-            Some(Ok(codes)) => codes,
-            None => vec![],
-        };
-        let mut results = Vec::new();
-        for (i, record) in records.iter().enumerate() {
-            match codes.get(i).copied().flatten() {
-                Some(code) => results.push(Some(code.to_owned())),
-                None => {
-                    self.stored.lock().unwrap().push((*record).clone());
-                    results.push(None);
-                }
-            }
-        }
-        Ok(results)
-    }
-}
-
-impl MemorySink {
-    fn batches(&self) -> Vec<ChatBatch> {
-        self.stored.lock().unwrap().iter().map(|r| wire::decode(&r.data).unwrap()).collect()
-    }
-    /// Chat texts per broadcaster, in stored order.
-    fn texts(&self, broadcaster_id: u64) -> Vec<String> {
-        self.batches()
-            .into_iter()
-            .filter(|b| b.broadcaster_id == broadcaster_id)
-            .flat_map(|b| b.messages.into_iter().map(|m| m.text))
-            .collect()
-    }
-}
 
 struct Running {
     sink: Arc<MemorySink>,

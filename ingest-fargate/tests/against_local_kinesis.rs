@@ -1,6 +1,7 @@
-//! The `ingest-fargate` binary against the fake IRC server and the local stack's Kinesis: chat
-//! arrives in `chat-messages` in order, and SIGTERM flushes everything received before it and
-//! exits 0.
+//! The `ingest-fargate` binary against the fake IRC and Helix servers and the local stack's
+//! Kinesis and Secrets Manager: chat arrives in `chat-messages` in order, SIGTERM flushes
+//! everything received before it and exits 0, and live/offline changes become
+//! `stream-lifecycle` events and JOIN/PART.
 
 use std::path::Path;
 use std::process::{Command, Stdio};
@@ -8,8 +9,10 @@ use std::time::Duration;
 
 use highlights_adapters::aws;
 use highlights_adapters::stack_env::StackEnv;
+use highlights_core::model::LifecycleEvent;
 use highlights_core::wire;
 use highlights_test_support::irc::FakeIrc;
+use highlights_test_support::{FakeStream, FakeTwitch};
 
 const WAIT: Duration = Duration::from_secs(30);
 
@@ -32,20 +35,12 @@ async fn sigterm_flushes_everything_received_into_kinesis_and_exits_0() {
     kinesis.create_stream().stream_name(&stream).shard_count(1).send().await.unwrap();
 
     let irc = FakeIrc::start(&[("alpha", 11)]).await;
-    let health_port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
-    let mut command = Command::new(env!("CARGO_BIN_EXE_ingest-fargate"));
-    for (key, value) in &stack.vars {
-        command.env(key, value);
-    }
-    let mut child = command
+    let health_port = free_port();
+    let mut child = ingester(&stack, &irc, health_port)
         .env("CHAT_STREAM_NAME", &stream)
-        .env("TWITCH_IRC_ADDR", irc.url())
         .env("INGEST_CHANNELS", "Alpha")
         // Nothing is sent before SIGTERM: the drain alone must deliver the chat.
         .env("INGEST_FLUSH_MS", "600000")
-        .env("INGEST_HEALTH_ADDR", format!("127.0.0.1:{health_port}"))
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
         .spawn()
         .unwrap();
     assert!(irc.wait_joined(&["alpha"], WAIT).await, "the ingester never joined #alpha");
@@ -64,16 +59,26 @@ async fn sigterm_flushes_everything_received_into_kinesis_and_exits_0() {
     let ready = http.get(format!("{base}/readyz")).send().await.unwrap();
     assert_eq!(ready.status(), 200);
 
-    let terminated = Command::new("kill").args(["-TERM", &child.id().to_string()]).status().unwrap();
-    assert!(terminated.success());
+    terminate(&child);
     let exit = poll("the ingester to exit", async || child.try_wait().unwrap()).await;
     assert_eq!(exit.code(), Some(0));
 
+    let mut texts = Vec::new();
+    for (key, data) in read_all(&kinesis, &stream).await {
+        assert_eq!(key, "11");
+        texts.extend(wire::decode(&data).unwrap().messages.into_iter().map(|m| m.text));
+    }
+    assert_eq!(texts, (0..100).map(|n| format!("hello {n}")).collect::<Vec<_>>());
+    kinesis.delete_stream().stream_name(&stream).send().await.unwrap();
+}
+
+/// Every record of a one-shard stream: (partition key, data).
+async fn read_all(kinesis: &aws_sdk_kinesis::Client, stream: &str) -> Vec<(String, Vec<u8>)> {
     let shard =
-        kinesis.list_shards().stream_name(&stream).send().await.unwrap().shards()[0].shard_id().to_owned();
+        kinesis.list_shards().stream_name(stream).send().await.unwrap().shards()[0].shard_id().to_owned();
     let mut iterator = kinesis
         .get_shard_iterator()
-        .stream_name(&stream)
+        .stream_name(stream)
         .shard_id(shard)
         .shard_iterator_type(aws_sdk_kinesis::types::ShardIteratorType::TrimHorizon)
         .send()
@@ -81,18 +86,93 @@ async fn sigterm_flushes_everything_received_into_kinesis_and_exits_0() {
         .unwrap()
         .shard_iterator()
         .map(str::to_owned);
-    let mut texts = Vec::new();
+    let mut records = Vec::new();
     while let Some(current) = iterator.take() {
         let page = kinesis.get_records().shard_iterator(current).send().await.unwrap();
         for record in page.records() {
-            assert_eq!(record.partition_key(), Some("11"));
-            let batch = wire::decode(record.data().as_ref()).unwrap();
-            texts.extend(batch.messages.into_iter().map(|m| m.text));
+            records.push((
+                record.partition_key().unwrap_or_default().to_owned(),
+                record.data().as_ref().to_vec(),
+            ));
         }
         if !page.records().is_empty() {
             iterator = page.next_shard_iterator().map(str::to_owned);
         }
     }
-    assert_eq!(texts, (0..100).map(|n| format!("hello {n}")).collect::<Vec<_>>());
-    kinesis.delete_stream().stream_name(&stream).send().await.unwrap();
+    records
+}
+
+fn ingester(stack: &StackEnv, irc: &FakeIrc, health_port: u16) -> Command {
+    let mut command = Command::new(env!("CARGO_BIN_EXE_ingest-fargate"));
+    for (key, value) in &stack.vars {
+        command.env(key, value);
+    }
+    command
+        .env("TWITCH_IRC_ADDR", irc.url())
+        .env("INGEST_HEALTH_ADDR", format!("127.0.0.1:{health_port}"))
+        .stdout(Stdio::null())
+        .stderr(Stdio::null());
+    command
+}
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
+}
+
+fn terminate(child: &std::process::Child) {
+    let status = Command::new("kill").args(["-TERM", &child.id().to_string()]).status().unwrap();
+    assert!(status.success());
+}
+
+#[tokio::test]
+async fn live_and_offline_from_get_streams_become_lifecycle_records_and_join_part() {
+    let stack = StackEnv::discover(Path::new(env!("CARGO_MANIFEST_DIR"))).unwrap_or_else(|e| panic!("{e}"));
+    let sdk = aws::local(&stack.aws().unwrap()).await;
+    let kinesis = aws_sdk_kinesis::Client::new(&sdk);
+    let lifecycle = format!("ingest-lifecycle-{}", std::process::id());
+    kinesis.create_stream().stream_name(&lifecycle).shard_count(1).send().await.unwrap();
+    let secret = format!("ingest-test-app-{}", std::process::id());
+    aws_sdk_secretsmanager::Client::new(&sdk)
+        .create_secret()
+        .name(&secret)
+        .secret_string(r#"{"client_id":"fake-client","client_secret":"fake-secret"}"#)
+        .send()
+        .await
+        .unwrap();
+
+    let twitch = FakeTwitch::start().await;
+    twitch.set_live(&[FakeStream::new("alpha", 11, "a1", 10)]);
+    let irc = FakeIrc::start(&[("alpha", 11), ("beta", 22)]).await;
+    let mut child = ingester(&stack, &irc, free_port())
+        .env("LIFECYCLE_STREAM_NAME", &lifecycle)
+        .env("TWITCH_APP_SECRET_ID", &secret)
+        .env("TWITCH_HELIX_URL", twitch.helix_url())
+        .env("TWITCH_OAUTH2_URL", twitch.oauth_url())
+        .env("INGEST_CHANNELS", "alpha,beta")
+        .env("INGEST_POLL_SECONDS", "1")
+        .env_remove("DATABASE_URL")
+        .spawn()
+        .unwrap();
+    assert!(irc.wait_joined(&["alpha"], WAIT).await, "live alpha was not joined");
+    twitch.set_live(&[]);
+    assert!(irc.wait_joined(&[], WAIT).await, "offline alpha was not parted");
+    terminate(&child);
+    let exit = poll("the ingester to exit", async || child.try_wait().unwrap()).await;
+    assert_eq!(exit.code(), Some(0));
+
+    let events: Vec<(String, LifecycleEvent)> = read_all(&kinesis, &lifecycle)
+        .await
+        .into_iter()
+        .map(|(key, data)| (key, serde_json::from_slice(&data).unwrap()))
+        .collect();
+    assert_eq!(events.len(), 2, "{events:?}");
+    assert!(
+        matches!(&events[0], (key, LifecycleEvent::Online(online)) if key == "11" && online.stream_id == "a1")
+    );
+    assert!(
+        matches!(&events[1], (key, LifecycleEvent::Offline(offline)) if key == "11" && offline.broadcaster_login == "alpha")
+    );
+    assert_eq!(irc.commands(), ["JOIN #alpha", "PART #alpha"]);
+    assert_eq!(twitch.app_tokens_issued(), 1);
+    kinesis.delete_stream().stream_name(&lifecycle).send().await.unwrap();
 }

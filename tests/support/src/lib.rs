@@ -1,4 +1,4 @@
-//! Fake Twitch for tests: a Helix (`/helix/clips`) and OAuth (`/oauth2/token`,
+//! Fake Twitch for tests: a Helix (`/helix/clips`, `/helix/streams`) and OAuth (`/oauth2/token`,
 //! `/oauth2/authorize`) server on 127.0.0.1:0 that speaks Twitch's JSON, validates bearer tokens,
 //! follows a per-test script of Create Clip answers and records every call.
 //!
@@ -57,6 +57,35 @@ struct World {
     /// authorization code -> (access, refresh)
     codes: HashMap<String, (String, String)>,
     next_clip: u32,
+    /// What Get Streams reports as live, most-watched first.
+    live: Vec<FakeStream>,
+    /// The query of every Get Streams call.
+    streams_calls: Vec<Vec<(String, String)>>,
+    app_tokens_issued: u32,
+    /// The next Get Streams answers 429 once, with `Ratelimit-Reset` now + this many seconds.
+    streams_rate_limited: Option<u64>,
+}
+
+/// A live stream Get Streams reports.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct FakeStream {
+    pub login: String,
+    pub user_id: u64,
+    pub stream_id: String,
+    pub title: String,
+    pub viewer_count: u64,
+}
+
+impl FakeStream {
+    pub fn new(login: &str, user_id: u64, stream_id: &str, viewer_count: u64) -> Self {
+        Self {
+            login: login.to_owned(),
+            user_id,
+            stream_id: stream_id.to_owned(),
+            title: format!("{login} live"),
+            viewer_count,
+        }
+    }
 }
 
 /// A running fake; dropped with the test's runtime.
@@ -72,6 +101,7 @@ impl FakeTwitch {
         let world = Arc::new(Mutex::new(World { publish_after_polls: 1, ..World::default() }));
         let app = Router::new()
             .route("/helix/clips", post(create_clip).get(get_clips))
+            .route("/helix/streams", get(get_streams))
             .route("/oauth2/token", post(token))
             .route("/oauth2/authorize", get(authorize))
             .with_state(world.clone());
@@ -128,6 +158,28 @@ impl FakeTwitch {
         self.with(|w| w.create_calls.clone())
     }
 
+    /// What Get Streams reports as live from now on.
+    pub fn set_live(&self, streams: &[FakeStream]) {
+        let mut live = streams.to_vec();
+        live.sort_by_key(|s| std::cmp::Reverse(s.viewer_count));
+        self.world.lock().expect("not poisoned").live = live;
+    }
+
+    /// The query pairs of every Get Streams call so far.
+    pub fn streams_calls(&self) -> Vec<Vec<(String, String)>> {
+        self.world.lock().expect("not poisoned").streams_calls.clone()
+    }
+
+    /// App access tokens issued (client credentials grants).
+    pub fn app_tokens_issued(&self) -> u32 {
+        self.world.lock().expect("not poisoned").app_tokens_issued
+    }
+
+    /// The next Get Streams call answers 429 with a reset `reset_in_s` from now.
+    pub fn rate_limit_streams_once(&self, reset_in_s: u64) {
+        self.world.lock().expect("not poisoned").streams_rate_limited = Some(reset_in_s);
+    }
+
     pub fn refresh_calls(&self) -> u32 {
         self.with(|w| w.refresh_calls)
     }
@@ -142,6 +194,66 @@ fn bearer(headers: &HeaderMap) -> String {
         .and_then(|v| v.strip_prefix("Bearer "))
         .unwrap_or_default()
         .to_owned()
+}
+
+/// Get Streams: `user_login` (repeated, at most 100) picks channels; without it, the top live
+/// streams, `first` per page with a numeric `after` cursor.
+async fn get_streams(
+    State(world): Shared,
+    headers: HeaderMap,
+    Query(query): Query<Vec<(String, String)>>,
+) -> Response {
+    let mut world = world.lock().expect("not poisoned");
+    world.streams_calls.push(query.clone());
+    if !world.valid_access_tokens.contains(&bearer(&headers)) {
+        return error(401, "Invalid OAuth token");
+    }
+    if headers.get("client-id").is_none() {
+        return error(401, "Client-Id header required");
+    }
+    let reset = |in_s: u64| {
+        (SystemTime::now().duration_since(UNIX_EPOCH).unwrap_or_default().as_secs() + in_s).to_string()
+    };
+    if let Some(in_s) = world.streams_rate_limited.take() {
+        let mut response = error(429, "Too Many Requests");
+        response.headers_mut().insert("ratelimit-remaining", "0".parse().expect("a header value"));
+        response.headers_mut().insert("ratelimit-reset", reset(in_s).parse().expect("a header value"));
+        return response;
+    }
+    let logins: Vec<&str> =
+        query.iter().filter(|(k, _)| k == "user_login").map(|(_, v)| v.as_str()).collect();
+    if logins.len() > 100 {
+        return error(400, "too many user_login values");
+    }
+    let first: usize =
+        query.iter().find(|(k, _)| k == "first").and_then(|(_, v)| v.parse().ok()).unwrap_or(20);
+    let after: usize =
+        query.iter().find(|(k, _)| k == "after").and_then(|(_, v)| v.parse().ok()).unwrap_or(0);
+    let matching: Vec<&FakeStream> = if logins.is_empty() {
+        world.live.iter().skip(after).take(first).collect()
+    } else {
+        world.live.iter().filter(|s| logins.contains(&s.login.as_str())).collect()
+    };
+    let next = (logins.is_empty() && after + first < world.live.len()).then(|| (after + first).to_string());
+    let data: Vec<serde_json::Value> = matching
+        .iter()
+        .map(|s| {
+            json!({
+                "id": s.stream_id, "user_id": s.user_id.to_string(), "user_login": s.login,
+                "user_name": s.login.to_uppercase(), "game_id": "509658", "game_name": "Just Chatting",
+                "type": "live", "title": s.title, "viewer_count": s.viewer_count,
+                "started_at": "2024-12-02T00:00:00Z", "language": "en", "thumbnail_url": "", "tag_ids": [],
+                "tags": [], "is_mature": false
+            })
+        })
+        .collect();
+    let mut response =
+        Json(json!({"data": data, "pagination": next.map_or(json!({}), |c| json!({"cursor": c}))}))
+            .into_response();
+    response.headers_mut().insert("ratelimit-limit", "800".parse().expect("a header value"));
+    response.headers_mut().insert("ratelimit-remaining", "799".parse().expect("a header value"));
+    response.headers_mut().insert("ratelimit-reset", reset(60).parse().expect("a header value"));
+    response
 }
 
 fn error(status: u16, message: &str) -> Response {
@@ -246,6 +358,13 @@ async fn token(State(world): Shared, Form(form): Form<TokenForm>) -> Response {
     let mut world = world.lock().expect("not poisoned");
     if form.client_id.is_empty() || form.client_secret.is_empty() {
         return error(400, "missing client credentials");
+    }
+    if form.grant_type == "client_credentials" {
+        world.app_tokens_issued += 1;
+        let access = format!("app-token-{}", world.app_tokens_issued);
+        world.valid_access_tokens.push(access.clone());
+        return Json(json!({"access_token": access, "expires_in": 5_000_000, "token_type": "bearer"}))
+            .into_response();
     }
     let pair = match form.grant_type.as_str() {
         "refresh_token" => {
