@@ -260,11 +260,12 @@ impl TwitchOAuth {
         &self.base_url
     }
 
-    async fn token_request(
+    /// POSTs `form` to the token endpoint and parses the answer.
+    async fn post_token<T: serde::de::DeserializeOwned>(
         &self,
         what: &'static str,
         form: &[(&str, &str)],
-    ) -> Result<UserToken, TwitchError> {
+    ) -> Result<T, TwitchError> {
         let response = self
             .http
             .post(format!("{}/token", self.base_url))
@@ -276,16 +277,45 @@ impl TwitchOAuth {
         if !response.status().is_success() {
             return Err(TwitchError::Status { what, status: response.status().as_u16() });
         }
-        let token: TokenResponse = response
+        response
             .json()
             .await
-            .map_err(|_| TwitchError::Malformed { what, reason: "not a token response".into() })?;
+            .map_err(|_| TwitchError::Malformed { what, reason: "not a token response".into() })
+    }
+
+    async fn token_request(
+        &self,
+        what: &'static str,
+        form: &[(&str, &str)],
+    ) -> Result<UserToken, TwitchError> {
+        let token: TokenResponse = self.post_token(what, form).await?;
         Ok(UserToken {
             access_token: token.access_token,
             refresh_token: token.refresh_token,
             expires_at: token.expires_in.map(|seconds| now_s() + seconds),
             scopes: token.scope,
         })
+    }
+
+    /// An app access token (client credentials grant) and when it expires (Unix seconds).
+    pub async fn app_token(&self, app: &AppCredentials) -> Result<(Secret, i64), TwitchError> {
+        #[derive(Deserialize)]
+        struct AppToken {
+            access_token: Secret,
+            #[serde(default)]
+            expires_in: Option<i64>,
+        }
+        let token: AppToken = self
+            .post_token(
+                "app token",
+                &[
+                    ("grant_type", "client_credentials"),
+                    ("client_id", &app.client_id),
+                    ("client_secret", app.client_secret.expose()),
+                ],
+            )
+            .await?;
+        Ok((token.access_token, now_s() + token.expires_in.unwrap_or(3600)))
     }
 
     /// Exchanges a refresh token for a new access token (and a new refresh token, to persist).

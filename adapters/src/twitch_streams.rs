@@ -13,7 +13,7 @@ use highlights_core::model::BroadcasterId;
 use serde::Deserialize;
 use tokio::sync::Mutex;
 
-use crate::twitch::{AppCredentials, Secret, TwitchError, now_s, reset_after, without_url};
+use crate::twitch::{AppCredentials, Secret, TwitchError, TwitchOAuth, now_s, reset_after, without_url};
 
 /// Logins per Get Streams call (Helix's limit).
 pub const LOGINS_PER_CALL: usize = 100;
@@ -72,13 +72,6 @@ struct Pagination {
     cursor: Option<String>,
 }
 
-#[derive(Deserialize)]
-struct AppTokenJson {
-    access_token: Secret,
-    #[serde(default)]
-    expires_in: Option<i64>,
-}
-
 struct AppToken {
     access_token: Secret,
     expires_at: i64,
@@ -87,7 +80,7 @@ struct AppToken {
 pub struct HelixStreams {
     http: reqwest::Client,
     helix_url: String,
-    oauth_url: String,
+    oauth: TwitchOAuth,
     app: AppCredentials,
     token: Mutex<Option<AppToken>>,
     /// Set when Helix reported an empty bucket: no call before this instant.
@@ -97,9 +90,9 @@ pub struct HelixStreams {
 impl HelixStreams {
     pub fn new(http: reqwest::Client, helix_url: &str, oauth_url: &str, app: AppCredentials) -> Self {
         Self {
+            oauth: TwitchOAuth::new(http.clone(), oauth_url),
             http,
             helix_url: helix_url.trim_end_matches('/').to_owned(),
-            oauth_url: oauth_url.trim_end_matches('/').to_owned(),
             app,
             token: Mutex::new(None),
             wait_until: Mutex::new(None),
@@ -114,30 +107,8 @@ impl HelixStreams {
         {
             return Ok(token.access_token.clone());
         }
-        let what = "app token";
-        let response = self
-            .http
-            .post(format!("{}/token", self.oauth_url))
-            .form(&[
-                ("grant_type", "client_credentials"),
-                ("client_id", self.app.client_id.as_str()),
-                ("client_secret", self.app.client_secret.expose()),
-            ])
-            .timeout(Duration::from_secs(10))
-            .send()
-            .await
-            .map_err(|e| TwitchError::Unreachable { what, reason: without_url(&e) })?;
-        if !response.status().is_success() {
-            return Err(TwitchError::Status { what, status: response.status().as_u16() });
-        }
-        let body: AppTokenJson = response
-            .json()
-            .await
-            .map_err(|_| TwitchError::Malformed { what, reason: "not a token response".into() })?;
-        let token = AppToken {
-            access_token: body.access_token,
-            expires_at: now_s() + body.expires_in.unwrap_or(3600),
-        };
+        let (access_token, expires_at) = self.oauth.app_token(&self.app).await?;
+        let token = AppToken { access_token, expires_at };
         let secret = token.access_token.clone();
         *cached = Some(token);
         Ok(secret)

@@ -10,11 +10,14 @@
 //! `highlights_core::irc::parse_line`, which the benchmarks measure.
 
 use std::collections::{BTreeSet, HashMap, VecDeque};
+use std::future::Future;
+use std::pin::Pin;
 use std::str::FromStr;
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
 use std::time::Duration;
 
+use highlights_adapters::tokens::TokenSource;
 use highlights_adapters::twitch::Secret;
 use highlights_core::irc::{IrcChat, parse_line};
 use highlights_core::model::BroadcasterId;
@@ -57,11 +60,30 @@ impl FromStr for IrcAddress {
     }
 }
 
-/// Who logs in: anonymous (`justinfan…`, read-only) or a user with a chat token.
+/// Who logs in: anonymous (`justinfan…`, read-only) or a user whose token (scope `chat:read`)
+/// comes from a [`ChatTokens`] source, refreshed when Twitch refuses it.
 #[derive(Clone)]
 pub enum IrcLogin {
     Anonymous,
-    User { login: String, token: Secret },
+    User { login: String, tokens: Arc<dyn ChatTokens> },
+}
+
+type TokenFuture<'a> = Pin<Box<dyn Future<Output = Result<Secret, String>> + Send + 'a>>;
+
+/// The chat login's token port (object-safe, so the client needs no type parameter).
+pub trait ChatTokens: Send + Sync {
+    fn current(&self) -> TokenFuture<'_>;
+    /// Twitch refused `token`: a refreshed one (written back to where tokens are kept).
+    fn rejected<'a>(&'a self, token: &'a Secret) -> TokenFuture<'a>;
+}
+
+impl<T: TokenSource + 'static> ChatTokens for T {
+    fn current(&self) -> TokenFuture<'_> {
+        Box::pin(async move { self.access_token().await.map_err(|e| e.to_string()) })
+    }
+    fn rejected<'a>(&'a self, token: &'a Secret) -> TokenFuture<'a> {
+        Box::pin(async move { self.refresh_after_rejection(token).await.map_err(|e| e.to_string()) })
+    }
 }
 
 /// What the client reports.
@@ -105,6 +127,8 @@ enum SessionEnd {
     Reconnect,
     /// The connection failed or closed: reconnect after a backoff.
     Failed(String),
+    /// Twitch refused this token: refresh it, then reconnect.
+    TokenRefused(Secret),
     Shutdown,
 }
 
@@ -145,6 +169,21 @@ impl ChatClient {
                     tracing::info!("Twitch asked to reconnect");
                     backoff = Duration::ZERO;
                 }
+                SessionEnd::TokenRefused(token) => {
+                    if let IrcLogin::User { tokens, .. } = &self.login {
+                        match tokens.rejected(&token).await {
+                            Ok(_) => {
+                                tracing::info!("chat token refreshed after Twitch refused it");
+                                backoff = Duration::ZERO;
+                            }
+                            Err(reason) => {
+                                backoff =
+                                    (backoff * 2).clamp(Duration::from_secs(1), Duration::from_secs(60));
+                                tracing::error!(%reason, "Twitch refused the chat token and it cannot be refreshed");
+                            }
+                        }
+                    }
+                }
                 SessionEnd::Failed(reason) => {
                     backoff = (backoff * 2).clamp(Duration::from_millis(500), Duration::from_secs(30));
                     tracing::warn!(%reason, retry_in_ms = backoff.as_millis() as u64, "IRC connection lost");
@@ -184,10 +223,13 @@ impl ChatClient {
         let mut lines = BufReader::new(read).lines();
         let (nick, pass) = match &self.login {
             IrcLogin::Anonymous => (format!("justinfan{}", 10_000 + std::process::id() % 80_000), None),
-            IrcLogin::User { login, token } => (login.to_lowercase(), Some(token)),
+            IrcLogin::User { login, tokens } => match tokens.current().await {
+                Ok(token) => (login.to_lowercase(), Some(token)),
+                Err(reason) => return SessionEnd::Failed(format!("no chat token: {reason}")),
+            },
         };
         let mut hello = String::from("CAP REQ :twitch.tv/tags twitch.tv/commands\r\n");
-        if let Some(token) = pass {
+        if let Some(token) = &pass {
             hello.push_str(&format!("PASS oauth:{}\r\n", token.expose()));
         }
         hello.push_str(&format!("NICK {nick}\r\n"));
@@ -262,7 +304,13 @@ impl ChatClient {
                             self.forget(&joined);
                             return SessionEnd::Reconnect;
                         }
-                        Handled::Fatal(reason) => return self.lost(&joined, &reason),
+                        Handled::TokenRefused => {
+                            self.forget(&joined);
+                            return match pass {
+                                Some(token) => SessionEnd::TokenRefused(token),
+                                None => SessionEnd::Failed("Twitch refused the anonymous login".into()),
+                            };
+                        }
                     }
                 }
                 _ = wanted.changed() => {}
@@ -320,8 +368,11 @@ impl ChatClient {
             Some(("PING", argument)) => Handled::Reply(format!("PONG {argument}\r\n")),
             Some(("001", _)) => Handled::LoggedIn,
             Some(("RECONNECT", _)) => Handled::Reconnect,
-            Some(("NOTICE", argument)) if argument.contains("Login authentication failed") => {
-                Handled::Fatal("Twitch refused the login (check the chat token)".into())
+            Some(("NOTICE", argument))
+                if argument.contains("Login authentication failed")
+                    || argument.contains("Improperly formatted auth") =>
+            {
+                Handled::TokenRefused
             }
             Some(("ROOMSTATE", argument)) => {
                 let channel = argument.trim().trim_start_matches('#');
@@ -346,7 +397,7 @@ enum Handled {
     LoggedIn,
     Reply(String),
     Reconnect,
-    Fatal(String),
+    TokenRefused,
 }
 
 async fn sleep_until_option(deadline: Option<Instant>) {

@@ -17,8 +17,8 @@ use highlights_adapters::postgres::Database;
 use highlights_adapters::resources::Resources;
 use highlights_adapters::settings::TwitchUrls;
 use highlights_adapters::streamers::PgStreamers;
-use highlights_adapters::tokens::read_secret_json;
-use highlights_adapters::twitch::AppCredentials;
+use highlights_adapters::tokens::{SecretsTokenSource, read_secret_json};
+use highlights_adapters::twitch::{AppCredentials, TwitchOAuth};
 use highlights_adapters::twitch_streams::HelixStreams;
 use ingest_fargate::irc_client::{ChatClient, IrcAddress, IrcLogin, JoinLimit, TWITCH_IRC};
 use ingest_fargate::lifecycle::{NoChannelSource, Poller, PollerSettings};
@@ -51,6 +51,10 @@ struct Settings {
     join_limit: usize,
     #[arg(long, env = "INGEST_JOIN_WINDOW_SECONDS", default_value_t = 10)]
     join_window_seconds: u64,
+    /// Log in to chat as this user, with the user token from the `twitch-user-token` secret
+    /// (refreshed and written back when Twitch refuses it); anonymous read-only login when unset.
+    #[arg(long, env = "INGEST_CHAT_LOGIN")]
+    chat_login: Option<String>,
     /// How often batches are sealed and sent.
     #[arg(long, env = "INGEST_FLUSH_MS", default_value_t = 250)]
     flush_ms: u64,
@@ -118,7 +122,18 @@ async fn main() -> anyhow::Result<()> {
 
     let chat = ChatClient {
         address: settings.irc_addr,
-        login: IrcLogin::Anonymous,
+        login: match settings.chat_login {
+            Some(login) => IrcLogin::User {
+                login,
+                tokens: Arc::new(SecretsTokenSource::new(
+                    secrets.clone(),
+                    resources.twitch_app_secret.name.clone(),
+                    resources.twitch_user_token_secret.name.clone(),
+                    TwitchOAuth::new(reqwest::Client::new(), &settings.twitch.oauth2_url),
+                )),
+            },
+            None => IrcLogin::Anonymous,
+        },
         join_limit: JoinLimit {
             joins: settings.join_limit.max(1),
             per: Duration::from_secs(settings.join_window_seconds),

@@ -128,24 +128,20 @@ async fn reconnect_and_dropped_connections_rejoin_and_lose_nothing_received() {
     let irc = FakeIrc::start(&[("alpha", 11)]).await;
     let running = start(&irc, &["alpha"], Arc::new(MemorySink::default()));
     assert!(irc.wait_joined(&["alpha"], WAIT).await);
-    for n in 0..50 {
-        chat(&irc, "alpha", 11, n);
+    // 50 messages per connection; between them Twitch's RECONNECT, then a dropped connection.
+    for (connection, interruption) in [(1, Some(true)), (2, Some(false)), (3, None)] {
+        for n in (connection - 1) * 50..connection * 50 {
+            chat(&irc, "alpha", 11, n as i64);
+        }
+        until("this connection's 50 messages", || running.sink.texts(11).len() == connection * 50).await;
+        match interruption {
+            Some(true) => irc.send_reconnect(),
+            Some(false) => irc.drop_connections(),
+            None => break,
+        }
+        until("a new connection", || irc.accepted() == connection + 1).await;
+        assert!(irc.wait_joined(&["alpha"], WAIT).await);
     }
-    until("the first 50", || running.sink.texts(11).len() == 50).await;
-    irc.send_reconnect();
-    until("a second connection", || irc.accepted() == 2).await;
-    assert!(irc.wait_joined(&["alpha"], WAIT).await);
-    for n in 50..100 {
-        chat(&irc, "alpha", 11, n);
-    }
-    until("the next 50", || running.sink.texts(11).len() == 100).await;
-    irc.drop_connections();
-    until("a third connection", || irc.accepted() == 3).await;
-    assert!(irc.wait_joined(&["alpha"], WAIT).await);
-    for n in 100..150 {
-        chat(&irc, "alpha", 11, n);
-    }
-    until("all 150", || running.sink.texts(11).len() == 150).await;
     assert_eq!(running.sink.texts(11), (0..150).map(|n| format!("alpha says {n}")).collect::<Vec<_>>());
     assert_eq!(running.counters.reconnects.load(Ordering::Relaxed), 2);
     assert_eq!(irc.commands().iter().filter(|c| *c == "JOIN #alpha").count(), 3);

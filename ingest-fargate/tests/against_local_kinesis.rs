@@ -176,3 +176,72 @@ async fn live_and_offline_from_get_streams_become_lifecycle_records_and_join_par
     assert_eq!(twitch.app_tokens_issued(), 1);
     kinesis.delete_stream().stream_name(&lifecycle).send().await.unwrap();
 }
+
+#[tokio::test]
+async fn a_refused_chat_token_is_refreshed_written_back_and_never_logged() {
+    let stack = StackEnv::discover(Path::new(env!("CARGO_MANIFEST_DIR"))).unwrap_or_else(|e| panic!("{e}"));
+    let secrets = aws_sdk_secretsmanager::Client::new(&aws::local(&stack.aws().unwrap()).await);
+    let (app, token) = (
+        format!("ingest-login-app-{}", std::process::id()),
+        format!("ingest-login-token-{}", std::process::id()),
+    );
+    for (name, value) in [
+        (&app, r#"{"client_id":"fake-client","client_secret":"fake-client-secret"}"#),
+        (&token, r#"{"access_token":"stale-access-token","refresh_token":"first-refresh-token"}"#),
+    ] {
+        secrets.create_secret().name(name).secret_string(value).send().await.unwrap();
+    }
+    let twitch = FakeTwitch::start().await;
+    twitch.allow_refresh("first-refresh-token", "fresh-access-token", "second-refresh-token");
+    let irc = FakeIrc::start(&[("alpha", 11)]).await;
+    irc.require_token("fresh-access-token");
+
+    let mut child = ingester(&stack, &irc, free_port())
+        .env("INGEST_CHAT_LOGIN", "HighlightsBot")
+        .env("INGEST_CHANNELS", "alpha")
+        .env("TWITCH_APP_SECRET_ID", &app)
+        .env("TWITCH_USER_TOKEN_SECRET_ID", &token)
+        .env("TWITCH_OAUTH2_URL", twitch.oauth_url())
+        // The app secret enables polling: point Helix at the fake, which reports alpha live.
+        .env("TWITCH_HELIX_URL", twitch.helix_url())
+        .env("RUST_LOG", "debug")
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    // Read the logs while it runs, so a full pipe never blocks the ingester.
+    let mut stderr = child.stderr.take().unwrap();
+    let logs = std::thread::spawn(move || {
+        let mut logs = String::new();
+        std::io::Read::read_to_string(&mut stderr, &mut logs).unwrap();
+        logs
+    });
+    twitch.set_live(&[FakeStream::new("alpha", 11, "a1", 10)]);
+    if !irc.wait_joined(&["alpha"], WAIT).await {
+        let _ = child.kill();
+        panic!("never joined with the refreshed token; logs:\n{}", logs.join().unwrap());
+    }
+    let passes: Vec<String> = irc.received().into_iter().filter(|l| l.starts_with("PASS ")).collect();
+    assert_eq!(passes, ["PASS oauth:stale-access-token", "PASS oauth:fresh-access-token"]);
+    assert!(irc.received().contains(&"NICK highlightsbot".to_owned()));
+    let stored = secrets.get_secret_value().secret_id(&token).send().await.unwrap();
+    let stored: serde_json::Value = serde_json::from_str(stored.secret_string().unwrap()).unwrap();
+    assert_eq!(
+        (stored["access_token"].as_str(), stored["refresh_token"].as_str()),
+        (Some("fresh-access-token"), Some("second-refresh-token"))
+    );
+
+    terminate(&child);
+    let exit = poll("the ingester to exit", async || child.try_wait().unwrap()).await;
+    assert_eq!(exit.code(), Some(0));
+    let logs = logs.join().unwrap();
+    assert!(logs.contains("chat token refreshed"), "{logs}");
+    for secret in [
+        "stale-access-token",
+        "fresh-access-token",
+        "first-refresh-token",
+        "second-refresh-token",
+        "fake-client-secret",
+    ] {
+        assert!(!logs.contains(secret), "{secret} appears in the logs");
+    }
+}

@@ -135,7 +135,7 @@ async fn live_and_offline_changes_become_events_and_join_or_part_chat() {
     poller.poll_once(&mut state, &mut monitored, &mut unsent).await;
     assert_eq!(events(&lifecycle_sink).len(), 3);
     // Helix fails: no channel is declared offline.
-    twitch.revoke_tokens();
+    twitch.fail_streams(Some(503));
     twitch.set_live(&[]);
     let produced = poller.poll_once(&mut state, &mut monitored, &mut unsent).await;
     assert!(produced.is_empty());
@@ -143,4 +143,48 @@ async fn live_and_offline_changes_become_events_and_join_or_part_chat() {
 
     shutdown_tx.send(true).unwrap();
     ingester.await.unwrap();
+}
+
+#[tokio::test]
+async fn monitored_channels_come_from_postgres() {
+    let stack =
+        highlights_adapters::stack_env::StackEnv::discover(std::path::Path::new(env!("CARGO_MANIFEST_DIR")))
+            .unwrap_or_else(|e| panic!("{e}"));
+    let (server, _) = stack.database_url().unwrap().rsplit_once('/').unwrap();
+    let database = highlights_adapters::postgres::Database::from_url(&format!(
+        "{server}/ingest_monitored_{}",
+        std::process::id()
+    ))
+    .unwrap();
+    database.create_if_missing().await.unwrap();
+    database.migrate().await.unwrap();
+    database
+        .connect()
+        .await
+        .unwrap()
+        .batch_execute(
+            "TRUNCATE streamers; INSERT INTO streamers (broadcaster_id, login, monitored) VALUES \
+             ('33', 'Gamma', TRUE), ('44', 'delta', FALSE)",
+        )
+        .await
+        .unwrap();
+    let twitch = FakeTwitch::start().await;
+    twitch.set_live(&[FakeStream::new("gamma", 33, "g1", 5), FakeStream::new("delta", 44, "d1", 5)]);
+    let sink = Arc::new(MemorySink::default());
+    let poller = Poller {
+        api: helix(&twitch),
+        channels: highlights_adapters::streamers::PgStreamers::new(database.pool(1).unwrap()),
+        sink: sink.clone(),
+        settings: PollerSettings { configured: BTreeSet::new(), top_n: 0, every: Duration::from_secs(3600) },
+        counters: Arc::new(Counters::default()),
+    };
+    let (mut state, mut monitored, mut unsent) = (LiveState::default(), BTreeSet::new(), Vec::new());
+    poller.poll_once(&mut state, &mut monitored, &mut unsent).await;
+    assert_eq!(events(&sink), [("online g1".to_owned(), "33".to_owned())]);
+    let asked: Vec<String> = twitch.streams_calls()[0]
+        .iter()
+        .filter(|(key, _)| key == "user_login")
+        .map(|(_, login)| login.clone())
+        .collect();
+    assert_eq!(asked, ["gamma"]);
 }

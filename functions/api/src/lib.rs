@@ -7,6 +7,7 @@
 //! parameter ([`statement`]). The OpenAPI 3.1 document is generated from the handlers below and
 //! served at `/v1.0/openapi.json`; `docs/openapi.json` is a committed copy kept identical by a test.
 
+pub mod names;
 pub mod query;
 pub mod statement;
 pub mod totals;
@@ -25,6 +26,7 @@ use utoipa::{IntoParams, OpenApi, ToSchema};
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
+use names::StreamerNames;
 pub use query::{ApiError, ClipQuery, DEFAULT_LIMIT, ErrorBody, MAX_LIMIT, MAX_OFFSET};
 use statement::CLIP_COLUMNS;
 pub use statement::{Clip, ListStatement, TOTAL_COUNT_CAP, list_statement};
@@ -34,11 +36,12 @@ use totals::TotalCounts;
 pub struct ApiState {
     pool: Pool,
     totals: Arc<TotalCounts>,
+    names: Arc<StreamerNames>,
 }
 
 impl ApiState {
     pub fn new(pool: Pool) -> Self {
-        Self { pool, totals: Arc::default() }
+        Self { pool, totals: Arc::default(), names: Arc::default() }
     }
 }
 
@@ -217,6 +220,7 @@ async fn list_clips(State(state): State<ApiState>, RawQuery(raw): RawQuery) -> R
         clips.push(clip);
         last_position = Some(position);
     }
+    state.names.fill(&client, &mut clips).await.map_err(ApiError::unavailable)?;
     let next_cursor =
         if has_more { last_position.map(|(us, id)| query::encode_cursor(us, id)) } else { None };
     let page = ClipPage {
@@ -258,8 +262,10 @@ async fn one_clip(State(state): State<ApiState>, Path(clip_id): Path<String>) ->
     let row = client.query_opt(&prepared, &[&clip_id]).await.map_err(ApiError::unavailable)?;
     match row {
         Some(row) => {
-            Ok(([(header::CACHE_CONTROL, "public, max-age=60")], Json(Clip::from_row(&row).0))
-                .into_response())
+            let mut clip = [Clip::from_row(&row).0];
+            state.names.fill(&client, &mut clip).await.map_err(ApiError::unavailable)?;
+            let [clip] = clip;
+            Ok(([(header::CACHE_CONTROL, "public, max-age=60")], Json(clip)).into_response())
         }
         None => Err(ApiError::not_found("clip_id", "no such clip")),
     }

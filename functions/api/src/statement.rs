@@ -11,13 +11,13 @@ use crate::query::{ApiError, ClipQuery, parse_query};
 /// an exact COUNT(*) over a million rows costs tens of milliseconds per request.
 pub const TOTAL_COUNT_CAP: i64 = 10_000;
 
-/// The columns of [`Clip::from_row`], from `clips c`. The streamer's names are scalar subqueries:
-/// a join made the planner hash the whole `streamers` table for every page.
+/// The columns of [`Clip::from_row`], from `clips c`. The streamer's names are not here: they
+/// come from [`crate::names::StreamerNames`] (a join made the planner hash the whole `streamers`
+/// table for every page, and per-row subqueries doubled the query's cost).
 pub(crate) const CLIP_COLUMNS: &str = "c.id, c.clip_id, c.broadcaster_id, c.url, c.embed_url, c.thumbnail_url, \
      c.title, c.duration, c.vod_offset, (extract(epoch FROM c.detected_at) * 1000000)::bigint, \
      (extract(epoch FROM c.created_at) * 1000000)::bigint, c.intensity, c.message_count, c.view_count, \
-     c.confirmed, (SELECT s.login FROM streamers s WHERE s.broadcaster_id = c.broadcaster_id), \
-     (SELECT s.display_name FROM streamers s WHERE s.broadcaster_id = c.broadcaster_id)";
+     c.confirmed";
 
 /// One clip as the API returns it (the seed's fields and more).
 #[derive(Debug, Clone, Serialize, ToSchema)]
@@ -56,7 +56,8 @@ pub struct Clip {
 }
 
 impl Clip {
-    /// A row selected with [`CLIP_COLUMNS`]; also returns the row's cursor position.
+    /// A row selected with [`CLIP_COLUMNS`] (streamer names still empty); also returns the
+    /// row's cursor position.
     pub(crate) fn from_row(row: &tokio_postgres::Row) -> (Self, (i64, i64)) {
         let detected_us: i64 = row.get(9);
         let clip = Self {
@@ -75,8 +76,8 @@ impl Clip {
             message_count: row.get(12),
             view_count: row.get(13),
             confirmed: row.get(14),
-            streamer_login: row.get(15),
-            streamer_name: row.get(16),
+            streamer_login: None,
+            streamer_name: None,
         };
         let position = (detected_us, clip.id);
         (clip, position)
@@ -159,8 +160,8 @@ pub fn list_statement(raw_query: Option<&str>) -> Result<ListStatement, ApiError
     params.push(Box::new(query.limit + 1));
     let limit_at = params.len();
     params.push(Box::new(query.offset));
-    // The page is chosen from `clips` alone and only its rows look up their streamer: OFFSET
-    // then skips index entries, not looked-up rows.
+    // The page is chosen from `clips` alone and only its rows are projected: OFFSET then skips
+    // rows without computing their output columns (twice as fast at the deepest offset).
     let sql = format!(
         "SELECT {CLIP_COLUMNS} FROM (SELECT * FROM clips c WHERE {} \
              ORDER BY c.detected_at DESC, c.id DESC LIMIT ${limit_at} OFFSET ${}) AS c \

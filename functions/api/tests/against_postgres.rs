@@ -70,6 +70,10 @@ async fn the_default_page_is_the_newest_24_with_the_seed_fields() {
         (Some(24), Some(60), Some(true))
     );
     assert_eq!(ids(&body)[0], "Clip59");
+    assert_eq!(
+        (body["clips"][0]["streamer_login"].as_str(), body["clips"][0]["streamer_name"].as_str()),
+        (Some("gamma"), Some("Gamma"))
+    );
     assert_eq!(ids(&body)[23], "Clip36");
     let clip = &body["clips"][0];
     for field in [

@@ -24,6 +24,8 @@ struct Inner {
     accepted: usize,
     /// Lines the clients sent, for assertions about the handshake.
     received: Vec<String>,
+    /// When set, only `PASS oauth:<this>` logs in; anything else gets Twitch's refusal.
+    required_token: Option<String>,
 }
 
 struct Connection {
@@ -87,6 +89,7 @@ impl FakeIrc {
         });
         let mut lines = BufReader::new(read).lines();
         let mut nick = String::from("justinfan");
+        let mut pass: Option<String> = None;
         while let Ok(Some(line)) = lines.next_line().await {
             self.lock().received.push(line.clone());
             let (command, argument) = line.split_once(' ').unwrap_or((line.as_str(), ""));
@@ -95,9 +98,17 @@ impl FakeIrc {
             };
             match command {
                 "CAP" => reply(format!(":tmi.twitch.tv CAP * ACK :{}", argument.trim_start_matches("REQ :"))),
-                "PASS" => {}
+                "PASS" => pass = Some(argument.to_owned()),
                 "NICK" => {
                     nick = argument.to_owned();
+                    let required = self.lock().required_token.clone();
+                    if let Some(token) = required
+                        && pass.as_deref() != Some(format!("oauth:{token}").as_str())
+                    {
+                        reply(":tmi.twitch.tv NOTICE * :Login authentication failed".to_owned());
+                        let _ = writer.send(None);
+                        continue;
+                    }
                     for (code, text) in [("001", "Welcome, GLHF!"), ("375", "-"), ("376", ">")] {
                         reply(format!(":tmi.twitch.tv {code} {nick} :{text}"));
                     }
@@ -137,6 +148,11 @@ impl FakeIrc {
 
     fn lock(&self) -> std::sync::MutexGuard<'_, Inner> {
         self.inner.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+
+    /// From now on only clients logging in with `PASS oauth:<token>` are let in.
+    pub fn require_token(&self, token: &str) {
+        self.lock().required_token = Some(token.to_owned());
     }
 
     /// Sends a raw line to every client that joined `#channel` (or to all, for `None`).

@@ -64,6 +64,8 @@ struct World {
     app_tokens_issued: u32,
     /// The next Get Streams answers 429 once, with `Ratelimit-Reset` now + this many seconds.
     streams_rate_limited: Option<u64>,
+    /// Every Get Streams call answers this status.
+    streams_failure: Option<u16>,
 }
 
 /// A live stream Get Streams reports.
@@ -175,6 +177,11 @@ impl FakeTwitch {
         self.world.lock().expect("not poisoned").app_tokens_issued
     }
 
+    /// Every Get Streams call answers `status` (until `None`).
+    pub fn fail_streams(&self, status: Option<u16>) {
+        self.world.lock().expect("not poisoned").streams_failure = status;
+    }
+
     /// The next Get Streams call answers 429 with a reset `reset_in_s` from now.
     pub fn rate_limit_streams_once(&self, reset_in_s: u64) {
         self.world.lock().expect("not poisoned").streams_rate_limited = Some(reset_in_s);
@@ -214,6 +221,9 @@ async fn get_streams(
     let reset = |in_s: u64| {
         (SystemTime::now().duration_since(UNIX_EPOCH).unwrap_or_default().as_secs() + in_s).to_string()
     };
+    if let Some(status) = world.streams_failure {
+        return error(status, "scripted failure");
+    }
     if let Some(in_s) = world.streams_rate_limited.take() {
         let mut response = error(429, "Too Many Requests");
         response.headers_mut().insert("ratelimit-remaining", "0".parse().expect("a header value"));
