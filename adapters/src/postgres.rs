@@ -34,6 +34,10 @@ pub enum DbError {
     Pool(String),
     #[error("cannot read the CA bundle {path} (PGSSLROOTCERT): {reason}")]
     RootCertificates { path: String, reason: String },
+    #[error("no database configured: set DATABASE_URL, or DATABASE_SECRET_ARN (an RDS secret)")]
+    NotConfigured,
+    #[error("cannot use the database secret {secret}: {reason}")]
+    Secret { secret: String, reason: String },
 }
 
 /// Parsed connection settings plus a printable, password-free description of them.
@@ -63,9 +67,57 @@ impl std::fmt::Debug for Database {
     }
 }
 
+/// The JSON of an RDS-managed credentials secret (the fields this needs).
+#[derive(serde::Deserialize)]
+struct RdsSecret {
+    username: String,
+    password: String,
+    #[serde(default)]
+    host: String,
+    #[serde(default)]
+    port: Option<u16>,
+    #[serde(default)]
+    dbname: Option<String>,
+}
+
+/// The database of a deployed function: `DATABASE_URL` when set (local runs), otherwise the RDS
+/// secret named by `DATABASE_SECRET_ARN`, reached at `DATABASE_HOST` (the RDS Proxy endpoint)
+/// when set, in database `DATABASE_NAME` (default: the secret's, else `highlights`), with TLS
+/// required.
+pub async fn database_from_env(secrets: &aws_sdk_secretsmanager::Client) -> Result<Database, DbError> {
+    if let Ok(url) = std::env::var("DATABASE_URL") {
+        return Database::from_url(&url);
+    }
+    let arn = std::env::var("DATABASE_SECRET_ARN").map_err(|_| DbError::NotConfigured)?;
+    let error = |reason: String| DbError::Secret { secret: arn.clone(), reason };
+    let value = secrets
+        .get_secret_value()
+        .secret_id(&arn)
+        .send()
+        .await
+        .map_err(|e| error(aws_sdk_secretsmanager::error::DisplayErrorContext(&e).to_string()))?;
+    let secret: RdsSecret = serde_json::from_str(value.secret_string().unwrap_or_default())
+        .map_err(|_| error("not an RDS credentials secret (username, password, host)".into()))?;
+    let host = std::env::var("DATABASE_HOST").ok().filter(|h| !h.is_empty()).unwrap_or(secret.host);
+    let name = std::env::var("DATABASE_NAME").ok().or(secret.dbname).unwrap_or_else(|| "highlights".into());
+    let mut config = Config::new();
+    config
+        .host(&host)
+        .port(secret.port.unwrap_or(5432))
+        .user(&secret.username)
+        .password(secret.password)
+        .dbname(&name)
+        .ssl_mode(tokio_postgres::config::SslMode::Require);
+    Database::from_config(config)
+}
+
 impl Database {
     pub fn from_url(url: &str) -> Result<Self, DbError> {
         let config: Config = url.parse().map_err(|_| DbError::BadUrl)?;
+        Self::from_config(config)
+    }
+
+    fn from_config(config: Config) -> Result<Self, DbError> {
         let host = config
             .get_hosts()
             .first()

@@ -41,3 +41,16 @@ pub async fn serve(address: SocketAddr, counters: Arc<Counters>) -> std::io::Res
     });
     Ok(bound)
 }
+
+/// One `GET /healthz` to `address` with a 2-second limit: true when it answers 200.
+pub async fn check(address: &str) -> bool {
+    use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
+    let attempt = async {
+        let mut stream = tokio::net::TcpStream::connect(address).await.ok()?;
+        stream.write_all(b"GET /healthz HTTP/1.0\r\nHost: localhost\r\n\r\n").await.ok()?;
+        let mut answer = Vec::new();
+        stream.read_to_end(&mut answer).await.ok()?;
+        Some(answer.starts_with(b"HTTP/1.0 200") || answer.starts_with(b"HTTP/1.1 200"))
+    };
+    matches!(tokio::time::timeout(std::time::Duration::from_secs(2), attempt).await, Ok(Some(true)))
+}

@@ -13,7 +13,7 @@ use std::time::Duration;
 
 use anyhow::Context as _;
 use clap::Parser;
-use highlights_adapters::postgres::Database;
+use highlights_adapters::postgres::{Database, database_from_env};
 use highlights_adapters::resources::Resources;
 use highlights_adapters::settings::TwitchUrls;
 use highlights_adapters::streamers::PgStreamers;
@@ -74,6 +74,14 @@ struct Settings {
 
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
+    // The container health check (the image has no shell or curl): asks /healthz of the running
+    // ingester and exits 0 when it answers 200.
+    if std::env::args().nth(1).as_deref() == Some("--health-check") {
+        let address = std::env::var("INGEST_HEALTH_ADDR").unwrap_or_else(|_| "127.0.0.1:8080".into());
+        let port = address.rsplit_once(':').map_or("8080", |(_, port)| port);
+        let healthy = ingest_fargate::health::check(&format!("127.0.0.1:{port}")).await;
+        std::process::exit(if healthy { 0 } else { 1 });
+    }
     highlights_adapters::telemetry::init_json_logs("info");
     let settings = Settings::parse();
     let counters = Arc::new(Counters::default());
@@ -156,7 +164,15 @@ async fn main() -> anyhow::Result<()> {
             every: Duration::from_secs(settings.poll_seconds.max(1)),
         };
         let (counters, shutdown) = (counters.clone(), shutdown_rx.clone());
-        match settings.database_url.as_deref().map(Database::from_url).transpose()? {
+        let database = match settings.database_url.as_deref() {
+            Some(url) => Some(Database::from_url(url)?),
+            // In AWS: the RDS secret (and the RDS Proxy endpoint in DATABASE_HOST).
+            None if std::env::var_os("DATABASE_SECRET_ARN").is_some() => {
+                Some(database_from_env(&secrets).await?)
+            }
+            None => None,
+        };
+        match database {
             Some(database) => {
                 let poller = Poller {
                     api,

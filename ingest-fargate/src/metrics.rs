@@ -38,6 +38,8 @@ pub struct Snapshot {
     pub lifecycle_events: u64,
     pub buffer_depth: u64,
     pub channels_joined: i64,
+    /// 1 when ready (IRC logged in, Kinesis answering), else 0: the "ingester not ready" alarm.
+    pub ready: u64,
 }
 
 impl Counters {
@@ -56,6 +58,7 @@ impl Counters {
             lifecycle_events: get(&self.lifecycle_events),
             buffer_depth: get(&self.buffer_depth),
             channels_joined: self.channels_joined.load(Ordering::Relaxed).max(0),
+            ready: u64::from(self.ready()),
         }
     }
 
@@ -79,5 +82,6 @@ impl Snapshot {
             .count("lifecycle_events", self.lifecycle_events - previous.lifecycle_events)
             .metric("buffer_depth", Unit::Count, self.buffer_depth as f64)
             .metric("channels_joined", Unit::Count, self.channels_joined as f64)
+            .metric("ready", Unit::Count, self.ready as f64)
     }
 }

@@ -58,6 +58,17 @@ async fn sigterm_flushes_everything_received_into_kinesis_and_exits_0() {
     .await;
     let ready = http.get(format!("{base}/readyz")).send().await.unwrap();
     assert_eq!(ready.status(), 200);
+    // The container health check the image runs: healthy now, unhealthy with nothing listening.
+    let check = |port: u16| {
+        Command::new(env!("CARGO_BIN_EXE_ingest-fargate"))
+            .arg("--health-check")
+            .env("INGEST_HEALTH_ADDR", format!("0.0.0.0:{port}"))
+            .status()
+            .unwrap()
+            .code()
+    };
+    assert_eq!(check(health_port), Some(0));
+    assert_eq!(check(free_port()), Some(1));
 
     terminate(&child);
     let exit = poll("the ingester to exit", async || child.try_wait().unwrap()).await;

@@ -7,7 +7,7 @@ use aws_lambda_events::event::streams::DynamoDbEventResponse;
 use clipper_function::ClipperHandler;
 use highlights_adapters::clips::PgClips;
 use highlights_adapters::highlights::DynamoHighlights;
-use highlights_adapters::postgres::Database;
+use highlights_adapters::postgres::database_from_env;
 use highlights_adapters::resources::Resources;
 use highlights_adapters::tokens::SecretsTokenSource;
 use highlights_adapters::twitch::{DEFAULT_HELIX_URL, DEFAULT_OAUTH2_URL, HelixClips, TwitchOAuth};
@@ -17,15 +17,15 @@ use lambda_runtime::{Error, LambdaEvent, service_fn};
 #[tokio::main]
 async fn main() -> Result<(), Error> {
     highlights_adapters::telemetry::init_json_logs("info");
-    let database_url = std::env::var("DATABASE_URL").map_err(|_| "DATABASE_URL is not set")?;
-    let pool = Database::from_url(&database_url)?.pool(2)?;
     let resources = Resources::from_env();
     let sdk = highlights_adapters::aws::from_env().await;
+    let secrets = aws_sdk_secretsmanager::Client::new(&sdk);
+    let pool = database_from_env(&secrets).await?.pool(2)?;
     let http = reqwest::Client::builder().build()?;
     let helix_url = std::env::var("TWITCH_HELIX_URL").unwrap_or_else(|_| DEFAULT_HELIX_URL.to_owned());
     let oauth_url = std::env::var("TWITCH_OAUTH2_URL").unwrap_or_else(|_| DEFAULT_OAUTH2_URL.to_owned());
     let tokens = SecretsTokenSource::new(
-        aws_sdk_secretsmanager::Client::new(&sdk),
+        secrets,
         resources.twitch_app_secret.name,
         resources.twitch_user_token_secret.name,
         TwitchOAuth::new(http.clone(), oauth_url),

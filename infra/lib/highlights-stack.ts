@@ -1,0 +1,491 @@
+// The whole system in one stack: Kinesis, DynamoDB, the Lambda functions and their event-source
+// mappings, RDS PostgreSQL behind RDS Proxy with a migration step, the Fargate chat ingester, the
+// HTTP API, the static site on S3 + CloudFront, secrets, and the dashboard and alarms.
+//
+// Names and environment variables come from config/resources.json (lib/resources.ts); the
+// Lambda code from the zips `scripts/build-lambdas` makes (`lambdaAssetDir`).
+import * as path from 'node:path';
+import * as cdk from 'aws-cdk-lib';
+import { Construct } from 'constructs';
+import * as apigw from 'aws-cdk-lib/aws-apigatewayv2';
+import { HttpLambdaIntegration } from 'aws-cdk-lib/aws-apigatewayv2-integrations';
+import * as cloudfront from 'aws-cdk-lib/aws-cloudfront';
+import * as origins from 'aws-cdk-lib/aws-cloudfront-origins';
+import * as cloudwatch from 'aws-cdk-lib/aws-cloudwatch';
+import * as cwActions from 'aws-cdk-lib/aws-cloudwatch-actions';
+import * as dynamodb from 'aws-cdk-lib/aws-dynamodb';
+import * as ec2 from 'aws-cdk-lib/aws-ec2';
+import * as ecs from 'aws-cdk-lib/aws-ecs';
+import * as iam from 'aws-cdk-lib/aws-iam';
+import * as kinesis from 'aws-cdk-lib/aws-kinesis';
+import * as kms from 'aws-cdk-lib/aws-kms';
+import * as lambda from 'aws-cdk-lib/aws-lambda';
+import * as sources from 'aws-cdk-lib/aws-lambda-event-sources';
+import * as logs from 'aws-cdk-lib/aws-logs';
+import * as rds from 'aws-cdk-lib/aws-rds';
+import * as s3 from 'aws-cdk-lib/aws-s3';
+import * as s3deploy from 'aws-cdk-lib/aws-s3-deployment';
+import * as secretsmanager from 'aws-cdk-lib/aws-secretsmanager';
+import * as sns from 'aws-cdk-lib/aws-sns';
+import * as subscriptions from 'aws-cdk-lib/aws-sns-subscriptions';
+import * as sqs from 'aws-cdk-lib/aws-sqs';
+import * as cr from 'aws-cdk-lib/custom-resources';
+import { resources } from './resources';
+
+/** The CloudWatch namespace of the EMF metrics (adapters/src/telemetry.rs). */
+export const METRICS_NAMESPACE = 'TwitchHighlights';
+
+export interface HighlightsStackProps extends cdk.StackProps {
+  /** Folder with `<function>/bootstrap.zip` for detector, lifecycle, clipper, api, migrate. */
+  lambdaAssetDir: string;
+  /** `arm64` (Graviton, the default) or `x86_64`; must match how the zips were built. */
+  lambdaArchitecture?: 'arm64' | 'x86_64';
+  /** Kinesis shards per stream; 0 (the default) for on-demand capacity. */
+  kinesisShards?: number;
+  /** Where alarms are emailed (none when empty). */
+  alarmEmail?: string;
+  /** Channels the ingester monitors besides `streamers.monitored` (logins). */
+  monitoredChannels?: string[];
+  /** The ingester's image; by default built from ingest-fargate/Dockerfile at deploy. */
+  ingestImage?: ecs.ContainerImage;
+  /** The static site's folder (default: the repository's web/). */
+  webDir?: string;
+  /**
+   * How long Lambda gathers chat before invoking the detector (default 1 s). The detector saves
+   * each channel's state once per invocation, so this divides DynamoDB writes (the main cost per
+   * channel) at the price of detection latency.
+   */
+  detectorBatchingWindowSeconds?: number;
+}
+
+const REPOSITORY = path.join(__dirname, '..', '..', '..');
+
+export class HighlightsStack extends cdk.Stack {
+  readonly functions: Record<'detector' | 'lifecycle' | 'clipper' | 'api' | 'migrate', lambda.Function>;
+  readonly ingester: ecs.FargateService;
+  readonly httpApi: apigw.HttpApi;
+  readonly distribution: cloudfront.Distribution;
+  readonly alarms: cloudwatch.Alarm[] = [];
+
+  constructor(scope: Construct, id: string, props: HighlightsStackProps) {
+    super(scope, id, props);
+    const architecture = props.lambdaArchitecture === 'x86_64' ? lambda.Architecture.X86_64 : lambda.Architecture.ARM_64;
+    const shards = props.kinesisShards ?? 0;
+
+    // Streams and queues use AWS-managed keys (a customer key would add a KMS call per Kinesis
+    // request: real money at chat rates); the alarm topic needs a customer key CloudWatch can use.
+    const alarmKey = new kms.Key(this, 'AlarmTopicKey', {
+      enableKeyRotation: true,
+      description: 'Twitch Highlights: the alarm topic',
+    });
+    alarmKey.grant(new iam.ServicePrincipal('cloudwatch.amazonaws.com'), 'kms:Decrypt', 'kms:GenerateDataKey*');
+
+    // --- Kinesis ------------------------------------------------------------------------------
+    const stream = (id: string, name: string) =>
+      new kinesis.Stream(this, id, {
+        streamName: name,
+        encryption: kinesis.StreamEncryption.MANAGED,
+        retentionPeriod: cdk.Duration.hours(24),
+        ...(shards > 0 ? { streamMode: kinesis.StreamMode.PROVISIONED, shardCount: shards } : { streamMode: kinesis.StreamMode.ON_DEMAND }),
+      });
+    const chatStream = stream('ChatMessages', resources.kinesis.chat_messages.name);
+    const lifecycleStream = stream('StreamLifecycle', resources.kinesis.stream_lifecycle.name);
+
+    // --- DynamoDB -----------------------------------------------------------------------------
+    const detectorState = new dynamodb.Table(this, 'DetectorState', {
+      tableName: resources.dynamodb.detector_state.name,
+      partitionKey: { name: resources.dynamodb.detector_state.partition_key, type: dynamodb.AttributeType.STRING },
+      billingMode: dynamodb.BillingMode.PAY_PER_REQUEST,
+      pointInTimeRecoverySpecification: { pointInTimeRecoveryEnabled: true },
+      removalPolicy: cdk.RemovalPolicy.RETAIN,
+    });
+    const highlights = new dynamodb.Table(this, 'Highlights', {
+      tableName: resources.dynamodb.highlights.name,
+      partitionKey: { name: resources.dynamodb.highlights.partition_key, type: dynamodb.AttributeType.STRING },
+      sortKey: { name: resources.dynamodb.highlights.sort_key, type: dynamodb.AttributeType.NUMBER },
+      billingMode: dynamodb.BillingMode.PAY_PER_REQUEST,
+      pointInTimeRecoverySpecification: { pointInTimeRecoveryEnabled: true },
+      timeToLiveAttribute: resources.dynamodb.highlights.ttl_attribute,
+      stream: dynamodb.StreamViewType.NEW_IMAGE,
+      removalPolicy: cdk.RemovalPolicy.RETAIN,
+    });
+
+    // --- Dead-letter queues (on-failure destinations of the event-source mappings) -------------
+    const dlq = (id: string, name: string) =>
+      new sqs.Queue(this, id, {
+        queueName: name,
+        encryption: sqs.QueueEncryption.SQS_MANAGED,
+        enforceSSL: true,
+        retentionPeriod: cdk.Duration.days(14),
+      });
+    const detectorDlq = dlq('DetectorDlq', resources.sqs.detector_dlq.name);
+    const lifecycleDlq = dlq('LifecycleDlq', resources.sqs.lifecycle_dlq.name);
+    const clipperDlq = dlq('ClipperDlq', resources.sqs.clipper_dlq.name);
+
+    // --- Secrets: filled by `highlights tokens seed`, never by the template --------------------
+    const twitchApp = new secretsmanager.Secret(this, 'TwitchApp', {
+      secretName: resources.secrets.twitch_app.name,
+      description: 'Twitch application credentials {"client_id","client_secret"} (highlights tokens seed --store-app)',
+    });
+    const twitchUserToken = new secretsmanager.Secret(this, 'TwitchUserToken', {
+      secretName: resources.secrets.twitch_user_token.name,
+      description: 'Twitch user token with clips:edit (highlights tokens seed); refreshed by the clipper',
+    });
+
+    // --- Network and database -----------------------------------------------------------------
+    const vpc = new ec2.Vpc(this, 'Vpc', {
+      maxAzs: 2,
+      natGateways: 1,
+      subnetConfiguration: [
+        { name: 'public', subnetType: ec2.SubnetType.PUBLIC, cidrMask: 24 },
+        { name: 'private', subnetType: ec2.SubnetType.PRIVATE_WITH_EGRESS, cidrMask: 24 },
+        { name: 'database', subnetType: ec2.SubnetType.PRIVATE_ISOLATED, cidrMask: 24 },
+      ],
+      flowLogs: { rejected: { trafficType: ec2.FlowLogTrafficType.REJECT } },
+    });
+    const database = new rds.DatabaseInstance(this, 'Database', {
+      engine: rds.DatabaseInstanceEngine.postgres({ version: rds.PostgresEngineVersion.VER_16 }),
+      instanceType: ec2.InstanceType.of(ec2.InstanceClass.T4G, ec2.InstanceSize.MICRO),
+      vpc,
+      vpcSubnets: { subnetType: ec2.SubnetType.PRIVATE_ISOLATED },
+      databaseName: 'highlights',
+      credentials: rds.Credentials.fromGeneratedSecret('highlights'),
+      storageEncrypted: true,
+      allocatedStorage: 20,
+      maxAllocatedStorage: 100,
+      backupRetention: cdk.Duration.days(7),
+      deletionProtection: true,
+      cloudwatchLogsExports: ['postgresql'],
+      removalPolicy: cdk.RemovalPolicy.SNAPSHOT,
+    });
+    const databaseSecret = database.secret!;
+    const proxy = database.addProxy('Proxy', { secrets: [databaseSecret], vpc, requireTLS: true });
+    const databaseClients = new ec2.SecurityGroup(this, 'DatabaseClients', {
+      vpc,
+      description: 'Functions and tasks that reach PostgreSQL through the proxy',
+    });
+    proxy.connections.allowFrom(databaseClients, ec2.Port.tcp(5432), 'PostgreSQL from the functions and the ingester');
+    database.connections.allowDefaultPortFrom(proxy, 'PostgreSQL from RDS Proxy');
+    const databaseEnv = {
+      DATABASE_SECRET_ARN: databaseSecret.secretArn,
+      DATABASE_HOST: proxy.endpoint,
+      DATABASE_NAME: 'highlights',
+    };
+
+    // --- Lambda functions ---------------------------------------------------------------------
+    const names: Record<string, string> = {
+      [resources.kinesis.chat_messages.env]: chatStream.streamName,
+      [resources.kinesis.stream_lifecycle.env]: lifecycleStream.streamName,
+      [resources.dynamodb.detector_state.env]: detectorState.tableName,
+      [resources.dynamodb.highlights.env]: highlights.tableName,
+      [resources.secrets.twitch_app.env]: twitchApp.secretName,
+      [resources.secrets.twitch_user_token.env]: twitchUserToken.secretName,
+    };
+    const fn = (name: keyof HighlightsStack['functions'], extra: Partial<lambda.FunctionProps> & { inVpc?: boolean }) => {
+      const { inVpc, ...rest } = extra;
+      const f = new lambda.Function(this, name.charAt(0).toUpperCase() + name.slice(1), {
+        runtime: lambda.Runtime.PROVIDED_AL2023,
+        architecture,
+        handler: 'bootstrap',
+        code: lambda.Code.fromAsset(path.join(props.lambdaAssetDir, name, 'bootstrap.zip')),
+        memorySize: 256,
+        timeout: cdk.Duration.seconds(30),
+        logGroup: new logs.LogGroup(this, `${name}Logs`, { retention: logs.RetentionDays.ONE_MONTH }),
+        loggingFormat: lambda.LoggingFormat.JSON,
+        ...(inVpc
+          ? { vpc, vpcSubnets: { subnetType: ec2.SubnetType.PRIVATE_WITH_EGRESS }, securityGroups: [databaseClients] }
+          : {}),
+        ...rest,
+        environment: { RUST_LOG: 'info', ...names, ...(inVpc ? databaseEnv : {}), ...(rest.environment ?? {}) },
+      });
+      if (inVpc) databaseSecret.grantRead(f);
+      return f;
+    };
+    const detector = fn('detector', {});
+    const lifecycle = fn('lifecycle', { inVpc: true });
+    const clipper = fn('clipper', { inVpc: true, timeout: cdk.Duration.seconds(90) });
+    const api = fn('api', { inVpc: true, timeout: cdk.Duration.seconds(10), memorySize: 512 });
+    const migrate = fn('migrate', { inVpc: true, timeout: cdk.Duration.minutes(2) });
+    this.functions = { detector, lifecycle, clipper, api, migrate };
+
+    // Least privilege: each function gets exactly its tables, streams and secrets.
+    detectorState.grantReadWriteData(detector);
+    highlights.grantWriteData(detector);
+    detectorState.grantReadWriteData(lifecycle);
+    highlights.grantReadWriteData(clipper);
+    twitchApp.grantRead(clipper);
+    twitchUserToken.grantRead(clipper);
+    twitchUserToken.grantWrite(clipper);
+
+    // Event-source mappings: a bad record never blocks a shard for long.
+    const kinesisSource = (s: kinesis.IStream, queue: sqs.IQueue, windowSeconds = 1) =>
+      new sources.KinesisEventSource(s, {
+        startingPosition: lambda.StartingPosition.LATEST,
+        batchSize: 500,
+        maxBatchingWindow: cdk.Duration.seconds(windowSeconds),
+        parallelizationFactor: 1, // order per broadcaster (partition key)
+        reportBatchItemFailures: true,
+        bisectBatchOnError: true,
+        retryAttempts: 5,
+        maxRecordAge: cdk.Duration.hours(1),
+        onFailure: new sources.SqsDlq(queue),
+      });
+    detector.addEventSource(kinesisSource(chatStream, detectorDlq, props.detectorBatchingWindowSeconds ?? 1));
+    lifecycle.addEventSource(kinesisSource(lifecycleStream, lifecycleDlq));
+    clipper.addEventSource(
+      new sources.DynamoEventSource(highlights, {
+        startingPosition: lambda.StartingPosition.LATEST,
+        batchSize: 10,
+        parallelizationFactor: 10, // clips of different broadcasters in parallel
+        reportBatchItemFailures: true,
+        bisectBatchOnError: true,
+        retryAttempts: 10,
+        maxRecordAge: cdk.Duration.minutes(10),
+        onFailure: new sources.SqsDlq(clipperDlq),
+        filters: [lambda.FilterCriteria.filter({ eventName: lambda.FilterRule.isEqual('INSERT') })],
+      }),
+    );
+
+    // The schema is migrated on every deploy, before anything reads it.
+    const migration = new cdk.CustomResource(this, 'SchemaMigration', {
+      serviceToken: new cr.Provider(this, 'MigrationProvider', { onEventHandler: migrate }).serviceToken,
+      // A new value on every synth of new migrations: the zip's hash is part of the asset.
+      properties: { code: migrate.currentVersion.version },
+    });
+    migration.node.addDependency(proxy);
+
+    // --- The chat ingester (ECS Fargate) ------------------------------------------------------
+    const cluster = new ecs.Cluster(this, 'Cluster', {
+      vpc,
+      containerInsightsV2: ecs.ContainerInsights.ENABLED,
+    });
+    const task = new ecs.FargateTaskDefinition(this, 'IngestTask', {
+      cpu: 512,
+      memoryLimitMiB: 1024,
+      runtimePlatform: { cpuArchitecture: ecs.CpuArchitecture.ARM64, operatingSystemFamily: ecs.OperatingSystemFamily.LINUX },
+    });
+    task.addContainer('ingest', {
+      image:
+        props.ingestImage ??
+        ecs.ContainerImage.fromAsset(REPOSITORY, { file: 'ingest-fargate/Dockerfile', exclude: ['.git', 'target', '**/node_modules', '.local', '.venv', 'infra/cdk.out', 'infra/dist', 'web/test-results'] }),
+      logging: ecs.LogDrivers.awsLogs({
+        streamPrefix: 'ingest',
+        logGroup: new logs.LogGroup(this, 'IngestLogs', { retention: logs.RetentionDays.ONE_MONTH }),
+      }),
+      environment: {
+        ...names,
+        ...databaseEnv,
+        INGEST_CHANNELS: (props.monitoredChannels ?? []).join(','),
+        INGEST_DRAIN_SECONDS: '20',
+        RUST_LOG: 'info',
+      },
+      portMappings: [{ containerPort: 8080 }],
+      healthCheck: {
+        command: ['CMD', '/usr/local/bin/ingest-fargate', '--health-check'],
+        interval: cdk.Duration.seconds(30),
+        timeout: cdk.Duration.seconds(5),
+        retries: 3,
+        startPeriod: cdk.Duration.seconds(30),
+      },
+      stopTimeout: cdk.Duration.seconds(30), // longer than the 20 s drain
+      readonlyRootFilesystem: true,
+    });
+    chatStream.grantWrite(task.taskRole);
+    lifecycleStream.grantWrite(task.taskRole);
+    twitchApp.grantRead(task.taskRole);
+    twitchUserToken.grantRead(task.taskRole);
+    twitchUserToken.grantWrite(task.taskRole);
+    databaseSecret.grantRead(task.taskRole);
+    task.taskRole.addToPrincipalPolicy(
+      new iam.PolicyStatement({ actions: ['kinesis:DescribeStreamSummary'], resources: [chatStream.streamArn] }),
+    );
+    this.ingester = new ecs.FargateService(this, 'Ingester', {
+      cluster,
+      taskDefinition: task,
+      desiredCount: 1,
+      minHealthyPercent: 0, // one task: a deploy replaces it (the drain keeps the chat)
+      maxHealthyPercent: 200,
+      // A public subnet with a public address (no inbound rule allows anything in): all of
+      // Twitch's chat would otherwise cross the NAT gateway at $0.045/GB.
+      vpcSubnets: { subnetType: ec2.SubnetType.PUBLIC },
+      assignPublicIp: true,
+      securityGroups: [databaseClients],
+      circuitBreaker: { rollback: true },
+    });
+
+    // --- Site and API -------------------------------------------------------------------------
+    const logsBucket = new s3.Bucket(this, 'AccessLogs', {
+      blockPublicAccess: s3.BlockPublicAccess.BLOCK_ALL,
+      encryption: s3.BucketEncryption.S3_MANAGED,
+      enforceSSL: true,
+      objectOwnership: s3.ObjectOwnership.BUCKET_OWNER_PREFERRED, // CloudFront standard logs need ACLs
+      lifecycleRules: [{ expiration: cdk.Duration.days(90) }],
+    });
+    const siteBucket = new s3.Bucket(this, 'Site', {
+      blockPublicAccess: s3.BlockPublicAccess.BLOCK_ALL,
+      encryption: s3.BucketEncryption.S3_MANAGED,
+      enforceSSL: true,
+      serverAccessLogsBucket: logsBucket,
+      serverAccessLogsPrefix: 'site-bucket/',
+    });
+    this.distribution = new cloudfront.Distribution(this, 'SiteDistribution', {
+      defaultBehavior: {
+        origin: origins.S3BucketOrigin.withOriginAccessControl(siteBucket),
+        viewerProtocolPolicy: cloudfront.ViewerProtocolPolicy.REDIRECT_TO_HTTPS,
+      },
+      defaultRootObject: 'index.html',
+      enableLogging: true,
+      logBucket: logsBucket,
+      logFilePrefix: 'cloudfront/',
+    });
+    const siteOrigin = `https://${this.distribution.distributionDomainName}`;
+    api.addEnvironment('SITE_ORIGIN', siteOrigin);
+
+    const accessLogs = new logs.LogGroup(this, 'ApiAccessLogs', { retention: logs.RetentionDays.ONE_MONTH });
+    this.httpApi = new apigw.HttpApi(this, 'HttpApi', {
+      description: 'Twitch Highlights clips API',
+      corsPreflight: { allowOrigins: [siteOrigin], allowMethods: [apigw.CorsHttpMethod.GET], maxAge: cdk.Duration.hours(1) },
+      defaultIntegration: new HttpLambdaIntegration('ApiIntegration', api),
+    });
+    const stage = this.httpApi.defaultStage!.node.defaultChild as apigw.CfnStage;
+    stage.defaultRouteSettings = { throttlingRateLimit: 200, throttlingBurstLimit: 400 };
+    stage.accessLogSettings = {
+      destinationArn: accessLogs.logGroupArn,
+      format: JSON.stringify({
+        requestId: '$context.requestId',
+        ip: '$context.identity.sourceIp',
+        method: '$context.httpMethod',
+        path: '$context.path',
+        status: '$context.status',
+        latencyMs: '$context.responseLatency',
+      }),
+    };
+
+    new s3deploy.BucketDeployment(this, 'SiteContent', {
+      destinationBucket: siteBucket,
+      distribution: this.distribution,
+      sources: [
+        s3deploy.Source.asset(props.webDir ?? path.join(REPOSITORY, 'web'), {
+          exclude: ['node_modules', 'tests', 'test-results', 'package.json', 'package-lock.json', 'config.json'],
+        }),
+        s3deploy.Source.jsonData('config.json', { apiBaseUrl: this.httpApi.apiEndpoint }),
+      ],
+    });
+
+    // --- Dashboard and alarms -----------------------------------------------------------------
+    const topic = new sns.Topic(this, 'Alarms', { masterKey: alarmKey, enforceSSL: true });
+    if (props.alarmEmail) topic.addSubscription(new subscriptions.EmailSubscription(props.alarmEmail));
+    const alarm = (id: string, metric: cloudwatch.IMetric, threshold: number, description: string, options: Partial<cloudwatch.AlarmProps> = {}) => {
+      const a = new cloudwatch.Alarm(this, id, {
+        metric,
+        threshold,
+        evaluationPeriods: 3,
+        datapointsToAlarm: 2,
+        comparisonOperator: cloudwatch.ComparisonOperator.GREATER_THAN_THRESHOLD,
+        treatMissingData: cloudwatch.TreatMissingData.NOT_BREACHING,
+        alarmDescription: description,
+        ...options,
+      });
+      a.addAlarmAction(new cwActions.SnsAction(topic));
+      this.alarms.push(a);
+      return a;
+    };
+    const emf = (name: string, dimensions: Record<string, string>, statistic = 'Sum', minutes = 1) =>
+      new cloudwatch.Metric({ namespace: METRICS_NAMESPACE, metricName: name, dimensionsMap: dimensions, statistic, period: cdk.Duration.minutes(minutes) });
+    for (const [name, f] of Object.entries({ detector, lifecycle, clipper })) {
+      alarm(`${name}IteratorAge`, f.metric('IteratorAge', { statistic: 'Maximum', period: cdk.Duration.minutes(1) }), 60_000, `${name}: records wait more than a minute`);
+    }
+    for (const [name, f] of Object.entries({ detector, lifecycle, clipper, api })) {
+      alarm(`${name}Errors`, f.metricErrors({ period: cdk.Duration.minutes(1) }), 0, `${name}: invocations fail`);
+    }
+    for (const [name, q] of Object.entries({ detector: detectorDlq, lifecycle: lifecycleDlq, clipper: clipperDlq })) {
+      alarm(`${name}DlqDepth`, q.metricApproximateNumberOfMessagesVisible({ period: cdk.Duration.minutes(1), statistic: 'Maximum' }), 0, `${name}: records were dead-lettered`, { evaluationPeriods: 1, datapointsToAlarm: 1 });
+    }
+    const clipFailureRate = new cloudwatch.MathExpression({
+      expression: 'IF(attempts > 0, 100 * failures / attempts, 0)',
+      usingMetrics: {
+        failures: emf('clip_failures', { Function: 'clipper' }, 'Sum', 5),
+        attempts: emf('clip_create_attempts', { Function: 'clipper' }, 'Sum', 5),
+      },
+      period: cdk.Duration.minutes(5),
+      label: 'clip failure rate (%)',
+    });
+    alarm('ClipFailureRate', clipFailureRate, 50, 'more than half of the Create Clip attempts fail');
+    alarm('IngesterNotReady', emf('ready', { Service: 'ingest-fargate' }, 'Minimum'), 1, 'the ingester is not connected to chat or Kinesis, or not running', {
+      comparisonOperator: cloudwatch.ComparisonOperator.LESS_THAN_THRESHOLD,
+      treatMissingData: cloudwatch.TreatMissingData.BREACHING,
+      evaluationPeriods: 5,
+      datapointsToAlarm: 3,
+    });
+
+    const dashboard = new cloudwatch.Dashboard(this, 'Dashboard', { dashboardName: `${id}-overview` });
+    dashboard.addWidgets(
+      new cloudwatch.GraphWidget({ title: 'Ingest rate (messages/min)', left: [emf('messages_received', { Service: 'ingest-fargate' }), emf('messages_sent', { Service: 'ingest-fargate' }), emf('dropped', { Service: 'ingest-fargate' })] }),
+      new cloudwatch.GraphWidget({ title: 'Iterator age (ms)', left: [detector, lifecycle, clipper].map((f) => f.metric('IteratorAge', { statistic: 'Maximum' })) }),
+      new cloudwatch.GraphWidget({ title: 'Detections and clips', left: [emf('anomalies_detected', { Function: 'detector' }), emf('clips_created', { Function: 'clipper' }), emf('clip_failures', { Function: 'clipper' })] }),
+    );
+    dashboard.addWidgets(
+      new cloudwatch.GraphWidget({ title: 'API latency (ms)', left: [this.httpApi.metricLatency({ statistic: 'p50' }), this.httpApi.metricLatency({ statistic: 'p99' })] }),
+      new cloudwatch.GraphWidget({ title: 'Errors', left: [...[detector, lifecycle, clipper, api].map((f) => f.metricErrors()), this.httpApi.metricServerError()] }),
+      new cloudwatch.AlarmStatusWidget({ title: 'Alarms', alarms: this.alarms }),
+    );
+
+    new cdk.CfnOutput(this, 'SiteUrl', { value: siteOrigin });
+    new cdk.CfnOutput(this, 'ApiUrl', { value: this.httpApi.apiEndpoint });
+    new cdk.CfnOutput(this, 'DashboardName', { value: dashboard.dashboardName });
+    new cdk.CfnOutput(this, 'DatabaseSecretArn', { value: databaseSecret.secretArn });
+
+    this.acknowledgeFindings({ detectorDlq, lifecycleDlq, clipperDlq, twitchApp, twitchUserToken, database, task, siteBucket });
+  }
+
+  /** cdk-nag (AwsSolutions) findings that are deliberate, each with its reason. */
+  private acknowledgeFindings(parts: {
+    detectorDlq: sqs.Queue;
+    lifecycleDlq: sqs.Queue;
+    clipperDlq: sqs.Queue;
+    twitchApp: secretsmanager.Secret;
+    twitchUserToken: secretsmanager.Secret;
+    database: rds.DatabaseInstance;
+    task: ecs.FargateTaskDefinition;
+    siteBucket: s3.Bucket;
+  }) {
+    const ack = (scope: Construct, id: string, reason: string) => cdk.Validations.of(scope).acknowledge({ id, reason });
+    for (const queue of [parts.detectorDlq, parts.lifecycleDlq, parts.clipperDlq]) {
+      ack(queue, 'AwsSolutions-SQS3', 'This queue is itself the on-failure destination (dead-letter queue) of an event-source mapping.');
+    }
+    for (const secret of [parts.twitchApp, parts.twitchUserToken]) {
+      ack(secret, 'AwsSolutions-SMG4', 'Twitch credentials: the user token is refreshed by the clipper and ingester through Twitch OAuth and written back; Secrets Manager cannot rotate Twitch secrets.');
+    }
+    ack(parts.database, 'AwsSolutions-SMG4', 'The database password is read at start by the functions and RDS Proxy; enable rotation with addRotationSingleUser() once a rotation window is chosen.');
+    ack(parts.database, 'AwsSolutions-RDS3', 'Single-AZ by default to keep small deployments cheap (see docs/deploy.md); clips are recreatable data and backups are kept 7 days.');
+    ack(parts.database, 'AwsSolutions-RDS11', 'The database is in isolated subnets and reachable only from RDS Proxy; a non-default port adds nothing there.');
+    ack(this.httpApi, 'AwsSolutions-APIG4', 'The clips API is public and read-only by design; it is throttled at the stage.');
+    ack(this.distribution, 'AwsSolutions-CFR1', 'Clips are public worldwide: no geo restriction.');
+    ack(this.distribution, 'AwsSolutions-CFR2', 'A static site of public clips behind CloudFront; WAF (about $5/month plus requests) is optional, see docs/deploy.md.');
+    ack(this.distribution, 'AwsSolutions-CFR4', 'The default CloudFront domain and certificate; with a custom domain, set a certificate and TLS 1.2.');
+    ack(parts.task, 'AwsSolutions-ECS2', 'The environment holds resource names and settings only; secrets are read from Secrets Manager at run time.');
+    // cdk-nag 3 acknowledges each finding by its exact id (no rule-wide or prefix matches).
+    const iam4 = "AWSLambdaBasicExecutionRole and AWSLambdaVPCAccessExecutionRole are AWS's minimal policies for logs and VPC network interfaces.";
+    for (const policy of ['AWSLambdaBasicExecutionRole', 'AWSLambdaVPCAccessExecutionRole']) {
+      ack(this, `AwsSolutions-IAM4[Policy::arn:<AWS::Partition>:iam::aws:policy/service-role/${policy}]`, iam4);
+    }
+    ack(this.functions.clipper, 'AwsSolutions-IAM5[Resource::*]', 'dynamodb:ListStreams (added by the DynamoDB event source) exists only on *.');
+    ack(parts.task, 'AwsSolutions-IAM5[Resource::*]', 'ecr:GetAuthorizationToken (the execution role pulling the image) exists only on *.');
+    const logicalId = (construct: Construct) => this.getLogicalId(construct.node.defaultChild as cdk.CfnElement);
+    ack(this, `AwsSolutions-IAM5[Resource::<${logicalId(this.functions.migrate)}.Arn>:*]`, 'The migration provider may invoke any version of the migrate function, and only that function.');
+    const deployment = 'The CDK-managed site deployment function copies the site into its bucket: object-level actions on that bucket and the CDK asset bucket only.';
+    ack(this, `AwsSolutions-IAM5[Resource::<${logicalId(parts.siteBucket)}.Arn>/*]`, deployment);
+    const region = cdk.Token.isUnresolved(this.region) ? '<AWS::Region>' : this.region;
+    const account = cdk.Token.isUnresolved(this.account) ? '<AWS::AccountId>' : this.account;
+    ack(this, `AwsSolutions-IAM5[Resource::arn:<AWS::Partition>:s3:::cdk-hnb659fds-assets-${account}-${region}/*]`, deployment);
+    for (const action of ['s3:Abort*', 's3:DeleteObject*', 's3:GetBucket*', 's3:GetObject*', 's3:List*']) {
+      ack(this, `AwsSolutions-IAM5[Action::${action}]`, deployment);
+    }
+    // The deployment function is a stack-level singleton: find it by its construct id.
+    const deploymentFunction = this.node.children.find((c) => c.node.id.startsWith('Custom::CDKBucketDeployment'));
+    if (deploymentFunction) {
+      ack(deploymentFunction, 'AwsSolutions-IAM5[Resource::*]', 'The CDK-managed site deployment function invalidates the CloudFront cache (cloudfront:CreateInvalidation has no resource-level scoping there).');
+    }
+    ack(this, 'AwsSolutions-L1', "The CDK-managed BucketDeployment function's runtime is chosen by aws-cdk-lib; our own functions run on provided.al2023.");
+  }
+}

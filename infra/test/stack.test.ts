@@ -1,0 +1,235 @@
+// Assertions on the synthesized template: what a deploy must get right but cannot be tried
+// against AWS here. Run with `npm test` (scripts/test runs it).
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import * as fs from 'node:fs';
+import * as os from 'node:os';
+import * as path from 'node:path';
+import * as cdk from 'aws-cdk-lib';
+import { Match, Template } from 'aws-cdk-lib/assertions';
+import * as ecs from 'aws-cdk-lib/aws-ecs';
+import * as rds from 'aws-cdk-lib/aws-rds';
+import { AwsSolutionsChecks } from 'cdk-nag';
+import { HighlightsStack, HighlightsStackProps } from '../lib/highlights-stack';
+
+const FUNCTIONS = ['detector', 'lifecycle', 'clipper', 'api', 'migrate'];
+
+/** Stand-in zips: synthesis only hashes them. */
+function placeholderAssets(): string {
+  const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'highlights-lambda-'));
+  for (const name of FUNCTIONS) {
+    fs.mkdirSync(path.join(dir, name));
+    fs.writeFileSync(path.join(dir, name, 'bootstrap.zip'), `placeholder ${name}`);
+  }
+  return dir;
+}
+
+const assets = placeholderAssets();
+
+function synth(props: Partial<HighlightsStackProps> = {}, nag = false): { stack: HighlightsStack; template: Template; app: cdk.App } {
+  const app = new cdk.App({ outdir: fs.mkdtempSync(path.join(os.tmpdir(), 'highlights-cdk-out-')) });
+  const stack = new HighlightsStack(app, 'Test', {
+    lambdaAssetDir: assets,
+    ingestImage: ecs.ContainerImage.fromRegistry('example.invalid/ingest:test'),
+    env: { account: '123456789012', region: 'eu-west-1' },
+    ...props,
+  });
+  if (nag) cdk.Validations.of(app).addPlugins(new AwsSolutionsChecks(app));
+  return { stack, template: Template.fromStack(stack), app };
+}
+
+const { stack, template } = synth({ alarmEmail: 'ops@example.com', monitoredChannels: ['alpha', 'beta'] });
+const ref = (construct: { node: { defaultChild?: unknown } }) => ({
+  Ref: stack.getLogicalId(construct.node.defaultChild as cdk.CfnElement),
+});
+const arnOf = (construct: { node: { defaultChild?: unknown } }) => ({
+  'Fn::GetAtt': [stack.getLogicalId(construct.node.defaultChild as cdk.CfnElement), 'Arn'],
+});
+const resourcesOf = (type: string) => Object.entries(template.findResources(type));
+
+test('cdk-nag (AwsSolutions) finds nothing unacknowledged', () => {
+  const { app } = synth({}, true);
+  // With the plugin, an unacknowledged finding makes synthesis throw.
+  assert.doesNotThrow(() => app.synth());
+  const source = fs.readFileSync(path.join(__dirname, '..', '..', 'lib', 'highlights-stack.ts'), 'utf8');
+  const acknowledgements = [...source.matchAll(/ack\([^,]+,\s*[^,]+,\s*([^)]*)\)/g)];
+  assert.ok(acknowledgements.length >= 10);
+  for (const [, reason] of acknowledgements) assert.ok(reason.trim().length > 0, 'every acknowledgement has a reason');
+});
+
+test('Kinesis streams: on-demand by default, provisioned on request, encrypted', () => {
+  template.resourceCountIs('AWS::Kinesis::Stream', 2);
+  for (const name of ['chat-messages', 'stream-lifecycle']) {
+    template.hasResourceProperties('AWS::Kinesis::Stream', {
+      Name: name,
+      StreamModeDetails: { StreamMode: 'ON_DEMAND' },
+      StreamEncryption: { EncryptionType: 'KMS', KeyId: 'alias/aws/kinesis' },
+    });
+  }
+  const provisioned = synth({ kinesisShards: 4 }).template;
+  provisioned.hasResourceProperties('AWS::Kinesis::Stream', { Name: 'chat-messages', ShardCount: 4, StreamModeDetails: { StreamMode: 'PROVISIONED' } });
+});
+
+test('DynamoDB tables: on-demand, point-in-time recovery, TTL, the highlights stream', () => {
+  template.hasResourceProperties('AWS::DynamoDB::Table', {
+    TableName: 'detector-state',
+    BillingMode: 'PAY_PER_REQUEST',
+    PointInTimeRecoverySpecification: { PointInTimeRecoveryEnabled: true },
+  });
+  template.hasResourceProperties('AWS::DynamoDB::Table', {
+    TableName: 'highlights',
+    BillingMode: 'PAY_PER_REQUEST',
+    PointInTimeRecoverySpecification: { PointInTimeRecoveryEnabled: true },
+    TimeToLiveSpecification: { AttributeName: 'expires_at', Enabled: true },
+    StreamSpecification: { StreamViewType: 'NEW_IMAGE' },
+    KeySchema: [
+      { AttributeName: 'broadcaster_id', KeyType: 'HASH' },
+      { AttributeName: 'peak_at', KeyType: 'RANGE' },
+    ],
+  });
+});
+
+test('every function runs on provided.al2023, arm64 by default, from its zip', () => {
+  const functions = resourcesOf('AWS::Lambda::Function').filter(([, r]) => r.Properties.Runtime === 'provided.al2023');
+  assert.equal(functions.length, FUNCTIONS.length);
+  for (const [, f] of functions) {
+    assert.deepEqual(f.Properties.Architectures, ['arm64']);
+    assert.equal(f.Properties.Handler, 'bootstrap');
+  }
+  const x86 = synth({ lambdaArchitecture: 'x86_64' }).template;
+  x86.hasResourceProperties('AWS::Lambda::Function', { Runtime: 'provided.al2023', Architectures: ['x86_64'] });
+});
+
+test('event-source mappings: partial batch responses, bisect, bounded retries and age, a DLQ each', () => {
+  const mapping = (fn: keyof HighlightsStack['functions'], queue: string, extra: object) =>
+    template.hasResourceProperties('AWS::Lambda::EventSourceMapping', {
+      FunctionName: ref(stack.functions[fn]),
+      FunctionResponseTypes: ['ReportBatchItemFailures'],
+      BisectBatchOnFunctionError: true,
+      MaximumRetryAttempts: Match.anyValue(),
+      MaximumRecordAgeInSeconds: Match.anyValue(),
+      DestinationConfig: { OnFailure: { Destination: { 'Fn::GetAtt': [Match.stringLikeRegexp(queue), 'Arn'] } } },
+      ...extra,
+    });
+  mapping('detector', 'DetectorDlq', { ParallelizationFactor: 1, MaximumRetryAttempts: 5, MaximumRecordAgeInSeconds: 3600, MaximumBatchingWindowInSeconds: 1 });
+  synth({ detectorBatchingWindowSeconds: 5 }).template.hasResourceProperties('AWS::Lambda::EventSourceMapping', { ParallelizationFactor: 1, MaximumBatchingWindowInSeconds: 5 });
+  mapping('lifecycle', 'LifecycleDlq', { ParallelizationFactor: 1 });
+  mapping('clipper', 'ClipperDlq', {
+    FilterCriteria: { Filters: [{ Pattern: JSON.stringify({ eventName: ['INSERT'] }) }] },
+  });
+  template.resourceCountIs('AWS::Lambda::EventSourceMapping', 3);
+});
+
+/** The roles (logical ids) whose policies allow `action` on `resource`. */
+function rolesAllowed(action: string, resource: object): string[] {
+  const roles: string[] = [];
+  for (const [, policy] of resourcesOf('AWS::IAM::Policy')) {
+    const statements = policy.Properties.PolicyDocument.Statement as { Action: string | string[]; Resource: unknown }[];
+    const allows = statements.some((s) => {
+      const actions = ([] as string[]).concat(s.Action);
+      const resources = ([] as unknown[]).concat(s.Resource);
+      return actions.includes(action) && resources.some((r) => JSON.stringify(r) === JSON.stringify(resource));
+    });
+    if (allows) roles.push(...(policy.Properties.Roles as { Ref: string }[]).map((r) => r.Ref));
+  }
+  return roles.sort();
+}
+
+const roleOf = (fn: keyof HighlightsStack['functions']) =>
+  stack.getLogicalId(stack.functions[fn].role!.node.defaultChild as cdk.CfnElement);
+const taskRole = () => stack.getLogicalId(stack.ingester.taskDefinition.taskRole.node.defaultChild as cdk.CfnElement);
+
+test('only the clipper and the ingester may read or write the Twitch user token', () => {
+  const secret = stack.node.findChild('TwitchUserToken');
+  const expected = [roleOf('clipper'), taskRole()].sort();
+  assert.deepEqual(rolesAllowed('secretsmanager:GetSecretValue', ref(secret)), expected);
+  assert.deepEqual(rolesAllowed('secretsmanager:PutSecretValue', ref(secret)), expected);
+});
+
+test('the detector cannot touch the database; the database is private and behind a TLS proxy', () => {
+  const detector = resourcesOf('AWS::Lambda::Function').find(([id]) => id === stack.getLogicalId(stack.functions.detector.node.defaultChild as cdk.CfnElement))!;
+  assert.equal(detector[1].Properties.VpcConfig, undefined, 'the detector is not in the VPC');
+  assert.equal(detector[1].Properties.Environment.Variables.DATABASE_SECRET_ARN, undefined);
+  const databaseSecret = (stack.node.findChild('Database') as rds.DatabaseInstance).secret!;
+  const readers = rolesAllowed('secretsmanager:GetSecretValue', stack.resolve(databaseSecret.secretArn));
+  assert.ok(!readers.includes(roleOf('detector')));
+  const proxyRole = readers.find((id) => id.startsWith('DatabaseProxyIAMRole'));
+  assert.ok(proxyRole, 'RDS Proxy reads the credentials');
+  assert.deepEqual(readers.filter((id) => id !== proxyRole), [roleOf('api'), roleOf('clipper'), roleOf('lifecycle'), roleOf('migrate'), taskRole()].sort());
+  template.hasResourceProperties('AWS::RDS::DBInstance', { Engine: 'postgres', StorageEncrypted: true, PubliclyAccessible: false, DeletionProtection: true });
+  template.hasResourceProperties('AWS::RDS::DBProxy', { RequireTLS: true, EngineFamily: 'POSTGRESQL' });
+  // Detector writes detections to its tables only.
+  assert.deepEqual(rolesAllowed('dynamodb:PutItem', arnOf(stack.node.findChild('Highlights'))), [roleOf('clipper'), roleOf('detector')].sort());
+});
+
+test('migrations run on deploy through a custom resource', () => {
+  template.hasResourceProperties('AWS::CloudFormation::CustomResource', { ServiceToken: Match.anyValue(), code: Match.anyValue() });
+  template.hasResourceProperties('AWS::Lambda::Function', {
+    FunctionName: Match.absent(),
+    Environment: { Variables: Match.objectLike({ DATABASE_HOST: Match.anyValue(), DATABASE_SECRET_ARN: Match.anyValue() }) },
+  });
+});
+
+test('the ingester: one Fargate task, health check, stop timeout longer than its drain, logs', () => {
+  template.hasResourceProperties('AWS::ECS::Service', {
+    DesiredCount: 1,
+    LaunchType: 'FARGATE',
+    NetworkConfiguration: { AwsvpcConfiguration: Match.objectLike({ AssignPublicIp: 'ENABLED' }) },
+  });
+  // Nothing may connect to the ingester from outside.
+  for (const [, group] of resourcesOf('AWS::EC2::SecurityGroup')) {
+    for (const rule of group.Properties.SecurityGroupIngress ?? []) assert.notEqual(rule.CidrIp, '0.0.0.0/0');
+  }
+  template.hasResourceProperties('AWS::ECS::TaskDefinition', {
+    ContainerDefinitions: [
+      Match.objectLike({
+        StopTimeout: 30,
+        HealthCheck: Match.objectLike({ Command: ['CMD', '/usr/local/bin/ingest-fargate', '--health-check'] }),
+        LogConfiguration: Match.objectLike({ LogDriver: 'awslogs' }),
+      }),
+    ],
+  });
+  const container = Object.values(template.findResources('AWS::ECS::TaskDefinition'))[0].Properties.ContainerDefinitions[0];
+  const environment = Object.fromEntries(container.Environment.map((e: { Name: string; Value: string }) => [e.Name, e.Value]));
+  assert.equal(environment.INGEST_DRAIN_SECONDS, '20');
+  assert.ok(container.StopTimeout > Number(environment.INGEST_DRAIN_SECONDS));
+  assert.equal(environment.INGEST_CHANNELS, 'alpha,beta');
+});
+
+test('the API: HTTP API throttled, CORS for the site only; the site private behind CloudFront', () => {
+  template.hasResourceProperties('AWS::ApiGatewayV2::Api', {
+    ProtocolType: 'HTTP',
+    CorsConfiguration: { AllowOrigins: [{ 'Fn::Join': ['', ['https://', { 'Fn::GetAtt': [Match.anyValue(), 'DomainName'] }]] }], AllowMethods: ['GET'] },
+  });
+  template.hasResourceProperties('AWS::ApiGatewayV2::Stage', {
+    DefaultRouteSettings: { ThrottlingRateLimit: 200, ThrottlingBurstLimit: 400 },
+    AccessLogSettings: Match.objectLike({ DestinationArn: Match.anyValue() }),
+  });
+  for (const [, bucket] of resourcesOf('AWS::S3::Bucket')) {
+    assert.deepEqual(bucket.Properties.PublicAccessBlockConfiguration, {
+      BlockPublicAcls: true, BlockPublicPolicy: true, IgnorePublicAcls: true, RestrictPublicBuckets: true,
+    });
+  }
+  template.resourceCountIs('AWS::CloudFront::OriginAccessControl', 1);
+  template.hasResourceProperties('Custom::CDKBucketDeployment', { DestinationBucketName: Match.anyValue() });
+  const api = resourcesOf('AWS::Lambda::Function').find(([id]) => id === stack.getLogicalId(stack.functions.api.node.defaultChild as cdk.CfnElement))!;
+  assert.ok(api[1].Properties.Environment.Variables.SITE_ORIGIN, 'the api knows the site origin');
+});
+
+test('alarms for iterator age, dead letters, errors, clip failures and a not-ready ingester, mailed', () => {
+  const descriptions = resourcesOf('AWS::CloudWatch::Alarm').map(([, a]) => a.Properties.AlarmDescription as string);
+  for (const expected of [
+    'detector: records wait more than a minute',
+    'clipper: records were dead-lettered',
+    'api: invocations fail',
+    'more than half of the Create Clip attempts fail',
+    'the ingester is not connected to chat or Kinesis, or not running',
+  ]) {
+    assert.ok(descriptions.includes(expected), `missing alarm: ${expected}`);
+  }
+  assert.equal(descriptions.length, 3 + 4 + 3 + 2);
+  template.hasResourceProperties('AWS::CloudWatch::Alarm', { AlarmDescription: 'the ingester is not connected to chat or Kinesis, or not running', TreatMissingData: 'breaching' });
+  template.hasResourceProperties('AWS::SNS::Subscription', { Protocol: 'email', Endpoint: 'ops@example.com' });
+  template.resourceCountIs('AWS::CloudWatch::Dashboard', 1);
+  assert.equal(synth().template.findResources('AWS::SNS::Subscription') && Object.keys(synth().template.findResources('AWS::SNS::Subscription')).length, 0);
+});
