@@ -16,6 +16,8 @@ import * as cwActions from 'aws-cdk-lib/aws-cloudwatch-actions';
 import * as dynamodb from 'aws-cdk-lib/aws-dynamodb';
 import * as ec2 from 'aws-cdk-lib/aws-ec2';
 import * as ecs from 'aws-cdk-lib/aws-ecs';
+import * as events from 'aws-cdk-lib/aws-events';
+import * as targets from 'aws-cdk-lib/aws-events-targets';
 import * as iam from 'aws-cdk-lib/aws-iam';
 import * as kinesis from 'aws-cdk-lib/aws-kinesis';
 import * as kms from 'aws-cdk-lib/aws-kms';
@@ -245,6 +247,14 @@ export class HighlightsStack extends cdk.Stack {
         filters: [lambda.FilterCriteria.filter({ eventName: lambda.FilterRule.isEqual('INSERT') })],
       }),
     );
+
+    // Clips Twitch published after the clipper stopped waiting are confirmed later: the clipper,
+    // invoked by this schedule, runs its confirm sweep.
+    new events.Rule(this, 'ConfirmSweep', {
+      description: 'Confirm clips Twitch published late (the clipper confirm sweep)',
+      schedule: events.Schedule.rate(cdk.Duration.minutes(10)),
+      targets: [new targets.LambdaFunction(clipper, { retryAttempts: 0 })],
+    });
 
     // The schema is migrated on every deploy, before anything reads it.
     const migration = new cdk.CustomResource(this, 'SchemaMigration', {

@@ -162,6 +162,13 @@ test('the detector cannot touch the database; the database is private and behind
   assert.deepEqual(rolesAllowed('dynamodb:PutItem', arnOf(stack.node.findChild('Highlights'))), [roleOf('clipper'), roleOf('detector')].sort());
 });
 
+test('the clipper runs its confirm sweep every 10 minutes', () => {
+  template.hasResourceProperties('AWS::Events::Rule', {
+    ScheduleExpression: 'rate(10 minutes)',
+    Targets: [Match.objectLike({ Arn: arnOf(stack.functions.clipper) })],
+  });
+});
+
 test('migrations run on deploy through a custom resource', () => {
   template.hasResourceProperties('AWS::CloudFormation::CustomResource', { ServiceToken: Match.anyValue(), code: Match.anyValue() });
   template.hasResourceProperties('AWS::Lambda::Function', {

@@ -127,6 +127,11 @@ impl<A: ClipsApi, T: TokenSource, C: ClipStore, P: HighlightProgress> ClipperHan
         Self { api, tokens, clips, progress, policy }
     }
 
+    /// [`confirm_unconfirmed`] with this handler's clients (the scheduled invocation in AWS).
+    pub async fn confirm_sweep(&self, limit: u32) -> Result<SweepReport, String> {
+        confirm_unconfirmed(&self.api, &self.tokens, &self.clips, limit).await
+    }
+
     pub fn api(&self) -> &A {
         &self.api
     }
@@ -355,7 +360,8 @@ pub struct SweepReport {
 
 /// The later confirmation of clips the clipper stored unconfirmed (Twitch had not published
 /// them within its window): one Get Clips per clip, run on a schedule (`highlights clips
-/// confirm`; in AWS a scheduled task). Clips older than a day are left alone.
+/// confirm`; in AWS an EventBridge schedule invokes the clipper, see its `main.rs`). Clips older
+/// than a day are left alone.
 pub async fn confirm_unconfirmed<A: ClipsApi, T: TokenSource, C: ClipStore>(
     api: &A,
     tokens: &T,
@@ -376,6 +382,11 @@ pub async fn confirm_unconfirmed<A: ClipsApi, T: TokenSource, C: ClipStore>(
         }
     }
     Ok(report)
+}
+
+/// An EventBridge scheduled event (the confirm sweep's trigger) rather than a stream batch.
+pub fn is_scheduled_event(payload: &serde_json::Value) -> bool {
+    payload.get("source").and_then(serde_json::Value::as_str) == Some("aws.events")
 }
 
 #[cfg(test)]

@@ -1,6 +1,10 @@
 //! Lambda entry point of the clipper: the Secrets Manager token source (cached across warm
 //! invocations), the Helix client, a two-connection Postgres pool and the DynamoDB client are
 //! built once per container.
+//!
+//! Two kinds of invocation: the `highlights` table's stream (new highlights to clip), and an
+//! EventBridge schedule (`"source": "aws.events"`), which runs the confirm sweep for clips Twitch
+//! published late.
 
 use aws_lambda_events::event::dynamodb::Event as DynamoEvent;
 use aws_lambda_events::event::streams::DynamoDbEventResponse;
@@ -13,6 +17,10 @@ use highlights_adapters::tokens::SecretsTokenSource;
 use highlights_adapters::twitch::{DEFAULT_HELIX_URL, DEFAULT_OAUTH2_URL, HelixClips, TwitchOAuth};
 use highlights_core::clip_policy::ClipPolicy;
 use lambda_runtime::{Error, LambdaEvent, service_fn};
+use serde_json::{Value, json};
+
+/// Unconfirmed clips asked about per scheduled run.
+const SWEEP_LIMIT: u32 = 100;
 
 #[tokio::main]
 async fn main() -> Result<(), Error> {
@@ -39,12 +47,18 @@ async fn main() -> Result<(), Error> {
         ClipPolicy::default(),
     );
     let handler = &handler;
-    lambda_runtime::run(service_fn(move |event: LambdaEvent<DynamoEvent>| async move {
-        let (response, report) = handler.handle(&event.payload).await;
+    lambda_runtime::run(service_fn(move |event: LambdaEvent<Value>| async move {
+        if clipper_function::is_scheduled_event(&event.payload) {
+            let report = handler.confirm_sweep(SWEEP_LIMIT).await?;
+            tracing::info!(checked = report.checked, confirmed = report.confirmed, "confirm sweep");
+            return Ok::<Value, Error>(json!({"checked": report.checked, "confirmed": report.confirmed}));
+        }
+        let records: DynamoEvent = serde_json::from_value(event.payload)?;
+        let (response, report) = handler.handle(&records).await;
         for record in report.metrics() {
             record.emit();
         }
-        Ok::<DynamoDbEventResponse, Error>(response)
+        Ok(serde_json::to_value::<DynamoDbEventResponse>(response)?)
     }))
     .await
 }

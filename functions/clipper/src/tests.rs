@@ -342,3 +342,15 @@ async fn highlights_of_one_batch_are_clipped_concurrently() {
     // The second highlight's first call does not wait for the first highlight's retry.
     assert_eq!(handler.api().call_times(), vec![S(0), S(0), S(3)]);
 }
+
+#[test]
+fn scheduled_events_are_told_from_stream_batches() {
+    let schedule = serde_json::json!({
+        "version": "0", "id": "53dc4d37", "detail-type": "Scheduled Event", "source": "aws.events",
+        "account": "123456789012", "time": "2026-11-27T10:00:00Z", "region": "us-east-1",
+        "resources": ["arn:aws:events:us-east-1:123456789012:rule/confirm"], "detail": {}
+    });
+    let batch = serde_json::json!({"Records": [{"eventName": "INSERT", "eventSource": "aws:dynamodb"}]});
+    assert!(crate::is_scheduled_event(&schedule));
+    assert!(!crate::is_scheduled_event(&batch));
+}
