@@ -7,6 +7,7 @@
 //! Test code only: it is never linked into a product binary.
 
 pub mod irc;
+pub mod postgres;
 
 use std::collections::{HashMap, VecDeque};
 use std::net::SocketAddr;
