@@ -6,66 +6,11 @@
 //! Also checks `highlights serve` itself: the site and the API on one origin, and a clear error
 //! for a missing web directory.
 
-use std::io::{BufRead as _, BufReader};
-use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::path::Path;
+use std::process::Command;
 
-use highlights_adapters::postgres::Database;
-use highlights_adapters::sample_clips::SampleClips;
-use highlights_adapters::stack_env::StackEnv;
-
-fn repository() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).parent().unwrap().to_path_buf()
-}
-
-/// A fresh database with 60 sample clips over 3 streamers, the newest an hour old.
-async fn seeded_database(name: &str) -> String {
-    let stack = StackEnv::discover(&repository()).unwrap_or_else(|e| panic!("{e}"));
-    let (server, _) = stack.database_url().unwrap().rsplit_once('/').unwrap();
-    let url = format!("{server}/{name}_{}", std::process::id());
-    let database = Database::from_url(&url).unwrap();
-    database.create_if_missing().await.unwrap();
-    database.migrate().await.unwrap();
-    let client = database.connect().await.unwrap();
-    client.batch_execute("TRUNCATE clips, streamers").await.unwrap();
-    let now = time::OffsetDateTime::now_utc().unix_timestamp();
-    let sample = SampleClips { count: 60, channels: 3, first_detected_unix: now - 3600 };
-    assert_eq!(sample.insert(&client).await.unwrap(), 60);
-    url
-}
-
-struct Server {
-    child: Child,
-    url: String,
-}
-
-impl Drop for Server {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-fn serve(database_url: &str, web_dir: &Path) -> Server {
-    let mut child = Command::new(env!("CARGO_BIN_EXE_highlights"))
-        .args(["serve", "--listen", "127.0.0.1:0", "--web-dir"])
-        .arg(web_dir)
-        .env("DATABASE_URL", database_url)
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let mut stderr = BufReader::new(child.stderr.take().unwrap());
-    let mut line = String::new();
-    stderr.read_line(&mut line).unwrap();
-    let url = line
-        .strip_prefix("serving ")
-        .and_then(|rest| rest.split_whitespace().next())
-        .unwrap_or_else(|| panic!("unexpected first line from highlights serve: {line:?}"))
-        .to_owned();
-    // Keep draining stderr so the server never blocks on a full pipe.
-    std::thread::spawn(move || std::io::copy(&mut stderr, &mut std::io::sink()));
-    Server { child, url }
-}
+mod common;
+use common::{repository, seeded_database, serve};
 
 #[tokio::test]
 async fn serve_puts_the_site_and_the_api_on_one_origin() {

@@ -149,11 +149,14 @@ struct ClipParams {
     /// Only this channel (Twitch login, case-insensitive).
     #[param(pattern = "^[A-Za-z0-9_]{1,25}$")]
     streamer: Option<String>,
-    /// Only clips detected at or after this time (RFC 3339 or Unix seconds).
+    /// Only clips detected at or after this time (RFC 3339).
+    #[param(format = DateTime)]
     since: Option<String>,
-    /// Only clips detected at or before this time (RFC 3339 or Unix seconds).
+    /// Only clips detected at or before this time (RFC 3339); not before `since`.
+    #[param(format = DateTime)]
     until: Option<String>,
     /// `next_cursor` of the previous page: the page after it, stable while new clips arrive.
+    #[param(min_length = 1)]
     cursor: Option<String>,
 }
 

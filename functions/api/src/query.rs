@@ -140,7 +140,10 @@ pub(crate) fn parse_query(raw: Option<&str>) -> Result<(ClipQuery, Option<(i64, 
     let time = |name: &str| -> Result<Option<i64>, ApiError> {
         params
             .get(name)
-            .map(|v| parse_time(v).ok_or_else(|| ApiError::bad(name, "must be RFC 3339 or Unix seconds")))
+            .map(|v| {
+                parse_time(v)
+                    .ok_or_else(|| ApiError::bad(name, "must be an RFC 3339 time, like 2024-12-02T00:15:31Z"))
+            })
             .transpose()
     };
     let (since, until) = (time("since")?, time("until")?);
@@ -184,10 +187,8 @@ fn decode(text: &str) -> Option<String> {
     String::from_utf8(out).ok()
 }
 
+/// RFC 3339 only, as the OpenAPI document says (`format: date-time`).
 fn parse_time(text: &str) -> Option<i64> {
-    if let Ok(seconds) = text.parse::<i64>() {
-        return Some(seconds);
-    }
     time::OffsetDateTime::parse(text, &time::format_description::well_known::Rfc3339)
         .ok()
         .map(|t| t.unix_timestamp())
@@ -224,7 +225,8 @@ mod tests {
             ("broadcaster_id=12a", "broadcaster_id"),
             ("streamer=a%20b", "streamer"),
             ("since=yesterday", "since"),
-            ("since=200&until=100", "since"),
+            ("since=1733098531", "since"),
+            ("since=2024-12-02T00%3A15%3A31Z&until=2024-12-01T00%3A00%3A00Z", "since"),
             ("cursor=%%%", "cursor"),
             ("cursor=bm9wZQ", "cursor"),
             ("min_intesity=3", "min_intesity"),
@@ -241,7 +243,7 @@ mod tests {
         let cursor = encode_cursor(1_733_098_531_000_000, 42);
         assert_eq!(decode_cursor(&cursor), Some((1_733_098_531_000_000, 42)));
         assert_eq!(parse_time("2024-12-02T00:15:31Z"), Some(1_733_098_531));
-        assert_eq!(parse_time("1733098531"), Some(1_733_098_531));
+        assert_eq!(parse_time("1733098531"), None, "Unix seconds are not RFC 3339");
         let (query, _) =
             parse_query(Some("streamer=TheLtWilson&min_intensity=4.5&since=2024-12-02T00%3A15%3A31Z"))
                 .unwrap();

@@ -47,6 +47,12 @@ async fn insert_clips(database: &Database, range: std::ops::Range<i64>) {
     }
 }
 
+/// Unix seconds as an RFC 3339 query value.
+fn rfc3339(seconds: i64) -> String {
+    let time = time::OffsetDateTime::from_unix_timestamp(seconds).unwrap();
+    time.format(&time::format_description::well_known::Rfc3339).unwrap().replace(':', "%3A")
+}
+
 async fn get(database: &Database, uri: &str) -> (StatusCode, Value) {
     let app = router(ApiState::new(database.pool(2).unwrap()));
     let response = app.oneshot(Request::get(uri).body(Body::empty()).unwrap()).await.unwrap();
@@ -145,8 +151,11 @@ async fn filters_narrow_the_list() {
     let (_, intense) = get(&db, "/v1.0/clip?min_intensity=8.5&limit=100").await;
     assert!(intense["clips"].as_array().unwrap().iter().all(|c| c["intensity"].as_f64().unwrap() >= 8.5));
     assert_eq!(intense["total_count"], 6);
-    let (_, window) =
-        get(&db, &format!("/v1.0/clip?since={}&until={}&limit=100", BASE_S + 600, BASE_S + 1200)).await;
+    let (_, window) = get(
+        &db,
+        &format!("/v1.0/clip?since={}&until={}&limit=100", rfc3339(BASE_S + 600), rfc3339(BASE_S + 1200)),
+    )
+    .await;
     assert_eq!(ids(&window), (10..=20).rev().map(|n| format!("Clip{n}")).collect::<Vec<_>>());
 }
 

@@ -29,7 +29,7 @@ async fn page_queries_use_indexes_at_a_million_clips() {
         Some("streamer=sample_42".to_owned()),
         Some(format!("broadcaster_id={}", sample.broadcaster_of(42))),
         Some("min_intensity=13.5".to_owned()),
-        Some("since=1700900000&until=1700950000".to_owned()),
+        Some("since=2023-11-25T08%3A00%3A00Z&until=2023-11-25T22%3A00%3A00Z".to_owned()),
         Some(format!("cursor={cursor}")),
         Some(format!("broadcaster_id={}&cursor={cursor}", sample.broadcaster_of(7))),
     ] {

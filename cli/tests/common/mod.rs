@@ -1,0 +1,66 @@
+//! What the `highlights serve` tests share: a seeded database of the local stack and the server
+//! process on a free port.
+
+// Each test binary uses part of this module.
+#![allow(dead_code)]
+
+use std::io::{BufRead as _, BufReader};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+
+use highlights_adapters::postgres::Database;
+use highlights_adapters::sample_clips::SampleClips;
+use highlights_adapters::stack_env::StackEnv;
+
+pub fn repository() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).parent().unwrap().to_path_buf()
+}
+
+/// A fresh database with 60 sample clips over 3 streamers, the newest an hour old.
+pub async fn seeded_database(name: &str) -> String {
+    let stack = StackEnv::discover(&repository()).unwrap_or_else(|e| panic!("{e}"));
+    let (server, _) = stack.database_url().unwrap().rsplit_once('/').unwrap();
+    let url = format!("{server}/{name}_{}", std::process::id());
+    let database = Database::from_url(&url).unwrap();
+    database.create_if_missing().await.unwrap();
+    database.migrate().await.unwrap();
+    let client = database.connect().await.unwrap();
+    client.batch_execute("TRUNCATE clips, streamers").await.unwrap();
+    let now = time::OffsetDateTime::now_utc().unix_timestamp();
+    let sample = SampleClips { count: 60, channels: 3, first_detected_unix: now - 3600 };
+    assert_eq!(sample.insert(&client).await.unwrap(), 60);
+    url
+}
+
+pub struct Server {
+    child: Child,
+    pub url: String,
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+pub fn serve(database_url: &str, web_dir: &Path) -> Server {
+    let mut child = Command::new(env!("CARGO_BIN_EXE_highlights"))
+        .args(["serve", "--listen", "127.0.0.1:0", "--web-dir"])
+        .arg(web_dir)
+        .env("DATABASE_URL", database_url)
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut stderr = BufReader::new(child.stderr.take().unwrap());
+    let mut line = String::new();
+    stderr.read_line(&mut line).unwrap();
+    let url = line
+        .strip_prefix("serving ")
+        .and_then(|rest| rest.split_whitespace().next())
+        .unwrap_or_else(|| panic!("unexpected first line from highlights serve: {line:?}"))
+        .to_owned();
+    // Keep draining stderr so the server never blocks on a full pipe.
+    std::thread::spawn(move || std::io::copy(&mut stderr, &mut std::io::sink()));
+    Server { child, url }
+}
