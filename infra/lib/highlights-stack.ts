@@ -15,6 +15,7 @@ import * as cloudwatch from 'aws-cdk-lib/aws-cloudwatch';
 import * as cwActions from 'aws-cdk-lib/aws-cloudwatch-actions';
 import * as dynamodb from 'aws-cdk-lib/aws-dynamodb';
 import * as ec2 from 'aws-cdk-lib/aws-ec2';
+import * as ecrAssets from 'aws-cdk-lib/aws-ecr-assets';
 import * as ecs from 'aws-cdk-lib/aws-ecs';
 import * as events from 'aws-cdk-lib/aws-events';
 import * as targets from 'aws-cdk-lib/aws-events-targets';
@@ -277,7 +278,12 @@ export class HighlightsStack extends cdk.Stack {
     task.addContainer('ingest', {
       image:
         props.ingestImage ??
-        ecs.ContainerImage.fromAsset(REPOSITORY, { file: 'ingest-fargate/Dockerfile', exclude: ['.git', 'target', '**/node_modules', '.local', '.venv', 'infra/cdk.out', 'infra/dist', 'web/test-results'] }),
+        ecs.ContainerImage.fromAsset(REPOSITORY, {
+          file: 'ingest-fargate/Dockerfile',
+          // The task runs on Graviton: build the image for arm64 whatever the deploying machine is.
+          platform: ecrAssets.Platform.LINUX_ARM64,
+          exclude: ['.git', 'target', '**/node_modules', '.local', '.venv', '.venv-test', 'infra/cdk.out', 'infra/dist', 'web/test-results'],
+        }),
       logging: ecs.LogDrivers.awsLogs({
         streamPrefix: 'ingest',
         logGroup: new logs.LogGroup(this, 'IngestLogs', { retention: logs.RetentionDays.ONE_MONTH }),
