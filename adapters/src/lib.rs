@@ -22,4 +22,5 @@ pub mod telemetry;
 pub mod tls;
 pub mod tokens;
 pub mod twitch;
+pub mod twitch_http;
 pub mod twitch_streams;

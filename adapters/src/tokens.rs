@@ -98,7 +98,7 @@ impl SecretsTokenSource {
             *cache = Some((app, stored));
             return Ok(access);
         }
-        let fresh = self.oauth.refresh(&app, &stored.refresh_token).await?;
+        let fresh = self.oauth.refresh(&app, &stored).await?;
         let text = serde_json::to_string(&fresh).expect("a token serialises");
         self.secrets
             .put_secret_value()

@@ -1,11 +1,8 @@
-//! Twitch over HTTP: Helix clips (Create Clip, Get Clips) and OAuth tokens (refresh, code
-//! exchange), with base URLs per client so tests point each instance at its own fake server
-//! (`TWITCH_HELIX_URL`, `TWITCH_OAUTH2_URL` in production configuration).
-//!
-//! Why not `twitch_api`'s HelixClient: its URL override is one process-wide static read from the
-//! environment, which cannot give each test its own fake server without mutating the
-//! environment of a multi-threaded process; the Helix calls the product needs are three small
-//! JSON requests.
+//! Twitch over HTTP: Helix clips (Create Clip, Get Clips, through `twitch_api`) and OAuth tokens
+//! (refresh through `twitch_oauth2`; code exchange and app tokens), with base URLs per client so
+//! tests point each instance at its own fake server (`TWITCH_HELIX_URL`, `TWITCH_OAUTH2_URL` in
+//! production configuration). `twitch_api` sends through [`crate::twitch_http::RewritingClient`],
+//! whose module docs say why.
 //!
 //! Tokens never appear in `Debug`, `Display`, logs or errors.
 
@@ -14,6 +11,11 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use highlights_core::clip_policy::{AttemptResult, ClipFailure};
 use serde::{Deserialize, Serialize};
+use twitch_api::HelixClient;
+use twitch_api::helix::clips::{CreateClipRequest, GetClipsRequest};
+use twitch_api::helix::{ClientRequestError, EmptyBody, HelixRequestGetError, HelixRequestPostError};
+
+use crate::twitch_http::{RewritingClient, with_rate_limit_capture};
 
 pub const DEFAULT_HELIX_URL: &str = "https://api.twitch.tv/helix";
 pub const DEFAULT_OAUTH2_URL: &str = "https://id.twitch.tv/oauth2";
@@ -111,17 +113,40 @@ pub trait ClipsApi: Send + Sync {
     ) -> impl Future<Output = Result<Option<ClipInfo>, TwitchError>> + Send;
 }
 
-/// Helix over reqwest.
-#[derive(Debug, Clone)]
+/// Helix through `twitch_api` (request types, response parsing), sent by
+/// [`RewritingClient`] so the base URL is this client's (a fake Twitch in tests).
+#[derive(Clone)]
 pub struct HelixClips {
-    http: reqwest::Client,
-    base_url: String,
+    helix: HelixClient<'static, RewritingClient>,
     client_id: String,
+}
+
+impl std::fmt::Debug for HelixClips {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("HelixClips").field("client_id", &self.client_id).finish_non_exhaustive()
+    }
 }
 
 impl HelixClips {
     pub fn new(http: reqwest::Client, base_url: impl Into<String>, client_id: impl Into<String>) -> Self {
-        Self { http, base_url: base_url.into().trim_end_matches('/').to_owned(), client_id: client_id.into() }
+        let client =
+            RewritingClient::new(http, &base_url.into(), DEFAULT_OAUTH2_URL, Duration::from_secs(10));
+        Self { helix: HelixClient::with_client(client), client_id: client_id.into() }
+    }
+
+    /// `twitch_api` wants a token type; only the access token and client id are sent.
+    fn bearer(&self, token: &Secret) -> twitch_oauth2::UserToken {
+        twitch_oauth2::UserToken::from_existing_unchecked(
+            twitch_oauth2::AccessToken::new(token.expose().to_owned()),
+            None,
+            twitch_oauth2::ClientId::new(self.client_id.clone()),
+            None,
+            // Not sent with Helix requests: the token's owner is not needed to call as it.
+            twitch_api::types::UserName::new("highlights".to_owned()),
+            twitch_api::types::UserId::new("0".to_owned()),
+            None,
+            None,
+        )
     }
 }
 
@@ -133,20 +158,25 @@ pub(crate) fn reset_after(headers: &reqwest::header::HeaderMap) -> Option<Durati
         .ok()?
         .parse()
         .ok()?;
+    reset_in(reset_s)
+}
+
+/// How long until the Unix second `reset_s`.
+fn reset_in(reset_s: u64) -> Option<Duration> {
     let now = SystemTime::now().duration_since(UNIX_EPOCH).ok()?.as_secs();
     Some(Duration::from_secs(reset_s.saturating_sub(now)))
 }
 
-#[derive(Deserialize)]
-struct DataList<T> {
-    data: Vec<T>,
-}
-
-#[derive(Deserialize)]
-struct CreatedClip {
-    id: String,
-    #[serde(default)]
-    edit_url: String,
+/// Create Clip's answer, classified for the retry policy by its status.
+fn classify(status: u16, reset_s: Option<u64>) -> AttemptResult {
+    match status {
+        400 => AttemptResult::Rejected(ClipFailure::NotClippable),
+        401 => AttemptResult::Unauthorized,
+        403 => AttemptResult::Rejected(ClipFailure::ClippingRestricted),
+        404 => AttemptResult::Rejected(ClipFailure::NotLive),
+        429 => AttemptResult::RateLimited { reset_after: reset_s.and_then(reset_in) },
+        _ => AttemptResult::ServerError(status),
+    }
 }
 
 impl ClipsApi for HelixClips {
@@ -157,64 +187,66 @@ impl ClipsApi for HelixClips {
         title: Option<&str>,
         timeout: Duration,
     ) -> AttemptResult {
-        let mut query = vec![("broadcaster_id", broadcaster_id.to_string())];
+        let mut request =
+            CreateClipRequest::broadcaster_id(twitch_api::types::UserId::new(broadcaster_id.to_string()));
         if let Some(title) = title {
-            query.push(("title", title.to_owned()));
+            request = request.title(title.to_owned());
         }
-        let sent = self
-            .http
-            .post(format!("{}/clips", self.base_url))
-            .query(&query)
-            .bearer_auth(token.expose())
-            .header("Client-Id", &self.client_id)
-            .timeout(timeout)
-            .send()
-            .await;
-        let response = match sent {
-            Ok(response) => response,
-            Err(error) => {
-                tracing::warn!(broadcaster_id, error = %without_url(&error), "Create Clip did not get an answer");
-                return AttemptResult::Unreachable;
+        let bearer = self.bearer(token);
+        let call = self.helix.req_post(request, EmptyBody, &bearer);
+        let (result, reset_s) = with_rate_limit_capture(tokio::time::timeout(timeout, call)).await;
+        match result {
+            Err(_) => {
+                tracing::warn!(broadcaster_id, "Create Clip timed out");
+                AttemptResult::Unreachable
             }
-        };
-        let status = response.status().as_u16();
-        match status {
-            200..=299 => match response.json::<DataList<CreatedClip>>().await {
-                Ok(mut body) if !body.data.is_empty() => {
-                    let clip = body.data.swap_remove(0);
-                    AttemptResult::Created { clip_id: clip.id, edit_url: clip.edit_url }
-                }
-                _ => AttemptResult::ServerError(status),
+            Ok(Ok(response)) => AttemptResult::Created {
+                clip_id: response.data.id.to_string(),
+                edit_url: response.data.edit_url,
             },
-            400 => AttemptResult::Rejected(ClipFailure::NotClippable),
-            401 => AttemptResult::Unauthorized,
-            403 => AttemptResult::Rejected(ClipFailure::ClippingRestricted),
-            404 => AttemptResult::Rejected(ClipFailure::NotLive),
-            429 => AttemptResult::RateLimited { reset_after: reset_after(response.headers()) },
-            _ => AttemptResult::ServerError(status),
+            Ok(Err(ClientRequestError::HelixRequestPostError(HelixRequestPostError::Error {
+                status,
+                ..
+            }))) => classify(status.as_u16(), reset_s),
+            Ok(Err(ClientRequestError::RequestError(error))) => {
+                tracing::warn!(broadcaster_id, %error, "Create Clip did not get an answer");
+                AttemptResult::Unreachable
+            }
+            Ok(Err(error)) => {
+                tracing::warn!(broadcaster_id, error = %error, "Create Clip's answer was not understood");
+                AttemptResult::ServerError(502)
+            }
         }
     }
 
     async fn get_clip(&self, token: &Secret, clip_id: &str) -> Result<Option<ClipInfo>, TwitchError> {
         const WHAT: &str = "Get Clips";
-        let response = self
-            .http
-            .get(format!("{}/clips", self.base_url))
-            .query(&[("id", clip_id)])
-            .bearer_auth(token.expose())
-            .header("Client-Id", &self.client_id)
-            .timeout(Duration::from_secs(5))
-            .send()
+        let ids = [twitch_api::types::ClipId::new(clip_id.to_owned())];
+        let request = GetClipsRequest::clip_ids(&ids[..]);
+        let bearer = self.bearer(token);
+        let response = tokio::time::timeout(Duration::from_secs(5), self.helix.req_get(request, &bearer))
             .await
-            .map_err(|e| TwitchError::Unreachable { what: WHAT, reason: without_url(&e) })?;
-        if !response.status().is_success() {
-            return Err(TwitchError::Status { what: WHAT, status: response.status().as_u16() });
-        }
-        let mut body: DataList<ClipInfo> = response
-            .json()
-            .await
-            .map_err(|e| TwitchError::Malformed { what: WHAT, reason: without_url(&e) })?;
-        Ok((!body.data.is_empty()).then(|| body.data.swap_remove(0)))
+            .map_err(|_| TwitchError::Unreachable { what: WHAT, reason: "timed out".into() })?;
+        let clips = match response {
+            Ok(response) => response.data,
+            Err(ClientRequestError::HelixRequestGetError(HelixRequestGetError::Error { status, .. })) => {
+                return Err(TwitchError::Status { what: WHAT, status: status.as_u16() });
+            }
+            Err(ClientRequestError::RequestError(error)) => {
+                return Err(TwitchError::Unreachable { what: WHAT, reason: error.to_string() });
+            }
+            Err(error) => return Err(TwitchError::Malformed { what: WHAT, reason: error.to_string() }),
+        };
+        Ok(clips.into_iter().next().map(|clip| ClipInfo {
+            id: clip.id.to_string(),
+            url: clip.url,
+            embed_url: clip.embed_url,
+            thumbnail_url: clip.thumbnail_url,
+            title: clip.title,
+            duration: clip.duration,
+            vod_offset: clip.vod_offset,
+            view_count: clip.view_count,
+        }))
     }
 }
 
@@ -231,10 +263,12 @@ pub(crate) fn without_url(error: &reqwest::Error) -> String {
 }
 
 /// Twitch's OAuth endpoints.
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 pub struct TwitchOAuth {
     http: reqwest::Client,
     base_url: String,
+    /// `twitch_oauth2` sends its requests through this (token refresh).
+    oauth2: HelixClient<'static, RewritingClient>,
 }
 
 #[derive(Deserialize)]
@@ -251,9 +285,18 @@ pub fn now_s() -> i64 {
     SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_secs() as i64)
 }
 
+impl std::fmt::Debug for TwitchOAuth {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("TwitchOAuth").field("base_url", &self.base_url).finish_non_exhaustive()
+    }
+}
+
 impl TwitchOAuth {
     pub fn new(http: reqwest::Client, base_url: impl Into<String>) -> Self {
-        Self { http, base_url: base_url.into().trim_end_matches('/').to_owned() }
+        let base_url = base_url.into().trim_end_matches('/').to_owned();
+        let client =
+            RewritingClient::new(http.clone(), DEFAULT_HELIX_URL, &base_url, Duration::from_secs(10));
+        Self { http, base_url, oauth2: HelixClient::with_client(client) }
     }
 
     pub fn base_url(&self) -> &str {
@@ -318,22 +361,32 @@ impl TwitchOAuth {
         Ok((token.access_token, now_s() + token.expires_in.unwrap_or(3600)))
     }
 
-    /// Exchanges a refresh token for a new access token (and a new refresh token, to persist).
-    pub async fn refresh(
-        &self,
-        app: &AppCredentials,
-        refresh_token: &Secret,
-    ) -> Result<UserToken, TwitchError> {
-        self.token_request(
-            "token refresh",
-            &[
-                ("grant_type", "refresh_token"),
-                ("refresh_token", refresh_token.expose()),
-                ("client_id", &app.client_id),
-                ("client_secret", app.client_secret.expose()),
-            ],
-        )
-        .await
+    /// Exchanges the stored token's refresh token for a new access token (and a new refresh
+    /// token, to persist) through `twitch_oauth2`.
+    pub async fn refresh(&self, app: &AppCredentials, stored: &UserToken) -> Result<UserToken, TwitchError> {
+        const WHAT: &str = "token refresh";
+        let refresh = twitch_oauth2::RefreshToken::new(stored.refresh_token.expose().to_owned());
+        let client_id = twitch_oauth2::ClientId::new(app.client_id.clone());
+        let secret = twitch_oauth2::ClientSecret::new(app.client_secret.expose().to_owned());
+        let (access, expires_in, next) = refresh
+            .refresh_token(&self.oauth2, &client_id, Some(&secret))
+            .await
+            .map_err(|error| match error {
+                twitch_oauth2::tokens::errors::RefreshTokenError::RequestError(e) => {
+                    TwitchError::Unreachable { what: WHAT, reason: e.to_string() }
+                }
+                twitch_oauth2::tokens::errors::RefreshTokenError::RequestParseError(
+                    twitch_oauth2::RequestParseError::TwitchError(answer),
+                ) => TwitchError::Status { what: WHAT, status: answer.status.as_u16() },
+                // Nothing else carries a secret: the messages name what was missing.
+                other => TwitchError::Malformed { what: WHAT, reason: other.to_string() },
+            })?;
+        Ok(UserToken {
+            access_token: Secret::new(access.secret()),
+            refresh_token: next.map_or_else(|| stored.refresh_token.clone(), |r| Secret::new(r.secret())),
+            expires_at: Some(now_s() + expires_in.as_secs() as i64),
+            scopes: stored.scopes.clone(),
+        })
     }
 
     /// The authorization code flow's last step.
