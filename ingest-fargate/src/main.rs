@@ -108,6 +108,8 @@ async fn main() -> anyhow::Result<()> {
         .filter(|c| !c.is_empty())
         .collect();
     let secrets = aws_sdk_secretsmanager::Client::new(&sdk);
+    // One HTTP client (connection pool, TLS setup) for all Twitch calls of the process.
+    let http = reqwest::Client::new();
     let app: Option<AppCredentials> = match read_secret_json(&secrets, &resources.twitch_app_secret.name)
         .await
     {
@@ -137,7 +139,7 @@ async fn main() -> anyhow::Result<()> {
                     secrets.clone(),
                     resources.twitch_app_secret.name.clone(),
                     resources.twitch_user_token_secret.name.clone(),
-                    TwitchOAuth::new(reqwest::Client::new(), &settings.twitch.oauth2_url),
+                    TwitchOAuth::new(http.clone(), &settings.twitch.oauth2_url),
                 )),
             },
             None => IrcLogin::Anonymous,
@@ -154,7 +156,6 @@ async fn main() -> anyhow::Result<()> {
         drain_deadline: Duration::from_secs(settings.drain_seconds),
     };
     let _fixed_channels = if let Some(app) = app {
-        let http = reqwest::Client::new();
         let api = HelixStreams::new(http, &settings.twitch.helix_url, &settings.twitch.oauth2_url, app);
         let lifecycle_sink =
             Arc::new(KinesisSink { client: client.clone(), stream: resources.lifecycle_stream.name.clone() });
