@@ -204,10 +204,14 @@ impl ChatClient {
         if !self.address.tls {
             return Ok(Box::new(tcp));
         }
-        let config = highlights_adapters::tls::client_config(highlights_adapters::tls::mozilla_roots());
+        // Built once: the root store is the same for every reconnect.
+        static TLS: std::sync::OnceLock<Arc<rustls::ClientConfig>> = std::sync::OnceLock::new();
+        let config = TLS.get_or_init(|| {
+            Arc::new(highlights_adapters::tls::client_config(highlights_adapters::tls::mozilla_roots()))
+        });
         let name = rustls::pki_types::ServerName::try_from(self.address.host.clone())
             .map_err(|e| std::io::Error::new(std::io::ErrorKind::InvalidInput, e))?;
-        let tls = tokio_rustls::TlsConnector::from(Arc::new(config)).connect(name, tcp).await?;
+        let tls = tokio_rustls::TlsConnector::from(config.clone()).connect(name, tcp).await?;
         Ok(Box::new(tls))
     }
 
