@@ -127,6 +127,18 @@ async fn inserted(world: &World, detection: &Detection) -> DynamoEvent {
     )
 }
 
+/// The user token as the secret holds it now.
+async fn stored_token(world: &World) -> UserToken {
+    let value = world
+        .secrets
+        .get_secret_value()
+        .secret_id(&world.resources.twitch_user_token_secret.name)
+        .send()
+        .await
+        .unwrap();
+    serde_json::from_str(value.secret_string().unwrap()).unwrap()
+}
+
 async fn rows(world: &World) -> Vec<(String, String, bool, Option<String>)> {
     let client = world.database.connect().await.unwrap();
     client
@@ -279,14 +291,7 @@ async fn a_401_refreshes_the_token_writes_it_back_and_never_logs_it() {
     assert_eq!(world.fake.refresh_calls(), 1);
     let calls = world.fake.create_calls();
     assert_eq!(calls.iter().map(|c| c.token.as_str()).collect::<Vec<_>>(), vec![ACCESS, "at-secret-2"]);
-    let stored = world
-        .secrets
-        .get_secret_value()
-        .secret_id(&world.resources.twitch_user_token_secret.name)
-        .send()
-        .await
-        .unwrap();
-    let stored: UserToken = serde_json::from_str(stored.secret_string().unwrap()).unwrap();
+    let stored = stored_token(&world).await;
     assert_eq!((stored.access_token.expose(), stored.refresh_token.expose()), ("at-secret-2", "rt-secret-2"));
 
     let logs = String::from_utf8(captured.0.lock().unwrap().clone()).unwrap();
@@ -342,13 +347,6 @@ async fn two_clippers_rejected_with_the_same_token_refresh_only_once() {
     assert_eq!(second.refresh_after_rejection(&stale_second).await.unwrap().expose(), "at-secret-2");
     assert_eq!(world.fake.refresh_calls(), 1, "the second instance reused the stored token");
     assert_eq!((first.refreshes(), second.refreshes()), (1, 0));
-    let stored = world
-        .secrets
-        .get_secret_value()
-        .secret_id(&world.resources.twitch_user_token_secret.name)
-        .send()
-        .await
-        .unwrap();
-    let stored: UserToken = serde_json::from_str(stored.secret_string().unwrap()).unwrap();
+    let stored = stored_token(&world).await;
     assert_eq!(stored.refresh_token.expose(), "rt-secret-2", "the newest refresh token is kept");
 }
