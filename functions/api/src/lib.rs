@@ -66,7 +66,11 @@ fn documented_routes() -> OpenApiRouter<ApiState> {
 
 /// The OpenAPI 3.1 document of the routes (what `/v1.0/openapi.json` serves), pretty-printed.
 pub fn openapi_json() -> String {
-    let mut text = documented_routes().into_openapi().to_pretty_json().unwrap_or_default();
+    pretty(&documented_routes().into_openapi())
+}
+
+fn pretty(document: &utoipa::openapi::OpenApi) -> String {
+    let mut text = document.to_pretty_json().unwrap_or_default();
     text.push('\n');
     text
 }
@@ -78,8 +82,8 @@ pub fn router_with_cors(state: ApiState, site_origin: Option<&str>) -> Router {
     if let Some(origin) = site_origin.and_then(|o| o.parse::<HeaderValue>().ok()) {
         cors = cors.allow_origin(origin);
     }
-    let document: Arc<str> = openapi_json().into();
-    let (routes, _) = documented_routes().split_for_parts();
+    let (routes, api) = documented_routes().split_for_parts();
+    let document: Arc<str> = pretty(&api).into();
     routes
         .route(
             "/v1.0/openapi.json",
