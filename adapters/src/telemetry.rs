@@ -9,10 +9,17 @@ use serde_json::{Map, Value, json};
 /// The CloudWatch namespace of every metric of the system.
 pub const NAMESPACE: &str = "TwitchHighlights";
 
+/// twitch-irc traces every line it sends, `PASS oauth:<token>` included: it never logs below
+/// debug, whatever `RUST_LOG` asks for.
+const TWITCH_IRC_CEILING: &str = "twitch_irc=debug";
+
 /// JSON logs on stderr; level from `RUST_LOG` (default `info`, or `default_level`).
 pub fn init_json_logs(default_level: &str) {
-    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+    let mut filter = tracing_subscriber::EnvFilter::try_from_default_env()
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default_level));
+    if let Ok(ceiling) = TWITCH_IRC_CEILING.parse() {
+        filter = filter.add_directive(ceiling);
+    }
     // A second initialisation (tests, a runner hosting several handlers) keeps the first.
     let _ = tracing_subscriber::fmt()
         .json()

@@ -1,13 +1,20 @@
-//! IRC line to encoded Kinesis record, on one core: parse (IRCv3 tags), batch per broadcaster,
-//! seal every 2,500 messages (250 ms at 10,000 messages/s) and take the PutRecords call.
+//! IRC line to encoded Kinesis record, on one core, through the path the ingester runs: the
+//! transport's `route_line` (chat parsed by `highlights_core::irc::parse_line`), batching per
+//! broadcaster, sealing every 2,500 messages (250 ms at 10,000 messages/s) and taking the
+//! PutRecords call. A second benchmark runs the same lines through twitch-irc's own parsing
+//! (`IRCMessage::parse`, `ServerMessage::try_from`, the clone its connection loop makes of every
+//! message): the reason chat bypasses it.
 //! Lines are built from the real chat logs in ../shared/data/chat (TwitchDownloader JSON) with
 //! the tags Twitch sends. Before the benchmarks it prints the records/s and bytes/s one channel
 //! at 10,000 messages/s produces. Run: `scripts/bench ingest`.
 
 use std::path::Path;
 
-use highlights_core::irc::parse_line;
+use highlights_core::irc::IrcChat;
+use highlights_core::model::ChatMessage;
 use ingest_fargate::batcher::Batcher;
+use ingest_fargate::irc_client::{Routed, route_line};
+use twitch_irc::message::{IRCMessage, ServerMessage};
 
 const LINES: usize = 100_000;
 const PER_FLUSH: usize = 2_500;
@@ -47,12 +54,40 @@ fn chat_lines() -> Vec<String> {
         .collect()
 }
 
+fn chat_of(line: &str) -> Option<IrcChat> {
+    match route_line(line.as_bytes()) {
+        Routed::Chat(chat) => Some(chat),
+        _ => None,
+    }
+}
+
+/// The same through twitch-irc's message types.
+fn chat_through_twitch_irc(line: &str) -> Option<IrcChat> {
+    let message = ServerMessage::try_from(IRCMessage::parse(line).ok()?).ok()?;
+    // twitch-irc's connection loop keeps a copy of each message it forwards.
+    let forwarded = message.clone();
+    drop(message);
+    let ServerMessage::Privmsg(privmsg) = forwarded else { return None };
+    Some(IrcChat {
+        broadcaster_id: privmsg.channel_id.parse().ok()?,
+        channel: privmsg.channel_login,
+        message: ChatMessage {
+            id: privmsg.message_id,
+            user_id: privmsg.sender.id.parse().ok()?,
+            login: privmsg.sender.login,
+            sent_at_ms: privmsg.server_timestamp.timestamp_millis(),
+            text: privmsg.message_text,
+            emote_count: privmsg.emotes.len() as u32,
+        },
+    })
+}
+
 /// Runs the lines through the ingester's path; returns (records, bytes).
-fn ingest(lines: &[String]) -> (usize, usize) {
+fn ingest(lines: &[String], chat_of: fn(&str) -> Option<IrcChat>) -> (usize, usize) {
     let mut batcher = Batcher::new(1 << 30);
     let (mut records, mut bytes) = (0, 0);
     for (n, line) in lines.iter().enumerate() {
-        if let Ok(Some(chat)) = parse_line(line) {
+        if let Some(chat) = chat_of(line) {
             batcher.push(chat);
         }
         if (n + 1) % PER_FLUSH == 0 {
@@ -69,7 +104,10 @@ fn ingest(lines: &[String]) -> (usize, usize) {
 fn main() {
     let lines = chat_lines();
     let irc_bytes: usize = lines.iter().map(|l| l.len() + 2).sum();
-    let (records, bytes) = ingest(&lines);
+    let (records, bytes) = ingest(&lines, chat_of);
+    for line in &lines {
+        assert_eq!(chat_of(line), chat_through_twitch_irc(line), "the two parsers disagree on {line}");
+    }
     let seconds = LINES as f64 / 10_000.0;
     eprintln!(
         "one channel at 10,000 messages/s: {:.0} records/s, {:.0} KB/s to Kinesis \
@@ -85,5 +123,15 @@ fn main() {
 #[divan::bench]
 fn irc_line_to_kinesis_record(bencher: divan::Bencher) {
     let lines = chat_lines();
-    bencher.counter(divan::counter::ItemsCount::new(LINES)).bench(|| ingest(divan::black_box(&lines)));
+    bencher
+        .counter(divan::counter::ItemsCount::new(LINES))
+        .bench(|| ingest(divan::black_box(&lines), chat_of));
+}
+
+#[divan::bench]
+fn irc_line_to_kinesis_record_through_twitch_irc_types(bencher: divan::Bencher) {
+    let lines = chat_lines();
+    bencher
+        .counter(divan::counter::ItemsCount::new(LINES))
+        .bench(|| ingest(divan::black_box(&lines), chat_through_twitch_irc));
 }

@@ -37,8 +37,11 @@ pub async fn run<S: RecordSink>(
 ) -> DrainReport {
     let counters = chat.counters.clone();
     let (events_tx, events_rx) = mpsc::channel(EVENT_QUEUE);
-    let reader = tokio::spawn(async move { chat.run(channels, events_tx, shutdown).await });
-    let report = producer::run(sink, events_rx, producer, counters).await;
+    let reader = {
+        let shutdown = shutdown.clone();
+        tokio::spawn(async move { chat.run(channels, events_tx, shutdown).await })
+    };
+    let report = producer::run(sink, events_rx, producer, counters, shutdown).await;
     let _ = reader.await;
     report
 }

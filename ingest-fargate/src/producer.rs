@@ -6,12 +6,13 @@
 //! The Kinesis call is behind [`RecordSink`], so tests inject partial failures and throttling.
 
 use std::future::Future;
+use std::pin::Pin;
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
 use std::time::Duration;
 
 use highlights_adapters::kinesis_out::{self, OutRecord};
-use tokio::sync::mpsc;
+use tokio::sync::{mpsc, watch};
 use tokio::time::Instant;
 
 use crate::batcher::{Batcher, Pending};
@@ -71,31 +72,65 @@ fn now_ms() -> i64 {
     std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_millis() as i64)
 }
 
-/// Runs until `events` closes (the IRC client stopped), then sends what is buffered until the
-/// drain deadline.
+/// A PutRecords call on its way: it owns its records, so chat keeps flowing into the batcher
+/// while Kinesis answers.
+type InFlight = Pin<Box<dyn Future<Output = (Vec<Pending>, Result<EntryResults, SinkError>)> + Send>>;
+
+fn start_call<S: RecordSink>(sink: &Arc<S>, batcher: &mut Batcher) -> Option<(InFlight, usize)> {
+    let call = batcher.next_call();
+    if call.is_empty() {
+        return None;
+    }
+    let messages = call.iter().map(|p| p.messages).sum();
+    let sink = sink.clone();
+    let future = Box::pin(async move {
+        let records: Vec<&OutRecord> = call.iter().map(|p| &p.record).collect();
+        let result = sink.put(&records).await;
+        drop(records);
+        (call, result)
+    });
+    Some((future, messages))
+}
+
+/// Runs until `shutdown` turns true (or `events` closes), takes what is still queued, then sends
+/// what is buffered until the drain deadline. At most one PutRecords call is in flight, so a
+/// broadcaster's records (one per call) are stored in order even when some are retried.
 pub async fn run<S: RecordSink>(
     sink: Arc<S>,
     mut events: mpsc::Receiver<ChatEvent>,
     settings: ProducerSettings,
     counters: Arc<Counters>,
+    mut shutdown: watch::Receiver<bool>,
 ) -> DrainReport {
     let mut batcher = Batcher::new(settings.max_buffer_bytes);
     let mut backoff = Backoff::default();
     let mut next_flush = Instant::now() + settings.flush_every;
+    let mut in_flight: Option<(InFlight, usize)> = None;
     loop {
         tokio::select! {
             event = events.recv() => match event {
                 Some(ChatEvent::Chat(chat)) => batcher.push(chat),
                 Some(ChatEvent::Joined { broadcaster_id, .. }) => batcher.joined(broadcaster_id, now_ms()),
-                Some(ChatEvent::Parted { .. }) => {}
-                Some(ChatEvent::Connected(up)) => counters.irc_connected.store(up, Ordering::Relaxed),
+                Some(ChatEvent::Parted { broadcaster_id, .. }) => batcher.parted(broadcaster_id),
                 None => break,
             },
+            // Intake stops: nothing new is accepted, what is queued is still received, then
+            // `recv` answers `None`. (Closing here does not wait for every sender to go away.)
+            _ = shutdown.wait_for(|stop| *stop), if !events.is_closed() => events.close(),
             _ = tokio::time::sleep_until(next_flush) => {
                 batcher.seal(now_ms());
                 next_flush = Instant::now() + settings.flush_every;
-                if backoff.ready() {
-                    send_one_call(&*sink, &mut batcher, &mut backoff, &counters).await;
+                if in_flight.is_none() && backoff.ready() {
+                    in_flight = start_call(&sink, &mut batcher);
+                }
+            }
+            (call, result) = async { (&mut in_flight.as_mut().expect("guarded by the condition").0).await },
+                if in_flight.is_some() =>
+            {
+                in_flight = None;
+                if finish_call(call, result, &mut batcher, &mut backoff, &counters) {
+                    // Stored: what else is waiting goes out now, not at the next tick.
+                    in_flight = start_call(&sink, &mut batcher);
                 }
             }
         }
@@ -105,77 +140,82 @@ pub async fn run<S: RecordSink>(
     // Drain: the IRC side has stopped; send everything with the remaining time.
     batcher.seal(now_ms());
     let deadline = Instant::now() + settings.drain_deadline;
-    while !batcher.is_empty() && Instant::now() < deadline {
-        if !backoff.ready() {
-            tokio::time::sleep_until(backoff.until.min(deadline)).await;
-            continue;
+    let mut lost_in_flight = 0;
+    loop {
+        if in_flight.is_none() {
+            if batcher.is_empty() || Instant::now() >= deadline {
+                break;
+            }
+            if !backoff.ready() {
+                tokio::time::sleep_until(backoff.until.min(deadline)).await;
+                continue;
+            }
+            in_flight = start_call(&sink, &mut batcher);
         }
-        match tokio::time::timeout_at(deadline, send_one_call(&*sink, &mut batcher, &mut backoff, &counters))
-            .await
-        {
-            Ok(()) => {}
-            Err(_) => break,
+        let Some((call, messages)) = in_flight.take() else { break };
+        match tokio::time::timeout_at(deadline, call).await {
+            Ok((call, result)) => {
+                finish_call(call, result, &mut batcher, &mut backoff, &counters);
+            }
+            Err(_) => {
+                lost_in_flight = messages;
+                break;
+            }
         }
     }
     counters.buffer_depth.store(batcher.buffered_bytes() as u64, Ordering::Relaxed);
-    let mut unsent = 0;
+    let mut unsent = lost_in_flight;
     while batcher.pending_records() > 0 {
         unsent += batcher.next_call().iter().map(|p| p.messages).sum::<usize>();
     }
     DrainReport { unsent_messages: unsent }
 }
 
-/// Sends every record that is waiting, one call after another, until one fails.
-async fn send_one_call<S: RecordSink>(
-    sink: &S,
+/// Accounts for a call's answer; failed entries go back to the batcher. True when all were stored.
+fn finish_call(
+    call: Vec<Pending>,
+    result: Result<EntryResults, SinkError>,
     batcher: &mut Batcher,
     backoff: &mut Backoff,
     counters: &Counters,
-) {
-    loop {
-        let call = batcher.next_call();
-        if call.is_empty() {
-            return;
-        }
-        let records: Vec<&OutRecord> = call.iter().map(|p| &p.record).collect();
-        match sink.put(&records).await {
-            Ok(results) => {
-                counters.kinesis_reachable.store(true, Ordering::Relaxed);
-                let mut failed: Vec<Pending> = Vec::new();
-                for (pending, result) in
-                    call.into_iter().zip(results.into_iter().chain(std::iter::repeat(None)))
-                {
-                    match result {
-                        None => {
-                            counters.records_put.fetch_add(1, Ordering::Relaxed);
-                            counters.messages_sent.fetch_add(pending.messages as u64, Ordering::Relaxed);
+) -> bool {
+    match result {
+        Ok(results) => {
+            counters.kinesis_reachable.store(true, Ordering::Relaxed);
+            let mut failed: Vec<Pending> = Vec::new();
+            for (pending, result) in call.into_iter().zip(results.into_iter().chain(std::iter::repeat(None)))
+            {
+                match result {
+                    None => {
+                        counters.records_put.fetch_add(1, Ordering::Relaxed);
+                        counters.messages_sent.fetch_add(pending.messages as u64, Ordering::Relaxed);
+                    }
+                    Some(code) => {
+                        if code.contains("Throughput") || code.contains("Throttl") {
+                            counters.throttled.fetch_add(1, Ordering::Relaxed);
+                        } else {
+                            counters.put_failures.fetch_add(1, Ordering::Relaxed);
                         }
-                        Some(code) => {
-                            if code.contains("Throughput") || code.contains("Throttl") {
-                                counters.throttled.fetch_add(1, Ordering::Relaxed);
-                            } else {
-                                counters.put_failures.fetch_add(1, Ordering::Relaxed);
-                            }
-                            failed.push(pending);
-                        }
+                        failed.push(pending);
                     }
                 }
-                if failed.is_empty() {
-                    backoff.reset();
-                } else {
-                    batcher.requeue(failed);
-                    backoff.fail();
-                    return;
-                }
             }
-            Err(error) => {
-                counters.kinesis_reachable.store(false, Ordering::Relaxed);
-                counters.put_failures.fetch_add(call.len() as u64, Ordering::Relaxed);
-                tracing::warn!(%error, records = call.len(), "PutRecords failed; will retry");
-                batcher.requeue(call);
+            if failed.is_empty() {
+                backoff.reset();
+                true
+            } else {
+                batcher.requeue(failed);
                 backoff.fail();
-                return;
+                false
             }
+        }
+        Err(error) => {
+            counters.kinesis_reachable.store(false, Ordering::Relaxed);
+            counters.put_failures.fetch_add(call.len() as u64, Ordering::Relaxed);
+            tracing::warn!(%error, records = call.len(), "PutRecords failed; will retry");
+            batcher.requeue(call);
+            backoff.fail();
+            false
         }
     }
 }

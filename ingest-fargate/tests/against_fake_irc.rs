@@ -18,27 +18,42 @@ use common::MemorySink;
 
 const WAIT: Duration = Duration::from_secs(20);
 
+/// Twitch's own limit (20 per 10 s) also spaces new connections 10 s apart, which the reconnect
+/// test would spend waiting: the same share, ten times faster.
+const JOIN_LIMIT: JoinLimit = JoinLimit { joins: 20, per: Duration::from_secs(1) };
+
 struct Running {
     sink: Arc<MemorySink>,
     counters: Arc<Counters>,
     shutdown: watch::Sender<bool>,
-    _channels: watch::Sender<BTreeSet<String>>,
+    channels: watch::Sender<BTreeSet<String>>,
     task: tokio::task::JoinHandle<ingest_fargate::producer::DrainReport>,
+    _turn: tokio::sync::MutexGuard<'static, ()>,
 }
 
-fn start(irc: &FakeIrc, channels: &[&str], sink: Arc<MemorySink>) -> Running {
+async fn start(irc: &FakeIrc, channels: &[&str], sink: Arc<MemorySink>) -> Running {
+    start_with(irc, channels, sink, JOIN_LIMIT).await
+}
+
+async fn start_with(
+    irc: &FakeIrc,
+    channels: &[&str],
+    sink: Arc<MemorySink>,
+    join_limit: JoinLimit,
+) -> Running {
+    let turn = common::one_chat_client_at_a_time().await;
     let counters = Arc::new(Counters::default());
     let chat = ChatClient {
         address: irc.url().parse().unwrap(),
         login: IrcLogin::Anonymous,
-        join_limit: JoinLimit::default(),
+        join_limit,
         counters: counters.clone(),
     };
     let (channels_tx, channels_rx) = watch::channel(channels.iter().map(|c| (*c).to_owned()).collect());
     let (shutdown, shutdown_rx) = watch::channel(false);
     let settings = ProducerSettings { flush_every: Duration::from_millis(20), ..ProducerSettings::default() };
     let task = tokio::spawn(ingest_fargate::run(chat, channels_rx, sink.clone(), settings, shutdown_rx));
-    Running { sink, counters, shutdown, _channels: channels_tx, task }
+    Running { sink, counters, shutdown, channels: channels_tx, task, _turn: turn }
 }
 
 async fn until(what: &str, mut condition: impl FnMut() -> bool) {
@@ -64,7 +79,7 @@ fn chat(irc: &FakeIrc, channel: &str, room: u64, n: i64) {
 #[tokio::test]
 async fn chat_reaches_the_sink_in_order_with_every_field() {
     let irc = FakeIrc::start(&[("alpha", 11), ("beta", 22)]).await;
-    let running = start(&irc, &["alpha", "beta"], Arc::new(MemorySink::default()));
+    let running = start(&irc, &["alpha", "beta"], Arc::new(MemorySink::default())).await;
     assert!(irc.wait_joined(&["alpha", "beta"], WAIT).await);
     let handshake = irc.received();
     assert_eq!(handshake[0], "CAP REQ :twitch.tv/tags twitch.tv/commands");
@@ -109,7 +124,7 @@ async fn chat_reaches_the_sink_in_order_with_every_field() {
 #[tokio::test]
 async fn malformed_lines_are_counted_and_skipped() {
     let irc = FakeIrc::start(&[("alpha", 11)]).await;
-    let running = start(&irc, &["alpha"], Arc::new(MemorySink::default()));
+    let running = start(&irc, &["alpha"], Arc::new(MemorySink::default())).await;
     assert!(irc.wait_joined(&["alpha"], WAIT).await);
     chat(&irc, "alpha", 11, 1);
     irc.send_raw(Some("alpha"), "@room-id=11 :x!x@x PRIVMSG #alpha :no timestamp tag");
@@ -126,7 +141,7 @@ async fn malformed_lines_are_counted_and_skipped() {
 #[tokio::test]
 async fn reconnect_and_dropped_connections_rejoin_and_lose_nothing_received() {
     let irc = FakeIrc::start(&[("alpha", 11)]).await;
-    let running = start(&irc, &["alpha"], Arc::new(MemorySink::default()));
+    let running = start(&irc, &["alpha"], Arc::new(MemorySink::default())).await;
     assert!(irc.wait_joined(&["alpha"], WAIT).await);
     // 50 messages per connection; between them Twitch's RECONNECT, then a dropped connection.
     for (connection, interruption) in [(1, Some(true)), (2, Some(false)), (3, None)] {
@@ -144,6 +159,7 @@ async fn reconnect_and_dropped_connections_rejoin_and_lose_nothing_received() {
     }
     assert_eq!(running.sink.texts(11), (0..150).map(|n| format!("alpha says {n}")).collect::<Vec<_>>());
     assert_eq!(running.counters.reconnects.load(Ordering::Relaxed), 2);
+    assert!(running.counters.irc_connected.load(Ordering::Relaxed), "ready again after reconnecting");
     assert_eq!(irc.commands().iter().filter(|c| *c == "JOIN #alpha").count(), 3);
     running.shutdown.send(true).unwrap();
     running.task.await.unwrap();
@@ -160,7 +176,7 @@ async fn partial_failures_and_throttling_are_retried_without_loss_or_duplicates(
         script.push(Ok(vec![None, Some("ProvisionedThroughputExceededException")]));
         script.push(Err(()));
     }
-    let running = start(&irc, &["alpha", "beta", "gamma"], sink.clone());
+    let running = start(&irc, &["alpha", "beta", "gamma"], sink.clone()).await;
     assert!(irc.wait_joined(&["alpha", "beta", "gamma"], WAIT).await);
     for n in 0..100 {
         chat(&irc, "alpha", 11, n);
@@ -179,4 +195,20 @@ async fn partial_failures_and_throttling_are_retried_without_loss_or_duplicates(
     assert!(running.counters.put_failures.load(Ordering::Relaxed) >= 1);
     running.shutdown.send(true).unwrap();
     assert_eq!(running.task.await.unwrap().unsent_messages, 0);
+}
+
+#[tokio::test]
+async fn joins_wait_for_the_join_limit() {
+    let irc = FakeIrc::start(&[("alpha", 11), ("beta", 22), ("gamma", 33)]).await;
+    // Two JOINs per hour: the third channel has to wait.
+    let limit = JoinLimit { joins: 2, per: Duration::from_secs(3600) };
+    let running = start_with(&irc, &["alpha", "beta", "gamma"], Arc::new(MemorySink::default()), limit).await;
+    assert!(irc.wait_joined(&["alpha", "beta"], WAIT).await);
+    // A change the client acts on at once: PART alpha. gamma still waits for its slot.
+    running.channels.send(["beta", "gamma"].iter().map(|c| (*c).to_owned()).collect()).unwrap();
+    assert!(irc.wait_joined(&["beta"], WAIT).await);
+    assert_eq!(irc.commands(), ["JOIN #alpha", "JOIN #beta", "PART #alpha"]);
+    assert_eq!(running.counters.channels_joined.load(Ordering::Relaxed), 1);
+    running.shutdown.send(true).unwrap();
+    running.task.await.unwrap();
 }

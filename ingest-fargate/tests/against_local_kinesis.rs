@@ -45,8 +45,14 @@ async fn sigterm_flushes_everything_received_into_kinesis_and_exits_0() {
         .unwrap();
     assert!(irc.wait_joined(&["alpha"], WAIT).await, "the ingester never joined #alpha");
     for n in 0..100 {
-        let line =
-            FakeIrc::chat_line("alpha", 11, ("viewer", 7), 1_733_000_000_000 + n, "", &format!("hello {n}"));
+        let line = FakeIrc::chat_line(
+            "alpha",
+            11,
+            ("viewer", 7),
+            1_733_000_000_000 + n,
+            &format!("m{n}"),
+            &format!("hello {n}"),
+        );
         irc.send_raw(Some("alpha"), &line);
     }
     let http = reqwest::Client::new();
@@ -215,7 +221,8 @@ async fn a_refused_chat_token_is_refreshed_written_back_and_never_logged() {
         .env("TWITCH_OAUTH2_URL", twitch.oauth_url())
         // The app secret enables polling: point Helix at the fake, which reports alpha live.
         .env("TWITCH_HELIX_URL", twitch.helix_url())
-        .env("RUST_LOG", "debug")
+        // The most verbose level: twitch-irc traces every line it sends, PASS included.
+        .env("RUST_LOG", "trace")
         .stderr(Stdio::piped())
         .spawn()
         .unwrap();

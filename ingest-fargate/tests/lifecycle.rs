@@ -119,6 +119,12 @@ async fn live_and_offline_changes_become_events_and_join_or_part_chat() {
     poller.poll_once(&mut state, &mut monitored, &mut unsent).await;
     join_tx.send(state.live_logins()).unwrap();
     assert!(irc.wait_joined(&["alpha"], WAIT).await, "alpha is live: joined");
+    let records_of = |id: u64| chat_sink.batches().iter().filter(|b| b.broadcaster_id == id).count();
+    let deadline = tokio::time::Instant::now() + WAIT;
+    while records_of(11) == 0 {
+        assert!(tokio::time::Instant::now() < deadline, "no watermark for joined alpha");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
     assert_eq!(events(&lifecycle_sink), [("online a1".to_owned(), "11".to_owned())]);
 
     twitch.set_live(&[FakeStream::new("beta", 22, "b1", 70)]);
@@ -130,6 +136,19 @@ async fn live_and_offline_changes_become_events_and_join_or_part_chat() {
         [("online b1".to_owned(), "22".to_owned()), ("offline".to_owned(), "11".to_owned())]
     );
     assert_eq!(irc.commands(), ["JOIN #alpha", "PART #alpha", "JOIN #beta"]);
+    // Parted: alpha's watermark records stop while beta's go on. (Alpha's PART event is queued
+    // before beta's JOIN event: once beta has a record, the producer knows alpha left.)
+    let deadline = tokio::time::Instant::now() + WAIT;
+    let mut alpha_then = None;
+    while records_of(22) < 4 {
+        assert!(tokio::time::Instant::now() < deadline, "beta's watermarks never came");
+        if alpha_then.is_none() && records_of(22) >= 1 {
+            alpha_then = Some(records_of(11));
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let alpha_then = alpha_then.unwrap_or_else(|| records_of(11));
+    assert_eq!(records_of(11), alpha_then, "watermarks for a parted channel");
 
     // Nothing changed: no event.
     poller.poll_once(&mut state, &mut monitored, &mut unsent).await;

@@ -60,3 +60,10 @@ impl MemorySink {
             .collect()
     }
 }
+
+/// A chat client takes the process's chat-server slot (twitch-irc's transports take no address):
+/// tests that run one take turns.
+pub async fn one_chat_client_at_a_time() -> tokio::sync::MutexGuard<'static, ()> {
+    static TURN: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
+    TURN.lock().await
+}

@@ -105,9 +105,10 @@ impl FakeIrc {
                     if let Some(token) = required
                         && pass.as_deref() != Some(format!("oauth:{token}").as_str())
                     {
+                        // Twitch closes the connection after this: nothing sent after it counts.
                         reply(":tmi.twitch.tv NOTICE * :Login authentication failed".to_owned());
                         let _ = writer.send(None);
-                        continue;
+                        break;
                     }
                     for (code, text) in [("001", "Welcome, GLHF!"), ("375", "-"), ("376", ">")] {
                         reply(format!(":tmi.twitch.tv {code} {nick} :{text}"));
