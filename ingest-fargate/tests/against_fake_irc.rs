@@ -8,10 +8,10 @@ use std::sync::atomic::Ordering;
 use std::time::Duration;
 
 use highlights_test_support::irc::FakeIrc;
-use ingest_fargate::irc_client::{ChatClient, IrcLogin, JoinLimit};
+use ingest_fargate::irc_client::{ChatClient, ChatEvent, IrcLogin, JoinLimit};
 use ingest_fargate::metrics::Counters;
 use ingest_fargate::producer::ProducerSettings;
-use tokio::sync::watch;
+use tokio::sync::{mpsc, watch};
 
 mod common;
 use common::MemorySink;
@@ -211,4 +211,38 @@ async fn joins_wait_for_the_join_limit() {
     assert_eq!(running.counters.channels_joined.load(Ordering::Relaxed), 1);
     running.shutdown.send(true).unwrap();
     running.task.await.unwrap();
+}
+
+#[tokio::test]
+async fn a_full_event_queue_holds_the_socket_and_loses_nothing() {
+    let irc = FakeIrc::start(&[("alpha", 11)]).await;
+    let _turn = common::one_chat_client_at_a_time().await;
+    let counters = Arc::new(Counters::default());
+    let client = ChatClient {
+        address: irc.url().parse().unwrap(),
+        login: IrcLogin::Anonymous,
+        join_limit: JOIN_LIMIT,
+        counters: counters.clone(),
+    };
+    // A queue of one: the transport may run ahead of its reader by that one event, no more.
+    let (events_tx, mut events) = mpsc::channel(1);
+    let (_channels, channels_rx) = watch::channel(BTreeSet::from(["alpha".to_owned()]));
+    let (shutdown, shutdown_rx) = watch::channel(false);
+    let task = tokio::spawn(async move { client.run(channels_rx, events_tx, shutdown_rx).await });
+    assert!(irc.wait_joined(&["alpha"], WAIT).await);
+    for n in 0..2_000 {
+        chat(&irc, "alpha", 11, n);
+    }
+    let mut texts = Vec::new();
+    while texts.len() < 2_000 {
+        let event = tokio::time::timeout(WAIT, events.recv()).await.expect("chat stopped").unwrap();
+        if let ChatEvent::Chat(chat) = event {
+            texts.push(chat.message.text);
+        }
+        let ahead = counters.messages_received.load(Ordering::Relaxed) - texts.len() as u64;
+        assert!(ahead <= 1, "{ahead} messages read past a full queue");
+    }
+    assert_eq!(texts, (0..2_000).map(|n| format!("alpha says {n}")).collect::<Vec<_>>());
+    shutdown.send(true).unwrap();
+    task.await.unwrap();
 }
