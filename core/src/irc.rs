@@ -56,34 +56,53 @@ pub fn parse_line(line: &str) -> Result<Option<IrcChat>, IrcError> {
     let channel = channel.trim().trim_start_matches('#');
     let text = text.strip_prefix("\u{1}ACTION ").map_or(text, |action| action.trim_end_matches('\u{1}'));
 
-    let tag = |name: &str| {
-        tags.split(';').find_map(|pair| {
-            let (key, value) = pair.split_once('=').unwrap_or((pair, ""));
-            (key == name).then_some(value)
-        })
-    };
-    let number = |name: &'static str| -> Result<Option<i64>, IrcError> {
-        match tag(name) {
+    // One pass over the tags for the five this needs (a lookup per tag scanned them five times).
+    let mut wanted = ChatTags::default();
+    for pair in tags.split(';') {
+        let (key, value) = pair.split_once('=').unwrap_or((pair, ""));
+        let slot = match key {
+            "room-id" => &mut wanted.room_id,
+            "tmi-sent-ts" => &mut wanted.sent_at,
+            "user-id" => &mut wanted.user_id,
+            "id" => &mut wanted.id,
+            "emotes" => &mut wanted.emotes,
+            _ => continue,
+        };
+        // The first occurrence counts, as a lookup would have found it.
+        slot.get_or_insert(value);
+    }
+    let number = |name: &'static str, value: Option<&str>| -> Result<Option<i64>, IrcError> {
+        match value {
             None | Some("") => Ok(None),
             Some(value) => value.parse().map(Some).map_err(|_| IrcError::BadNumber(name)),
         }
     };
-    let broadcaster_id = number("room-id")?.ok_or(IrcError::MissingTag("room-id"))?;
-    let sent_at_ms = number("tmi-sent-ts")?.ok_or(IrcError::MissingTag("tmi-sent-ts"))?;
-    let user_id = number("user-id")?.unwrap_or(0);
+    let broadcaster_id = number("room-id", wanted.room_id)?.ok_or(IrcError::MissingTag("room-id"))?;
+    let sent_at_ms = number("tmi-sent-ts", wanted.sent_at)?.ok_or(IrcError::MissingTag("tmi-sent-ts"))?;
+    let user_id = number("user-id", wanted.user_id)?.unwrap_or(0);
     let login = prefix.split_once('!').map_or(prefix, |(nick, _)| nick);
     Ok(Some(IrcChat {
         broadcaster_id: u64::try_from(broadcaster_id).map_err(|_| IrcError::BadNumber("room-id"))?,
         channel: channel.to_owned(),
         message: ChatMessage {
-            id: tag("id").unwrap_or("").to_owned(),
+            id: wanted.id.unwrap_or("").to_owned(),
             user_id: u64::try_from(user_id).map_err(|_| IrcError::BadNumber("user-id"))?,
             login: login.to_owned(),
             sent_at_ms,
             text: text.to_owned(),
-            emote_count: tag("emotes").map_or(0, count_emotes),
+            emote_count: wanted.emotes.map_or(0, count_emotes),
         },
     }))
+}
+
+/// The tags of a PRIVMSG that become a chat message.
+#[derive(Default)]
+struct ChatTags<'a> {
+    room_id: Option<&'a str>,
+    sent_at: Option<&'a str>,
+    user_id: Option<&'a str>,
+    id: Option<&'a str>,
+    emotes: Option<&'a str>,
 }
 
 /// Counts emote occurrences in an `emotes` tag: `25:0-4,12-16/1902:6-10` holds three.
@@ -114,6 +133,14 @@ mod tests {
         assert_eq!(chat.message.sent_at_ms, 1_507_246_572_675);
         assert_eq!(chat.message.text, "Kappa Keepo Kappa");
         assert_eq!(chat.message.emote_count, 3);
+    }
+
+    #[test]
+    fn the_first_of_repeated_tags_counts_and_keys_match_whole() {
+        let line = "@user-id-x=9;room-id=1;room-id=2;tmi-sent-ts=3;id=;user-id=4 :a!a@a PRIVMSG #a :hi";
+        let chat = parse_line(line).unwrap().unwrap();
+        assert_eq!((chat.broadcaster_id, chat.message.sent_at_ms, chat.message.user_id), (1, 3, 4));
+        assert_eq!((chat.message.id.as_str(), chat.message.emote_count), ("", 0));
     }
 
     #[test]

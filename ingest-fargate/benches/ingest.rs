@@ -1,5 +1,6 @@
-//! IRC line to encoded Kinesis record, on one core, through the path the ingester runs: the
-//! transport's `route_line` (chat parsed by `highlights_core::irc::parse_line`), batching per
+//! IRC bytes to encoded Kinesis records, on one core, through the path the ingester runs: the
+//! transport's line splitter (fed 16 KiB reads, as from a socket) and `route_line` (chat parsed
+//! by `highlights_core::irc::parse_line`), batching per
 //! broadcaster, sealing every 2,500 messages (250 ms at 10,000 messages/s) and taking the
 //! PutRecords call. A second benchmark runs the same lines through twitch-irc's own parsing
 //! (`IRCMessage::parse`, `ServerMessage::try_from`, the clone its connection loop makes of every
@@ -10,10 +11,12 @@
 
 use std::path::Path;
 
+use bytes::BytesMut;
 use highlights_core::irc::IrcChat;
 use highlights_core::model::ChatMessage;
 use ingest_fargate::batcher::Batcher;
-use ingest_fargate::irc_client::{Routed, route_line};
+use ingest_fargate::irc_client::{ChatLine, ChatLineDecoder, Routed, route_line};
+use tokio_util::codec::Decoder;
 use twitch_irc::message::{IRCMessage, ServerMessage};
 
 const LINES: usize = 100_000;
@@ -82,29 +85,71 @@ fn chat_through_twitch_irc(line: &str) -> Option<IrcChat> {
     })
 }
 
-/// Runs the lines through the ingester's path; returns (records, bytes).
-fn ingest(lines: &[String], chat_of: fn(&str) -> Option<IrcChat>) -> (usize, usize) {
-    let mut batcher = Batcher::new(1 << 30);
-    let (mut records, mut bytes) = (0, 0);
-    for (n, line) in lines.iter().enumerate() {
-        if let Some(chat) = chat_of(line) {
-            batcher.push(chat);
-        }
-        if (n + 1) % PER_FLUSH == 0 {
-            batcher.seal(n as i64);
-            for pending in batcher.next_call() {
-                records += 1;
-                bytes += pending.record.data.len() + pending.record.partition_key.len();
+/// Batches chat as the producer does, sealing every [`PER_FLUSH`] messages; counts what would be
+/// sent.
+struct Producer {
+    batcher: Batcher,
+    messages: usize,
+    records: usize,
+    bytes: usize,
+}
+
+impl Producer {
+    fn new() -> Self {
+        Self { batcher: Batcher::new(1 << 30), messages: 0, records: 0, bytes: 0 }
+    }
+
+    fn push(&mut self, chat: IrcChat) {
+        self.batcher.push(chat);
+        self.messages += 1;
+        if self.messages.is_multiple_of(PER_FLUSH) {
+            self.batcher.seal(self.messages as i64);
+            for pending in self.batcher.next_call() {
+                self.records += 1;
+                self.bytes += pending.record.data.len() + pending.record.partition_key.len();
             }
         }
     }
-    (records, bytes)
+}
+
+/// The ingester's path: bytes as the socket delivers them, split into lines, routed, batched.
+/// Returns (records, bytes).
+fn ingest_bytes(wire: &[u8]) -> (usize, usize) {
+    let mut decoder = ChatLineDecoder::default();
+    let mut buffer = BytesMut::with_capacity(64 * 1024);
+    let mut producer = Producer::new();
+    for read in wire.chunks(16 * 1024) {
+        buffer.extend_from_slice(read);
+        while let Ok(Some(line)) = decoder.decode(&mut buffer) {
+            if let ChatLine::Line(line) = line
+                && let Routed::Chat(chat) = route_line(&line)
+            {
+                producer.push(chat);
+            }
+        }
+    }
+    (producer.records, producer.bytes)
+}
+
+/// Line by line through twitch-irc's types.
+fn ingest_through_twitch_irc(lines: &[String]) -> (usize, usize) {
+    let mut producer = Producer::new();
+    for chat in lines.iter().filter_map(|line| chat_through_twitch_irc(line)) {
+        producer.push(chat);
+    }
+    (producer.records, producer.bytes)
 }
 
 fn main() {
     let lines = chat_lines();
-    let irc_bytes: usize = lines.iter().map(|l| l.len() + 2).sum();
-    let (records, bytes) = ingest(&lines, chat_of);
+    let wire = wire_bytes(&lines);
+    let irc_bytes = wire.len();
+    let (records, bytes) = ingest_bytes(&wire);
+    assert_eq!(
+        (records, bytes),
+        ingest_through_twitch_irc(&lines),
+        "the two paths produced different records"
+    );
     for line in &lines {
         assert_eq!(chat_of(line), chat_through_twitch_irc(line), "the two parsers disagree on {line}");
     }
@@ -120,18 +165,20 @@ fn main() {
     divan::main();
 }
 
-#[divan::bench]
-fn irc_line_to_kinesis_record(bencher: divan::Bencher) {
-    let lines = chat_lines();
-    bencher
-        .counter(divan::counter::ItemsCount::new(LINES))
-        .bench(|| ingest(divan::black_box(&lines), chat_of));
+fn wire_bytes(lines: &[String]) -> Vec<u8> {
+    lines.iter().flat_map(|line| line.bytes().chain(*b"\r\n")).collect()
 }
 
 #[divan::bench]
-fn irc_line_to_kinesis_record_through_twitch_irc_types(bencher: divan::Bencher) {
+fn irc_bytes_to_kinesis_records(bencher: divan::Bencher) {
+    let wire = wire_bytes(&chat_lines());
+    bencher.counter(divan::counter::ItemsCount::new(LINES)).bench(|| ingest_bytes(divan::black_box(&wire)));
+}
+
+#[divan::bench]
+fn irc_lines_to_kinesis_records_through_twitch_irc_types(bencher: divan::Bencher) {
     let lines = chat_lines();
     bencher
         .counter(divan::counter::ItemsCount::new(LINES))
-        .bench(|| ingest(divan::black_box(&lines), chat_through_twitch_irc));
+        .bench(|| ingest_through_twitch_irc(divan::black_box(&lines)));
 }
