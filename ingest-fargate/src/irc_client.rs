@@ -151,8 +151,19 @@ pub struct ChatClient {
     pub address: IrcAddress,
     pub login: IrcLogin,
     pub join_limit: JoinLimit,
+    /// A channel Twitch has not confirmed this long after its JOIN is joined again (then after
+    /// twice as long, and so on up to [`MAX_REJOIN_BACKOFF`]). Twitch drops JOINs past its limit
+    /// without an answer, and twitch-irc never retries one on its own.
+    pub confirm_joins_within: Duration,
     pub counters: Arc<Counters>,
 }
+
+/// The default for [`ChatClient::confirm_joins_within`].
+pub const CONFIRM_JOINS_WITHIN: Duration = Duration::from_secs(60);
+
+/// The longest wait between JOINs of a channel Twitch does not confirm (one that no longer
+/// exists keeps being tried at this pace).
+pub const MAX_REJOIN_BACKOFF: Duration = Duration::from_secs(30 * 60);
 
 type Client = TwitchIRCClient<ChatTransport, ChatLogin>;
 
@@ -180,6 +191,8 @@ impl ChatClient {
 
         let mut channels = Channels::new(self.join_limit);
         let mut keep_connected = tokio::time::interval(KEEP_CONNECTED_EVERY);
+        let mut check_confirmations =
+            tokio::time::interval((self.confirm_joins_within / 2).max(Duration::from_millis(50)));
         let mut wanted_open = true;
         loop {
             let want = wanted.borrow_and_update().clone();
@@ -195,6 +208,9 @@ impl ChatClient {
                     if server.welcomed.load(Ordering::Relaxed) == 0 {
                         client.connect().await;
                     }
+                }
+                _ = check_confirmations.tick() => {
+                    channels.check_confirmations(&client, self.confirm_joins_within).await;
                 }
                 _ = shutdown.changed() => break,
             }
@@ -242,6 +258,15 @@ struct Channels {
     invalid: HashSet<String>,
     rooms: HashMap<String, BroadcasterId>,
     recent_joins: VecDeque<Instant>,
+    /// Joined channels Twitch has not confirmed (by echoing the JOIN), and when to try again.
+    unconfirmed: HashMap<String, Unconfirmed>,
+    /// Unconfirmed channels whose time came: joined again, paced like new ones.
+    rejoin: VecDeque<String>,
+}
+
+struct Unconfirmed {
+    next_try: Instant,
+    wait: Duration,
 }
 
 impl Channels {
@@ -252,6 +277,35 @@ impl Channels {
             invalid: HashSet::new(),
             rooms: HashMap::new(),
             recent_joins: VecDeque::new(),
+            unconfirmed: HashMap::new(),
+            rejoin: VecDeque::new(),
+        }
+    }
+
+    /// Asks twitch-irc which joined channels Twitch has confirmed; queues a JOIN again for those
+    /// unconfirmed for `within` (and, after each retry, twice as long as before).
+    async fn check_confirmations(&mut self, client: &Client, within: Duration) {
+        let now = Instant::now();
+        for channel in &self.joined {
+            let (_, confirmed) = client.get_channel_status(channel.clone()).await;
+            if confirmed {
+                self.unconfirmed.remove(channel);
+                continue;
+            }
+            let entry = self
+                .unconfirmed
+                .entry(channel.clone())
+                .or_insert(Unconfirmed { next_try: now + within, wait: within });
+            if now >= entry.next_try && !self.rejoin.contains(channel) {
+                tracing::info!(
+                    channel,
+                    waited_s = entry.wait.as_secs(),
+                    "Twitch has not confirmed the JOIN; joining again"
+                );
+                self.rejoin.push_back(channel.clone());
+                entry.wait = (entry.wait * 2).min(MAX_REJOIN_BACKOFF);
+                entry.next_try = now + entry.wait;
+            }
         }
     }
 
@@ -267,6 +321,7 @@ impl Channels {
         for channel in self.joined.difference(want).cloned().collect::<Vec<_>>() {
             client.part(channel.clone());
             self.joined.remove(&channel);
+            self.unconfirmed.remove(&channel);
             if let Some(broadcaster_id) = self.rooms.remove(&channel) {
                 let _ = events.send(ChatEvent::Parted { channel, broadcaster_id }).await;
             }
@@ -275,15 +330,27 @@ impl Channels {
         while self.recent_joins.front().is_some_and(|t| now.duration_since(*t) >= self.limit.per) {
             self.recent_joins.pop_front();
         }
+        // Channels to join again go first (they were wanted earliest), then new ones.
+        self.rejoin.retain(|channel| self.joined.contains(channel));
+        let mut fresh = want
+            .difference(&self.joined)
+            .filter(|c| !self.invalid.contains(*c))
+            .cloned()
+            .collect::<Vec<_>>()
+            .into_iter();
         let mut next_slot = None;
-        for channel in want.difference(&self.joined).cloned().collect::<Vec<_>>() {
-            if self.invalid.contains(&channel) {
-                continue;
-            }
+        while !self.rejoin.is_empty() || fresh.len() > 0 {
             if self.recent_joins.len() >= self.limit.joins {
                 next_slot = self.recent_joins.front().map(|t| *t + self.limit.per);
                 break;
             }
+            if let Some(channel) = self.rejoin.pop_front() {
+                // twitch-irc sends the JOIN again for a channel it has not seen confirmed.
+                let _ = client.join(channel);
+                self.recent_joins.push_back(now);
+                continue;
+            }
+            let Some(channel) = fresh.next() else { break };
             match client.join(channel.clone()) {
                 Ok(()) => {
                     self.recent_joins.push_back(now);

@@ -20,7 +20,9 @@ use highlights_adapters::streamers::PgStreamers;
 use highlights_adapters::tokens::{SecretsTokenSource, read_secret_json};
 use highlights_adapters::twitch::{AppCredentials, TwitchOAuth};
 use highlights_adapters::twitch_streams::HelixStreams;
-use ingest_fargate::irc_client::{ChatClient, IrcAddress, IrcLogin, JoinLimit, TWITCH_IRC};
+use ingest_fargate::irc_client::{
+    CONFIRM_JOINS_WITHIN, ChatClient, IrcAddress, IrcLogin, JoinLimit, TWITCH_IRC,
+};
 use ingest_fargate::lifecycle::{NoChannelSource, Poller, PollerSettings};
 use ingest_fargate::metrics::Counters;
 use ingest_fargate::producer::{KinesisSink, ProducerSettings};
@@ -148,6 +150,7 @@ async fn main() -> anyhow::Result<()> {
             joins: settings.join_limit.max(1),
             per: Duration::from_secs(settings.join_window_seconds),
         },
+        confirm_joins_within: CONFIRM_JOINS_WITHIN,
         counters: counters.clone(),
     };
     let producer = ProducerSettings {

@@ -8,7 +8,7 @@ use std::sync::atomic::Ordering;
 use std::time::Duration;
 
 use highlights_test_support::irc::FakeIrc;
-use ingest_fargate::irc_client::{ChatClient, ChatEvent, IrcLogin, JoinLimit};
+use ingest_fargate::irc_client::{CONFIRM_JOINS_WITHIN, ChatClient, ChatEvent, IrcLogin, JoinLimit};
 use ingest_fargate::metrics::Counters;
 use ingest_fargate::producer::ProducerSettings;
 use tokio::sync::{mpsc, watch};
@@ -32,7 +32,7 @@ struct Running {
 }
 
 async fn start(irc: &FakeIrc, channels: &[&str], sink: Arc<MemorySink>) -> Running {
-    start_with(irc, channels, sink, JOIN_LIMIT).await
+    start_with(irc, channels, sink, JOIN_LIMIT, CONFIRM_JOINS_WITHIN).await
 }
 
 async fn start_with(
@@ -40,6 +40,7 @@ async fn start_with(
     channels: &[&str],
     sink: Arc<MemorySink>,
     join_limit: JoinLimit,
+    confirm_joins_within: Duration,
 ) -> Running {
     let turn = common::one_chat_client_at_a_time().await;
     let counters = Arc::new(Counters::default());
@@ -47,6 +48,7 @@ async fn start_with(
         address: irc.url().parse().unwrap(),
         login: IrcLogin::Anonymous,
         join_limit,
+        confirm_joins_within,
         counters: counters.clone(),
     };
     let (channels_tx, channels_rx) = watch::channel(channels.iter().map(|c| (*c).to_owned()).collect());
@@ -202,7 +204,8 @@ async fn joins_wait_for_the_join_limit() {
     let irc = FakeIrc::start(&[("alpha", 11), ("beta", 22), ("gamma", 33)]).await;
     // Two JOINs per hour: the third channel has to wait.
     let limit = JoinLimit { joins: 2, per: Duration::from_secs(3600) };
-    let running = start_with(&irc, &["alpha", "beta", "gamma"], Arc::new(MemorySink::default()), limit).await;
+    let sink = Arc::new(MemorySink::default());
+    let running = start_with(&irc, &["alpha", "beta", "gamma"], sink, limit, CONFIRM_JOINS_WITHIN).await;
     assert!(irc.wait_joined(&["alpha", "beta"], WAIT).await);
     // A change the client acts on at once: PART alpha. gamma still waits for its slot.
     running.channels.send(["beta", "gamma"].iter().map(|c| (*c).to_owned()).collect()).unwrap();
@@ -222,6 +225,7 @@ async fn a_full_event_queue_holds_the_socket_and_loses_nothing() {
         address: irc.url().parse().unwrap(),
         login: IrcLogin::Anonymous,
         join_limit: JOIN_LIMIT,
+        confirm_joins_within: CONFIRM_JOINS_WITHIN,
         counters: counters.clone(),
     };
     // A queue of one: the transport may run ahead of its reader by that one event, no more.
@@ -245,4 +249,20 @@ async fn a_full_event_queue_holds_the_socket_and_loses_nothing() {
     assert_eq!(texts, (0..2_000).map(|n| format!("alpha says {n}")).collect::<Vec<_>>());
     shutdown.send(true).unwrap();
     task.await.unwrap();
+}
+
+#[tokio::test]
+async fn a_join_twitch_never_answers_is_sent_again() {
+    let irc = FakeIrc::start(&[("alpha", 11), ("beta", 22)]).await;
+    // Twitch drops JOINs past its limit without a word; beta's first two go that way.
+    irc.leave_joins_unanswered("beta", 2);
+    let sink = Arc::new(MemorySink::default());
+    let running = start_with(&irc, &["alpha", "beta"], sink, JOIN_LIMIT, Duration::from_millis(500)).await;
+    assert!(irc.wait_joined(&["alpha", "beta"], WAIT).await, "beta was never joined");
+    let joins = |channel: &str| irc.commands().iter().filter(|c| **c == format!("JOIN #{channel}")).count();
+    assert_eq!((joins("alpha"), joins("beta")), (1, 3));
+    chat(&irc, "beta", 22, 1);
+    until("beta's chat", || running.sink.texts(22) == ["beta says 1"]).await;
+    running.shutdown.send(true).unwrap();
+    running.task.await.unwrap();
 }

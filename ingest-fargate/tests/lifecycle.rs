@@ -12,7 +12,7 @@ use highlights_core::model::LifecycleEvent;
 use highlights_test_support::FakeStream;
 use highlights_test_support::FakeTwitch;
 use highlights_test_support::irc::FakeIrc;
-use ingest_fargate::irc_client::{ChatClient, IrcLogin, JoinLimit};
+use ingest_fargate::irc_client::{CONFIRM_JOINS_WITHIN, ChatClient, IrcLogin, JoinLimit};
 use ingest_fargate::lifecycle::{LiveState, NoChannelSource, Poller, PollerSettings};
 use ingest_fargate::metrics::Counters;
 use ingest_fargate::producer::ProducerSettings;
@@ -103,6 +103,7 @@ async fn live_and_offline_changes_become_events_and_join_or_part_chat() {
         address: irc.url().parse().unwrap(),
         login: IrcLogin::Anonymous,
         join_limit: JoinLimit::default(),
+        confirm_joins_within: CONFIRM_JOINS_WITHIN,
         counters: counters.clone(),
     };
     let chat_sink = Arc::new(MemorySink::default());

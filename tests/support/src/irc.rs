@@ -1,6 +1,7 @@
 //! A fake Twitch IRC server on 127.0.0.1:0 (plain TCP): CAP negotiation, the welcome numerics,
 //! JOIN and PART with ROOMSTATE (carrying `room-id`), PING/PONG in both directions, and
-//! test-driven lines: chat, malformed lines, RECONNECT, dropped connections.
+//! test-driven lines: chat, malformed lines, RECONNECT, dropped connections, JOINs left
+//! unanswered.
 //!
 //! Channels are known to the server as `login -> room id`; a JOIN of an unknown channel is
 //! answered without ROOMSTATE, as Twitch does for a channel that does not exist.
@@ -26,6 +27,8 @@ struct Inner {
     received: Vec<String>,
     /// When set, only `PASS oauth:<this>` logs in; anything else gets Twitch's refusal.
     required_token: Option<String>,
+    /// Channels whose next JOINs go unanswered (as Twitch does with JOINs past its rate limit).
+    unanswered_joins: HashMap<String, usize>,
 }
 
 struct Connection {
@@ -120,6 +123,15 @@ impl FakeIrc {
                         let room = {
                             let mut inner = self.lock();
                             inner.commands.push(format!("{command} #{channel}"));
+                            if command == "JOIN"
+                                && let Some(left) = inner.unanswered_joins.get_mut(&channel)
+                                && *left > 0
+                            {
+                                *left -= 1;
+                                drop(inner);
+                                self.changed.notify_waiters();
+                                continue;
+                            }
                             let room = inner.rooms.get(&channel).copied();
                             if let Some(connection) = inner.connections.iter_mut().find(|c| c.id == id) {
                                 if command == "JOIN" {
@@ -154,6 +166,11 @@ impl FakeIrc {
     /// From now on only clients logging in with `PASS oauth:<token>` are let in.
     pub fn require_token(&self, token: &str) {
         self.lock().required_token = Some(token.to_owned());
+    }
+
+    /// Leaves the next `count` JOINs of `channel` unanswered and not joined.
+    pub fn leave_joins_unanswered(&self, channel: &str, count: usize) {
+        self.lock().unanswered_joins.insert(channel.to_owned(), count);
     }
 
     /// Sends a raw line to every client that joined `#channel` (or to all, for `None`).
