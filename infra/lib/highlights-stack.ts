@@ -427,6 +427,10 @@ export class HighlightsStack extends cdk.Stack {
       label: 'clip failure rate (%)',
     });
     alarm('ClipFailureRate', clipFailureRate, 50, 'more than half of the Create Clip attempts fail');
+    alarm('IngesterDroppedChat', emf('dropped', { Service: 'ingest-fargate' }), 0, 'the ingester dropped chat: its buffer hit the memory cap (Kinesis throttled or unreachable for long)', {
+      evaluationPeriods: 1,
+      datapointsToAlarm: 1,
+    });
     alarm('IngesterNotReady', emf('ready', { Service: 'ingest-fargate' }, 'Minimum'), 1, 'the ingester is not connected to chat or Kinesis, or not running', {
       comparisonOperator: cloudwatch.ComparisonOperator.LESS_THAN_THRESHOLD,
       treatMissingData: cloudwatch.TreatMissingData.BREACHING,

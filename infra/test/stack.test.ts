@@ -223,7 +223,7 @@ test('the API: HTTP API throttled, CORS for the site only; the site private behi
   assert.ok(api[1].Properties.Environment.Variables.SITE_ORIGIN, 'the api knows the site origin');
 });
 
-test('alarms for iterator age, dead letters, errors, clip failures and a not-ready ingester, mailed', () => {
+test('alarms for iterator age, dead letters, errors, clip failures, dropped chat and a not-ready ingester, mailed', () => {
   const descriptions = resourcesOf('AWS::CloudWatch::Alarm').map(([, a]) => a.Properties.AlarmDescription as string);
   for (const expected of [
     'detector: records wait more than a minute',
@@ -231,10 +231,11 @@ test('alarms for iterator age, dead letters, errors, clip failures and a not-rea
     'api: invocations fail',
     'more than half of the Create Clip attempts fail',
     'the ingester is not connected to chat or Kinesis, or not running',
+    'the ingester dropped chat: its buffer hit the memory cap (Kinesis throttled or unreachable for long)',
   ]) {
     assert.ok(descriptions.includes(expected), `missing alarm: ${expected}`);
   }
-  assert.equal(descriptions.length, 3 + 4 + 3 + 2);
+  assert.equal(descriptions.length, 3 + 4 + 3 + 3);
   template.hasResourceProperties('AWS::CloudWatch::Alarm', { AlarmDescription: 'the ingester is not connected to chat or Kinesis, or not running', TreatMissingData: 'breaching' });
   template.hasResourceProperties('AWS::SNS::Subscription', { Protocol: 'email', Endpoint: 'ops@example.com' });
   template.resourceCountIs('AWS::CloudWatch::Dashboard', 1);
