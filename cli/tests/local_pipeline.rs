@@ -1,6 +1,7 @@
 //! The local pipeline end to end, through the real binaries against the local stack:
 //! `highlights local replay` -> Kinesis -> `highlights local run` (the detector and lifecycle
-//! handlers) -> DynamoDB highlights / Postgres streamers, compared with `highlights backtest`.
+//! handlers) -> DynamoDB highlights / Postgres streamers, compared with `highlights backtest`;
+//! and from Twitch chat (a fake IRC server, the ingester) to a clip that `highlights serve` lists.
 //!
 //! Each test provisions its own suffixed resources and its own database, so they run in
 //! parallel on one stack. Start the stack with `localstack/up` (`scripts/test` does).
@@ -8,6 +9,7 @@
 use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};
+use std::sync::Arc;
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::time::{Duration, Instant};
 
@@ -18,6 +20,8 @@ use highlights_adapters::kinesis_out::{OutRecord, put_all};
 use highlights_adapters::resources::Resources;
 use highlights_adapters::stack_env::StackEnv;
 use highlights_core::{LifecycleEvent, StreamOffline, StreamOnline};
+
+mod common;
 
 const DEADLINE: Duration = Duration::from_secs(60);
 
@@ -316,16 +320,12 @@ async fn a_live_burst_becomes_a_clip_in_postgres() {
     ok(&env.highlights(&["local", "provision", "--twitch-app-file", &app, "--user-token-file", &token]));
 
     let now_s = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_secs() as i64;
-    let start = now_s - 365;
-    let mut lines = String::new();
-    for second in 0..360i64 {
-        let count = if (330..336).contains(&second) { 60 } else { [1, 2, 0, 3][(second % 4) as usize] };
-        for i in 0..count {
-            let sent_at = (start + second) * 1000 + i * 1000 / count.max(1);
-            lines +=
-                &format!("{{\"broadcaster_id\":\"424242\",\"sent_at\":{sent_at},\"text\":\"PogChamp\"}}\n");
-        }
-    }
+    let lines: String = resting_chat_with_a_burst(now_s - 365)
+        .iter()
+        .map(|sent_at| {
+            format!("{{\"broadcaster_id\":\"424242\",\"sent_at\":{sent_at},\"text\":\"PogChamp\"}}\n")
+        })
+        .collect();
     let chat = env.path("live.jsonl");
     std::fs::write(&chat, lines).unwrap();
     let expected = backtest(&env, &chat);
@@ -352,4 +352,100 @@ async fn a_live_burst_becomes_a_clip_in_postgres() {
     let (clip_id, embed): (String, String) = (row.get(0), row.get(1));
     assert_eq!(clip_id, "FakeClip1");
     assert!(embed.contains("clip=FakeClip1"), "{embed}");
+}
+
+/// Resting chat for 330 s, a 6-second burst, calm again for 24 s: the `sent_at` (ms) of each
+/// message, starting at `start_s`.
+fn resting_chat_with_a_burst(start_s: i64) -> Vec<i64> {
+    let mut sent_at = Vec::new();
+    for second in 0..360i64 {
+        let count = if (330..336).contains(&second) { 60 } else { [1, 2, 0, 3][(second % 4) as usize] };
+        for i in 0..count {
+            sent_at.push((start_s + second) * 1000 + i * 1000 / count.max(1));
+        }
+    }
+    sent_at
+}
+
+/// The whole product, Twitch to screen: chat from a fake Twitch IRC server, the ingester (its
+/// library with the real Kinesis sink) into the local Kinesis, `highlights local run` detecting
+/// and clipping against a fake Helix, the clip in Postgres, and `highlights serve` listing it.
+#[tokio::test]
+async fn twitch_chat_becomes_a_clip_the_api_lists() {
+    use highlights_test_support::irc::FakeIrc;
+    use ingest_fargate::irc_client::{CONFIRM_JOINS_WITHIN, ChatClient, IrcLogin, JoinLimit};
+    use ingest_fargate::metrics::Counters;
+    use ingest_fargate::producer::{KinesisSink, ProducerSettings};
+
+    let fake = highlights_test_support::FakeTwitch::start().await;
+    fake.accept_token("local-access");
+    let mut env = isolated("twitch");
+    env.vars.push(("TWITCH_HELIX_URL".into(), fake.helix_url()));
+    env.vars.push(("TWITCH_OAUTH2_URL".into(), fake.oauth_url()));
+    let (app, token) = (env.path("app.json"), env.path("token.json"));
+    std::fs::write(&app, r#"{"client_id":"local-client","client_secret":"local-secret"}"#).unwrap();
+    std::fs::write(&token, r#"{"access_token":"local-access","refresh_token":"local-refresh"}"#).unwrap();
+    ok(&env.highlights(&["local", "provision", "--twitch-app-file", &app, "--user-token-file", &token]));
+
+    let irc = FakeIrc::start(&[("burstychannel", 434343)]).await;
+    let kinesis = aws_sdk_kinesis::Client::new(&env.sdk().await);
+    let sink = Arc::new(KinesisSink { client: kinesis, stream: env.resources.chat_stream.name.clone() });
+    let counters = Arc::new(Counters::default());
+    let chat_client = ChatClient {
+        address: irc.url().parse().unwrap(),
+        login: IrcLogin::Anonymous,
+        join_limit: JoinLimit::default(),
+        confirm_joins_within: CONFIRM_JOINS_WITHIN,
+        counters: counters.clone(),
+    };
+    let (_channels, channels) = tokio::sync::watch::channel(BTreeSet::from(["burstychannel".to_owned()]));
+    let (stop_ingester, shutdown) = tokio::sync::watch::channel(false);
+    let ingester =
+        tokio::spawn(ingest_fargate::run(chat_client, channels, sink, ProducerSettings::default(), shutdown));
+    assert!(irc.wait_joined(&["burstychannel"], DEADLINE).await, "the ingester never joined");
+    let runner = env.runner(&[]);
+
+    let now_s = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_secs() as i64;
+    let sent = resting_chat_with_a_burst(now_s - 365);
+    for (n, sent_at) in sent.iter().enumerate() {
+        let id = format!("00000000-0000-4000-8000-{n:012}");
+        let line = FakeIrc::chat_line(
+            "burstychannel",
+            434343,
+            ("viewer", 1000 + n as u64 % 50),
+            *sent_at,
+            &id,
+            "PogChamp",
+        );
+        irc.send_raw(Some("burstychannel"), &line);
+    }
+    let db = env.database().await;
+    wait_until("a confirmed clip row", || async {
+        db.query_opt("SELECT 1 FROM clips WHERE broadcaster_id = '434343' AND confirmed", &[])
+            .await
+            .unwrap()
+            .is_some()
+    })
+    .await;
+    stop(runner);
+    stop_ingester.send(true).unwrap();
+    assert_eq!(ingester.await.unwrap().unsent_messages, 0);
+    assert_eq!(counters.totals().messages_received, sent.len() as u64);
+    let calls = fake.create_calls();
+    assert_eq!(calls.len(), 1, "one burst, one Create Clip: {calls:?}");
+    assert_eq!(calls[0].broadcaster_id, "434343");
+
+    let database_url = env.vars.iter().rev().find(|(k, _)| k == "DATABASE_URL").unwrap().1.clone();
+    let server = common::serve(&database_url, &common::repository().join("web"));
+    let page: serde_json::Value = reqwest::get(format!("{}v1.0/clip?broadcaster_id=434343", server.url))
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let clips = page["clips"].as_array().unwrap();
+    assert_eq!(clips.len(), 1, "{page}");
+    assert_eq!(clips[0]["clip_id"], "FakeClip1");
+    assert!(clips[0]["embed_url"].as_str().unwrap().contains("clip=FakeClip1"), "{page}");
+    assert!(clips[0]["intensity"].as_f64().unwrap() >= 4.0, "{page}");
 }
