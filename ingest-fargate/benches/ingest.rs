@@ -9,8 +9,6 @@
 //! the tags Twitch sends. Before the benchmarks it prints the records/s and bytes/s one channel
 //! at 10,000 messages/s produces. Run: `scripts/bench ingest`.
 
-use std::path::Path;
-
 use bytes::BytesMut;
 use highlights_core::irc::IrcChat;
 use highlights_core::model::ChatMessage;
@@ -19,42 +17,13 @@ use ingest_fargate::irc_client::{ChatLine, ChatLineDecoder, Routed, route_line};
 use tokio_util::codec::Decoder;
 use twitch_irc::message::{IRCMessage, ServerMessage};
 
+mod chat_logs;
+
 const LINES: usize = 100_000;
 const PER_FLUSH: usize = 2_500;
 
 fn chat_lines() -> Vec<String> {
-    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../shared/data/chat");
-    let mut bodies = Vec::new();
-    let mut files: Vec<_> = std::fs::read_dir(&dir)
-        .unwrap_or_else(|e| panic!("{}: {e} (the chat logs live in ../shared/data/chat)", dir.display()))
-        .filter_map(Result::ok)
-        .map(|e| e.path())
-        .collect();
-    files.sort();
-    for file in files {
-        let json: serde_json::Value = serde_json::from_slice(&std::fs::read(&file).unwrap()).unwrap();
-        for comment in json["comments"].as_array().into_iter().flatten() {
-            bodies.push((
-                comment["commenter"]["name"].as_str().unwrap_or("viewer").to_owned(),
-                comment["commenter"]["_id"].as_str().unwrap_or("1").to_owned(),
-                comment["_id"].as_str().unwrap_or("").to_owned(),
-                comment["message"]["body"].as_str().unwrap_or("").to_owned(),
-            ));
-        }
-    }
-    assert!(!bodies.is_empty(), "no chat in {}", dir.display());
-    (0..LINES)
-        .map(|n| {
-            let (login, user_id, id, text) = &bodies[n % bodies.len()];
-            format!(
-                "@badge-info=subscriber/14;badges=subscriber/12,premium/1;client-nonce=3f1b7a9c2e;color=#8A2BE2;\
-                 display-name={login};emotes=;first-msg=0;flags=;id={id};mod=0;returning-chatter=0;\
-                 room-id=194814599;subscriber=1;tmi-sent-ts={};turbo=0;user-id={user_id};user-type= \
-                 :{login}!{login}@{login}.tmi.twitch.tv PRIVMSG #theltwilson :{text}",
-                1_733_000_000_000 + n as i64 / 10
-            )
-        })
-        .collect()
+    chat_logs::twitch_lines(LINES, "theltwilson", 194_814_599)
 }
 
 fn chat_of(line: &str) -> Option<IrcChat> {

@@ -1,5 +1,5 @@
 //! The ingester's whole chat path over a real socket: a fake Twitch IRC server writes blocks of
-//! 100,000 chat lines (built from the real chat logs in ../shared/data/chat) into a TCP
+//! 100,000 chat lines (the real chat logs in ../shared/data/chat, with Twitch's tags) into a TCP
 //! connection on 127.0.0.1; the ingester (twitch-irc with our transport, the event queue, the
 //! batcher, the producer) reads, parses, batches and encodes them and hands the records to a
 //! sink that only counts. One iteration = one block, until the producer has handed every
@@ -7,7 +7,6 @@
 //! machine's cores. Run: `scripts/bench ingest`.
 
 use std::collections::BTreeSet;
-use std::path::Path;
 use std::sync::atomic::Ordering;
 use std::sync::{Arc, OnceLock};
 use std::time::Duration;
@@ -17,6 +16,8 @@ use highlights_test_support::irc::FakeIrc;
 use ingest_fargate::irc_client::{CONFIRM_JOINS_WITHIN, ChatClient, IrcLogin, JoinLimit};
 use ingest_fargate::metrics::Counters;
 use ingest_fargate::producer::{EntryResults, ProducerSettings, RecordSink, SinkError};
+
+mod chat_logs;
 
 const BLOCK: usize = 100_000;
 
@@ -37,29 +38,7 @@ struct Rig {
 }
 
 fn chat_block() -> String {
-    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../shared/data/chat");
-    let mut texts = Vec::new();
-    let mut files: Vec<_> = std::fs::read_dir(&dir)
-        .unwrap_or_else(|e| panic!("{}: {e} (the chat logs live in ../shared/data/chat)", dir.display()))
-        .filter_map(Result::ok)
-        .map(|e| e.path())
-        .collect();
-    files.sort();
-    for file in files {
-        let json: serde_json::Value = serde_json::from_slice(&std::fs::read(&file).unwrap()).unwrap();
-        for comment in json["comments"].as_array().into_iter().flatten() {
-            texts.push(comment["message"]["body"].as_str().unwrap_or("").replace(['\r', '\n'], " "));
-        }
-    }
-    assert!(!texts.is_empty(), "no chat in {}", dir.display());
-    (0..BLOCK)
-        .map(|n| {
-            let id = format!("00000000-0000-4000-8000-{n:012}");
-            let user = ("viewer", 1_000 + n as u64 % 5_000);
-            FakeIrc::chat_line("bench", 42, user, 1_733_000_000_000 + n as i64, &id, &texts[n % texts.len()])
-        })
-        .collect::<Vec<_>>()
-        .join("\r\n")
+    chat_logs::twitch_lines(BLOCK, "bench", 42).join("\r\n")
 }
 
 fn rig() -> &'static Rig {
