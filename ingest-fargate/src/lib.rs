@@ -20,7 +20,7 @@ use std::time::Duration;
 use tokio::sync::{mpsc, watch};
 
 use crate::irc_client::ChatClient;
-use crate::metrics::Counters;
+use crate::metrics::{Counters, Snapshot};
 use crate::producer::{DrainReport, ProducerSettings, RecordSink};
 
 /// Chat events in flight between the IRC reader and the batcher; beyond this the reader waits.
@@ -46,17 +46,37 @@ pub async fn run<S: RecordSink>(
     report
 }
 
-/// Prints the EMF metrics record every `every` until the process ends.
-pub fn spawn_metrics(counters: Arc<Counters>, every: Duration) {
-    tokio::spawn(async move {
-        let mut previous = counters.totals();
-        let mut ticks = tokio::time::interval(every);
-        ticks.tick().await;
-        loop {
+/// Prints the ingester's EMF metrics records: each covers the counts since the previous one.
+pub struct MetricsReporter {
+    counters: Arc<Counters>,
+    previous: std::sync::Mutex<Snapshot>,
+}
+
+impl MetricsReporter {
+    pub fn new(counters: Arc<Counters>) -> Arc<Self> {
+        let previous = std::sync::Mutex::new(counters.totals());
+        Arc::new(Self { counters, previous })
+    }
+
+    /// Prints the record of the interval that ends now.
+    pub fn emit(&self) {
+        let mut previous = self.previous.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+        let now = self.counters.totals();
+        now.record_since(&previous).emit();
+        *previous = now;
+    }
+
+    /// Emits every `every` until the process ends (call [`MetricsReporter::emit`] once more at
+    /// the very end, so the last interval, the drain included, is not lost).
+    pub fn spawn(self: &Arc<Self>, every: Duration) {
+        let reporter = self.clone();
+        tokio::spawn(async move {
+            let mut ticks = tokio::time::interval(every);
             ticks.tick().await;
-            let now = counters.totals();
-            now.record_since(&previous).emit();
-            previous = now;
-        }
-    });
+            loop {
+                ticks.tick().await;
+                reporter.emit();
+            }
+        });
+    }
 }

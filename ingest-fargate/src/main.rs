@@ -130,7 +130,8 @@ async fn main() -> anyhow::Result<()> {
         tracing::info!("stopping: flushing buffered chat");
         let _ = shutdown_tx.send(true);
     });
-    ingest_fargate::spawn_metrics(counters.clone(), Duration::from_secs(settings.metrics_seconds.max(1)));
+    let metrics = ingest_fargate::MetricsReporter::new(counters.clone());
+    metrics.spawn(Duration::from_secs(settings.metrics_seconds.max(1)));
 
     let chat = ChatClient {
         address: settings.irc_addr,
@@ -205,6 +206,8 @@ async fn main() -> anyhow::Result<()> {
     };
     let sink = Arc::new(KinesisSink { client, stream });
     let report = ingest_fargate::run(chat, channels_rx, sink, producer, shutdown_rx).await;
+    // The last interval (the drain included) would otherwise never reach CloudWatch.
+    metrics.emit();
     let totals = counters.totals();
     tracing::info!(
         received = totals.messages_received,

@@ -41,8 +41,17 @@ async fn sigterm_flushes_everything_received_into_kinesis_and_exits_0() {
         .env("INGEST_CHANNELS", "Alpha")
         // Nothing is sent before SIGTERM: the drain alone must deliver the chat.
         .env("INGEST_FLUSH_MS", "600000")
+        .env("INGEST_METRICS_SECONDS", "1")
+        .stdout(Stdio::piped())
         .spawn()
         .unwrap();
+    // EMF metrics come on stdout; read them while it runs, so a full pipe never blocks it.
+    let mut stdout = child.stdout.take().unwrap();
+    let metrics = std::thread::spawn(move || {
+        let mut text = String::new();
+        std::io::Read::read_to_string(&mut stdout, &mut text).unwrap();
+        text
+    });
     assert!(irc.wait_joined(&["alpha"], WAIT).await, "the ingester never joined #alpha");
     for n in 0..100 {
         let line = FakeIrc::chat_line(
@@ -87,6 +96,24 @@ async fn sigterm_flushes_everything_received_into_kinesis_and_exits_0() {
     }
     assert_eq!(texts, (0..100).map(|n| format!("hello {n}")).collect::<Vec<_>>());
     kinesis.delete_stream().stream_name(&stream).send().await.unwrap();
+
+    // The EMF records add up to what happened, the drain after SIGTERM included.
+    let records: Vec<serde_json::Value> =
+        metrics.join().unwrap().lines().map(|line| serde_json::from_str(line).unwrap()).collect();
+    assert!(!records.is_empty(), "no EMF records on stdout");
+    for record in &records {
+        let emf = &record["_aws"]["CloudWatchMetrics"][0];
+        assert_eq!(
+            (emf["Namespace"].as_str(), record["Service"].as_str()),
+            (Some("TwitchHighlights"), Some("ingest-fargate"))
+        );
+    }
+    let total = |name: &str| records.iter().map(|r| r[name].as_f64().unwrap()).sum::<f64>();
+    assert_eq!(
+        (total("messages_received"), total("messages_sent"), total("malformed_lines")),
+        (100.0, 100.0, 0.0)
+    );
+    assert!(total("records_put") >= 1.0);
 }
 
 /// Every record of a one-shard stream: (partition key, data).
