@@ -41,6 +41,7 @@ impl<T: TokenSource + 'static> ChatTokens for T {
     }
 }
 
+/// Twitch's NOTICE texts for a PASS it does not accept.
 pub(super) fn is_login_refusal(text: &str) -> bool {
     text.contains("Login authentication failed") || text.contains("Improperly formatted auth")
 }
@@ -115,5 +116,98 @@ impl LoginCredentials for ChatLogin {
                 Err(ChatLoginError(reason))
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Mutex;
+
+    use super::*;
+    use crate::metrics::Counters;
+
+    /// Tokens `t1`, `t2`, …: `current` hands out the latest, `rejected` refreshes; the first
+    /// `failing` calls fail.
+    #[derive(Default)]
+    struct ScriptedTokens {
+        issued: Mutex<u32>,
+        rejected: Mutex<Vec<String>>,
+        failing: Mutex<u32>,
+    }
+
+    impl ScriptedTokens {
+        fn answer(&self, refresh: bool) -> Result<Secret, String> {
+            let mut failing = self.failing.lock().unwrap();
+            if *failing > 0 {
+                *failing -= 1;
+                return Err("Secrets Manager is unreachable".into());
+            }
+            let mut issued = self.issued.lock().unwrap();
+            if refresh || *issued == 0 {
+                *issued += 1;
+            }
+            Ok(Secret::new(format!("t{issued}")))
+        }
+    }
+
+    impl ChatTokens for ScriptedTokens {
+        fn current(&self) -> TokenFuture<'_> {
+            Box::pin(async move { self.answer(false) })
+        }
+        fn rejected<'a>(&'a self, token: &'a Secret) -> TokenFuture<'a> {
+            self.rejected.lock().unwrap().push(token.expose().to_owned());
+            Box::pin(async move { self.answer(true) })
+        }
+    }
+
+    fn server() -> Arc<ChatServer> {
+        let (chat, _) = tokio::sync::mpsc::channel(1);
+        ChatServer::new("tcp://127.0.0.1:1".parse().unwrap(), Arc::new(Counters::default()), chat)
+    }
+
+    fn user_login(tokens: Arc<ScriptedTokens>) -> ChatLogin {
+        ChatLogin::new(IrcLogin::User { login: "HighlightsBot".into(), tokens }, server())
+    }
+
+    #[tokio::test]
+    async fn a_refused_token_is_refreshed_before_the_next_login() {
+        let tokens = Arc::new(ScriptedTokens::default());
+        let login = user_login(tokens.clone());
+        let first = login.get_credentials().await.unwrap();
+        assert_eq!((first.login.as_str(), first.token.as_deref()), ("highlightsbot", Some("t1")));
+        // Another connection, no refusal: the same token.
+        assert_eq!(login.get_credentials().await.unwrap().token.as_deref(), Some("t1"));
+        // The transport saw Twitch's refusal.
+        login.server.login_refused.store(true, Ordering::Relaxed);
+        assert_eq!(login.get_credentials().await.unwrap().token.as_deref(), Some("t2"));
+        assert_eq!(*tokens.rejected.lock().unwrap(), ["t1"]);
+        assert!(!login.server.login_refused.load(Ordering::Relaxed));
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn failures_to_get_a_token_back_off_and_a_pending_refresh_is_kept() {
+        let tokens = Arc::new(ScriptedTokens::default());
+        let login = user_login(tokens.clone());
+        login.get_credentials().await.unwrap();
+        login.server.login_refused.store(true, Ordering::Relaxed);
+        *tokens.failing.lock().unwrap() = 2;
+        let error = login.get_credentials().await.unwrap_err();
+        assert_eq!(error.to_string(), "no chat token: Secrets Manager is unreachable");
+        // The refusal still needs its refresh; the next attempt waits a second first
+        // (twitch-irc would ask again at once).
+        assert!(login.server.login_refused.load(Ordering::Relaxed));
+        let started = tokio::time::Instant::now();
+        login.get_credentials().await.unwrap_err();
+        assert_eq!(started.elapsed(), Duration::from_millis(1_000));
+        let started = tokio::time::Instant::now();
+        let refreshed = login.get_credentials().await.unwrap();
+        assert_eq!(started.elapsed(), Duration::from_millis(2_000));
+        assert_eq!(refreshed.token.as_deref(), Some("t2"));
+    }
+
+    #[tokio::test]
+    async fn anonymous_logins_send_no_token() {
+        let pair = ChatLogin::new(IrcLogin::Anonymous, server()).get_credentials().await.unwrap();
+        assert!(pair.login.starts_with("justinfan") && pair.token.is_none(), "{pair:?}");
     }
 }

@@ -42,7 +42,7 @@ use twitch_irc::{ClientConfig, TwitchIRCClient};
 
 use crate::metrics::Counters;
 use login::{ChatLogin, is_login_refusal};
-use transport::{ACTIVE_CLIENT, install_server, uninstall_server};
+use transport::{ACTIVE_CLIENT, ChatServer, install_server, uninstall_server};
 
 /// Where to connect: `tls://host:port` (the default form: `host:port`) or `tcp://host:port`.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -152,7 +152,8 @@ impl ChatClient {
         mut shutdown: watch::Receiver<bool>,
     ) {
         let _one_per_process = ACTIVE_CLIENT.lock().await;
-        let server = install_server(self.address.clone(), self.counters.clone(), events.clone());
+        let server = ChatServer::new(self.address.clone(), self.counters.clone(), events.clone());
+        install_server(&server);
         let mut config = ClientConfig::new_simple(ChatLogin::new(self.login.clone(), server.clone()));
         config.max_channels_per_connection = self.join_limit.channels_per_connection();
         config.new_connection_every = self.join_limit.new_connection_every();

@@ -44,21 +44,26 @@ pub(super) struct ChatServer {
     pub(super) closing: AtomicBool,
 }
 
-pub(super) fn install_server(
-    address: IrcAddress,
-    counters: Arc<Counters>,
-    chat: mpsc::Sender<ChatEvent>,
-) -> Arc<ChatServer> {
-    let server = Arc::new(ChatServer {
-        address,
-        counters,
-        chat,
-        login_refused: AtomicBool::new(false),
-        welcomed: AtomicUsize::new(0),
-        closing: AtomicBool::new(false),
-    });
+impl ChatServer {
+    pub(super) fn new(
+        address: IrcAddress,
+        counters: Arc<Counters>,
+        chat: mpsc::Sender<ChatEvent>,
+    ) -> Arc<Self> {
+        Arc::new(Self {
+            address,
+            counters,
+            chat,
+            login_refused: AtomicBool::new(false),
+            welcomed: AtomicUsize::new(0),
+            closing: AtomicBool::new(false),
+        })
+    }
+}
+
+/// Makes `server` the one every new connection goes to.
+pub(super) fn install_server(server: &Arc<ChatServer>) {
     *SERVER.write().unwrap_or_else(|poisoned| poisoned.into_inner()) = Some(server.clone());
-    server
 }
 
 pub(super) fn uninstall_server() {
