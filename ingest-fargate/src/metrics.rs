@@ -19,6 +19,8 @@ pub struct Counters {
     /// Gauges.
     pub buffer_depth: AtomicU64,
     pub channels_joined: AtomicI64,
+    /// Joined channels Twitch has not confirmed within the confirmation window (retrying).
+    pub channels_unconfirmed: AtomicI64,
     /// Readiness: the IRC connection is logged in; the last PutRecords call answered.
     pub irc_connected: AtomicBool,
     pub kinesis_reachable: AtomicBool,
@@ -38,6 +40,7 @@ pub struct Snapshot {
     pub lifecycle_events: u64,
     pub buffer_depth: u64,
     pub channels_joined: i64,
+    pub channels_unconfirmed: i64,
     /// 1 when ready (IRC logged in, Kinesis answering), else 0: the "ingester not ready" alarm.
     pub ready: u64,
 }
@@ -58,6 +61,7 @@ impl Counters {
             lifecycle_events: get(&self.lifecycle_events),
             buffer_depth: get(&self.buffer_depth),
             channels_joined: self.channels_joined.load(Ordering::Relaxed).max(0),
+            channels_unconfirmed: self.channels_unconfirmed.load(Ordering::Relaxed).max(0),
             ready: u64::from(self.ready()),
         }
     }
@@ -82,6 +86,7 @@ impl Snapshot {
             .count("lifecycle_events", self.lifecycle_events - previous.lifecycle_events)
             .metric("buffer_depth", Unit::Count, self.buffer_depth as f64)
             .metric("channels_joined", Unit::Count, self.channels_joined as f64)
+            .metric("channels_unconfirmed", Unit::Count, self.channels_unconfirmed as f64)
             .metric("ready", Unit::Count, self.ready as f64)
     }
 }

@@ -258,9 +258,18 @@ async fn a_join_twitch_never_answers_is_sent_again() {
     irc.leave_joins_unanswered("beta", 2);
     let sink = Arc::new(MemorySink::default());
     let running = start_with(&irc, &["alpha", "beta"], sink, JOIN_LIMIT, Duration::from_millis(500)).await;
+    // Between its retries beta shows up in the gauge operators watch.
+    until("beta counted as unconfirmed", || {
+        running.counters.channels_unconfirmed.load(Ordering::Relaxed) == 1
+    })
+    .await;
     assert!(irc.wait_joined(&["alpha", "beta"], WAIT).await, "beta was never joined");
     let joins = |channel: &str| irc.commands().iter().filter(|c| **c == format!("JOIN #{channel}")).count();
     assert_eq!((joins("alpha"), joins("beta")), (1, 3));
+    until("no channel left unconfirmed", || {
+        running.counters.channels_unconfirmed.load(Ordering::Relaxed) == 0
+    })
+    .await;
     chat(&irc, "beta", 22, 1);
     until("beta's chat", || running.sink.texts(22) == ["beta says 1"]).await;
     running.shutdown.send(true).unwrap();

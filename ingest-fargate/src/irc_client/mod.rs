@@ -182,7 +182,7 @@ impl ChatClient {
                     }
                 }
                 _ = check_confirmations.tick() => {
-                    channels.check_confirmations(&client, self.confirm_joins_within).await;
+                    channels.check_confirmations(&client, self.confirm_joins_within, &self.counters).await;
                 }
                 _ = shutdown.changed() => break,
             }
@@ -192,6 +192,7 @@ impl ChatClient {
         drop(client);
         drop(incoming);
         self.counters.channels_joined.store(0, Ordering::Relaxed);
+        self.counters.channels_unconfirmed.store(0, Ordering::Relaxed);
     }
 
     async fn handle(
@@ -252,7 +253,7 @@ impl Channels {
 
     /// Asks twitch-irc which joined channels Twitch has confirmed; queues a JOIN again for those
     /// unconfirmed for `within` (and, after each retry, twice as long as before).
-    async fn check_confirmations(&mut self, client: &Client, within: Duration) {
+    async fn check_confirmations(&mut self, client: &Client, within: Duration, counters: &Counters) {
         let now = Instant::now();
         for channel in &self.joined {
             let (_, confirmed) = client.get_channel_status(channel.clone()).await;
@@ -275,6 +276,9 @@ impl Channels {
                 entry.next_try = now + entry.wait;
             }
         }
+        // Past their first window: joined again at least once.
+        let retrying = self.unconfirmed.values().filter(|u| u.wait > within).count();
+        counters.channels_unconfirmed.store(retrying as i64, Ordering::Relaxed);
     }
 
     /// Parts what is no longer wanted and joins what is, as fast as the limit allows; returns
