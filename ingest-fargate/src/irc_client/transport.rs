@@ -66,6 +66,7 @@ pub(super) fn install_server(server: &Arc<ChatServer>) {
     *SERVER.write().unwrap_or_else(|poisoned| poisoned.into_inner()) = Some(server.clone());
 }
 
+/// No server: a connection attempted from now on fails (the client has stopped).
 pub(super) fn uninstall_server() {
     *SERVER.write().unwrap_or_else(|poisoned| poisoned.into_inner()) = None;
 }
