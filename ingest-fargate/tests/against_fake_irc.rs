@@ -1,5 +1,7 @@
-//! The ingester against a fake Twitch IRC server on 127.0.0.1:0, with an in-memory Kinesis port
-//! (partial failures and throttling injected there). The real Kinesis path is covered by
+//! The ingester (twitch-irc over our transport) against a fake Twitch IRC server on 127.0.0.1:0,
+//! with an in-memory Kinesis port (partial failures and throttling injected there): order and
+//! fields, malformed lines, RECONNECT and dropped connections, JOIN pacing, JOINs Twitch never
+//! answers, and a full event queue. The real Kinesis path is covered by
 //! `against_local_kinesis.rs`.
 
 use std::collections::BTreeSet;
