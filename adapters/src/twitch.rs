@@ -150,19 +150,8 @@ impl HelixClips {
     }
 }
 
-pub(crate) fn reset_after(headers: &reqwest::header::HeaderMap) -> Option<Duration> {
-    let reset_s: u64 = headers
-        .get("ratelimit-helixclipscreation-reset")
-        .or_else(|| headers.get("ratelimit-reset"))?
-        .to_str()
-        .ok()?
-        .parse()
-        .ok()?;
-    reset_in(reset_s)
-}
-
 /// How long until the Unix second `reset_s`.
-fn reset_in(reset_s: u64) -> Option<Duration> {
+pub(crate) fn reset_in(reset_s: u64) -> Option<Duration> {
     let now = SystemTime::now().duration_since(UNIX_EPOCH).ok()?.as_secs();
     Some(Duration::from_secs(reset_s.saturating_sub(now)))
 }
@@ -194,7 +183,8 @@ impl ClipsApi for HelixClips {
         }
         let bearer = self.bearer(token);
         let call = self.helix.req_post(request, EmptyBody, &bearer);
-        let (result, reset_s) = with_rate_limit_capture(tokio::time::timeout(timeout, call)).await;
+        let (result, limit) = with_rate_limit_capture(tokio::time::timeout(timeout, call)).await;
+        let reset_s = limit.reset_s;
         match result {
             Err(_) => {
                 tracing::warn!(broadcaster_id, "Create Clip timed out");

@@ -3,8 +3,8 @@
 //! can point one client at its own fake Twitch on 127.0.0.1:0. (`twitch_api`'s own override is a
 //! process-wide static read once from the environment.)
 //!
-//! It also keeps the rate-limit reset header of the last answer for the calling task (Helix
-//! errors carry no headers): see [`with_rate_limit_capture`].
+//! It also keeps the rate-limit headers of the last answer for the calling task (`twitch_api`
+//! hands out no headers, and Helix errors none at all): see [`with_rate_limit_capture`].
 
 use std::cell::Cell;
 use std::future::Future;
@@ -32,17 +32,27 @@ pub enum RewriteError {
     ForeignUrl(String),
 }
 
-tokio::task_local! {
-    /// Unix seconds of the `Ratelimit-Reset` header of the last answer in this task.
-    static RATE_LIMIT_RESET: Cell<Option<u64>>;
+/// The rate-limit headers of an answer.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct RateLimit {
+    /// `Ratelimit-Reset` (or Create Clip's own bucket's): Unix seconds when the bucket refills.
+    pub reset_s: Option<u64>,
+    /// `Ratelimit-Remaining`: points left in the bucket.
+    pub remaining: Option<u64>,
 }
 
-/// Runs `work` (Helix calls) and returns its result with the last rate-limit reset seen.
-pub async fn with_rate_limit_capture<T>(work: impl Future<Output = T>) -> (T, Option<u64>) {
-    RATE_LIMIT_RESET
-        .scope(Cell::new(None), async move {
+tokio::task_local! {
+    /// The rate-limit headers of the last answer in this task.
+    static RATE_LIMIT: Cell<RateLimit>;
+}
+
+/// Runs `work` (Helix calls) and returns its result with the rate-limit headers of the last
+/// answer it got.
+pub async fn with_rate_limit_capture<T>(work: impl Future<Output = T>) -> (T, RateLimit) {
+    RATE_LIMIT
+        .scope(Cell::new(RateLimit::default()), async move {
             let result = work.await;
-            (result, RATE_LIMIT_RESET.with(Cell::get))
+            (result, RATE_LIMIT.with(Cell::get))
         })
         .await
 }
@@ -89,14 +99,13 @@ impl twitch_api::HttpClient for RewritingClient {
                 .send()
                 .await
                 .map_err(|e| RewriteError::Unreachable(crate::twitch::without_url(&e)))?;
-            let reset = response
-                .headers()
-                .get("ratelimit-helixclipscreation-reset")
-                .or_else(|| response.headers().get("ratelimit-reset"))
-                .and_then(|v| v.to_str().ok()?.parse::<u64>().ok());
-            if reset.is_some() {
-                let _ = RATE_LIMIT_RESET.try_with(|cell| cell.set(reset));
-            }
+            let number = |name: &str| response.headers().get(name)?.to_str().ok()?.parse::<u64>().ok();
+            let limit = RateLimit {
+                reset_s: number("ratelimit-helixclipscreation-reset").or_else(|| number("ratelimit-reset")),
+                remaining: number("ratelimit-helixclipscreation-remaining")
+                    .or_else(|| number("ratelimit-remaining")),
+            };
+            let _ = RATE_LIMIT.try_with(|cell| cell.set(limit));
             // Twitch documents 202 Accepted for Create Clip; twitch_api 0.8 parses single-item
             // answers only when they are 200 OK.
             let status = match response.status() {

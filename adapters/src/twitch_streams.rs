@@ -1,6 +1,7 @@
 //! Helix Get Streams with an app access token (client credentials), for the ingester's
 //! live/offline polling: the live streams among up to 100 logins per call, and the top live
-//! streams by viewers.
+//! streams by viewers. Requests and answers are `twitch_api`'s, sent through
+//! [`RewritingClient`] like the clipper's.
 //!
 //! The app token is fetched when first needed, again when it is about to expire or Helix answers
 //! 401, and never logged. When Helix says the rate-limit bucket is empty (`Ratelimit-Remaining:
@@ -10,10 +11,13 @@ use std::future::Future;
 use std::time::Duration;
 
 use highlights_core::model::BroadcasterId;
-use serde::Deserialize;
 use tokio::sync::Mutex;
+use twitch_api::helix::streams::{GetStreamsRequest, Stream};
+use twitch_api::helix::{self, ClientRequestError, HelixClient, HelixRequestGetError};
+use twitch_api::types::UserName;
 
-use crate::twitch::{AppCredentials, Secret, TwitchError, TwitchOAuth, now_s, reset_after, without_url};
+use crate::twitch::{AppCredentials, Secret, TwitchError, TwitchOAuth, now_s, reset_in};
+use crate::twitch_http::{RewritingClient, with_rate_limit_capture};
 
 /// Logins per Get Streams call (Helix's limit).
 pub const LOGINS_PER_CALL: usize = 100;
@@ -42,44 +46,13 @@ pub trait StreamsApi: Send + Sync {
     fn top(&self, n: usize) -> impl Future<Output = Result<Vec<LiveStream>, TwitchError>> + Send;
 }
 
-#[derive(Deserialize)]
-struct StreamJson {
-    id: String,
-    user_id: String,
-    user_login: String,
-    #[serde(default)]
-    user_name: String,
-    #[serde(default)]
-    game_id: String,
-    #[serde(default)]
-    game_name: String,
-    #[serde(default)]
-    title: String,
-    #[serde(default)]
-    viewer_count: u64,
-    started_at: String,
-}
-
-#[derive(Deserialize)]
-struct Page {
-    data: Vec<StreamJson>,
-    #[serde(default)]
-    pagination: Pagination,
-}
-
-#[derive(Deserialize, Default)]
-struct Pagination {
-    cursor: Option<String>,
-}
-
 struct AppToken {
     access_token: Secret,
     expires_at: i64,
 }
 
 pub struct HelixStreams {
-    http: reqwest::Client,
-    helix_url: String,
+    helix: HelixClient<'static, RewritingClient>,
     oauth: TwitchOAuth,
     app: AppCredentials,
     token: Mutex<Option<AppToken>>,
@@ -89,10 +62,10 @@ pub struct HelixStreams {
 
 impl HelixStreams {
     pub fn new(http: reqwest::Client, helix_url: &str, oauth_url: &str, app: AppCredentials) -> Self {
+        let client = RewritingClient::new(http.clone(), helix_url, oauth_url, Duration::from_secs(10));
         Self {
-            oauth: TwitchOAuth::new(http.clone(), oauth_url),
-            http,
-            helix_url: helix_url.trim_end_matches('/').to_owned(),
+            helix: HelixClient::with_client(client),
+            oauth: TwitchOAuth::new(http, oauth_url),
             app,
             token: Mutex::new(None),
             wait_until: Mutex::new(None),
@@ -114,43 +87,49 @@ impl HelixStreams {
         Ok(secret)
     }
 
-    /// One Get Streams call with `query`; renews the token once on 401, waits out an empty
-    /// rate-limit bucket (before the call, or once after a 429).
-    async fn page(&self, query: &[(&str, String)]) -> Result<Page, TwitchError> {
+    /// `twitch_api` wants a token type; only the access token and client id are sent.
+    fn bearer(&self, token: &Secret) -> twitch_oauth2::AppAccessToken {
+        twitch_oauth2::AppAccessToken::from_existing_unchecked(
+            twitch_oauth2::AccessToken::new(token.expose().to_owned()),
+            None,
+            twitch_oauth2::ClientId::new(self.app.client_id.clone()),
+            twitch_oauth2::ClientSecret::new(self.app.client_secret.expose().to_owned()),
+            None,
+            None,
+        )
+    }
+
+    /// One Get Streams call; renews the token once on 401, waits out an empty rate-limit bucket
+    /// (before the call, or once after a 429). Returns the streams and the next page's cursor.
+    async fn page(
+        &self,
+        request: GetStreamsRequest<'_>,
+    ) -> Result<(Vec<Stream>, Option<helix::Cursor>), TwitchError> {
         let mut renewed = false;
         let mut waited = false;
         loop {
             if let Some(until) = *self.wait_until.lock().await {
                 tokio::time::sleep_until(until).await;
             }
-            let token = self.token(false).await?;
-            let response = self
-                .http
-                .get(format!("{}/streams", self.helix_url))
-                .query(query)
-                .bearer_auth(token.expose())
-                .header("Client-Id", &self.app.client_id)
-                .timeout(Duration::from_secs(10))
-                .send()
-                .await
-                .map_err(|e| TwitchError::Unreachable { what: WHAT, reason: without_url(&e) })?;
-            let remaining = response
-                .headers()
-                .get("ratelimit-remaining")
-                .and_then(|v| v.to_str().ok())
-                .and_then(|v| v.parse::<u64>().ok());
-            let reset = reset_after(response.headers()).map(|wait| wait.min(MAX_RATE_LIMIT_WAIT));
-            *self.wait_until.lock().await = match (remaining, reset) {
+            let bearer = self.bearer(&self.token(false).await?);
+            let call = self.helix.req_get(request.clone(), &bearer);
+            let (result, limit) = with_rate_limit_capture(call).await;
+            let reset = limit.reset_s.and_then(reset_in).map(|wait| wait.min(MAX_RATE_LIMIT_WAIT));
+            *self.wait_until.lock().await = match (limit.remaining, reset) {
                 (Some(0), Some(wait)) => Some(tokio::time::Instant::now() + wait),
                 _ => None,
             };
-            match response.status().as_u16() {
-                200 => {
-                    return response
-                        .json()
-                        .await
-                        .map_err(|e| TwitchError::Malformed { what: WHAT, reason: without_url(&e) });
+            let status = match result {
+                Ok(response) => return Ok((response.data, response.pagination_data.cursor)),
+                Err(ClientRequestError::HelixRequestGetError(HelixRequestGetError::Error {
+                    status, ..
+                })) => status.as_u16(),
+                Err(ClientRequestError::RequestError(error)) => {
+                    return Err(TwitchError::Unreachable { what: WHAT, reason: error.to_string() });
                 }
+                Err(error) => return Err(TwitchError::Malformed { what: WHAT, reason: error.to_string() }),
+            };
+            match status {
                 401 if !renewed => {
                     renewed = true;
                     self.token(true).await?;
@@ -166,19 +145,22 @@ impl HelixStreams {
     }
 }
 
-fn live_stream(json: StreamJson) -> Option<LiveStream> {
-    let started =
-        time::OffsetDateTime::parse(&json.started_at, &time::format_description::well_known::Rfc3339).ok()?;
+fn live_stream(stream: Stream) -> Option<LiveStream> {
+    let started = time::OffsetDateTime::parse(
+        stream.started_at.as_str(),
+        &time::format_description::well_known::Rfc3339,
+    )
+    .ok()?;
     Some(LiveStream {
-        broadcaster_id: json.user_id.parse().ok()?,
-        login: json.user_login.to_lowercase(),
-        name: json.user_name,
-        stream_id: json.id,
-        title: json.title,
-        game_id: json.game_id,
-        game_name: json.game_name,
+        broadcaster_id: stream.user_id.as_str().parse().ok()?,
+        login: stream.user_login.as_str().to_lowercase(),
+        name: stream.user_name.to_string(),
+        stream_id: stream.id.to_string(),
+        title: stream.title,
+        game_id: stream.game_id.to_string(),
+        game_name: stream.game_name,
         started_at_ms: (started.unix_timestamp_nanos() / 1_000_000) as i64,
-        viewer_count: json.viewer_count,
+        viewer_count: stream.viewer_count as u64,
     })
 }
 
@@ -186,27 +168,26 @@ impl StreamsApi for HelixStreams {
     async fn live(&self, logins: &[String]) -> Result<Vec<LiveStream>, TwitchError> {
         let mut live = Vec::new();
         for chunk in logins.chunks(LOGINS_PER_CALL) {
-            let mut query: Vec<(&str, String)> =
-                chunk.iter().map(|login| ("user_login", login.clone())).collect();
-            query.push(("first", LOGINS_PER_CALL.to_string()));
-            live.extend(self.page(&query).await?.data.into_iter().filter_map(live_stream));
+            let names: Vec<UserName> = chunk.iter().map(|login| UserName::new(login.clone())).collect();
+            let mut request = GetStreamsRequest::user_logins(&names[..]);
+            request.first = Some(LOGINS_PER_CALL);
+            let (streams, _) = self.page(request).await?;
+            live.extend(streams.into_iter().filter_map(live_stream));
         }
         Ok(live)
     }
 
     async fn top(&self, n: usize) -> Result<Vec<LiveStream>, TwitchError> {
         let mut top = Vec::new();
-        let mut cursor: Option<String> = None;
+        let mut cursor: Option<helix::Cursor> = None;
         while top.len() < n {
-            let mut query =
-                vec![("first", (n - top.len()).min(LOGINS_PER_CALL).to_string()), ("type", "live".into())];
-            if let Some(after) = cursor.take() {
-                query.push(("after", after));
-            }
-            let page = self.page(&query).await?;
-            let empty = page.data.is_empty();
-            top.extend(page.data.into_iter().filter_map(live_stream));
-            cursor = page.pagination.cursor;
+            let mut request = GetStreamsRequest::default();
+            request.first = Some((n - top.len()).min(LOGINS_PER_CALL));
+            request.after = cursor.take().map(std::borrow::Cow::Owned);
+            let (streams, next) = self.page(request).await?;
+            let empty = streams.is_empty();
+            top.extend(streams.into_iter().filter_map(live_stream));
+            cursor = next;
             if empty || cursor.is_none() {
                 break;
             }

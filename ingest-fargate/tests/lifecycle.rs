@@ -66,6 +66,19 @@ async fn get_streams_batches_by_100_with_one_app_token() {
 }
 
 #[tokio::test]
+async fn a_revoked_app_token_is_replaced_once() {
+    let twitch = FakeTwitch::start().await;
+    twitch.set_live(&[FakeStream::new("alpha", 11, "a1", 10)]);
+    let api = helix(&twitch);
+    let logins = ["alpha".to_owned()];
+    assert_eq!(api.live(&logins).await.unwrap().len(), 1);
+    twitch.revoke_tokens();
+    assert_eq!(api.live(&logins).await.unwrap().len(), 1, "renewed after the 401");
+    assert_eq!(twitch.app_tokens_issued(), 2);
+    assert_eq!(twitch.streams_calls().len(), 3);
+}
+
+#[tokio::test]
 async fn the_top_streams_follow_the_cursor_and_a_429_is_waited_out() {
     let twitch = FakeTwitch::start().await;
     let streams: Vec<FakeStream> =
