@@ -113,6 +113,20 @@ impl Isolated {
     }
 }
 
+/// An isolated environment whose Twitch is a fake that accepts the provisioned user token.
+async fn isolated_with_fake_twitch(name: &str) -> (highlights_test_support::FakeTwitch, Isolated) {
+    let fake = highlights_test_support::FakeTwitch::start().await;
+    fake.accept_token("local-access");
+    let mut env = isolated(name);
+    env.vars.push(("TWITCH_HELIX_URL".into(), fake.helix_url()));
+    env.vars.push(("TWITCH_OAUTH2_URL".into(), fake.oauth_url()));
+    let (app, token) = (env.path("app.json"), env.path("token.json"));
+    std::fs::write(&app, r#"{"client_id":"local-client","client_secret":"local-secret"}"#).unwrap();
+    std::fs::write(&token, r#"{"access_token":"local-access","refresh_token":"local-refresh"}"#).unwrap();
+    ok(&env.highlights(&["local", "provision", "--twitch-app-file", &app, "--user-token-file", &token]));
+    (fake, env)
+}
+
 /// Backtest detections as the same strings `highlights_of` produces.
 fn backtest(env: &Isolated, chat: &str) -> BTreeSet<String> {
     ok(&env.highlights(&["backtest", chat, "--summary", "none"]))
@@ -308,16 +322,7 @@ async fn lifecycle_events_update_streamers_and_reset_the_detector() {
 /// clip row, with a fake Twitch answering Create Clip and Get Clips.
 #[tokio::test]
 async fn a_live_burst_becomes_a_clip_in_postgres() {
-    let fake = highlights_test_support::FakeTwitch::start().await;
-    fake.accept_token("local-access");
-    let mut env = isolated("clip");
-    env.vars.push(("TWITCH_HELIX_URL".into(), fake.helix_url()));
-    env.vars.push(("TWITCH_OAUTH2_URL".into(), fake.oauth_url()));
-    let app = env.path("app.json");
-    let token = env.path("token.json");
-    std::fs::write(&app, r#"{"client_id":"local-client","client_secret":"local-secret"}"#).unwrap();
-    std::fs::write(&token, r#"{"access_token":"local-access","refresh_token":"local-refresh"}"#).unwrap();
-    ok(&env.highlights(&["local", "provision", "--twitch-app-file", &app, "--user-token-file", &token]));
+    let (fake, env) = isolated_with_fake_twitch("clip").await;
 
     let now_s = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_secs() as i64;
     let lines: String = resting_chat_with_a_burst(now_s - 365)
@@ -377,15 +382,7 @@ async fn twitch_chat_becomes_a_clip_the_api_lists() {
     use ingest_fargate::metrics::Counters;
     use ingest_fargate::producer::{KinesisSink, ProducerSettings};
 
-    let fake = highlights_test_support::FakeTwitch::start().await;
-    fake.accept_token("local-access");
-    let mut env = isolated("twitch");
-    env.vars.push(("TWITCH_HELIX_URL".into(), fake.helix_url()));
-    env.vars.push(("TWITCH_OAUTH2_URL".into(), fake.oauth_url()));
-    let (app, token) = (env.path("app.json"), env.path("token.json"));
-    std::fs::write(&app, r#"{"client_id":"local-client","client_secret":"local-secret"}"#).unwrap();
-    std::fs::write(&token, r#"{"access_token":"local-access","refresh_token":"local-refresh"}"#).unwrap();
-    ok(&env.highlights(&["local", "provision", "--twitch-app-file", &app, "--user-token-file", &token]));
+    let (fake, env) = isolated_with_fake_twitch("twitch").await;
 
     let irc = FakeIrc::start(&[("burstychannel", 434343)]).await;
     let kinesis = aws_sdk_kinesis::Client::new(&env.sdk().await);

@@ -45,13 +45,8 @@ async fn sigterm_flushes_everything_received_into_kinesis_and_exits_0() {
         .stdout(Stdio::piped())
         .spawn()
         .unwrap();
-    // EMF metrics come on stdout; read them while it runs, so a full pipe never blocks it.
-    let mut stdout = child.stdout.take().unwrap();
-    let metrics = std::thread::spawn(move || {
-        let mut text = String::new();
-        std::io::Read::read_to_string(&mut stdout, &mut text).unwrap();
-        text
-    });
+    // EMF metrics come on stdout.
+    let metrics = read_in_background(child.stdout.take().unwrap());
     assert!(irc.wait_joined(&["alpha"], WAIT).await, "the ingester never joined #alpha");
     for n in 0..100 {
         let line = FakeIrc::chat_line(
@@ -159,6 +154,15 @@ fn ingester(stack: &StackEnv, irc: &FakeIrc, health_port: u16) -> Command {
     command
 }
 
+/// Reads a child's output to the end on a thread, so a full pipe never blocks the child.
+fn read_in_background(mut output: impl std::io::Read + Send + 'static) -> std::thread::JoinHandle<String> {
+    std::thread::spawn(move || {
+        let mut text = String::new();
+        output.read_to_string(&mut text).unwrap();
+        text
+    })
+}
+
 fn free_port() -> u16 {
     std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
 }
@@ -253,13 +257,7 @@ async fn a_refused_chat_token_is_refreshed_written_back_and_never_logged() {
         .stderr(Stdio::piped())
         .spawn()
         .unwrap();
-    // Read the logs while it runs, so a full pipe never blocks the ingester.
-    let mut stderr = child.stderr.take().unwrap();
-    let logs = std::thread::spawn(move || {
-        let mut logs = String::new();
-        std::io::Read::read_to_string(&mut stderr, &mut logs).unwrap();
-        logs
-    });
+    let logs = read_in_background(child.stderr.take().unwrap());
     twitch.set_live(&[FakeStream::new("alpha", 11, "a1", 10)]);
     if !irc.wait_joined(&["alpha"], WAIT).await {
         let _ = child.kill();
