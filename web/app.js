@@ -192,6 +192,7 @@ async function loadFirstPage() {
   state.nextCursor = null;
   grid.replaceChildren();
   empty.hidden = errorBox.hidden = loadMore.hidden = true;
+  setLoadMoreBusy(false); // a next page still loading for the old filters is ignored
   summary.textContent = "Loading clips…";
   const placeholders = skeletons(6);
   try {
@@ -213,6 +214,7 @@ async function loadFirstPage() {
     if (generation === state.generation) {
       state.loading = false;
       grid.setAttribute("aria-busy", "false");
+      watchForScroll();
     }
   }
 }
@@ -221,7 +223,9 @@ async function loadNextPage() {
   if (state.loading || !state.nextCursor) return;
   const generation = state.generation;
   state.loading = true;
-  loadMore.hidden = true;
+  // The button stays in place, disabled, while the page loads: hidden means "no more clips",
+  // never "busy", so neither a reader nor a test can mistake a moment of loading for the end.
+  setLoadMoreBusy(true);
   errorBox.hidden = true;
   const placeholders = skeletons(3);
   try {
@@ -238,9 +242,28 @@ async function loadNextPage() {
   } finally {
     if (generation === state.generation) {
       state.loading = false;
+      setLoadMoreBusy(false);
       grid.setAttribute("aria-busy", "false");
+      watchForScroll();
     }
   }
+}
+
+function setLoadMoreBusy(busy) {
+  loadMore.disabled = busy;
+  loadMore.textContent = busy ? "Loading more clips…" : "Load more clips";
+}
+
+// Infinite scroll once the reader scrolls; the button stays for keyboards and screen readers.
+const scrollObserver = new IntersectionObserver((entries) => {
+  if (entries.some((e) => e.isIntersecting) && window.scrollY > 0) loadNextPage();
+}, { rootMargin: "400px" });
+
+// Observing again reports the button's current position: on a tall screen it may still be in
+// reach after a page was added, and an observer only reports changes.
+function watchForScroll() {
+  scrollObserver.unobserve(loadMore);
+  scrollObserver.observe(loadMore);
 }
 
 function applyFilters(event) {
@@ -270,10 +293,7 @@ async function main() {
     applyFilters();
   });
   loadMore.addEventListener("click", loadNextPage);
-  // Infinite scroll once the reader scrolls; the button stays for keyboards and screen readers.
-  new IntersectionObserver((entries) => {
-    if (entries.some((e) => e.isIntersecting) && window.scrollY > 0) loadNextPage();
-  }, { rootMargin: "400px" }).observe(loadMore);
+  watchForScroll();
 
   await loadConfig();
   readFiltersFromUrl();

@@ -62,17 +62,73 @@ test("the page lists the seeded clips newest first, with the streamer filter fil
   await context.close();
 });
 
-test("load more walks every page through the cursor, each clip once", async () => {
-  const { page, context } = await openPage();
+// "Sample60" … "Sample1": every seeded clip, newest first.
+const ALL_CLIPS_NEWEST_FIRST = Array.from({ length: 60 }, (_, i) => `Sample${60 - i}`);
+const clipIds = (page) => cards(page).evaluateAll((nodes) => nodes.map((n) => n.dataset.clipId));
+const idle = (page) =>
+  page.waitForFunction(() => document.querySelector("#grid").getAttribute("aria-busy") === "false", null, WAIT);
+
+// The page loads more by itself once the reader scrolls near the end, so these tests never wait
+// for an intermediate count (a click or a focus scrolls too, and the next page may already be on
+// its way): they check what must hold whatever the order, every clip once, newest first. The
+// button is hidden only when there is nothing more to load (it is disabled while a page loads),
+// so "hidden" is a final state to wait for.
+test("without scrolling, only a click on Load more loads the next page", async () => {
+  // Tall enough that the first page and the button fit without scrolling: the page then never
+  // loads by itself, so the click alone brings exactly one more page.
+  const { page, context, errors } = await openPage({ viewport: { width: 1280, height: 4000 } });
   await page.goto(SITE_URL);
   await cards(page).first().waitFor(WAIT);
-  for (const expected of [48, 60]) {
-    await page.locator("#load-more").click();
-    await page.waitForFunction((n) => document.querySelectorAll("#grid .card:not(.skeleton)").length === n, expected, WAIT);
+  assert.deepEqual(await clipIds(page), ALL_CLIPS_NEWEST_FIRST.slice(0, 24));
+  const button = await page.locator("#load-more").boundingBox();
+  assert.ok(button && button.y + button.height <= 4000, `the button is below the fold: ${JSON.stringify(button)}`);
+  await page.locator("#load-more").click();
+  await page.waitForFunction(
+    () => document.querySelectorAll("#grid .card:not(.skeleton)").length > 24 &&
+      document.querySelector("#grid").getAttribute("aria-busy") === "false",
+    null, WAIT);
+  assert.deepEqual(await clipIds(page), ALL_CLIPS_NEWEST_FIRST.slice(0, 48));
+  assert.equal(await page.evaluate(() => window.scrollY), 0);
+  assert.deepEqual(errors, []);
+  await context.close();
+});
+
+test("Load more from the keyboard walks every page through the cursor, each clip once", async () => {
+  const { page, context, errors } = await openPage();
+  await page.goto(SITE_URL);
+  await cards(page).first().waitFor(WAIT);
+  const loadMore = page.locator("#load-more");
+  for (let presses = 0; !(await loadMore.isHidden()); presses++) {
+    assert.ok(presses < 10, `still more to load after ${presses} presses`);
+    await loadMore.focus();
+    // Enter on the button while a page loads (it is disabled then) does nothing.
+    await page.keyboard.press("Enter");
+    await idle(page);
   }
-  assert.equal(await page.locator("#load-more").isHidden(), true);
-  const ids = await page.locator("#grid .card").evaluateAll((nodes) => nodes.map((n) => n.dataset.clipId));
-  assert.equal(new Set(ids).size, 60);
+  assert.deepEqual(await clipIds(page), ALL_CLIPS_NEWEST_FIRST);
+  assert.equal(await loadMore.isHidden(), true, "the button is hidden once every clip is shown");
+  assert.deepEqual(errors, []);
+  await context.close();
+});
+
+test("scrolling to the end loads every page by itself, each clip once", async () => {
+  const { page, context, errors } = await openPage();
+  await page.goto(SITE_URL);
+  await cards(page).first().waitFor(WAIT);
+  const loadMore = page.locator("#load-more");
+  for (let scrolls = 0; !(await loadMore.isHidden()); scrolls++) {
+    assert.ok(scrolls < 10, `still more to load after ${scrolls} scrolls to the end`);
+    const shown = await cards(page).count();
+    await page.keyboard.press("End");
+    // Scrolling to the end must bring the next page, or reveal that there is none.
+    await page.waitForFunction(
+      (before) => (document.querySelectorAll("#grid .card:not(.skeleton)").length > before &&
+        document.querySelector("#grid").getAttribute("aria-busy") === "false") ||
+        document.querySelector("#load-more").hidden,
+      shown, WAIT);
+  }
+  assert.deepEqual(await clipIds(page), ALL_CLIPS_NEWEST_FIRST);
+  assert.deepEqual(errors, []);
   await context.close();
 });
 
