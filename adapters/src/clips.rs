@@ -1,8 +1,11 @@
 //! The `clips` table in PostgreSQL, written by the clipper.
 //!
-//! A clip row is inserted as soon as Twitch returned its id (URLs derived from the id), with
-//! `ON CONFLICT (clip_id) DO NOTHING`, so a retried highlight never writes it twice; confirming
-//! (Get Clips found it) fills in thumbnail, duration, VOD offset and title.
+//! A clip row is inserted as soon as Twitch returned its id (URLs derived from the id). One row
+//! per highlight: the row is keyed by the highlight (`broadcaster_id`, `detected_at`) as well as
+//! by `clip_id`, and the insert is an upsert on the highlight that answers the clip id the row
+//! holds, so a retried highlight never writes a second row, and a second Twitch clip for the same
+//! highlight (which the clipper works never to make) would be noticed rather than listed.
+//! Confirming (Get Clips found it) fills in thumbnail, duration, VOD offset and title.
 
 use std::future::Future;
 use std::sync::Mutex;
@@ -18,12 +21,18 @@ pub struct ClipStoreError(pub String);
 
 /// The port the clipper uses.
 pub trait ClipStore: Send + Sync {
-    /// Inserts the clip of `detection`; returns whether the row is new.
+    /// Inserts the clip of `detection` unless the highlight already has a row; returns the clip
+    /// id the highlight's row holds (`clip_id`, or the one stored before).
     fn insert(
         &self,
         clip_id: &str,
         detection: &Detection,
-    ) -> impl Future<Output = Result<bool, ClipStoreError>> + Send;
+    ) -> impl Future<Output = Result<String, ClipStoreError>> + Send;
+    /// The clip id stored for `detection`'s highlight, if any.
+    fn clip_of(
+        &self,
+        detection: &Detection,
+    ) -> impl Future<Output = Result<Option<String>, ClipStoreError>> + Send;
     /// Fills in what Get Clips reported and marks the clip confirmed.
     fn confirm(&self, info: &ClipInfo) -> impl Future<Output = Result<(), ClipStoreError>> + Send;
     /// Twitch answered 403: remember that this channel does not allow our clips.
@@ -56,16 +65,18 @@ fn unavailable(error: impl std::fmt::Display) -> ClipStoreError {
 }
 
 impl ClipStore for PgClips {
-    async fn insert(&self, clip_id: &str, detection: &Detection) -> Result<bool, ClipStoreError> {
+    async fn insert(&self, clip_id: &str, detection: &Detection) -> Result<String, ClipStoreError> {
         let client = self.pool.get().await.map_err(unavailable)?;
         let (url, embed_url) = clip_urls(clip_id);
         let message_count = i32::try_from(detection.message_count).unwrap_or(i32::MAX);
-        let inserted = client
-            .execute(
+        // The no-op update makes RETURNING answer the row that was already there.
+        let row = client
+            .query_one(
                 "INSERT INTO clips (clip_id, broadcaster_id, url, embed_url, detected_at, fired_at, intensity, \
                      message_count, baseline_mean, baseline_std) \
                  VALUES ($1, $2, $3, $4, to_timestamp($5::bigint), to_timestamp($6::bigint), $7, $8, $9, $10) \
-                 ON CONFLICT (clip_id) DO NOTHING",
+                 ON CONFLICT (broadcaster_id, detected_at) DO UPDATE SET clip_id = clips.clip_id \
+                 RETURNING clip_id",
                 &[
                     &clip_id,
                     &detection.broadcaster_id.to_string(),
@@ -81,7 +92,29 @@ impl ClipStore for PgClips {
             )
             .await
             .map_err(unavailable)?;
-        Ok(inserted == 1)
+        let stored: String = row.get(0);
+        if stored != clip_id {
+            tracing::error!(
+                broadcaster_id = detection.broadcaster_id,
+                detected_at = detection.peak_second,
+                %stored,
+                second = %clip_id,
+                "this highlight already has a clip: a second Twitch clip was made for it and is not listed"
+            );
+        }
+        Ok(stored)
+    }
+
+    async fn clip_of(&self, detection: &Detection) -> Result<Option<String>, ClipStoreError> {
+        let client = self.pool.get().await.map_err(unavailable)?;
+        let row = client
+            .query_opt(
+                "SELECT clip_id FROM clips WHERE broadcaster_id = $1 AND detected_at = to_timestamp($2::bigint)",
+                &[&detection.broadcaster_id.to_string(), &detection.peak_second],
+            )
+            .await
+            .map_err(unavailable)?;
+        Ok(row.map(|row| row.get(0)))
     }
 
     async fn confirm(&self, info: &ClipInfo) -> Result<(), ClipStoreError> {
@@ -152,14 +185,31 @@ impl MemoryClips {
 }
 
 impl ClipStore for MemoryClips {
-    async fn insert(&self, clip_id: &str, detection: &Detection) -> Result<bool, ClipStoreError> {
+    async fn insert(&self, clip_id: &str, detection: &Detection) -> Result<String, ClipStoreError> {
         self.check()?;
         let mut rows = self.rows.lock().expect("not poisoned");
+        let same_highlight = |d: &Detection| {
+            d.broadcaster_id == detection.broadcaster_id && d.peak_second == detection.peak_second
+        };
+        if let Some((stored, _, _)) = rows.iter().find(|(_, d, _)| same_highlight(d)) {
+            return Ok(stored.clone());
+        }
         if rows.iter().any(|(id, _, _)| id == clip_id) {
-            return Ok(false);
+            return Err(ClipStoreError(format!("clip {clip_id} already belongs to another highlight")));
         }
         rows.push((clip_id.to_owned(), *detection, false));
-        Ok(true)
+        Ok(clip_id.to_owned())
+    }
+
+    async fn clip_of(&self, detection: &Detection) -> Result<Option<String>, ClipStoreError> {
+        self.check()?;
+        let rows = self.rows.lock().expect("not poisoned");
+        Ok(rows
+            .iter()
+            .find(|(_, d, _)| {
+                d.broadcaster_id == detection.broadcaster_id && d.peak_second == detection.peak_second
+            })
+            .map(|(id, _, _)| id.clone()))
     }
 
     async fn confirm(&self, info: &ClipInfo) -> Result<(), ClipStoreError> {

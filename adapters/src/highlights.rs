@@ -28,12 +28,16 @@ pub trait HighlightOutbox: Send + Sync {
 /// or retried highlight never creates a second clip.
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
 pub struct Progress {
-    /// `pending` (written by the detector), `created` (Twitch returned a clip id), `stored`
-    /// (the clip row is in Postgres) or `failed` (no clip; see `reason`).
+    /// `pending` (written by the detector), `creating` (a Create Clip call is about to go out or
+    /// went out without a clear answer: see `intent_at_ms`), `created` (Twitch returned a clip
+    /// id), `stored` (the clip row is in Postgres) or `failed` (no clip; see `reason`).
     pub status: String,
     pub clip_id: Option<String>,
     pub attempts: u32,
     pub reason: Option<String>,
+    /// When the latest Create Clip call was about to go out (Unix ms): the clip may exist from
+    /// then on, though nobody heard of it.
+    pub intent_at_ms: Option<i64>,
 }
 
 impl Progress {
@@ -49,6 +53,15 @@ pub trait HighlightProgress: Send + Sync {
         &self,
         detection: &Detection,
     ) -> impl Future<Output = Result<Option<Progress>, StoreError>> + Send;
+    /// Before a Create Clip call: attempt number `attempt` goes out at `at_ms`. `Ok(false)`:
+    /// the item already holds a clip id or a final status (another delivery got there first),
+    /// and nothing was written.
+    fn record_intent(
+        &self,
+        detection: &Detection,
+        attempt: u32,
+        at_ms: i64,
+    ) -> impl Future<Output = Result<bool, StoreError>> + Send;
     fn record_clip(
         &self,
         detection: &Detection,
@@ -71,6 +84,7 @@ pub trait HighlightProgress: Send + Sync {
 const CLIP_ID: &str = "clip_id";
 const ATTEMPTS: &str = "attempts";
 const REASON: &str = "reason";
+const INTENT_AT: &str = "intent_at";
 
 /// How long highlight items stay in DynamoDB (the clips themselves live in Postgres).
 pub const RETENTION: Duration = Duration::from_secs(30 * 24 * 3600);
@@ -206,8 +220,44 @@ impl HighlightProgress for DynamoHighlights {
                     .and_then(|n| n.parse().ok())
                     .unwrap_or(0),
                 reason: text(REASON),
+                intent_at_ms: item.get(INTENT_AT).and_then(|v| v.as_n().ok()).and_then(|n| n.parse().ok()),
             }
         }))
+    }
+
+    async fn record_intent(
+        &self,
+        detection: &Detection,
+        attempt: u32,
+        at_ms: i64,
+    ) -> Result<bool, StoreError> {
+        let written = self
+            .client
+            .update_item()
+            .table_name(&self.table)
+            .set_key(Some(Self::key(detection)))
+            .update_expression("SET #status = :creating, intent_at = :at, attempts = :attempt")
+            .condition_expression(
+                "attribute_exists(#peak) AND attribute_not_exists(clip_id) AND NOT #status IN (:stored, :failed)",
+            )
+            .expression_attribute_names("#status", STATUS)
+            .expression_attribute_names("#peak", keys::PEAK_AT)
+            .expression_attribute_values(":creating", AttributeValue::S("creating".into()))
+            .expression_attribute_values(":stored", AttributeValue::S("stored".into()))
+            .expression_attribute_values(":failed", AttributeValue::S("failed".into()))
+            .expression_attribute_values(":at", AttributeValue::N(at_ms.to_string()))
+            .expression_attribute_values(":attempt", AttributeValue::N(attempt.to_string()))
+            .send()
+            .await;
+        match written {
+            Ok(_) => Ok(true),
+            Err(error)
+                if error.as_service_error().is_some_and(|e| e.is_conditional_check_failed_exception()) =>
+            {
+                Ok(false)
+            }
+            Err(error) => Err(StoreError::Unavailable(DisplayErrorContext(&error).to_string())),
+        }
     }
 
     async fn record_clip(
@@ -307,6 +357,24 @@ impl MemoryHighlights {
 }
 
 impl HighlightProgress for MemoryHighlights {
+    async fn record_intent(
+        &self,
+        detection: &Detection,
+        attempt: u32,
+        at_ms: i64,
+    ) -> Result<bool, StoreError> {
+        let mut written = false;
+        self.set(detection, |p| {
+            if p.clip_id.is_none() && !p.is_final() {
+                p.status = "creating".into();
+                p.intent_at_ms = Some(at_ms);
+                p.attempts = attempt;
+                written = true;
+            }
+        });
+        Ok(written)
+    }
+
     async fn progress(&self, detection: &Detection) -> Result<Option<Progress>, StoreError> {
         let key = (detection.broadcaster_id, detection.peak_second);
         Ok(self.progress.lock().expect("not poisoned").get(&key).cloned().or_else(|| {

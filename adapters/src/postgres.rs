@@ -190,6 +190,18 @@ impl Database {
         Ok(report.applied_migrations().iter().map(|m| m.to_string()).collect())
     }
 
+    /// Applies the migrations up to version `version` only (tests of a later migration on data
+    /// written under an earlier schema).
+    pub async fn migrate_to(&self, version: i32) -> Result<Vec<String>, DbError> {
+        let mut client = self.connect().await?;
+        let report = embedded::migrations::runner()
+            .set_target(refinery::Target::Version(version))
+            .run_async(&mut client)
+            .await
+            .map_err(|source| DbError::Migrate { target: self.target.clone(), source })?;
+        Ok(report.applied_migrations().iter().map(|m| m.to_string()).collect())
+    }
+
     /// A pool of at most `max_size` connections (1–2 per Lambda instance).
     pub fn pool(&self, max_size: usize) -> Result<Pool, DbError> {
         let manager = Manager::from_config(

@@ -37,6 +37,8 @@ pub trait TokenSource: Send + Sync {
     ) -> impl Future<Output = Result<Secret, TokenError>> + Send;
     /// Refreshes done by this instance (a metric).
     fn refreshes(&self) -> u64;
+    /// The Twitch user the token belongs to (the creator of our clips), when it can be known.
+    fn user_id(&self) -> impl Future<Output = Result<Option<String>, TokenError>> + Send;
 }
 
 /// Secrets Manager + Twitch OAuth.
@@ -98,8 +100,33 @@ impl SecretsTokenSource {
             *cache = Some((app, stored));
             return Ok(access);
         }
-        let fresh = self.oauth.refresh(&app, &stored).await?;
-        let text = serde_json::to_string(&fresh).expect("a token serialises");
+        let mut fresh = self.oauth.refresh(&app, &stored).await?;
+        if fresh.user_id.is_none() {
+            fresh.user_id = self.validated_user(&fresh.access_token).await;
+        }
+        self.store(&fresh).await?;
+        self.refreshes.fetch_add(1, Ordering::Relaxed);
+        tracing::info!(secret = %self.token_secret, "refreshed the Twitch user token and stored it");
+        let access = fresh.access_token.clone();
+        *cache = Some((app, fresh));
+        Ok(access)
+    }
+}
+
+impl SecretsTokenSource {
+    /// The token's user from Twitch, or `None` (logged) when Twitch cannot say now.
+    async fn validated_user(&self, access: &Secret) -> Option<String> {
+        match self.oauth.user_id(access).await {
+            Ok(user_id) => Some(user_id),
+            Err(error) => {
+                tracing::warn!(%error, "cannot learn which Twitch user the token belongs to");
+                None
+            }
+        }
+    }
+
+    async fn store(&self, token: &UserToken) -> Result<(), TokenError> {
+        let text = serde_json::to_string(token).expect("a token serialises");
         self.secrets
             .put_secret_value()
             .secret_id(&self.token_secret)
@@ -110,11 +137,7 @@ impl SecretsTokenSource {
                 secret: self.token_secret.clone(),
                 message: DisplayErrorContext(&e).to_string(),
             })?;
-        self.refreshes.fetch_add(1, Ordering::Relaxed);
-        tracing::info!(secret = %self.token_secret, "refreshed the Twitch user token and stored it");
-        let access = fresh.access_token.clone();
-        *cache = Some((app, fresh));
-        Ok(access)
+        Ok(())
     }
 }
 
@@ -140,6 +163,25 @@ impl TokenSource for SecretsTokenSource {
 
     fn refreshes(&self) -> u64 {
         self.refreshes.load(Ordering::Relaxed)
+    }
+
+    /// A secret seeded before the user id was kept gets it now, once, and keeps it.
+    async fn user_id(&self) -> Result<Option<String>, TokenError> {
+        let (_, token) = self.loaded().await?;
+        if token.user_id.is_some() {
+            return Ok(token.user_id);
+        }
+        let mut cache = self.cache.lock().await;
+        let Some((app, mut token)) = cache.clone() else { return Ok(None) };
+        if token.user_id.is_some() {
+            return Ok(token.user_id);
+        }
+        token.user_id = self.validated_user(&token.access_token).await;
+        if token.user_id.is_some() {
+            self.store(&token).await?;
+            *cache = Some((app, token.clone()));
+        }
+        Ok(token.user_id)
     }
 }
 

@@ -15,7 +15,7 @@ use twitch_api::HelixClient;
 use twitch_api::helix::clips::{CreateClipRequest, GetClipsRequest};
 use twitch_api::helix::{ClientRequestError, EmptyBody, HelixRequestGetError, HelixRequestPostError};
 
-use crate::twitch_http::{RewritingClient, with_rate_limit_capture};
+use crate::twitch_http::{RewriteError, RewritingClient, with_rate_limit_capture};
 
 pub const DEFAULT_HELIX_URL: &str = "https://api.twitch.tv/helix";
 pub const DEFAULT_OAUTH2_URL: &str = "https://id.twitch.tv/oauth2";
@@ -57,6 +57,10 @@ pub struct UserToken {
     pub expires_at: Option<i64>,
     #[serde(default)]
     pub scopes: Vec<String>,
+    /// The Twitch user the token belongs to (from `/oauth2/validate`): the creator of our clips,
+    /// which is how the clipper recognises its own clip after an unknown outcome.
+    #[serde(default)]
+    pub user_id: Option<String>,
 }
 
 impl UserToken {
@@ -94,16 +98,36 @@ pub enum TwitchError {
     Malformed { what: &'static str, reason: String },
 }
 
+/// A clip found by listing a broadcaster's recent clips.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ListedClip {
+    pub id: String,
+    pub creator_id: String,
+    /// When Twitch made it, Unix seconds.
+    pub created_at_s: i64,
+}
+
 /// The clips part of Helix, as the clipper needs it (the port).
 pub trait ClipsApi: Send + Sync {
-    /// One Create Clip call, classified for the retry policy.
+    /// One Create Clip call, classified for the retry policy. `duration`: seconds (5–60),
+    /// Twitch's default (30) when `None`.
     fn create_clip(
         &self,
         token: &Secret,
         broadcaster_id: u64,
         title: Option<&str>,
+        duration: Option<u32>,
         timeout: Duration,
     ) -> impl Future<Output = AttemptResult> + Send;
+
+    /// Get Clips by broadcaster: the clips Twitch lists as made at or after `since_s` (Unix
+    /// seconds; it lists new clips with a lag).
+    fn clips_since(
+        &self,
+        token: &Secret,
+        broadcaster_id: u64,
+        since_s: i64,
+    ) -> impl Future<Output = Result<Vec<ListedClip>, TwitchError>> + Send;
 
     /// Get Clips by id: `None` while Twitch has not published it yet.
     fn get_clip(
@@ -174,12 +198,16 @@ impl ClipsApi for HelixClips {
         token: &Secret,
         broadcaster_id: u64,
         title: Option<&str>,
+        duration: Option<u32>,
         timeout: Duration,
     ) -> AttemptResult {
         let mut request =
             CreateClipRequest::broadcaster_id(twitch_api::types::UserId::new(broadcaster_id.to_string()));
         if let Some(title) = title {
             request = request.title(title.to_owned());
+        }
+        if let Some(duration) = duration {
+            request = request.duration(duration as f32);
         }
         let bearer = self.bearer(token);
         let call = self.helix.req_post(request, EmptyBody, &bearer);
@@ -198,6 +226,10 @@ impl ClipsApi for HelixClips {
                 status,
                 ..
             }))) => classify(status.as_u16(), reset_s),
+            Ok(Err(ClientRequestError::RequestError(RewriteError::NotSent(reason)))) => {
+                tracing::warn!(broadcaster_id, %reason, "Create Clip could not connect");
+                AttemptResult::NotSent
+            }
             Ok(Err(ClientRequestError::RequestError(error))) => {
                 tracing::warn!(broadcaster_id, %error, "Create Clip did not get an answer");
                 AttemptResult::Unreachable
@@ -237,6 +269,54 @@ impl ClipsApi for HelixClips {
             vod_offset: clip.vod_offset,
             view_count: clip.view_count,
         }))
+    }
+
+    async fn clips_since(
+        &self,
+        token: &Secret,
+        broadcaster_id: u64,
+        since_s: i64,
+    ) -> Result<Vec<ListedClip>, TwitchError> {
+        const WHAT: &str = "Get Clips by broadcaster";
+        let since = time::OffsetDateTime::from_unix_timestamp(since_s)
+            .ok()
+            .and_then(|t| t.format(&time::format_description::well_known::Rfc3339).ok())
+            .ok_or_else(|| TwitchError::Malformed { what: WHAT, reason: format!("time {since_s}") })?;
+        let since = twitch_api::types::Timestamp::new(since)
+            .map_err(|e| TwitchError::Malformed { what: WHAT, reason: e.to_string() })?;
+        let mut request =
+            GetClipsRequest::broadcaster_id(twitch_api::types::UserId::new(broadcaster_id.to_string()))
+                .started_at(since);
+        request.first = Some(100);
+        let bearer = self.bearer(token);
+        let response = tokio::time::timeout(Duration::from_secs(5), self.helix.req_get(request, &bearer))
+            .await
+            .map_err(|_| TwitchError::Unreachable { what: WHAT, reason: "timed out".into() })?;
+        let clips = match response {
+            Ok(response) => response.data,
+            Err(ClientRequestError::HelixRequestGetError(HelixRequestGetError::Error { status, .. })) => {
+                return Err(TwitchError::Status { what: WHAT, status: status.as_u16() });
+            }
+            Err(ClientRequestError::RequestError(error)) => {
+                return Err(TwitchError::Unreachable { what: WHAT, reason: error.to_string() });
+            }
+            Err(error) => return Err(TwitchError::Malformed { what: WHAT, reason: error.to_string() }),
+        };
+        Ok(clips
+            .into_iter()
+            .filter_map(|clip| {
+                let created = time::OffsetDateTime::parse(
+                    clip.created_at.as_str(),
+                    &time::format_description::well_known::Rfc3339,
+                )
+                .ok()?;
+                Some(ListedClip {
+                    id: clip.id.to_string(),
+                    creator_id: clip.creator_id.to_string(),
+                    created_at_s: created.unix_timestamp(),
+                })
+            })
+            .collect())
     }
 }
 
@@ -327,6 +407,7 @@ impl TwitchOAuth {
             refresh_token: token.refresh_token,
             expires_at: token.expires_in.map(|seconds| now_s() + seconds),
             scopes: token.scope,
+            user_id: None,
         })
     }
 
@@ -376,7 +457,28 @@ impl TwitchOAuth {
             refresh_token: next.map_or_else(|| stored.refresh_token.clone(), |r| Secret::new(r.secret())),
             expires_at: Some(now_s() + expires_in.as_secs() as i64),
             scopes: stored.scopes.clone(),
+            user_id: stored.user_id.clone(),
         })
+    }
+
+    /// The id of the user `access` belongs to (`/oauth2/validate`).
+    pub async fn user_id(&self, access: &Secret) -> Result<String, TwitchError> {
+        const WHAT: &str = "token validation";
+        let token = twitch_oauth2::AccessToken::new(access.expose().to_owned());
+        let validated = token.validate_token(&self.oauth2).await.map_err(|error| match error {
+            twitch_oauth2::tokens::errors::ValidationError::NotAuthorized => {
+                TwitchError::Status { what: WHAT, status: 401 }
+            }
+            twitch_oauth2::tokens::errors::ValidationError::Request(e) => {
+                TwitchError::Unreachable { what: WHAT, reason: e.to_string() }
+            }
+            // Nothing else carries a secret: the messages name what was missing.
+            other => TwitchError::Malformed { what: WHAT, reason: other.to_string() },
+        })?;
+        validated
+            .user_id
+            .map(|id| id.to_string())
+            .ok_or(TwitchError::Malformed { what: WHAT, reason: "an app token, not a user token".into() })
     }
 
     /// The authorization code flow's last step.
@@ -434,6 +536,7 @@ mod tests {
             refresh_token: Secret::new("rt-hunter2"),
             expires_at: Some(10),
             scopes: vec!["clips:edit".into()],
+            user_id: Some("42".into()),
         };
         let shown = format!("{token:?}");
         assert!(!shown.contains("hunter2"), "{shown}");
@@ -458,6 +561,7 @@ mod tests {
             refresh_token: Secret::new("r"),
             expires_at,
             scopes: vec![],
+            user_id: None,
         };
         assert!(token(Some(1_000)).is_expiring(950));
         assert!(!token(Some(1_000)).is_expiring(900));

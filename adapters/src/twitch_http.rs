@@ -26,7 +26,11 @@ pub struct RewritingClient {
 
 #[derive(Debug, thiserror::Error)]
 pub enum RewriteError {
+    /// The connection could not be made: the request never reached Twitch.
     #[error("Twitch could not be reached: {0}")]
+    NotSent(String),
+    /// The request may have reached Twitch, but no whole answer came back.
+    #[error("Twitch did not answer: {0}")]
     Unreachable(String),
     #[error("not a Twitch URL: {0}")]
     ForeignUrl(String),
@@ -98,7 +102,14 @@ impl twitch_api::HttpClient for RewritingClient {
                 .timeout(timeout)
                 .send()
                 .await
-                .map_err(|e| RewriteError::Unreachable(crate::twitch::without_url(&e)))?;
+                .map_err(|e| {
+                    let reason = crate::twitch::without_url(&e);
+                    if e.is_connect() {
+                        RewriteError::NotSent(reason)
+                    } else {
+                        RewriteError::Unreachable(reason)
+                    }
+                })?;
             let number = |name: &str| response.headers().get(name)?.to_str().ok()?.parse::<u64>().ok();
             let limit = RateLimit {
                 reset_s: number("ratelimit-helixclipscreation-reset").or_else(|| number("ratelimit-reset")),

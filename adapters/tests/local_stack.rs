@@ -279,7 +279,10 @@ async fn migrations_apply_to_an_empty_database_and_then_do_nothing() {
     let database = Database::from_url(&format!("{server}/{name}")).unwrap();
     assert!(database.create_if_missing().await.unwrap());
     assert!(!database.create_if_missing().await.unwrap());
-    assert_eq!(database.migrate().await.unwrap(), vec!["V1__initial".to_owned()]);
+    assert_eq!(
+        database.migrate().await.unwrap(),
+        vec!["V1__initial".to_owned(), "V2__one_clip_per_highlight".to_owned()]
+    );
     assert!(database.migrate().await.unwrap().is_empty());
     let client = database.connect().await.unwrap();
     let tables: Vec<String> = client
@@ -319,4 +322,59 @@ async fn sslmode_decides_whether_tls_is_required() {
     };
     let error = error.to_string();
     assert!(error.contains("TLS") || error.contains("SSL") || error.contains("ssl"), "{error}");
+}
+
+#[tokio::test]
+async fn one_clip_per_highlight_merges_the_rows_that_break_it_and_keeps_them_aside() {
+    let stack = stack();
+    let base = stack.database_url().unwrap();
+    let (server, _) = base.rsplit_once('/').unwrap();
+    let name = format!("merge_{}", unique().replace('-', "_"));
+    let database = Database::from_url(&format!("{server}/{name}")).unwrap();
+    database.create_if_missing().await.unwrap();
+    assert_eq!(database.migrate_to(1).await.unwrap(), vec!["V1__initial".to_owned()]);
+    let client = database.connect().await.unwrap();
+    // Three clips of one highlight (the confirmed one is kept), and one of another highlight.
+    client
+        .batch_execute(
+            "INSERT INTO clips (clip_id, broadcaster_id, detected_at, fired_at, intensity, message_count, \
+                 baseline_mean, baseline_std, confirmed, created_at) VALUES \
+             ('A', '1', to_timestamp(100), to_timestamp(101), 5, 1, 1, 1, false, to_timestamp(1)), \
+             ('B', '1', to_timestamp(100), to_timestamp(101), 5, 1, 1, 1, true, to_timestamp(2)), \
+             ('C', '1', to_timestamp(100), to_timestamp(101), 5, 1, 1, 1, false, to_timestamp(0)), \
+             ('D', '2', to_timestamp(100), to_timestamp(101), 5, 1, 1, 1, false, to_timestamp(0))",
+        )
+        .await
+        .unwrap();
+    assert_eq!(database.migrate().await.unwrap(), vec!["V2__one_clip_per_highlight".to_owned()]);
+    let pairs =
+        |sql: &'static str| {
+            let client = &client;
+            async move {
+                client.query(sql, &[]).await.unwrap().iter().map(|r| (r.get(0), r.get(1))).collect::<Vec<(
+                    String,
+                    String,
+                )>>(
+                )
+            }
+        };
+    assert_eq!(
+        pairs("SELECT clip_id, broadcaster_id FROM clips ORDER BY 1").await,
+        [("B".to_owned(), "1".to_owned()), ("D".to_owned(), "2".to_owned())]
+    );
+    assert_eq!(
+        pairs("SELECT clip_id, merged_into FROM clips_merged_away ORDER BY 1").await,
+        [("A".to_owned(), "B".to_owned()), ("C".to_owned(), "B".to_owned())]
+    );
+    let second = client
+        .execute(
+            "INSERT INTO clips (clip_id, broadcaster_id, detected_at, fired_at, intensity, message_count, \
+                 baseline_mean, baseline_std) VALUES ('E', '2', to_timestamp(100), to_timestamp(101), 5, 1, 1, 1)",
+            &[],
+        )
+        .await;
+    assert!(second.is_err(), "a second clip for one highlight is refused");
+    drop(client);
+    let admin = Database::from_url(&format!("{server}/postgres")).unwrap().connect().await.unwrap();
+    admin.batch_execute(&format!("DROP DATABASE \"{name}\" WITH (FORCE)")).await.unwrap();
 }

@@ -157,6 +157,28 @@ where
     }
 }
 
+/// Like [`wait_until`] for work whose amount is large (thousands of runner invocations): on a
+/// loaded machine it may take longer than [`DEADLINE`] while going well. It fails only when the
+/// runner's checkpoints stop moving for [`DEADLINE`] (stalled, not slow), or after ten deadlines.
+async fn wait_for_runner<F, Fut>(env: &Isolated, what: &str, mut check: F)
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = bool>,
+{
+    let checkpoints = env.dir.join("checkpoints.json");
+    let started = Instant::now();
+    let (mut last_seen, mut moved_at) = (None, Instant::now());
+    while !check().await {
+        let now = std::fs::read_to_string(&checkpoints).ok();
+        if now != last_seen {
+            (last_seen, moved_at) = (now, Instant::now());
+        }
+        assert!(moved_at.elapsed() < DEADLINE, "the runner stalled while waiting for {what}");
+        assert!(started.elapsed() < DEADLINE * 10, "timed out waiting for {what}");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
 fn stop(mut child: Child) {
     // SIGTERM: the runner finishes the batches in flight and exits 0.
     let _ = Command::new("kill").args(["-TERM", &child.id().to_string()]).status();
@@ -202,8 +224,10 @@ async fn replayed_chat_becomes_the_highlights_backtest_reports() {
     .await
     .unwrap();
     let runner = env.runner(&[]);
-    wait_until("the highlights", || async { env.highlights_of(&CHANNELS).await.len() >= expected.len() })
-        .await;
+    wait_for_runner(&env, "the highlights", || async {
+        env.highlights_of(&CHANNELS).await.len() >= expected.len()
+    })
+    .await;
     stop(runner);
     assert_eq!(env.highlights_of(&CHANNELS).await, expected);
 }
@@ -216,12 +240,13 @@ async fn a_runner_killed_mid_stream_resumes_without_loss_or_duplicates() {
     ok(&env.highlights(&["local", "replay", &chat]));
     // Small batches: many invocations, so the kill lands in the middle of the stream.
     let mut first = env.runner(&["--batch-size", "5"]);
-    wait_until("the first highlight", || async { !env.highlights_of(&CHANNELS).await.is_empty() }).await;
+    wait_for_runner(&env, "the first highlight", || async { !env.highlights_of(&CHANNELS).await.is_empty() })
+        .await;
     first.kill().unwrap(); // SIGKILL: no chance to finish the batch in flight
     first.wait().unwrap();
     let at_kill = env.highlights_of(&CHANNELS).await.len();
     let second = env.runner(&["--batch-size", "5"]);
-    wait_until("the remaining highlights", || async {
+    wait_for_runner(&env, "the remaining highlights", || async {
         env.highlights_of(&CHANNELS).await.len() >= expected.len()
     })
     .await;

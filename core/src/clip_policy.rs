@@ -1,10 +1,18 @@
 //! When and how often to call Twitch's Create Clip, and how long to wait for a clip to appear.
 //!
 //! Create Clip captures the stream around the moment of the call, so attempts must come fast:
-//! up to three, at 0 s, 3 s and 6 s after the first, all inside a 10-second deadline. 5xx,
-//! 429, timeouts and connection errors are retried (a 429's reset time is honoured when it fits
-//! the deadline); 400, 403 and 404 are final. Creation is asynchronous: the clip is polled with
-//! Get Clips, with a growing pause, for up to Twitch's documented 60 s.
+//! up to three, at 0 s, 3 s and 6 s after the first, all inside a 10-second deadline. 429 and a
+//! connection that could not be made are retried on that schedule (a 429's reset time is
+//! honoured when it fits the deadline); 400, 403 and 404 are final.
+//!
+//! Create Clip is not idempotent: after a timeout, a connection cut mid-answer or a 5xx, Twitch
+//! may have made the clip anyway (the outcome is unknown). Such an attempt is never simply
+//! repeated: the caller first looks for the clip ([`ClipPolicy::reconcile_pauses`], about 15 s,
+//! since Twitch lists new clips late) and creates again only when none turned up and a clip made
+//! now still reaches back to the moment ([`ClipPolicy::duration_reaching`]).
+//!
+//! Creation is asynchronous: the clip is polled with Get Clips, with a growing pause, for up to
+//! Twitch's documented 60 s.
 //!
 //! Pure: the caller supplies "time since the first attempt"; nothing here sleeps or reads a clock.
 
@@ -32,6 +40,9 @@ pub enum ClipFailure {
     Unreachable,
     /// The 10-second budget ran out.
     DeadlineExceeded,
+    /// Twitch may have made a clip (no clear answer), none could be found, and a clip made now
+    /// would no longer hold the moment: never risk a second clip.
+    OutcomeUnknown,
 }
 
 impl ClipFailure {
@@ -46,6 +57,7 @@ impl ClipFailure {
             Self::ServerError => "server_error",
             Self::Unreachable => "unreachable",
             Self::DeadlineExceeded => "deadline_exceeded",
+            Self::OutcomeUnknown => "outcome_unknown",
         }
     }
 }
@@ -63,12 +75,23 @@ pub enum AttemptResult {
     RateLimited {
         reset_after: Option<Duration>,
     },
-    /// Timed out or could not connect.
+    /// Timed out, or the connection broke after the request was sent: Twitch may have made
+    /// the clip.
     Unreachable,
+    /// The connection could not be made: the request never reached Twitch, so no clip exists.
+    NotSent,
     /// 401: the token must be refreshed (the caller does so once, then retries at once).
     Unauthorized,
     /// 400, 403, 404: final.
     Rejected(ClipFailure),
+}
+
+impl AttemptResult {
+    /// Twitch may have made the clip although the call did not say so: look before creating
+    /// again.
+    pub fn outcome_unknown(&self) -> bool {
+        matches!(self, Self::ServerError(_) | Self::Unreachable)
+    }
 }
 
 /// The retry schedule.
@@ -86,6 +109,15 @@ pub struct ClipPolicy {
     /// A highlight older than this (from its fired second) is not clipped any more: the clip
     /// would capture the wrong moment of the stream.
     pub max_highlight_age: Duration,
+    /// How long to look for a clip whose Create Clip call had an unknown outcome (Twitch lists
+    /// new clips late), and the first pause between lookups (it grows by half, up to 4 s).
+    pub reconcile_window: Duration,
+    pub reconcile_first_pause: Duration,
+    /// The longest clip Create Clip makes (`duration`, 5–60 s) and the default one.
+    pub longest_clip: Duration,
+    pub default_clip: Duration,
+    /// How long before the peak a clip should begin, so the build-up is in it.
+    pub lead: Duration,
 }
 
 impl Default for ClipPolicy {
@@ -97,6 +129,11 @@ impl Default for ClipPolicy {
             confirm_first_pause: Duration::from_secs(1),
             confirm_max_pause: Duration::from_secs(8),
             max_highlight_age: Duration::from_secs(60),
+            reconcile_window: Duration::from_secs(15),
+            reconcile_first_pause: Duration::from_secs(1),
+            longest_clip: Duration::from_secs(60),
+            default_clip: Duration::from_secs(30),
+            lead: Duration::from_secs(5),
         }
     }
 }
@@ -118,7 +155,7 @@ impl ClipPolicy {
             AttemptResult::Rejected(reason) => return NextStep::GiveUp(*reason),
             AttemptResult::Unauthorized => return NextStep::GiveUp(ClipFailure::Unauthorized),
             AttemptResult::ServerError(_) => ClipFailure::ServerError,
-            AttemptResult::Unreachable => ClipFailure::Unreachable,
+            AttemptResult::Unreachable | AttemptResult::NotSent => ClipFailure::Unreachable,
             AttemptResult::RateLimited { .. } => ClipFailure::RateLimited,
         };
         let Some(&scheduled) = self.attempts.get(index + 1) else {
@@ -144,19 +181,40 @@ impl ClipPolicy {
     }
 
     /// The pauses between Get Clips polls, within the confirm window.
-    pub fn confirm_pauses(&self) -> impl Iterator<Item = Duration> + '_ {
-        let mut pause = self.confirm_first_pause;
-        let mut total = Duration::ZERO;
-        std::iter::from_fn(move || {
-            if total + pause > self.confirm_window {
-                return None;
-            }
-            let this = pause;
-            total += pause;
-            pause = (pause + pause / 2).min(self.confirm_max_pause);
-            Some(this)
-        })
+    pub fn confirm_pauses(&self) -> impl Iterator<Item = Duration> + use<> {
+        growing_pauses(self.confirm_first_pause, self.confirm_max_pause, self.confirm_window)
     }
+
+    /// The pauses between lookups for a clip whose creation had an unknown outcome, after a
+    /// first lookup at once.
+    pub fn reconcile_pauses(&self) -> impl Iterator<Item = Duration> + use<> {
+        growing_pauses(self.reconcile_first_pause, Duration::from_secs(4), self.reconcile_window)
+    }
+
+    /// After an unknown outcome and a lookup that found nothing: the `duration` (whole seconds)
+    /// of a clip made at `now_s` that still begins [`ClipPolicy::lead`] before `peak_second`,
+    /// at least the default length; `None` when even the longest clip would miss the moment.
+    pub fn duration_reaching(&self, peak_second: i64, now_s: i64) -> Option<u32> {
+        let needed = now_s.saturating_sub(peak_second).saturating_add(self.lead.as_secs() as i64);
+        let longest = self.longest_clip.as_secs() as i64;
+        (needed <= longest).then(|| needed.clamp(self.default_clip.as_secs() as i64, longest) as u32)
+    }
+}
+
+/// Pauses starting at `first`, each half as long again as the one before up to `max`, adding up
+/// to at most `window`.
+fn growing_pauses(first: Duration, max: Duration, window: Duration) -> impl Iterator<Item = Duration> {
+    let mut pause = first;
+    let mut total = Duration::ZERO;
+    std::iter::from_fn(move || {
+        if pause.is_zero() || total + pause > window {
+            return None;
+        }
+        let this = pause;
+        total += pause;
+        pause = (pause + pause / 2).min(max);
+        Some(this)
+    })
 }
 
 /// A clip title for a detection: short, within Twitch's limits, and saying why it was clipped.
@@ -234,6 +292,41 @@ mod tests {
         assert!(pauses.iter().sum::<Duration>() <= S(60));
         assert!(pauses.iter().all(|p| *p <= S(8)));
         assert!(pauses.len() >= 8);
+    }
+
+    #[test]
+    fn only_answers_that_leave_the_clip_in_doubt_are_unknown() {
+        assert!(AttemptResult::ServerError(503).outcome_unknown());
+        assert!(AttemptResult::Unreachable.outcome_unknown());
+        for clear in [
+            AttemptResult::NotSent,
+            AttemptResult::Unauthorized,
+            AttemptResult::RateLimited { reset_after: None },
+            AttemptResult::Rejected(ClipFailure::NotLive),
+        ] {
+            assert!(!clear.outcome_unknown(), "{clear:?}");
+        }
+    }
+
+    #[test]
+    fn lookups_after_an_unknown_outcome_last_about_fifteen_seconds() {
+        let pauses: Vec<Duration> = ClipPolicy::default().reconcile_pauses().collect();
+        let total: Duration = pauses.iter().sum();
+        assert!(total <= S(15) && total >= S(10), "{pauses:?}");
+        assert_eq!(pauses[0], S(1));
+    }
+
+    #[test]
+    fn a_new_clip_is_made_only_while_it_can_still_reach_the_moment() {
+        let policy = ClipPolicy::default();
+        // 10 s after the peak: the default 30 s clip begins 20 s before it.
+        assert_eq!(policy.duration_reaching(1_000, 1_010), Some(30));
+        // 40 s after: 45 s reaches 5 s before the peak.
+        assert_eq!(policy.duration_reaching(1_000, 1_040), Some(45));
+        assert_eq!(policy.duration_reaching(1_000, 1_055), Some(60));
+        assert_eq!(policy.duration_reaching(1_000, 1_056), None);
+        // Out-of-range seconds neither overflow nor allow a clip.
+        assert_eq!(policy.duration_reaching(i64::MIN, i64::MAX), None);
     }
 
     #[test]

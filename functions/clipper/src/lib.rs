@@ -8,6 +8,18 @@
 //! 3. Create Clip on the [`ClipPolicy`] schedule (0 s, 3 s, 6 s, inside 10 s); a 401 refreshes
 //!    the token once; the clip id is recorded on the item the moment Twitch returns it. A 403
 //!    marks the streamer as not allowing clips.
+//!
+//!    At most one Create Clip per highlight whose outcome is unknown. Before each call the intent
+//!    (attempt, time) is written on the item; no intent, no call. A timeout, a connection cut
+//!    mid-answer or a 5xx leaves it open whether Twitch made the clip, and so does a redelivery
+//!    that finds an intent and no clip id (the process died, or the clip id could not be kept).
+//!    Then the clipper looks first: the clip row in Postgres, else the broadcaster's clips that
+//!    Twitch lists since the intent, made by our token's user, for about 15 s (Twitch lists new
+//!    clips late). A clip found is adopted (`clips_reconciled`). Only when none turned up and a
+//!    clip made now still reaches back to the moment (`duration` up to 60 s) is another one made
+//!    (`clips_recreated_after_unknown`); otherwise the highlight fails with `outcome_unknown`.
+//!    Within an invocation, one broadcaster's highlights make their clips one at a time, so a
+//!    lookup never adopts a clip made for a sibling highlight.
 //! 4. Insert the clip row (URLs derived from the id) — if Postgres is down the record is
 //!    reported as a batch item failure and retried later, without a second Create Clip.
 //! 5. Poll Get Clips with back-off until the clip is published (up to 60 s), then fill in the
@@ -43,6 +55,10 @@ pub struct ClipperReport {
     pub detection_to_clip_ms: Vec<f64>,
     pub confirm_ms: Vec<f64>,
     pub token_refreshes: u64,
+    /// Clips found after an unknown outcome and adopted, instead of made again.
+    pub clips_reconciled: u64,
+    /// Clips made again after an unknown outcome, once lookups found none.
+    pub clips_recreated_after_unknown: u64,
     pub duration_ms: f64,
 }
 
@@ -58,6 +74,8 @@ impl ClipperReport {
                 .count("RetriedLater", self.retried_later)
                 .count("Unconfirmed", self.unconfirmed)
                 .count("token_refreshes", self.token_refreshes)
+                .count("clips_reconciled", self.clips_reconciled)
+                .count("clips_recreated_after_unknown", self.clips_recreated_after_unknown)
                 .metric("HandlerDuration", Unit::Milliseconds, self.duration_ms),
         ];
         for latency in &self.detection_to_clip_ms {
@@ -108,7 +126,44 @@ struct Outcome {
     unconfirmed: bool,
     detection_to_clip_ms: Option<f64>,
     confirm_ms: Option<f64>,
+    reconciled: bool,
+    recreated_after_unknown: u64,
 }
+
+/// Why no clip id came out of [`ClipperHandler::obtain_clip`].
+#[derive(Debug)]
+enum NoClip {
+    Failed(ClipFailure),
+    RetryLater,
+    /// Another delivery finished this highlight meanwhile.
+    AlreadyDone,
+}
+
+/// How a run of Create Clip attempts ended.
+enum CreateEnd {
+    Created(String),
+    /// The attempt whose intent was recorded at this Unix ms may have made a clip.
+    Unknown {
+        intent_at_ms: i64,
+    },
+    /// Another delivery holds a clip id or finished the highlight: read its progress again.
+    Superseded,
+    Stop(NoClip),
+}
+
+/// What looking for our own clip after an unknown outcome found.
+enum Lookup {
+    Found(String),
+    NotFound,
+    /// Twitch never answered the lookups: nothing can be concluded.
+    Unavailable,
+}
+
+/// Unknown outcomes followed by a fresh attempt, at most, per highlight and delivery.
+const MAX_UNKNOWN_ROUNDS: usize = 3;
+
+/// Clip ids this invocation made or adopted: a lookup for another highlight never adopts them.
+type Claimed = std::sync::Mutex<std::collections::HashSet<String>>;
 
 pub struct ClipperHandler<A, T, C, P> {
     api: A,
@@ -176,8 +231,17 @@ impl<A: ClipsApi, T: TokenSource, C: ClipStore, P: HighlightProgress> ClipperHan
                 }
             }
         }
-        let outcomes =
-            futures::future::join_all(work.iter().map(|(_, detection)| self.clip(detection))).await;
+        let mut turns: std::collections::HashMap<u64, tokio::sync::Mutex<()>> =
+            std::collections::HashMap::new();
+        for (_, detection) in &work {
+            turns.entry(detection.broadcaster_id).or_default();
+        }
+        let claimed = Claimed::default();
+        let outcomes = futures::future::join_all(
+            work.iter()
+                .map(|(_, detection)| self.clip(detection, &turns[&detection.broadcaster_id], &claimed)),
+        )
+        .await;
         let mut response = DynamoDbEventResponse::default();
         for ((sequence, _), outcome) in work.iter().zip(outcomes) {
             report.create_attempts += outcome.attempts;
@@ -187,6 +251,8 @@ impl<A: ClipsApi, T: TokenSource, C: ClipStore, P: HighlightProgress> ClipperHan
             report.failures.extend(outcome.failure);
             report.detection_to_clip_ms.extend(outcome.detection_to_clip_ms);
             report.confirm_ms.extend(outcome.confirm_ms);
+            report.clips_reconciled += u64::from(outcome.reconciled);
+            report.clips_recreated_after_unknown += outcome.recreated_after_unknown;
             if outcome.retry_later {
                 report.retried_later += 1;
                 if let Some(sequence) = sequence {
@@ -201,7 +267,7 @@ impl<A: ClipsApi, T: TokenSource, C: ClipStore, P: HighlightProgress> ClipperHan
         (response, report)
     }
 
-    async fn clip(&self, detection: &Detection) -> Outcome {
+    async fn clip(&self, detection: &Detection, turn: &tokio::sync::Mutex<()>, claimed: &Claimed) -> Outcome {
         let id = detection.broadcaster_id;
         let mut outcome = Outcome::default();
         let progress = match self.progress.progress(detection).await {
@@ -216,41 +282,35 @@ impl<A: ClipsApi, T: TokenSource, C: ClipStore, P: HighlightProgress> ClipperHan
             outcome.already_done = true;
             return outcome;
         }
-        let clip_id = match progress.clip_id {
+        let clip_id = match progress.clip_id.clone() {
             Some(clip_id) => clip_id,
             None => {
-                let age_ms = now_ms() - detection.fired_second * 1000;
-                if age_ms > self.policy.max_highlight_age.as_millis() as i64 {
-                    tracing::warn!(broadcaster_id = id, age_ms, "highlight too old to clip");
-                    return self.fail(detection, ClipFailure::DeadlineExceeded, 0, outcome).await;
-                }
-                match self.create(detection, &mut outcome).await {
-                    Ok(clip_id) => {
-                        outcome.created = true;
-                        outcome.detection_to_clip_ms =
-                            Some((now_ms() - detection.fired_second * 1000) as f64);
-                        if let Err(error) =
-                            self.progress.record_clip(detection, &clip_id, outcome.attempts as u32).await
-                        {
-                            // The clip exists; without its id on the item a retry could create
-                            // a second one, so keep going and let the Postgres row carry it.
-                            tracing::error!(broadcaster_id = id, %clip_id, %error, "cannot record the clip id on the highlight");
-                        }
-                        tracing::info!(broadcaster_id = id, %clip_id, attempts = outcome.attempts, "clip created");
-                        clip_id
-                    }
-                    Err(reason) => {
+                let _turn = turn.lock().await;
+                match self.obtain_clip(detection, &progress, &mut outcome, claimed).await {
+                    Ok(clip_id) => clip_id,
+                    Err(NoClip::Failed(reason)) => {
                         let attempts = outcome.attempts as u32;
                         return self.fail(detection, reason, attempts, outcome).await;
+                    }
+                    Err(NoClip::RetryLater) => {
+                        outcome.retry_later = true;
+                        return outcome;
+                    }
+                    Err(NoClip::AlreadyDone) => {
+                        outcome.already_done = true;
+                        return outcome;
                     }
                 }
             }
         };
-        if let Err(error) = self.clips.insert(&clip_id, detection).await {
-            tracing::error!(broadcaster_id = id, %clip_id, %error, "cannot store the clip; retrying later");
-            outcome.retry_later = true;
-            return outcome;
-        }
+        let clip_id = match self.clips.insert(&clip_id, detection).await {
+            Ok(stored) => stored,
+            Err(error) => {
+                tracing::error!(broadcaster_id = id, %clip_id, %error, "cannot store the clip; retrying later");
+                outcome.retry_later = true;
+                return outcome;
+            }
+        };
         let confirm_started = Instant::now();
         match self.confirm(&clip_id).await {
             Some(info) => {
@@ -294,36 +354,174 @@ impl<A: ClipsApi, T: TokenSource, C: ClipStore, P: HighlightProgress> ClipperHan
         outcome
     }
 
-    /// Create Clip on the policy's schedule; the clip id, or why there is none.
-    async fn create(&self, detection: &Detection, outcome: &mut Outcome) -> Result<String, ClipFailure> {
-        let mut token = self.tokens.access_token().await.map_err(|error| {
-            tracing::error!(%error, "no usable Twitch token");
-            ClipFailure::Unauthorized
-        })?;
+    /// The clip id of a highlight that has none on its item yet: adopted from Postgres or from
+    /// Twitch after an unknown outcome, or made by Create Clip.
+    async fn obtain_clip(
+        &self,
+        detection: &Detection,
+        progress: &highlights_adapters::highlights::Progress,
+        outcome: &mut Outcome,
+        claimed: &Claimed,
+    ) -> Result<String, NoClip> {
+        let id = detection.broadcaster_id;
+        // After an earlier call, the clip may be stored although the item never heard of it
+        // (its update failed). Postgres being down is no reason to wait: Twitch is asked next.
+        if progress.intent_at_ms.is_some() {
+            match self.clips.clip_of(detection).await {
+                Ok(Some(clip_id)) => {
+                    tracing::info!(broadcaster_id = id, %clip_id, "the highlight's clip is already stored");
+                    self.keep_clip_id(detection, &clip_id, progress.attempts).await;
+                    return Ok(clip_id);
+                }
+                Ok(None) => {}
+                Err(error) => tracing::warn!(broadcaster_id = id, %error, "cannot look for a stored clip"),
+            }
+        }
+        let mut unknown_since = progress.intent_at_ms;
+        if let Some(intent_at_ms) = unknown_since {
+            tracing::warn!(broadcaster_id = id, intent_at_ms, "an earlier Create Clip has no known outcome");
+        } else {
+            let age_ms = now_ms() - detection.fired_second.saturating_mul(1000);
+            if age_ms > self.policy.max_highlight_age.as_millis() as i64 {
+                tracing::warn!(broadcaster_id = id, age_ms, "highlight too old to clip");
+                return Err(NoClip::Failed(ClipFailure::DeadlineExceeded));
+            }
+        }
+        let mut attempts = progress.attempts;
+        let mut duration = None;
+        for _round in 0..MAX_UNKNOWN_ROUNDS {
+            if let Some(intent_at_ms) = unknown_since {
+                match self.find_own_clip(detection, intent_at_ms, claimed).await {
+                    Lookup::Found(clip_id) => {
+                        tracing::info!(broadcaster_id = id, %clip_id, "found the clip of an unknown outcome; adopting it");
+                        outcome.reconciled = true;
+                        claimed.lock().expect("not poisoned").insert(clip_id.clone());
+                        self.keep_clip_id(detection, &clip_id, attempts).await;
+                        return Ok(clip_id);
+                    }
+                    Lookup::Unavailable => {
+                        let reachable = self.policy.duration_reaching(detection.peak_second, now_ms() / 1000);
+                        tracing::warn!(
+                            broadcaster_id = id,
+                            "Twitch did not answer the lookups for an unknown outcome"
+                        );
+                        return Err(match reachable {
+                            Some(_) => NoClip::RetryLater,
+                            None => NoClip::Failed(ClipFailure::OutcomeUnknown),
+                        });
+                    }
+                    Lookup::NotFound => {
+                        match self.policy.duration_reaching(detection.peak_second, now_ms() / 1000) {
+                            Some(seconds) => {
+                                tracing::warn!(
+                                    broadcaster_id = id,
+                                    duration = seconds,
+                                    "no clip found after an unknown outcome; making one"
+                                );
+                                outcome.recreated_after_unknown += 1;
+                                duration = Some(seconds);
+                            }
+                            None => {
+                                tracing::warn!(
+                                    broadcaster_id = id,
+                                    "no clip found after an unknown outcome, and too late for another"
+                                );
+                                return Err(NoClip::Failed(ClipFailure::OutcomeUnknown));
+                            }
+                        }
+                    }
+                }
+            }
+            match self.create(detection, &mut attempts, duration, outcome).await {
+                CreateEnd::Created(clip_id) => {
+                    outcome.created = true;
+                    outcome.detection_to_clip_ms =
+                        Some((now_ms() - detection.fired_second.saturating_mul(1000)) as f64);
+                    claimed.lock().expect("not poisoned").insert(clip_id.clone());
+                    tracing::info!(broadcaster_id = id, %clip_id, attempts = outcome.attempts, "clip created");
+                    self.keep_clip_id(detection, &clip_id, attempts).await;
+                    return Ok(clip_id);
+                }
+                CreateEnd::Unknown { intent_at_ms } => unknown_since = Some(intent_at_ms),
+                CreateEnd::Superseded => {
+                    return match self.progress.progress(detection).await {
+                        Ok(Some(now)) if now.clip_id.is_some() => Ok(now.clip_id.unwrap_or_default()),
+                        Ok(Some(now)) if now.is_final() => Err(NoClip::AlreadyDone),
+                        Ok(_) | Err(_) => Err(NoClip::RetryLater),
+                    };
+                }
+                CreateEnd::Stop(no_clip) => return Err(no_clip),
+            }
+        }
+        Err(NoClip::Failed(ClipFailure::OutcomeUnknown))
+    }
+
+    /// Records the clip id on the item. A failure is logged only: the intent stays on the item,
+    /// so a redelivery looks for this clip before it could make another.
+    async fn keep_clip_id(&self, detection: &Detection, clip_id: &str, attempts: u32) {
+        if let Err(error) = self.progress.record_clip(detection, clip_id, attempts).await {
+            tracing::error!(broadcaster_id = detection.broadcaster_id, %clip_id, %error, "cannot record the clip id on the highlight");
+        }
+    }
+
+    /// Create Clip on the policy's schedule, each call preceded by its recorded intent.
+    /// `attempts` counts this highlight's calls across deliveries.
+    async fn create(
+        &self,
+        detection: &Detection,
+        attempts: &mut u32,
+        duration: Option<u32>,
+        outcome: &mut Outcome,
+    ) -> CreateEnd {
+        let id = detection.broadcaster_id;
+        let mut token = match self.tokens.access_token().await {
+            Ok(token) => token,
+            Err(error) => {
+                tracing::error!(%error, "no usable Twitch token");
+                return CreateEnd::Stop(NoClip::Failed(ClipFailure::Unauthorized));
+            }
+        };
         let first = Instant::now();
         let title = clip_title("", detection.intensity);
         let mut refreshed = false;
         let mut index = 0;
         loop {
             let Some(timeout) = self.policy.attempt_timeout(first.elapsed()) else {
-                return Err(ClipFailure::DeadlineExceeded);
+                return CreateEnd::Stop(NoClip::Failed(ClipFailure::DeadlineExceeded));
             };
+            let intent_at_ms = now_ms();
+            match self.progress.record_intent(detection, *attempts + 1, intent_at_ms).await {
+                Ok(true) => {}
+                Ok(false) => return CreateEnd::Superseded,
+                Err(error) => {
+                    // Never call Create Clip without a recorded intent.
+                    tracing::error!(broadcaster_id = id, %error, "cannot record the intent to clip; retrying later");
+                    return CreateEnd::Stop(NoClip::RetryLater);
+                }
+            }
+            *attempts += 1;
             outcome.attempts += 1;
-            let result = self.api.create_clip(&token, detection.broadcaster_id, Some(&title), timeout).await;
+            let result = self.api.create_clip(&token, id, Some(&title), duration, timeout).await;
             match result {
-                AttemptResult::Created { clip_id, .. } => return Ok(clip_id),
+                AttemptResult::Created { clip_id, .. } => return CreateEnd::Created(clip_id),
                 AttemptResult::Unauthorized if !refreshed => {
                     refreshed = true;
-                    token = self.tokens.refresh_after_rejection(&token).await.map_err(|error| {
-                        tracing::error!(%error, "the Twitch token was rejected and could not be refreshed");
-                        ClipFailure::Unauthorized
-                    })?;
-                    continue;
+                    match self.tokens.refresh_after_rejection(&token).await {
+                        Ok(fresh) => token = fresh,
+                        Err(error) => {
+                            tracing::error!(%error, "the Twitch token was rejected and could not be refreshed");
+                            return CreateEnd::Stop(NoClip::Failed(ClipFailure::Unauthorized));
+                        }
+                    }
+                }
+                unknown if unknown.outcome_unknown() => {
+                    tracing::warn!(broadcaster_id = id, result = ?unknown, "Create Clip gave no clear answer");
+                    return CreateEnd::Unknown { intent_at_ms };
                 }
                 failed => match self.policy.after_failure(index, &failed, first.elapsed()) {
                     NextStep::RetryAt(at) => {
                         tracing::info!(
-                            broadcaster_id = detection.broadcaster_id,
+                            broadcaster_id = id,
                             ?failed,
                             retry_in_ms = (at.saturating_sub(first.elapsed())).as_millis() as u64,
                             "Create Clip failed; retrying"
@@ -331,10 +529,54 @@ impl<A: ClipsApi, T: TokenSource, C: ClipStore, P: HighlightProgress> ClipperHan
                         tokio::time::sleep_until(first + at).await;
                         index += 1;
                     }
-                    NextStep::GiveUp(reason) => return Err(reason),
+                    NextStep::GiveUp(reason) => return CreateEnd::Stop(NoClip::Failed(reason)),
                 },
             }
         }
+    }
+
+    /// Looks, for the policy's reconcile window, for the clip an attempt at `intent_at_ms` may
+    /// have made: the broadcaster's earliest clip listed since then, made by our token's user,
+    /// that this invocation has not already given to another highlight.
+    async fn find_own_clip(&self, detection: &Detection, intent_at_ms: i64, claimed: &Claimed) -> Lookup {
+        let id = detection.broadcaster_id;
+        let Ok(token) = self.tokens.access_token().await else {
+            return Lookup::Unavailable;
+        };
+        let creator = match self.tokens.user_id().await {
+            Ok(Some(user)) => Some(user),
+            Ok(None) | Err(_) => {
+                tracing::warn!(
+                    broadcaster_id = id,
+                    "the token's user is unknown: any clip made since the call counts as ours"
+                );
+                None
+            }
+        };
+        // Twitch's times are whole seconds, and its clock is not ours.
+        let since_s = intent_at_ms.div_euclid(1000) - 2;
+        let mut answered = false;
+        for pause in std::iter::once(std::time::Duration::ZERO).chain(self.policy.reconcile_pauses()) {
+            tokio::time::sleep(pause).await;
+            match self.api.clips_since(&token, id, since_s).await {
+                Ok(clips) => {
+                    answered = true;
+                    let claimed = claimed.lock().expect("not poisoned");
+                    let ours = clips
+                        .into_iter()
+                        .filter(|clip| clip.created_at_s >= since_s && !claimed.contains(&clip.id))
+                        .filter(|clip| creator.as_ref().is_none_or(|user| &clip.creator_id == user))
+                        .min_by_key(|clip| clip.created_at_s);
+                    if let Some(clip) = ours {
+                        return Lookup::Found(clip.id);
+                    }
+                }
+                Err(error) => {
+                    tracing::warn!(broadcaster_id = id, %error, "cannot list the broadcaster's clips")
+                }
+            }
+        }
+        if answered { Lookup::NotFound } else { Lookup::Unavailable }
     }
 
     async fn confirm(&self, clip_id: &str) -> Option<highlights_adapters::twitch::ClipInfo> {

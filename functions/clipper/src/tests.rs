@@ -10,14 +10,24 @@ use highlights_adapters::clips::MemoryClips;
 use highlights_adapters::highlights::{HighlightOutbox, MemoryHighlights, detection_item};
 use highlights_adapters::lambda_events::{DynamoRecordIn, dynamodb_event, item_json};
 use highlights_adapters::tokens::TokenError;
-use highlights_adapters::twitch::{ClipInfo, Secret, TwitchError};
+use highlights_adapters::twitch::{ClipInfo, ListedClip, Secret, TwitchError};
 
 use super::*;
 
-/// Create Clip answers taken from a script; Get Clips finds the clip after `publish_after` polls.
+/// Our token's user, as `Tokens` reports it.
+const US: &str = "42";
+
+/// Create Clip answers taken from a script (an answer may follow a clip made and not reported);
+/// Get Clips finds the clip after `publish_after` polls, and lists the broadcaster's clips from
+/// lookup `list_from` on.
 struct ScriptedTwitch {
-    answers: Mutex<VecDeque<AttemptResult>>,
+    answers: Mutex<VecDeque<(AttemptResult, Option<&'static str>)>>,
     calls: Mutex<Vec<(Duration, String)>>,
+    durations: Mutex<Vec<Option<u32>>>,
+    /// Every clip Twitch made: (broadcaster, clip), as the listing shows it.
+    made: Mutex<Vec<(u64, ListedClip)>>,
+    lookups: AtomicU32,
+    list_from: u32,
     start: Instant,
     publish_after: u32,
     polls: AtomicU32,
@@ -25,9 +35,17 @@ struct ScriptedTwitch {
 
 impl ScriptedTwitch {
     fn new(answers: Vec<AttemptResult>) -> Self {
+        Self::with_lost(answers.into_iter().map(|a| (a, None)).collect())
+    }
+    /// `(answer, Some(id))`: Twitch made clip `id`, then the caller got `answer`.
+    fn with_lost(answers: Vec<(AttemptResult, Option<&'static str>)>) -> Self {
         Self {
             answers: Mutex::new(answers.into()),
             calls: Mutex::new(Vec::new()),
+            durations: Mutex::new(Vec::new()),
+            made: Mutex::new(Vec::new()),
+            lookups: AtomicU32::new(0),
+            list_from: 1,
             start: Instant::now(),
             publish_after: 2,
             polls: AtomicU32::new(0),
@@ -36,12 +54,50 @@ impl ScriptedTwitch {
     fn call_times(&self) -> Vec<Duration> {
         self.calls.lock().unwrap().iter().map(|(at, _)| *at).collect()
     }
+    fn make(&self, broadcaster_id: u64, id: &str, creator: &str) {
+        let now = SystemTime::now().duration_since(UNIX_EPOCH).unwrap().as_secs() as i64;
+        let clip = ListedClip { id: id.into(), creator_id: creator.into(), created_at_s: now };
+        self.made.lock().unwrap().push((broadcaster_id, clip));
+    }
 }
 
 impl ClipsApi for ScriptedTwitch {
-    async fn create_clip(&self, token: &Secret, _: u64, _: Option<&str>, _: Duration) -> AttemptResult {
+    async fn create_clip(
+        &self,
+        token: &Secret,
+        broadcaster_id: u64,
+        _: Option<&str>,
+        duration: Option<u32>,
+        _: Duration,
+    ) -> AttemptResult {
         self.calls.lock().unwrap().push((self.start.elapsed(), token.expose().to_owned()));
-        self.answers.lock().unwrap().pop_front().expect("no more scripted answers")
+        self.durations.lock().unwrap().push(duration);
+        let (answer, lost) = self.answers.lock().unwrap().pop_front().expect("no more scripted answers");
+        if let AttemptResult::Created { clip_id, .. } = &answer {
+            self.make(broadcaster_id, clip_id, US);
+        }
+        if let Some(id) = lost {
+            self.make(broadcaster_id, id, US);
+        }
+        answer
+    }
+    async fn clips_since(
+        &self,
+        _: &Secret,
+        broadcaster_id: u64,
+        since_s: i64,
+    ) -> Result<Vec<ListedClip>, TwitchError> {
+        if self.lookups.fetch_add(1, Ordering::SeqCst) + 1 < self.list_from {
+            return Ok(Vec::new());
+        }
+        Ok(self
+            .made
+            .lock()
+            .unwrap()
+            .iter()
+            .filter(|(b, clip)| *b == broadcaster_id && clip.created_at_s >= since_s)
+            .map(|(_, clip)| clip.clone())
+            .collect())
     }
     async fn get_clip(&self, _: &Secret, clip_id: &str) -> Result<Option<ClipInfo>, TwitchError> {
         if self.polls.fetch_add(1, Ordering::SeqCst) + 1 < self.publish_after {
@@ -76,6 +132,9 @@ impl TokenSource for Tokens {
     }
     fn refreshes(&self) -> u64 {
         self.refreshes.load(Ordering::SeqCst)
+    }
+    async fn user_id(&self) -> Result<Option<String>, TokenError> {
+        Ok(Some(US.into()))
     }
 }
 
@@ -144,13 +203,102 @@ async fn success_on_the_first_attempt_is_stored_and_confirmed() {
 }
 
 #[tokio::test(start_paused = true)]
-async fn server_errors_are_retried_at_zero_three_and_six_seconds() {
-    let handler =
-        handler(vec![AttemptResult::ServerError(500), AttemptResult::ServerError(500), created("Clip2")]);
+async fn connections_refused_are_retried_at_zero_three_and_six_seconds() {
+    let handler = handler(vec![AttemptResult::NotSent, AttemptResult::NotSent, created("Clip2")]);
     let event = insert_event(&handler, &[detection(7)]).await;
     let (_, report) = handler.handle(&event).await;
     assert_eq!(handler.api().call_times(), vec![S(0), S(3), S(6)]);
     assert_eq!((report.clips_created, report.create_attempts), (1, 3));
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_server_error_is_not_repeated_before_the_lookups_find_nothing() {
+    let handler = handler(vec![AttemptResult::ServerError(500), created("Clip2")]);
+    let event = insert_event(&handler, &[detection(7)]).await;
+    let (_, report) = handler.handle(&event).await;
+    // Lookups at 0, 1, 2.5, 4.75, 8.125 and 12.125 s find nothing: then one new clip, as long as
+    // the default clip (the peak was 3 s before the wall clock, which paused time does not move).
+    assert_eq!(handler.api().call_times(), vec![S(0), Duration::from_millis(12_125)]);
+    assert_eq!(*handler.api().durations.lock().unwrap(), vec![None, Some(30)]);
+    assert_eq!(handler.api().lookups.load(Ordering::SeqCst), 6);
+    assert_eq!(
+        (report.clips_created, report.clips_recreated_after_unknown, report.clips_reconciled),
+        (1, 1, 0)
+    );
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_clip_made_but_its_answer_lost_is_adopted_not_made_again() {
+    for lost in [AttemptResult::Unreachable, AttemptResult::ServerError(503)] {
+        let mut twitch = ScriptedTwitch::with_lost(vec![(lost.clone(), Some("Lost1"))]);
+        // Twitch lists it only at the third lookup.
+        twitch.list_from = 3;
+        let handler = ClipperHandler::new(
+            twitch,
+            Tokens::default(),
+            MemoryClips::default(),
+            MemoryHighlights::default(),
+            ClipPolicy::default(),
+        );
+        let event = insert_event(&handler, &[detection(7)]).await;
+        let (response, report) = handler.handle(&event).await;
+        assert!(response.batch_item_failures.is_empty(), "{lost:?}");
+        assert_eq!(handler.api().call_times().len(), 1, "{lost:?}: one Create Clip");
+        assert_eq!((report.clips_reconciled, report.clips_created), (1, 0), "{lost:?}");
+        let rows = handler.clips().rows.lock().unwrap().clone();
+        assert_eq!(rows.iter().map(|r| r.0.as_str()).collect::<Vec<_>>(), ["Lost1"], "{lost:?}");
+        let progress = handler.progress().progress(&detection(7)).await.unwrap().unwrap();
+        assert_eq!((progress.status.as_str(), progress.clip_id.as_deref()), ("stored", Some("Lost1")));
+    }
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_redelivery_after_a_crash_mid_call_adopts_the_clip() {
+    // The earlier delivery recorded its intent, Twitch made the clip, and the process died.
+    let handler = handler(vec![]);
+    let d = detection(7);
+    let event = insert_event(&handler, &[d]).await;
+    let intent_at = SystemTime::now().duration_since(UNIX_EPOCH).unwrap().as_millis() as i64;
+    assert!(handler.progress().record_intent(&d, 1, intent_at).await.unwrap());
+    handler.api().make(7, "Made1", US);
+    // Someone else's clip of the same moment is not ours.
+    handler.api().make(7, "Viewer1", "777");
+    let (response, report) = handler.handle(&event).await;
+    assert!(response.batch_item_failures.is_empty());
+    assert!(handler.api().call_times().is_empty(), "no second Create Clip");
+    assert_eq!(report.clips_reconciled, 1);
+    assert_eq!(handler.clips().rows.lock().unwrap()[0].0, "Made1");
+}
+
+#[tokio::test(start_paused = true)]
+async fn an_unknown_outcome_too_late_for_another_clip_fails_without_a_call() {
+    let handler = handler(vec![]);
+    let mut d = detection(7);
+    // A clip made now would have to reach back 63 s: longer than Twitch makes them.
+    d.peak_second = d.fired_second - 58;
+    let event = insert_event(&handler, &[d]).await;
+    let intent_at = (d.fired_second - 30) * 1000;
+    assert!(handler.progress().record_intent(&d, 1, intent_at).await.unwrap());
+    let (response, report) = handler.handle(&event).await;
+    assert!(response.batch_item_failures.is_empty());
+    assert!(handler.api().call_times().is_empty());
+    assert_eq!(report.failures, vec![ClipFailure::OutcomeUnknown]);
+    let progress = handler.progress().progress(&d).await.unwrap().unwrap();
+    assert_eq!(progress.reason.as_deref(), Some("outcome_unknown"));
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_clip_stored_but_never_recorded_on_the_item_is_not_made_again() {
+    let handler = handler(vec![]);
+    let d = detection(7);
+    let event = insert_event(&handler, &[d]).await;
+    assert!(handler.progress().record_intent(&d, 1, 1).await.unwrap());
+    handler.clips().insert("Stored1", &d).await.unwrap();
+    let (_, report) = handler.handle(&event).await;
+    assert!(handler.api().call_times().is_empty());
+    assert_eq!(handler.api().lookups.load(Ordering::SeqCst), 0, "Postgres knew: no lookup");
+    assert_eq!(report.failures, vec![]);
+    assert_eq!(handler.progress().progress(&d).await.unwrap().unwrap().clip_id.as_deref(), Some("Stored1"));
 }
 
 #[tokio::test(start_paused = true)]
@@ -202,10 +350,19 @@ impl ClipsApi for SlowTwitch {
         token: &Secret,
         id: u64,
         title: Option<&str>,
+        duration: Option<u32>,
         timeout: Duration,
     ) -> AttemptResult {
         tokio::time::sleep(timeout.min(S(4))).await;
-        self.0.create_clip(token, id, title, timeout).await
+        self.0.create_clip(token, id, title, duration, timeout).await
+    }
+    async fn clips_since(
+        &self,
+        token: &Secret,
+        id: u64,
+        since_s: i64,
+    ) -> Result<Vec<ListedClip>, TwitchError> {
+        self.0.clips_since(token, id, since_s).await
     }
     async fn get_clip(&self, token: &Secret, clip_id: &str) -> Result<Option<ClipInfo>, TwitchError> {
         self.0.get_clip(token, clip_id).await
@@ -214,7 +371,8 @@ impl ClipsApi for SlowTwitch {
 
 #[tokio::test(start_paused = true)]
 async fn the_ten_second_deadline_ends_slow_attempts() {
-    let answers = vec![AttemptResult::Unreachable; 3];
+    // Connections that time out before they are made: nothing was sent, so retrying is safe.
+    let answers = vec![AttemptResult::NotSent; 3];
     let handler = ClipperHandler::new(
         SlowTwitch(ScriptedTwitch::new(answers)),
         Tokens::default(),
@@ -335,7 +493,7 @@ async fn old_highlights_are_not_clipped() {
 
 #[tokio::test(start_paused = true)]
 async fn highlights_of_one_batch_are_clipped_concurrently() {
-    let handler = handler(vec![AttemptResult::ServerError(502), created("A"), created("B")]);
+    let handler = handler(vec![AttemptResult::NotSent, created("A"), created("B")]);
     let event = insert_event(&handler, &[detection(1), detection(2)]).await;
     let (_, report) = handler.handle(&event).await;
     assert_eq!(report.clips_created, 2);

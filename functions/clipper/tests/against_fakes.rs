@@ -46,6 +46,8 @@ fn fast_policy() -> ClipPolicy {
         confirm_window: Duration::from_secs(2),
         confirm_first_pause: Duration::from_millis(20),
         confirm_max_pause: Duration::from_millis(100),
+        reconcile_window: Duration::from_secs(1),
+        reconcile_first_pause: Duration::from_millis(50),
         ..ClipPolicy::default()
     }
 }
@@ -170,13 +172,72 @@ async fn a_clip_created_at_once_is_stored_and_confirmed() {
 }
 
 #[tokio::test]
-async fn server_errors_are_retried_within_the_budget() {
+async fn server_errors_that_made_no_clip_are_tried_again_after_the_lookups() {
     let world = world("retry").await;
     world.fake.script(&[CreateAnswer::Status(500), CreateAnswer::Status(503)]);
     let (_, report) = world.handler.handle(&inserted(&world, &detection(502)).await).await;
     assert_eq!((report.clips_created, report.create_attempts), (1, 3));
+    assert_eq!((report.clips_recreated_after_unknown, report.clips_reconciled), (2, 0));
     assert_eq!(world.fake.create_calls().len(), 3);
+    assert_eq!(world.fake.clips_made().len(), 1);
     assert_eq!(rows(&world).await.len(), 1);
+}
+
+#[tokio::test]
+async fn a_clip_made_and_its_answer_lost_is_adopted_not_made_twice() {
+    let world = world("lost").await;
+    // Twitch lists a new clip only from the second lookup on.
+    world.fake.list_after_lookups(2);
+    let drops = [CreateAnswer::AcceptThenHang, CreateAnswer::AcceptThenReset, CreateAnswer::AcceptThen500];
+    for (i, drop) in drops.into_iter().enumerate() {
+        let d = detection(600 + i as u64);
+        let calls_before = world.fake.create_calls().len();
+        world.fake.script(&[drop]);
+        let (response, report) = world.handler.handle(&inserted(&world, &d).await).await;
+        assert!(response.batch_item_failures.is_empty(), "{drop:?}");
+        assert_eq!(world.fake.create_calls().len() - calls_before, 1, "{drop:?}: one Create Clip");
+        assert_eq!((report.clips_reconciled, report.clips_created), (1, 0), "{drop:?}");
+        let progress = world.highlights.progress(&d).await.unwrap().unwrap();
+        assert_eq!(progress.status, "stored", "{drop:?}");
+    }
+    // One clip made per highlight, and each highlight's row holds its clip.
+    let made = world.fake.clips_made();
+    let rows = rows(&world).await;
+    assert_eq!(made.len(), 3);
+    assert_eq!(
+        rows.iter().map(|r| (r.0.clone(), r.1.clone())).collect::<Vec<_>>(),
+        made,
+        "rows: one per highlight, with the clip Twitch made for it"
+    );
+}
+
+#[tokio::test]
+async fn a_clipper_killed_during_create_clip_leaves_a_redelivery_that_adopts_the_clip() {
+    let world = world("killed").await;
+    let d = detection(610);
+    let event = inserted(&world, &d).await;
+    // The clip is made; the answer never comes; the process dies before writing anything.
+    world.fake.script(&[CreateAnswer::AcceptThenHang]);
+    let world = Arc::new(world);
+    let first = tokio::spawn({
+        let (world, event) = (world.clone(), event.clone());
+        async move { world.handler.handle(&event).await }
+    });
+    let deadline = std::time::Instant::now() + Duration::from_secs(30);
+    while world.fake.create_calls().is_empty() {
+        assert!(std::time::Instant::now() < deadline, "Create Clip was never called");
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    first.abort();
+    assert!(first.await.unwrap_err().is_cancelled());
+    assert!(rows(&world).await.is_empty(), "nothing written before the kill");
+
+    // Lambda delivers the record again, to a fresh handler.
+    let (response, report) = world.handler.handle(&event).await;
+    assert!(response.batch_item_failures.is_empty());
+    assert_eq!(world.fake.create_calls().len(), 1, "no second Create Clip");
+    assert_eq!(report.clips_reconciled, 1);
+    assert_eq!(rows(&world).await.iter().map(|r| r.0.clone()).collect::<Vec<_>>(), ["FakeClip1"]);
 }
 
 #[tokio::test]

@@ -1,6 +1,8 @@
 //! Fake Twitch for tests: a Helix (`/helix/clips`, `/helix/streams`) and OAuth (`/oauth2/token`,
-//! `/oauth2/authorize`) server on 127.0.0.1:0 that speaks Twitch's JSON, validates bearer tokens,
-//! follows a per-test script of Create Clip answers and records every call.
+//! `/oauth2/authorize`, `/oauth2/validate`) server on 127.0.0.1:0 that speaks Twitch's JSON,
+//! validates bearer tokens, follows a per-test script of Create Clip answers (including making
+//! the clip and then losing the answer) and records every call. Every user token belongs to user
+//! [`OUR_USER_ID`]; Get Clips by broadcaster lists the clips made so far, as late as told.
 //!
 //! [`irc::FakeIrc`] is the chat side: Twitch IRC over plain TCP on 127.0.0.1:0.
 //!
@@ -31,14 +33,24 @@ pub enum CreateAnswer {
     Status(u16),
     /// 429 with `Ratelimit-Reset` this many seconds from now.
     RateLimited { reset_in_s: u64 },
+    /// Makes the clip, then never answers (the caller times out).
+    AcceptThenHang,
+    /// Makes the clip, then cuts the connection in the middle of the answer.
+    AcceptThenReset,
+    /// Makes the clip, then answers 500 anyway.
+    AcceptThen500,
 }
 
+/// The Twitch user every user token of the fake belongs to (`/oauth2/validate`, `creator_id`).
+pub const OUR_USER_ID: &str = "1";
+
 /// A recorded Create Clip call.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct CreateCall {
     pub broadcaster_id: String,
     pub token: String,
     pub title: Option<String>,
+    pub duration: Option<f32>,
     pub at: Instant,
     /// Wall-clock time of the call, Unix milliseconds (for latency measurements across processes).
     pub at_unix_ms: u128,
@@ -50,6 +62,12 @@ struct World {
     create_calls: Vec<CreateCall>,
     /// clip id -> (broadcaster id, polls so far)
     clips: HashMap<String, (String, u32)>,
+    /// Every clip made, in order: (id, broadcaster id, creator id, Unix seconds made).
+    made: Vec<(String, String, String, i64)>,
+    /// Get Clips by broadcaster lists a clip only from this lookup on after it was made.
+    list_after_lookups: u32,
+    /// Get Clips by broadcaster calls so far.
+    list_calls: u32,
     publish_after_polls: u32,
     valid_access_tokens: Vec<String>,
     /// refresh token -> the next (access, refresh) pair it yields
@@ -107,6 +125,7 @@ impl FakeTwitch {
             .route("/helix/streams", get(get_streams))
             .route("/oauth2/token", post(token))
             .route("/oauth2/authorize", get(authorize))
+            .route("/oauth2/validate", get(validate))
             .with_state(world.clone());
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind 127.0.0.1:0");
         let addr = listener.local_addr().expect("a local address");
@@ -155,6 +174,22 @@ impl FakeTwitch {
     /// Get Clips finds a clip after this many polls (`u32::MAX`: never).
     pub fn publish_after_polls(&self, polls: u32) {
         self.with(|w| w.publish_after_polls = polls);
+    }
+
+    /// Get Clips by broadcaster shows a new clip only at the `lookups`-th lookup after it was
+    /// made (Twitch lists new clips late).
+    pub fn list_after_lookups(&self, lookups: u32) {
+        self.with(|w| w.list_after_lookups = lookups);
+    }
+
+    /// Someone else (user 999) clipped `broadcaster_id` just now.
+    pub fn clip_by_someone_else(&self, broadcaster_id: u64) -> String {
+        self.with(|w| make_clip(w, &broadcaster_id.to_string(), "999"))
+    }
+
+    /// Every clip made so far: (clip id, broadcaster id).
+    pub fn clips_made(&self) -> Vec<(String, String)> {
+        self.with(|w| w.made.iter().map(|(id, b, _, _)| (id.clone(), b.clone())).collect())
     }
 
     pub fn create_calls(&self) -> Vec<CreateCall> {
@@ -277,47 +312,101 @@ fn error(status: u16, message: &str) -> Response {
 struct CreateQuery {
     broadcaster_id: String,
     title: Option<String>,
+    duration: Option<f32>,
+}
+
+fn unix_now_s() -> i64 {
+    SystemTime::now().duration_since(UNIX_EPOCH).unwrap_or(Duration::ZERO).as_secs() as i64
+}
+
+fn make_clip(world: &mut World, broadcaster_id: &str, creator_id: &str) -> String {
+    world.next_clip += 1;
+    let id = format!("FakeClip{}", world.next_clip);
+    world.clips.insert(id.clone(), (broadcaster_id.to_owned(), 0));
+    world.made.push((id.clone(), broadcaster_id.to_owned(), creator_id.to_owned(), unix_now_s()));
+    id
 }
 
 async fn create_clip(State(world): Shared, headers: HeaderMap, Query(query): Query<CreateQuery>) -> Response {
-    let mut world = world.lock().expect("not poisoned");
-    let token = bearer(&headers);
-    world.create_calls.push(CreateCall {
-        broadcaster_id: query.broadcaster_id.clone(),
-        token: token.clone(),
-        title: query.title,
-        at: Instant::now(),
-        at_unix_ms: SystemTime::now().duration_since(UNIX_EPOCH).unwrap_or(Duration::ZERO).as_millis(),
-    });
-    if headers.get("client-id").is_none() || !world.valid_access_tokens.contains(&token) {
-        return error(401, "Invalid OAuth token");
-    }
-    match world.script.pop_front().unwrap_or(CreateAnswer::Accept) {
-        CreateAnswer::Accept => {
-            world.next_clip += 1;
-            let id = format!("FakeClip{}", world.next_clip);
-            world.clips.insert(id.clone(), (query.broadcaster_id, 0));
+    let answer = {
+        let mut world = world.lock().expect("not poisoned");
+        let token = bearer(&headers);
+        world.create_calls.push(CreateCall {
+            broadcaster_id: query.broadcaster_id.clone(),
+            token: token.clone(),
+            title: query.title,
+            duration: query.duration,
+            at: Instant::now(),
+            at_unix_ms: SystemTime::now().duration_since(UNIX_EPOCH).unwrap_or(Duration::ZERO).as_millis(),
+        });
+        if headers.get("client-id").is_none() || !world.valid_access_tokens.contains(&token) {
+            return error(401, "Invalid OAuth token");
+        }
+        let answer = world.script.pop_front().unwrap_or(CreateAnswer::Accept);
+        match answer {
+            CreateAnswer::Status(status) => return error(status, "scripted"),
+            CreateAnswer::RateLimited { reset_in_s } => {
+                let reset = unix_now_s() as u64 + reset_in_s;
+                let mut response = error(429, "Too Many Requests");
+                let headers = response.headers_mut();
+                headers.insert("ratelimit-limit", "800".parse().expect("a header value"));
+                headers.insert("ratelimit-remaining", "0".parse().expect("a header value"));
+                headers.insert("ratelimit-reset", reset.to_string().parse().expect("a header value"));
+                return response;
+            }
+            _ => {}
+        }
+        (answer, make_clip(&mut world, &query.broadcaster_id, OUR_USER_ID))
+    };
+    match answer {
+        (CreateAnswer::AcceptThenHang, _) => std::future::pending().await,
+        (CreateAnswer::AcceptThenReset, _) => {
+            // The status line goes out, then the body fails: hyper drops the connection.
+            let body = axum::body::Body::from_stream(futures::stream::once(async {
+                Err::<bytes::Bytes, _>(std::io::Error::new(std::io::ErrorKind::ConnectionReset, "cut"))
+            }));
+            (StatusCode::ACCEPTED, body).into_response()
+        }
+        (CreateAnswer::AcceptThen500, _) => error(500, "Internal Server Error"),
+        (_, id) => {
             let body =
                 json!({"data": [{"id": id, "edit_url": format!("https://clips.twitch.tv/{id}/edit")}]});
             (StatusCode::ACCEPTED, Json(body)).into_response()
-        }
-        CreateAnswer::Status(status) => error(status, "scripted"),
-        CreateAnswer::RateLimited { reset_in_s } => {
-            let reset =
-                SystemTime::now().duration_since(UNIX_EPOCH).unwrap_or(Duration::ZERO).as_secs() + reset_in_s;
-            let mut response = error(429, "Too Many Requests");
-            let headers = response.headers_mut();
-            headers.insert("ratelimit-limit", "800".parse().expect("a header value"));
-            headers.insert("ratelimit-remaining", "0".parse().expect("a header value"));
-            headers.insert("ratelimit-reset", reset.to_string().parse().expect("a header value"));
-            response
         }
     }
 }
 
 #[derive(Deserialize)]
 struct GetQuery {
-    id: String,
+    id: Option<String>,
+    broadcaster_id: Option<String>,
+    started_at: Option<String>,
+}
+
+fn clip_json(id: &str, broadcaster: &str, creator: &str, made_s: i64) -> serde_json::Value {
+    let created_at = time::OffsetDateTime::from_unix_timestamp(made_s)
+        .ok()
+        .and_then(|t| t.format(&time::format_description::well_known::Rfc3339).ok())
+        .unwrap_or_default();
+    json!({
+        "id": id,
+        "url": format!("https://clips.twitch.tv/{id}"),
+        "embed_url": format!("https://clips.twitch.tv/embed?clip={id}"),
+        "broadcaster_id": broadcaster,
+        "broadcaster_name": "Fake",
+        "creator_id": creator,
+        "creator_name": "highlights",
+        "video_id": "",
+        "game_id": "509658",
+        "language": "en",
+        "title": "Chat exploded",
+        "view_count": 3,
+        "created_at": created_at,
+        "thumbnail_url": format!("https://clips-media-assets2.twitch.tv/{id}-preview-480x272.jpg"),
+        "duration": 30.0,
+        "vod_offset": 1234,
+        "is_featured": false
+    })
 }
 
 async fn get_clips(State(world): Shared, headers: HeaderMap, Query(query): Query<GetQuery>) -> Response {
@@ -325,35 +414,39 @@ async fn get_clips(State(world): Shared, headers: HeaderMap, Query(query): Query
     if !world.valid_access_tokens.contains(&bearer(&headers)) {
         return error(401, "Invalid OAuth token");
     }
+    if let Some(broadcaster) = &query.broadcaster_id {
+        let since = query
+            .started_at
+            .as_deref()
+            .and_then(|t| time::OffsetDateTime::parse(t, &time::format_description::well_known::Rfc3339).ok())
+            .map_or(i64::MIN, |t| t.unix_timestamp());
+        world.list_calls += 1;
+        let listed: Vec<serde_json::Value> = if world.list_calls < world.list_after_lookups {
+            Vec::new()
+        } else {
+            world
+                .made
+                .iter()
+                .filter(|(_, b, _, made)| b == broadcaster && *made >= since)
+                .map(|(id, b, creator, made)| clip_json(id, b, creator, *made))
+                .collect()
+        };
+        return Json(json!({"data": listed, "pagination": {}})).into_response();
+    }
+    let Some(id) = query.id else {
+        return error(400, "Missing required parameter");
+    };
     let publish_after = world.publish_after_polls;
-    let Some((broadcaster, polls)) = world.clips.get_mut(&query.id) else {
+    let Some((broadcaster, polls)) = world.clips.get_mut(&id) else {
         return Json(json!({"data": [], "pagination": {}})).into_response();
     };
     *polls += 1;
     if *polls < publish_after {
         return Json(json!({"data": [], "pagination": {}})).into_response();
     }
-    let id = &query.id;
-    Json(json!({"data": [{
-        "id": id,
-        "url": format!("https://clips.twitch.tv/{id}"),
-        "embed_url": format!("https://clips.twitch.tv/embed?clip={id}"),
-        "broadcaster_id": broadcaster,
-        "broadcaster_name": "Fake",
-        "creator_id": "1",
-        "creator_name": "highlights",
-        "video_id": "",
-        "game_id": "509658",
-        "language": "en",
-        "title": "Chat exploded",
-        "view_count": 3,
-        "created_at": "2026-11-27T10:00:00Z",
-        "thumbnail_url": format!("https://clips-media-assets2.twitch.tv/{id}-preview-480x272.jpg"),
-        "duration": 30.0,
-        "vod_offset": 1234,
-        "is_featured": false
-    }], "pagination": {}}))
-    .into_response()
+    let broadcaster = broadcaster.clone();
+    let made = world.made.iter().find(|(m, ..)| *m == id).map_or(0, |(.., made)| *made);
+    Json(json!({"data": [clip_json(&id, &broadcaster, OUR_USER_ID, made)], "pagination": {}})).into_response()
 }
 
 #[derive(Deserialize)]
@@ -397,6 +490,21 @@ async fn token(State(world): Shared, Form(form): Form<TokenForm>) -> Response {
         "token_type": "bearer"
     }))
     .into_response()
+}
+
+/// `/oauth2/validate`: every valid token belongs to [`OUR_USER_ID`].
+async fn validate(State(world): Shared, headers: HeaderMap) -> Response {
+    let world = world.lock().expect("not poisoned");
+    let token = headers
+        .get("authorization")
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.strip_prefix("OAuth ").or_else(|| v.strip_prefix("Bearer ")))
+        .unwrap_or_default();
+    if !world.valid_access_tokens.iter().any(|t| t == token) {
+        return error(401, "invalid access token");
+    }
+    Json(json!({"client_id": "cid", "login": "highlights", "scopes": ["clips:edit"], "user_id": OUR_USER_ID, "expires_in": 14_000}))
+        .into_response()
 }
 
 #[derive(Deserialize)]
