@@ -29,6 +29,22 @@ pub struct StoredState {
     /// Kinesis sequence number of the last chat record applied (opaque, compared by
     /// [`sequence_after`](crate::detector_state::sequence_after)).
     pub last_sequence: Option<String>,
+    /// The second of the last detection, kept beside the detector blob, so that a blob that
+    /// cannot be restored does not take the cooldown with it.
+    pub last_fire: Option<i64>,
+    /// Set when the item's own `version` cannot be used: it can then be written only by
+    /// [`StateStore::replace_broken`], on the condition that it is still broken this way.
+    pub broken: Option<BrokenVersion>,
+}
+
+/// How an item's `version` attribute is broken (written by hand, or by an older format).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum BrokenVersion {
+    Missing,
+    /// A number that is not a version (negative, fractional, too large), as stored.
+    NotAVersion(String),
+    /// Not a number at all: its type and text, for the message.
+    WrongType(String),
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -58,6 +74,14 @@ pub trait StateStore: Send + Sync {
     /// Forgets the detector state (keeps `last_sequence`) and bumps the version, so that an
     /// invocation in flight conflicts and reloads.
     fn reset(&self, id: BroadcasterId) -> impl Future<Output = Result<(), StoreError>> + Send;
+
+    /// Overwrites an item whose version is `broken` with `state`, once: the write is conditional
+    /// on the item still being broken that way ([`StoreError::Conflict`] otherwise).
+    fn replace_broken(
+        &self,
+        state: &StoredState,
+        broken: &BrokenVersion,
+    ) -> impl Future<Output = Result<(), StoreError>> + Send;
 }
 
 /// True when Kinesis sequence number `a` comes after `b`. Sequence numbers are decimal strings
@@ -78,6 +102,7 @@ const VERSION: &str = "version";
 const DETECTOR: &str = "detector";
 const LAST_SEQUENCE: &str = "last_sequence";
 const UPDATED_AT: &str = "updated_at";
+const LAST_FIRE: &str = "last_fire";
 
 /// BatchGetItem accepts at most 100 keys.
 const BATCH_GET_LIMIT: usize = 100;
@@ -93,13 +118,46 @@ impl DynamoStateStore {
 
     fn parse(item: &HashMap<String, AttributeValue>) -> Option<StoredState> {
         let broadcaster_id = item.get(keys::BROADCASTER_ID)?.as_s().ok()?.parse().ok()?;
-        let version = item.get(VERSION).and_then(|v| v.as_n().ok()).and_then(|n| n.parse().ok()).unwrap_or(0);
+        let (version, broken) = match item.get(VERSION) {
+            None => (0, Some(BrokenVersion::Missing)),
+            Some(AttributeValue::N(text)) => match text.parse::<u64>() {
+                Ok(version) if version > 0 => (version, None),
+                _ => (0, Some(BrokenVersion::NotAVersion(text.clone()))),
+            },
+            Some(other) => (0, Some(BrokenVersion::WrongType(format!("{other:?}")))),
+        };
         Some(StoredState {
             broadcaster_id,
             version,
             detector: item.get(DETECTOR).and_then(|v| v.as_b().ok()).map(|b| b.as_ref().to_vec()),
             last_sequence: item.get(LAST_SEQUENCE).and_then(|v| v.as_s().ok()).cloned(),
+            last_fire: item.get(LAST_FIRE).and_then(|v| v.as_n().ok()).and_then(|n| n.parse().ok()),
+            broken,
         })
+    }
+
+    /// The item for `state`, without its condition.
+    fn put(
+        &self,
+        state: &StoredState,
+    ) -> aws_sdk_dynamodb::operation::put_item::builders::PutItemFluentBuilder {
+        let mut request = self
+            .client
+            .put_item()
+            .table_name(&self.table)
+            .item(keys::BROADCASTER_ID, AttributeValue::S(state.broadcaster_id.to_string()))
+            .item(VERSION, AttributeValue::N(state.version.to_string()))
+            .item(UPDATED_AT, AttributeValue::N(now_ms().to_string()));
+        if let Some(detector) = &state.detector {
+            request = request.item(DETECTOR, AttributeValue::B(Blob::new(detector.clone())));
+        }
+        if let Some(sequence) = &state.last_sequence {
+            request = request.item(LAST_SEQUENCE, AttributeValue::S(sequence.clone()));
+        }
+        if let Some(fired) = state.last_fire {
+            request = request.item(LAST_FIRE, AttributeValue::N(fired.to_string()));
+        }
+        request
     }
 }
 
@@ -155,19 +213,7 @@ impl StateStore for DynamoStateStore {
     }
 
     async fn save(&self, state: &StoredState, expected_version: u64) -> Result<(), StoreError> {
-        let mut request = self
-            .client
-            .put_item()
-            .table_name(&self.table)
-            .item(keys::BROADCASTER_ID, AttributeValue::S(state.broadcaster_id.to_string()))
-            .item(VERSION, AttributeValue::N(state.version.to_string()))
-            .item(UPDATED_AT, AttributeValue::N(now_ms().to_string()));
-        if let Some(detector) = &state.detector {
-            request = request.item(DETECTOR, AttributeValue::B(Blob::new(detector.clone())));
-        }
-        if let Some(sequence) = &state.last_sequence {
-            request = request.item(LAST_SEQUENCE, AttributeValue::S(sequence.clone()));
-        }
+        let mut request = self.put(state);
         request = if expected_version == 0 {
             request
                 .condition_expression("attribute_not_exists(#id)")
@@ -177,6 +223,29 @@ impl StateStore for DynamoStateStore {
                 .condition_expression("#version = :expected")
                 .expression_attribute_names("#version", VERSION)
                 .expression_attribute_values(":expected", AttributeValue::N(expected_version.to_string()))
+        };
+        match request.send().await {
+            Ok(_) => Ok(()),
+            Err(error)
+                if error.as_service_error().is_some_and(|e| e.is_conditional_check_failed_exception()) =>
+            {
+                Err(StoreError::Conflict)
+            }
+            Err(error) => Err(unavailable(error)),
+        }
+    }
+
+    async fn replace_broken(&self, state: &StoredState, broken: &BrokenVersion) -> Result<(), StoreError> {
+        let request = self.put(state).expression_attribute_names("#version", VERSION);
+        let request = match broken {
+            BrokenVersion::Missing => request.condition_expression("attribute_not_exists(#version)"),
+            BrokenVersion::NotAVersion(text) => request
+                .condition_expression("#version = :broken")
+                .expression_attribute_values(":broken", AttributeValue::N(text.clone())),
+            // Any other type: still not a number.
+            BrokenVersion::WrongType(_) => request
+                .condition_expression("attribute_exists(#version) AND NOT attribute_type(#version, :number)")
+                .expression_attribute_values(":number", AttributeValue::S("N".into())),
         };
         match request.send().await {
             Ok(_) => Ok(()),
@@ -220,6 +289,11 @@ impl MemoryStateStore {
     pub fn get(&self, id: BroadcasterId) -> Option<StoredState> {
         self.items.lock().expect("not poisoned").get(&id).cloned()
     }
+
+    /// Stores `state` as it is, broken or not (tests of broken items).
+    pub fn put_raw(&self, state: StoredState) {
+        self.items.lock().expect("not poisoned").insert(state.broadcaster_id, state);
+    }
 }
 
 impl StateStore for MemoryStateStore {
@@ -233,8 +307,9 @@ impl StateStore for MemoryStateStore {
 
     async fn save(&self, state: &StoredState, expected_version: u64) -> Result<(), StoreError> {
         let mut items = self.items.lock().expect("not poisoned");
-        let current = items.get(&state.broadcaster_id).map_or(0, |s| s.version);
-        if current != expected_version {
+        let current = items.get(&state.broadcaster_id);
+        if current.map_or(0, |s| s.version) != expected_version || current.is_some_and(|s| s.broken.is_some())
+        {
             return Err(StoreError::Conflict);
         }
         items.insert(state.broadcaster_id, state.clone());
@@ -247,6 +322,15 @@ impl StateStore for MemoryStateStore {
             items.entry(id).or_insert_with(|| StoredState { broadcaster_id: id, ..StoredState::default() });
         entry.version += 1;
         entry.detector = None;
+        Ok(())
+    }
+
+    async fn replace_broken(&self, state: &StoredState, broken: &BrokenVersion) -> Result<(), StoreError> {
+        let mut items = self.items.lock().expect("not poisoned");
+        if items.get(&state.broadcaster_id).and_then(|s| s.broken.as_ref()) != Some(broken) {
+            return Err(StoreError::Conflict);
+        }
+        items.insert(state.broadcaster_id, state.clone());
         Ok(())
     }
 }

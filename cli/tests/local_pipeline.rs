@@ -265,6 +265,7 @@ async fn lifecycle_events_update_streamers_and_reset_the_detector() {
         version: 1,
         detector: Some(vec![1, 2, 3]),
         last_sequence: Some("5".into()),
+        ..StoredState::default()
     };
     states.save(&seeded, 0).await.unwrap();
     let online = |stream: &str, at: i64| {

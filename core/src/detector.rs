@@ -149,11 +149,32 @@ pub enum StateDecodeError {
 }
 
 const STATE_VERSION: u8 = 1;
+
+/// Seconds a saved state may hold: those of an event time in milliseconds. Anything else did not
+/// come from the detector and would overflow the arithmetic on seconds (`second - last_fire`).
+pub const PLAUSIBLE_SECONDS: std::ops::RangeInclusive<i64> = (i64::MIN / 1000)..=(i64::MAX / 1000);
 const HAS_FIRST: u8 = 1;
 const HAS_HOLD: u8 = 2;
 const HAS_LAST_FIRE: u8 = 4;
 
 impl ChannelDetector {
+    /// A fresh detector that still honours the cooldown after `last_fire` (a state that could
+    /// not be restored must not let the same burst fire twice).
+    pub fn fresh_after(
+        broadcaster_id: BroadcasterId,
+        config: DetectorConfig,
+        last_fire: Option<i64>,
+    ) -> Self {
+        let mut detector = Self::new(broadcaster_id, config);
+        detector.last_fire = last_fire.filter(|second| PLAUSIBLE_SECONDS.contains(second));
+        detector
+    }
+
+    /// The second of the last detection, for the cooldown.
+    pub fn last_fire(&self) -> Option<i64> {
+        self.last_fire
+    }
+
     pub fn new(broadcaster_id: BroadcasterId, config: DetectorConfig) -> Self {
         Self {
             broadcaster_id,
@@ -441,9 +462,13 @@ impl ChannelDetector {
         if flags & !(HAS_FIRST | HAS_HOLD | HAS_LAST_FIRE) != 0 {
             return Err(E::OutOfRange("flags"));
         }
+        let plausible = |second: i64, what| {
+            if PLAUSIBLE_SECONDS.contains(&second) { Ok(second) } else { Err(E::OutOfRange(what)) }
+        };
         if flags & HAS_FIRST != 0 {
-            let first = i64_field(&mut reader, "first second")?;
+            let first = plausible(i64_field(&mut reader, "first second")?, "first second")?;
             detector.watermark_ms = i64_field(&mut reader, "watermark")?;
+            plausible(detector.watermark_ms.div_euclid(1000), "watermark")?;
             // The first second comes from an event at or before the watermark; the open seconds
             // then all fit in the ring, which the per-message path relies on.
             if first > detector.watermark_ms.div_euclid(1000) {
@@ -458,17 +483,20 @@ impl ChannelDetector {
             detector.recompute_sums();
         }
         if flags & HAS_HOLD != 0 {
-            let start = i64_field(&mut reader, "hold start")?;
-            let second = i64_field(&mut reader, "hold peak")?;
+            let start = plausible(i64_field(&mut reader, "hold start")?, "hold start")?;
+            let second = plausible(i64_field(&mut reader, "hold peak")?, "hold peak")?;
             let intensity = f64_field(&mut reader, "hold intensity")?;
             let message_count = u64_field(&mut reader, "hold count")?;
             let mean = f64_field(&mut reader, "hold mean")?;
             let std = f64_field(&mut reader, "hold std")?;
+            if !(intensity.is_finite() && mean.is_finite() && std.is_finite()) || second < start {
+                return Err(E::OutOfRange("hold"));
+            }
             detector.hold =
                 Some(Hold { start, peak: Measurement { second, intensity, message_count, mean, std } });
         }
         if flags & HAS_LAST_FIRE != 0 {
-            detector.last_fire = Some(i64_field(&mut reader, "last fire")?);
+            detector.last_fire = Some(plausible(i64_field(&mut reader, "last fire")?, "last fire")?);
         }
         if reader.remaining() != 0 {
             return Err(E::TrailingBytes(reader.remaining()));

@@ -439,3 +439,25 @@ fn the_multi_channel_detector_keeps_channels_apart() {
     detector.reset_channel(2);
     assert!(detector.channel(2).is_none());
 }
+
+#[test]
+fn implausible_seconds_in_a_saved_state_are_refused_and_a_fresh_start_keeps_the_cooldown() {
+    for corrupt in [i64::MIN, i64::MIN / 1000 - 1, i64::MAX / 1000 + 1, i64::MAX] {
+        let mut detector = ChannelDetector::new(BROADCASTER, DetectorConfig::default());
+        detector.last_fire = Some(corrupt);
+        assert_eq!(
+            ChannelDetector::decode_state(BROADCASTER, DetectorConfig::default(), &detector.encode_state()),
+            Err(StateDecodeError::OutOfRange("last fire")),
+            "{corrupt}"
+        );
+        assert_eq!(
+            ChannelDetector::fresh_after(BROADCASTER, DetectorConfig::default(), Some(corrupt)).last_fire(),
+            None
+        );
+    }
+    let fresh = ChannelDetector::fresh_after(BROADCASTER, DetectorConfig::default(), Some(FIRST + 10));
+    assert_eq!(fresh.last_fire(), Some(FIRST + 10));
+    let restored =
+        ChannelDetector::decode_state(BROADCASTER, DetectorConfig::default(), &fresh.encode_state()).unwrap();
+    assert_eq!(restored.last_fire(), Some(FIRST + 10));
+}

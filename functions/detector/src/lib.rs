@@ -9,6 +9,12 @@
 //! the state with optimistic concurrency (on conflict: reload and reapply). Detections are
 //! written before the state, so a crash in between only repeats idempotent puts.
 //!
+//! A state item that cannot be used heals instead of blocking the shard: an unreadable detector
+//! blob (corrupt, an older format, other window settings) is replaced by a fresh detector that
+//! keeps the cooldown (`last_fire` is also its own attribute), a junk `last_sequence` is
+//! ignored, and an item whose `version` is missing or not a version is overwritten once, on the
+//! condition that it is still broken that way. Each counts as a `state_resets`.
+//!
 //! A store failure for one broadcaster reports that broadcaster's first unapplied record as the
 //! batch item failure: Lambda retries from there, other broadcasters skip what they applied.
 //!
@@ -36,9 +42,12 @@ const CONCURRENCY: usize = 16;
 pub struct InvocationReport {
     pub records: usize,
     pub tally: Tally,
+    /// Highlights written to the outbox by this invocation (conditional puts that succeeded).
     pub detections: u64,
     pub duplicate_detections: u64,
     pub state_conflicts: u64,
+    /// Broadcasters whose saved state could not be used and was replaced by a fresh one.
+    pub state_resets: u64,
     pub decode_errors: u64,
     pub skipped_records: u64,
     pub failed_broadcasters: u64,
@@ -53,7 +62,10 @@ impl InvocationReport {
             .count("CommandsFiltered", self.tally.commands)
             .count("LateMessages", self.tally.late)
             .count("anomalies_detected", self.detections)
+            .count("duplicate_detections", self.duplicate_detections)
+            .count("skipped_records", self.skipped_records)
             .count("StateConflicts", self.state_conflicts)
+            .count("state_resets", self.state_resets)
             .count("DecodeErrors", self.decode_errors)
             .count("FailedBroadcasters", self.failed_broadcasters)
             .metric("HandlerDuration", Unit::Milliseconds, self.duration_ms)
@@ -74,6 +86,7 @@ struct BroadcasterOutcome {
     duplicates: u64,
     conflicts: u64,
     skipped: u64,
+    reset: bool,
     /// The first unapplied sequence number, when the broadcaster failed.
     failed_at: Option<String>,
 }
@@ -159,6 +172,7 @@ impl<S: StateStore, O: HighlightOutbox> DetectorHandler<S, O> {
             report.duplicate_detections += outcome.duplicates;
             report.state_conflicts += outcome.conflicts;
             report.skipped_records += outcome.skipped;
+            report.state_resets += u64::from(outcome.reset);
             if let Some(sequence) = outcome.failed_at {
                 report.failed_broadcasters += 1;
                 response.add_failure(sequence);
@@ -178,8 +192,21 @@ impl<S: StateStore, O: HighlightOutbox> DetectorHandler<S, O> {
         let mut first_unapplied = None;
         for _attempt in 0..=MAX_CONFLICT_RETRIES {
             let version = stored.as_ref().map_or(0, |s| s.version);
-            let last_sequence = stored.as_ref().and_then(|s| s.last_sequence.clone());
-            let mut detector = self.restore(id, stored.as_ref());
+            let broken = stored.as_ref().and_then(|s| s.broken.clone());
+            let stored_sequence = stored.as_ref().and_then(|s| s.last_sequence.clone());
+            let last_sequence = stored_sequence.clone().filter(|s| is_sequence_number(s));
+            if let Some(junk) = stored_sequence.as_ref().filter(|s| !is_sequence_number(s)) {
+                tracing::warn!(broadcaster_id = id, last_sequence = %junk, "ignoring a stored sequence number that is not one");
+            }
+            if let Some(broken) = &broken {
+                tracing::warn!(
+                    broadcaster_id = id,
+                    ?broken,
+                    "the stored state's version is unusable; replacing the item"
+                );
+            }
+            let (mut detector, blob_reset) = self.restore(id, stored.as_ref());
+            let reset = blob_reset || broken.is_some() || stored_sequence != last_sequence;
             let pending: Vec<&Applied<'_>> = records
                 .iter()
                 .filter(|r| last_sequence.as_deref().is_none_or(|last| sequence_after(r.sequence, last)))
@@ -194,10 +221,11 @@ impl<S: StateStore, O: HighlightOutbox> DetectorHandler<S, O> {
             for record in &pending {
                 detector.observe_batch(&record.batch, &mut tally, &mut detections);
             }
-            let mut new = 0;
+            // A detection counts once, where its conditional put succeeds: a retry after a failed
+            // save finds it there (a duplicate), so nothing is counted twice or lost.
             for detection in &detections {
                 match self.outbox.record(detection).await {
-                    Ok(true) => new += 1,
+                    Ok(true) => outcome.detections += 1,
                     Ok(false) => outcome.duplicates += 1,
                     Err(error) => {
                         tracing::error!(broadcaster_id = id, %error, "cannot record a detection");
@@ -211,9 +239,16 @@ impl<S: StateStore, O: HighlightOutbox> DetectorHandler<S, O> {
                 version: version + 1,
                 detector: Some(detector.encode_state()),
                 last_sequence: Some(last.sequence.to_owned()),
+                last_fire: detector.last_fire(),
+                broken: None,
             };
-            match self.states.save(&next, version).await {
+            let saved = match &broken {
+                Some(broken) => self.states.replace_broken(&next, broken).await,
+                None => self.states.save(&next, version).await,
+            };
+            match saved {
                 Ok(()) => {
+                    outcome.reset = reset;
                     for detection in &detections {
                         tracing::info!(
                             broadcaster_id = id,
@@ -224,7 +259,6 @@ impl<S: StateStore, O: HighlightOutbox> DetectorHandler<S, O> {
                         );
                     }
                     outcome.tally = tally;
-                    outcome.detections = new;
                     return outcome;
                 }
                 Err(StoreError::Conflict) => {
@@ -255,17 +289,26 @@ impl<S: StateStore, O: HighlightOutbox> DetectorHandler<S, O> {
         outcome
     }
 
-    /// The saved detector, or a fresh one when there is none, it was reset, or it was saved
-    /// with other window settings.
-    fn restore(&self, id: BroadcasterId, stored: Option<&StoredState>) -> ChannelDetector {
+    /// The saved detector, or a fresh one (keeping the cooldown) when there is none, it was
+    /// reset, or it cannot be restored; and whether a saved one was discarded.
+    fn restore(&self, id: BroadcasterId, stored: Option<&StoredState>) -> (ChannelDetector, bool) {
+        let last_fire = stored.and_then(|s| s.last_fire);
         match stored.and_then(|s| s.detector.as_deref()) {
-            None => ChannelDetector::new(id, self.config),
-            Some(bytes) => ChannelDetector::decode_state(id, self.config, bytes).unwrap_or_else(|error| {
-                tracing::warn!(broadcaster_id = id, %error, "starting this broadcaster afresh");
-                ChannelDetector::new(id, self.config)
-            }),
+            None => (ChannelDetector::fresh_after(id, self.config, last_fire), false),
+            Some(bytes) => match ChannelDetector::decode_state(id, self.config, bytes) {
+                Ok(detector) => (detector, false),
+                Err(error) => {
+                    tracing::warn!(broadcaster_id = id, %error, "starting this broadcaster afresh, keeping its cooldown");
+                    (ChannelDetector::fresh_after(id, self.config, last_fire), true)
+                }
+            },
         }
     }
+}
+
+/// Kinesis sequence numbers are decimal digits; anything else was not written by us.
+fn is_sequence_number(text: &str) -> bool {
+    !text.is_empty() && text.bytes().all(|b| b.is_ascii_digit())
 }
 
 #[cfg(test)]

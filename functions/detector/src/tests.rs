@@ -4,7 +4,7 @@
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicUsize, Ordering};
 
-use highlights_adapters::detector_state::MemoryStateStore;
+use highlights_adapters::detector_state::{BrokenVersion, MemoryStateStore};
 use highlights_adapters::highlights::MemoryHighlights;
 use highlights_adapters::lambda_events::{KinesisRecordIn, kinesis_event};
 use highlights_core::{ChatMessage, Detector};
@@ -231,6 +231,9 @@ impl<S: StateStore> StateStore for FlakyStates<S> {
     async fn reset(&self, id: BroadcasterId) -> Result<(), StoreError> {
         self.inner.reset(id).await
     }
+    async fn replace_broken(&self, state: &StoredState, broken: &BrokenVersion) -> Result<(), StoreError> {
+        self.inner.replace_broken(state, broken).await
+    }
 }
 
 #[tokio::test]
@@ -246,6 +249,7 @@ async fn a_failure_halfway_is_retried_from_the_failed_record() {
         let reports = drive(&handler, &records, 50).await;
         assert_eq!(reports.iter().filter(|r| r.failed_broadcasters > 0).count(), 1, "outbox call {fail_on}");
         assert_eq!(sorted(handler.outbox().inner.all()), expected(&channels), "outbox call {fail_on}");
+        assert_counted_once(&reports, expected(&channels).len());
     }
     for fail_on in [1, 10, 25] {
         let handler = DetectorHandler::new(
@@ -261,6 +265,7 @@ async fn a_failure_halfway_is_retried_from_the_failed_record() {
         let reports = drive(&handler, &records, 50).await;
         assert_eq!(reports.iter().filter(|r| r.failed_broadcasters > 0).count(), 1);
         assert_eq!(sorted(handler.outbox().all()), expected(&channels), "save {fail_on}");
+        assert_counted_once(&reports, expected(&channels).len());
     }
 }
 
@@ -282,6 +287,25 @@ async fn a_conflicting_twin_invocation_is_reconciled() {
     assert_eq!(reports.iter().map(|r| r.state_conflicts).sum::<u64>(), 1);
     assert!(reports.iter().all(|r| r.failed_broadcasters == 0));
     assert_eq!(sorted(handler.outbox().all()), expected(&channels));
+    assert_counted_once(&reports, expected(&channels).len());
+}
+
+/// The metrics the invocations emitted count every highlight exactly once, whatever was retried.
+fn assert_counted_once(reports: &[InvocationReport], highlights: usize) {
+    let emitted = |name: &str| -> f64 {
+        reports
+            .iter()
+            .map(|r| {
+                let line = r.metrics().to_json(0);
+                line[name].as_f64().unwrap_or_else(|| panic!("{name} not emitted: {line}"))
+            })
+            .sum()
+    };
+    assert_eq!(emitted("anomalies_detected"), highlights as f64, "anomalies_detected");
+    let duplicates: u64 = reports.iter().map(|r| r.duplicate_detections).sum();
+    assert_eq!(emitted("duplicate_detections"), duplicates as f64);
+    let skipped: u64 = reports.iter().map(|r| r.skipped_records).sum();
+    assert_eq!(emitted("skipped_records"), skipped as f64);
 }
 
 #[tokio::test]
@@ -295,6 +319,9 @@ async fn an_unreadable_state_store_hands_the_whole_batch_back() {
             Err(StoreError::Unavailable("injected".into()))
         }
         async fn save(&self, _: &StoredState, _: u64) -> Result<(), StoreError> {
+            unreachable!("nothing is saved when nothing could be loaded")
+        }
+        async fn replace_broken(&self, _: &StoredState, _: &BrokenVersion) -> Result<(), StoreError> {
             unreachable!("nothing is saved when nothing could be loaded")
         }
         async fn reset(&self, _: BroadcasterId) -> Result<(), StoreError> {
@@ -397,6 +424,66 @@ mod on_dynamodb {
         let mut all = handler.outbox().inner.list(11).await.unwrap();
         all.extend(handler.outbox().inner.list(22).await.unwrap());
         assert_eq!(sorted(all), expected(&channels));
+    }
+
+    #[tokio::test]
+    async fn a_state_item_that_cannot_be_used_heals_keeps_the_cooldown_and_never_blocks_the_shard() {
+        use aws_sdk_dynamodb::types::AttributeValue as V;
+        let stack =
+            StackEnv::discover(Path::new(env!("CARGO_MANIFEST_DIR"))).unwrap_or_else(|e| panic!("{e}"));
+        let sdk = highlights_adapters::aws::local(&stack.aws().unwrap()).await;
+        let client = aws_sdk_dynamodb::Client::new(&sdk);
+        // The first burst (seconds 300–306) falls within 30 s of this last fire; the second (500) not.
+        let last_fire = V::N((START_S + 295).to_string());
+        let junk_blob = V::B(vec![9u8, 9, 9].into());
+        // (name, the item's attributes besides its key, whether the stored cooldown applies)
+        type Form = (&'static str, Vec<(&'static str, V)>, bool);
+        let forms: [Form; 5] = [
+            ("no-version", vec![("detector", junk_blob.clone()), ("last_fire", last_fire.clone())], true),
+            ("text-version", vec![("version", V::S("abc".into())), ("last_fire", last_fire.clone())], true),
+            (
+                "negative-version",
+                vec![("version", V::N("-3".into())), ("last_fire", last_fire.clone())],
+                true,
+            ),
+            (
+                "old-blob",
+                vec![("version", V::N("4".into())), ("detector", junk_blob), ("last_fire", last_fire)],
+                true,
+            ),
+            (
+                "junk-sequence",
+                vec![("version", V::N("2".into())), ("last_sequence", V::S("z".repeat(70)))],
+                false,
+            ),
+        ];
+        let channels = vec![chat(11, &quiet_then_burst(300))];
+        for (name, attributes, cooling) in forms {
+            let (states, outbox) = stores(&format!("det-heal-{name}")).await;
+            let table = Resources::defaults()
+                .with_suffix(&format!("det-heal-{name}-{}", std::process::id()))
+                .detector_state_table
+                .name;
+            let mut item = client.put_item().table_name(&table).item("broadcaster_id", V::S("11".into()));
+            for (attribute, value) in attributes {
+                item = item.item(attribute, value);
+            }
+            item.send().await.unwrap();
+            let handler = DetectorHandler::new(DetectorConfig::default(), states, outbox);
+            let reports = drive(&handler, &shard(&channels), 100).await;
+            assert!(reports.iter().all(|r| r.failed_broadcasters == 0), "{name}: the shard moved on");
+            assert_eq!(reports.iter().map(|r| r.state_resets).sum::<u64>(), 1, "{name}: one reset");
+            assert_eq!(reports.iter().map(|r| r.state_conflicts).sum::<u64>(), 0, "{name}");
+            let saved = handler.states().load_many(&[11]).await.unwrap().remove(&11).unwrap();
+            assert_eq!(saved.broken, None, "{name}: the item was repaired");
+            let found = handler.outbox().list(11).await.unwrap();
+            let peaks: Vec<i64> = found.iter().map(|d| d.peak_second - START_S).collect();
+            if cooling {
+                assert!(peaks.len() == 1 && peaks[0] >= 500, "{name}: the cooldown was kept: {peaks:?}");
+            } else {
+                assert_eq!(found, expected(&channels), "{name}");
+            }
+        }
     }
 
     #[tokio::test]

@@ -152,6 +152,7 @@ mod tests {
             version: 1,
             detector: Some(vec![1, 2, 3]),
             last_sequence: Some("77".into()),
+            ..StoredState::default()
         };
         let version = handler.states().get(id).map_or(0, |s| s.version);
         handler.states().save(&StoredState { version: version + 1, ..state }, version).await.unwrap();
