@@ -60,6 +60,7 @@ async fn the_code_flow_stores_tokens_in_a_private_file() {
         (stored["access_token"].as_str(), stored["refresh_token"].as_str()),
         (Some("seed-access"), Some("seed-refresh"))
     );
+    assert_eq!(stored["user_id"], highlights_test_support::OUR_USER_ID, "the token's user is kept");
     assert!(seeding.stderr.iter().all(|l| !l.contains("seed-access") && !l.contains("client-secret-seed")));
     std::fs::remove_file(&out).unwrap();
 }
