@@ -40,8 +40,13 @@ pub trait ClipStore: Send + Sync {
         &self,
         broadcaster_id: BroadcasterId,
     ) -> impl Future<Output = Result<(), ClipStoreError>> + Send;
-    /// Ids of clips created in the last day that Get Clips has not confirmed yet, oldest first.
+    /// Ids of unconfirmed clips whose next check is due, longest due first (each clip has its own
+    /// back-off, see [`ClipStore::not_published_yet`]). Clips made more than a day ago and still
+    /// unconfirmed are marked unpublished first: kept, never asked about again, not listed.
     fn unconfirmed(&self, limit: u32) -> impl Future<Output = Result<Vec<String>, ClipStoreError>> + Send;
+    /// Get Clips did not find `clip_id` yet: ask again later, each time twice as late (10 min
+    /// doubling up to 4 h).
+    fn not_published_yet(&self, clip_id: &str) -> impl Future<Output = Result<(), ClipStoreError>> + Send;
 }
 
 /// The URLs of a clip follow from its id.
@@ -155,15 +160,44 @@ impl ClipStore for PgClips {
 
     async fn unconfirmed(&self, limit: u32) -> Result<Vec<String>, ClipStoreError> {
         let client = self.pool.get().await.map_err(unavailable)?;
+        let given_up = client
+            .execute(
+                "UPDATE clips SET unpublished = TRUE \
+                 WHERE NOT confirmed AND NOT unpublished AND created_at < now() - interval '1 day'",
+                &[],
+            )
+            .await
+            .map_err(unavailable)?;
+        if given_up > 0 {
+            tracing::warn!(
+                clips = given_up,
+                "clips Twitch never published within a day: marked unpublished, not listed"
+            );
+        }
         let rows = client
             .query(
-                "SELECT clip_id FROM clips WHERE NOT confirmed AND created_at > now() - interval '1 day' \
-                 ORDER BY created_at LIMIT $1",
+                "SELECT clip_id FROM clips WHERE NOT confirmed AND NOT unpublished AND next_confirm_at <= now() \
+                 ORDER BY next_confirm_at, id LIMIT $1",
                 &[&i64::from(limit)],
             )
             .await
             .map_err(unavailable)?;
         Ok(rows.iter().map(|row| row.get(0)).collect())
+    }
+
+    async fn not_published_yet(&self, clip_id: &str) -> Result<(), ClipStoreError> {
+        let client = self.pool.get().await.map_err(unavailable)?;
+        client
+            .execute(
+                "UPDATE clips SET confirm_attempts = confirm_attempts + 1, \
+                     next_confirm_at = now() + LEAST(interval '10 minutes' * power(2, LEAST(confirm_attempts, 10)), \
+                                                     interval '4 hours') \
+                 WHERE clip_id = $1",
+                &[&clip_id],
+            )
+            .await
+            .map_err(unavailable)?;
+        Ok(())
     }
 }
 
@@ -223,6 +257,17 @@ impl ClipStore for MemoryClips {
     async fn mark_clipping_restricted(&self, broadcaster_id: BroadcasterId) -> Result<(), ClipStoreError> {
         self.check()?;
         self.restricted.lock().expect("not poisoned").push(broadcaster_id);
+        Ok(())
+    }
+
+    async fn not_published_yet(&self, clip_id: &str) -> Result<(), ClipStoreError> {
+        self.check()?;
+        // Asked about last, as a later next check would order it in Postgres.
+        let mut rows = self.rows.lock().expect("not poisoned");
+        if let Some(at) = rows.iter().position(|(id, _, _)| id == clip_id) {
+            let row = rows.remove(at);
+            rows.push(row);
+        }
         Ok(())
     }
 

@@ -81,12 +81,14 @@ async fn seed(args: SeedArgs) -> anyhow::Result<()> {
         client_id: args.client_id.clone(),
         client_secret: Secret::new(args.client_secret.clone()),
     };
-    let mut token = oauth.exchange_code(&app, &code, &redirect_uri).await.context("the code exchange failed")?;
+    let mut token =
+        oauth.exchange_code(&app, &code, &redirect_uri).await.context("the code exchange failed")?;
     if !token.scopes.iter().any(|s| s == "clips:edit") {
         bail!("Twitch granted {:?} but clip creation needs clips:edit", token.scopes);
     }
     // The clipper recognises its own clips by this user (after a Create Clip without an answer).
-    token.user_id = Some(oauth.user_id(&token.access_token).await.context("Twitch did not validate the new token")?);
+    token.user_id =
+        Some(oauth.user_id(&token.access_token).await.context("Twitch did not validate the new token")?);
     store(&args, &app, &token).await
 }
 

@@ -118,6 +118,10 @@ pub struct ClipPolicy {
     pub default_clip: Duration,
     /// How long before the peak a clip should begin, so the build-up is in it.
     pub lead: Duration,
+    /// How long one highlight's work (creating, looking for an unknown outcome, confirming) may
+    /// take within one invocation: inside the clipper's 90 s timeout, with room for the writes.
+    /// Lookups cut short hand the record back; confirmation cut short leaves it to the sweep.
+    pub inline_budget: Duration,
 }
 
 impl Default for ClipPolicy {
@@ -134,6 +138,7 @@ impl Default for ClipPolicy {
             longest_clip: Duration::from_secs(60),
             default_clip: Duration::from_secs(30),
             lead: Duration::from_secs(5),
+            inline_budget: Duration::from_secs(80),
         }
     }
 }

@@ -116,7 +116,8 @@ impl ListStatement {
 /// Validates the raw query string and builds the statements.
 pub fn list_statement(raw_query: Option<&str>) -> Result<ListStatement, ApiError> {
     let (query, position) = parse_query(raw_query)?;
-    let mut filters = vec!["c.intensity >= $1".to_owned()];
+    // Clips Twitch never published (marked a day after they were made) are kept but not listed.
+    let mut filters = vec!["c.intensity >= $1".to_owned(), "NOT c.unpublished".to_owned()];
     let mut params: Vec<Box<dyn ToSql + Sync + Send>> = vec![Box::new(query.min_intensity)];
     let bind =
         |sql: &str, value: Box<dyn ToSql + Sync + Send>, params: &mut Vec<Box<dyn ToSql + Sync + Send>>| {

@@ -240,3 +240,20 @@ async fn total_count_is_capped_and_says_so() {
     let (_, few) = get(&db, "/v1.0/clip?min_intensity=6").await;
     assert_eq!((few["total_count"].as_i64(), few["total_count_capped"].as_bool()), (Some(0), Some(false)));
 }
+
+#[tokio::test]
+async fn clips_twitch_never_published_are_not_listed() {
+    let database = database("unpublished").await;
+    insert_clips(&database, 0..5).await;
+    let client = database.connect().await.unwrap();
+    client
+        .execute("UPDATE clips SET unpublished = TRUE WHERE clip_id IN ('Clip1', 'Clip3')", &[])
+        .await
+        .unwrap();
+    let (status, page) = get(&database, "/v1.0/clip").await;
+    assert_eq!(status, StatusCode::OK);
+    let ids: Vec<&str> =
+        page["clips"].as_array().unwrap().iter().map(|c| c["clip_id"].as_str().unwrap()).collect();
+    assert_eq!(ids, ["Clip4", "Clip2", "Clip0"]);
+    assert_eq!(page["total_count"], 3);
+}

@@ -128,6 +128,8 @@ struct Outcome {
     confirm_ms: Option<f64>,
     reconciled: bool,
     recreated_after_unknown: u64,
+    /// Lookups and in-line confirmation stop here, well inside the function's timeout.
+    deadline: Option<Instant>,
 }
 
 /// Why no clip id came out of [`ClipperHandler::obtain_clip`].
@@ -269,7 +271,8 @@ impl<A: ClipsApi, T: TokenSource, C: ClipStore, P: HighlightProgress> ClipperHan
 
     async fn clip(&self, detection: &Detection, turn: &tokio::sync::Mutex<()>, claimed: &Claimed) -> Outcome {
         let id = detection.broadcaster_id;
-        let mut outcome = Outcome::default();
+        let mut outcome =
+            Outcome { deadline: Some(Instant::now() + self.policy.inline_budget), ..Outcome::default() };
         let progress = match self.progress.progress(detection).await {
             Ok(progress) => progress.unwrap_or_default(),
             Err(error) => {
@@ -312,7 +315,7 @@ impl<A: ClipsApi, T: TokenSource, C: ClipStore, P: HighlightProgress> ClipperHan
             }
         };
         let confirm_started = Instant::now();
-        match self.confirm(&clip_id).await {
+        match self.confirm(&clip_id, outcome.deadline).await {
             Some(info) => {
                 outcome.confirm_ms = Some(confirm_started.elapsed().as_secs_f64() * 1000.0);
                 if let Err(error) = self.clips.confirm(&info).await {
@@ -391,7 +394,7 @@ impl<A: ClipsApi, T: TokenSource, C: ClipStore, P: HighlightProgress> ClipperHan
         let mut duration = None;
         for _round in 0..MAX_UNKNOWN_ROUNDS {
             if let Some(intent_at_ms) = unknown_since {
-                match self.find_own_clip(detection, intent_at_ms, claimed).await {
+                match self.find_own_clip(detection, intent_at_ms, claimed, outcome.deadline).await {
                     Lookup::Found(clip_id) => {
                         tracing::info!(broadcaster_id = id, %clip_id, "found the clip of an unknown outcome; adopting it");
                         outcome.reconciled = true;
@@ -538,7 +541,13 @@ impl<A: ClipsApi, T: TokenSource, C: ClipStore, P: HighlightProgress> ClipperHan
     /// Looks, for the policy's reconcile window, for the clip an attempt at `intent_at_ms` may
     /// have made: the broadcaster's earliest clip listed since then, made by our token's user,
     /// that this invocation has not already given to another highlight.
-    async fn find_own_clip(&self, detection: &Detection, intent_at_ms: i64, claimed: &Claimed) -> Lookup {
+    async fn find_own_clip(
+        &self,
+        detection: &Detection,
+        intent_at_ms: i64,
+        claimed: &Claimed,
+        deadline: Option<Instant>,
+    ) -> Lookup {
         let id = detection.broadcaster_id;
         let Ok(token) = self.tokens.access_token().await else {
             return Lookup::Unavailable;
@@ -557,6 +566,11 @@ impl<A: ClipsApi, T: TokenSource, C: ClipStore, P: HighlightProgress> ClipperHan
         let since_s = intent_at_ms.div_euclid(1000) - 2;
         let mut answered = false;
         for pause in std::iter::once(std::time::Duration::ZERO).chain(self.policy.reconcile_pauses()) {
+            if deadline.is_some_and(|at| Instant::now() + pause > at) {
+                // Cut short, the lookups prove nothing: the record is retried with a new budget.
+                tracing::warn!(broadcaster_id = id, "out of time while looking for the clip");
+                return Lookup::Unavailable;
+            }
             tokio::time::sleep(pause).await;
             match self.api.clips_since(&token, id, since_s).await {
                 Ok(clips) => {
@@ -579,8 +593,17 @@ impl<A: ClipsApi, T: TokenSource, C: ClipStore, P: HighlightProgress> ClipperHan
         if answered { Lookup::NotFound } else { Lookup::Unavailable }
     }
 
-    async fn confirm(&self, clip_id: &str) -> Option<highlights_adapters::twitch::ClipInfo> {
+    /// Polls Get Clips until the clip is published, the confirm window ends, or `deadline`
+    /// would pass (the clip is then stored unconfirmed, for the sweep).
+    async fn confirm(
+        &self,
+        clip_id: &str,
+        deadline: Option<Instant>,
+    ) -> Option<highlights_adapters::twitch::ClipInfo> {
         for pause in self.policy.confirm_pauses() {
+            if deadline.is_some_and(|at| Instant::now() + pause > at) {
+                return None;
+            }
             tokio::time::sleep(pause).await;
             let token = self.tokens.access_token().await.ok()?;
             match self.api.get_clip(&token, clip_id).await {
@@ -601,9 +624,11 @@ pub struct SweepReport {
 }
 
 /// The later confirmation of clips the clipper stored unconfirmed (Twitch had not published
-/// them within its window): one Get Clips per clip, run on a schedule (`highlights clips
-/// confirm`; in AWS an EventBridge schedule invokes the clipper, see its `main.rs`). Clips older
-/// than a day are left alone.
+/// them within its window): one Get Clips per clip whose next check is due, run on a schedule
+/// (`highlights clips confirm`; in AWS an EventBridge schedule invokes the clipper, see its
+/// `main.rs`). A clip still unpublished is asked about again later, on its own back-off, so
+/// clips Twitch never publishes do not starve newer ones; after a day it is marked unpublished
+/// and no longer listed.
 pub async fn confirm_unconfirmed<A: ClipsApi, T: TokenSource, C: ClipStore>(
     api: &A,
     tokens: &T,
@@ -619,7 +644,10 @@ pub async fn confirm_unconfirmed<A: ClipsApi, T: TokenSource, C: ClipStore>(
                 clips.confirm(&info).await.map_err(|e| e.to_string())?;
                 report.confirmed += 1;
             }
-            Ok(None) => tracing::info!(%clip_id, "still not published"),
+            Ok(None) => {
+                tracing::info!(%clip_id, "still not published");
+                clips.not_published_yet(&clip_id).await.map_err(|e| e.to_string())?;
+            }
             Err(error) => tracing::warn!(%clip_id, %error, "Get Clips failed"),
         }
     }

@@ -456,6 +456,33 @@ async fn a_clip_not_published_in_time_is_stored_unconfirmed() {
 }
 
 #[tokio::test(start_paused = true)]
+async fn one_highlight_never_outlives_the_inline_budget() {
+    // A 5xx that made no clip (15 s of lookups), then a clip Twitch does not publish: the
+    // confirmation stops at the budget, inside the function's timeout, and leaves it to the sweep.
+    let mut twitch = ScriptedTwitch::new(vec![AttemptResult::ServerError(500), created("Clip8")]);
+    twitch.publish_after = u32::MAX;
+    let policy = ClipPolicy { inline_budget: S(30), ..ClipPolicy::default() };
+    let handler = ClipperHandler::new(
+        twitch,
+        Tokens::default(),
+        MemoryClips::default(),
+        MemoryHighlights::default(),
+        policy,
+    );
+    let event = insert_event(&handler, &[detection(7)]).await;
+    let started = Instant::now();
+    let (response, report) = handler.handle(&event).await;
+    assert!(response.batch_item_failures.is_empty());
+    assert_eq!((report.clips_created, report.unconfirmed), (1, 1));
+    assert!(started.elapsed() <= S(30), "took {:?}", started.elapsed());
+    assert!(
+        started.elapsed() >= S(20),
+        "the budget, not the confirm window, ended it: {:?}",
+        started.elapsed()
+    );
+}
+
+#[tokio::test(start_paused = true)]
 async fn the_sweep_confirms_clips_published_late() {
     let mut twitch = ScriptedTwitch::new(vec![created("Late")]);
     twitch.publish_after = u32::MAX;

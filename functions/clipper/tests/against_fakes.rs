@@ -384,6 +384,61 @@ async fn a_clip_published_late_is_confirmed_by_the_sweep() {
 }
 
 #[tokio::test]
+async fn clips_twitch_never_publishes_do_not_starve_newer_ones_and_are_given_up_after_a_day() {
+    let world = world("fair-sweep").await;
+    let client = world.database.connect().await.unwrap();
+    // Three older clips Twitch will never publish, ahead of everything in age.
+    for n in 1..=3 {
+        client
+            .execute(
+                "INSERT INTO clips (clip_id, broadcaster_id, detected_at, fired_at, intensity, message_count, \
+                     baseline_mean, baseline_std, created_at, next_confirm_at) \
+                 VALUES ($1, '700', to_timestamp($2::bigint), to_timestamp($2::bigint), 5, 1, 1, 1, \
+                         now() - interval '1 hour', now() - interval '1 hour')",
+                &[&format!("Never{n}"), &(1_000_i64 + n)],
+            )
+            .await
+            .unwrap();
+    }
+    world.fake.publish_after_polls(u32::MAX);
+    let (_, report) = world.handler.handle(&inserted(&world, &detection(701)).await).await;
+    assert_eq!(report.unconfirmed, 1);
+    world.fake.publish_after_polls(0);
+    let sweep = || {
+        clipper_function::confirm_unconfirmed(
+            world.handler.api(),
+            world.handler.tokens(),
+            world.handler.clips(),
+            2,
+        )
+    };
+    // The first sweep asks about two of the old ones; they wait their back-off, so the second
+    // reaches the new clip.
+    assert_eq!(sweep().await.unwrap(), clipper_function::SweepReport { checked: 2, confirmed: 0 });
+    assert_eq!(sweep().await.unwrap(), clipper_function::SweepReport { checked: 2, confirmed: 1 });
+    let confirmed: bool = client
+        .query_one("SELECT confirmed FROM clips WHERE broadcaster_id = '701'", &[])
+        .await
+        .unwrap()
+        .get(0);
+    assert!(confirmed);
+    // A day after it was made, a clip still unpublished is given up: kept, no longer asked about.
+    client
+        .execute("UPDATE clips SET created_at = now() - interval '25 hours', next_confirm_at = now()", &[])
+        .await
+        .unwrap();
+    assert_eq!(sweep().await.unwrap().checked, 0);
+    let given_up: Vec<String> = client
+        .query("SELECT clip_id FROM clips WHERE unpublished ORDER BY clip_id", &[])
+        .await
+        .unwrap()
+        .iter()
+        .map(|r| r.get(0))
+        .collect();
+    assert_eq!(given_up, ["Never1", "Never2", "Never3"]);
+}
+
+#[tokio::test]
 async fn two_clippers_rejected_with_the_same_token_refresh_only_once() {
     // Two warm Lambda instances hold the same access token when Twitch revokes it. The first
     // refreshes (the refresh token is single-use at the fake, as it may be at Twitch); the second
