@@ -6,10 +6,16 @@
 //! carries at most one record per broadcaster, so a partially failed call can never reorder a
 //! channel's chat (Kinesis orders only what succeeded, per shard).
 //!
-//! Memory: buffered messages and encoded records count against `max_bytes`; past it the oldest
-//! chat is dropped (and counted) rather than growing without bound.
+//! Memory: buffered messages and encoded records, watermark records included, count against
+//! `max_bytes`; past it the oldest chat is dropped (and counted) rather than growing without
+//! bound. A channel keeps at most one watermark-only record waiting at the end of its queue (a
+//! newer one replaces it), so a long Kinesis outage costs one small record per joined channel,
+//! not one per channel per second.
+//!
+//! Cost: records wait in one queue per broadcaster; a PutRecords call looks only at the heads of
+//! the queues, oldest first, so draining a backlog is linear in its records.
 
-use std::collections::{HashMap, HashSet, VecDeque};
+use std::collections::{BTreeMap, BTreeSet, HashMap, VecDeque};
 
 use highlights_adapters::kinesis_out::{MAX_CALL_BYTES, MAX_ENTRIES, OutRecord};
 use highlights_core::irc::IrcChat;
@@ -28,6 +34,8 @@ pub struct Pending {
     pub record: OutRecord,
     /// Chat messages inside (0 for a watermark record).
     pub messages: usize,
+    /// Its place in the backlog: the order records were made in, across broadcasters.
+    order: u64,
 }
 
 #[derive(Debug, Default)]
@@ -41,7 +49,16 @@ pub struct Batcher {
     open: HashMap<BroadcasterId, Open>,
     /// Joined channels and the event time of their last record.
     joined: HashMap<BroadcasterId, i64>,
-    pending: VecDeque<Pending>,
+    /// Records waiting for Kinesis, per broadcaster, in the order they were made.
+    queues: HashMap<BroadcasterId, VecDeque<Pending>>,
+    /// The head of every non-empty queue, by its order: the candidates for the next call.
+    heads: BTreeSet<(u64, BroadcasterId)>,
+    /// Every waiting record that carries chat, by its order: what the cap drops first.
+    chat_records: BTreeMap<u64, BroadcasterId>,
+    next_order: u64,
+    pending_records: usize,
+    /// Queue entries looked at by `next_call` (the cost of draining; see the tests).
+    examined: u64,
     open_bytes: usize,
     pending_bytes: usize,
     max_bytes: usize,
@@ -53,7 +70,12 @@ impl Batcher {
         Self {
             open: HashMap::new(),
             joined: HashMap::new(),
-            pending: VecDeque::new(),
+            queues: HashMap::new(),
+            heads: BTreeSet::new(),
+            chat_records: BTreeMap::new(),
+            next_order: 0,
+            pending_records: 0,
+            examined: 0,
             open_bytes: 0,
             pending_bytes: 0,
             max_bytes,
@@ -116,11 +138,29 @@ impl Batcher {
         let count = messages.len();
         let batch = ChatBatch { broadcaster_id, watermark_ms: now_ms, messages };
         let record = OutRecord { partition_key: broadcaster_id.to_string(), data: wire::encode(&batch) };
-        self.pending_bytes += record.data.len();
-        self.pending.push_back(Pending { broadcaster_id, record, messages: count });
         if let Some(last) = self.joined.get_mut(&broadcaster_id) {
             *last = now_ms;
         }
+        let queue = self.queues.entry(broadcaster_id).or_default();
+        // A newer watermark makes a waiting watermark-only record redundant: replace it.
+        if count == 0
+            && let Some(waiting) = queue.back_mut().filter(|p| p.messages == 0)
+        {
+            self.pending_bytes = self.pending_bytes - waiting.record.data.len() + record.data.len();
+            waiting.record = record;
+            return;
+        }
+        let order = self.next_order;
+        self.next_order += 1;
+        self.pending_bytes += record.data.len();
+        self.pending_records += 1;
+        if count > 0 {
+            self.chat_records.insert(order, broadcaster_id);
+        }
+        if queue.is_empty() {
+            self.heads.insert((order, broadcaster_id));
+        }
+        queue.push_back(Pending { broadcaster_id, record, messages: count, order });
     }
 
     /// The records for the next PutRecords call, oldest first: at most one per broadcaster, and
@@ -128,41 +168,66 @@ impl Batcher {
     /// with [`Batcher::requeue`].
     pub fn next_call(&mut self) -> Vec<Pending> {
         let mut taken = Vec::new();
-        let mut kept = VecDeque::with_capacity(self.pending.len());
-        let mut seen = HashSet::new();
         let mut bytes = 0;
-        while let Some(pending) = self.pending.pop_front() {
-            let size = pending.record.data.len() + pending.record.partition_key.len();
-            let fits = taken.len() < MAX_ENTRIES && bytes + size <= MAX_CALL_BYTES;
-            // Once a broadcaster is skipped, its later records must wait too.
-            if fits && seen.insert(pending.broadcaster_id) {
+        for &(_, id) in &self.heads {
+            if taken.len() == MAX_ENTRIES {
+                break;
+            }
+            self.examined += 1;
+            let head = self.queues.get(&id).and_then(VecDeque::front).expect("a head has a queue");
+            let size = head.record.data.len() + head.record.partition_key.len();
+            if bytes + size <= MAX_CALL_BYTES {
                 bytes += size;
-                self.pending_bytes -= pending.record.data.len();
-                taken.push(pending);
-            } else {
-                seen.insert(pending.broadcaster_id);
-                kept.push_back(pending);
+                taken.push(id);
             }
         }
-        self.pending = kept;
+        let taken: Vec<Pending> = taken.into_iter().map(|id| self.pop_head(id)).collect();
         taken
     }
 
-    /// Puts records that failed back at the front, in their original order.
+    /// Takes `id`'s oldest record out of the backlog.
+    fn pop_head(&mut self, id: BroadcasterId) -> Pending {
+        let queue = self.queues.get_mut(&id).expect("a head has a queue");
+        let pending = queue.pop_front().expect("a head is a record");
+        self.heads.remove(&(pending.order, id));
+        match queue.front() {
+            Some(next) => {
+                self.heads.insert((next.order, id));
+            }
+            None => {
+                self.queues.remove(&id);
+            }
+        }
+        self.chat_records.remove(&pending.order);
+        self.pending_bytes -= pending.record.data.len();
+        self.pending_records -= 1;
+        pending
+    }
+
+    /// Puts records that failed back at the front of their broadcasters' queues, in their
+    /// original order.
     pub fn requeue(&mut self, failed: Vec<Pending>) {
         for pending in failed.into_iter().rev() {
+            let id = pending.broadcaster_id;
+            let queue = self.queues.entry(id).or_default();
+            if let Some(head) = queue.front() {
+                self.heads.remove(&(head.order, id));
+            }
+            self.heads.insert((pending.order, id));
+            if pending.messages > 0 {
+                self.chat_records.insert(pending.order, id);
+            }
             self.pending_bytes += pending.record.data.len();
-            self.pending.push_front(pending);
+            self.pending_records += 1;
+            queue.push_front(pending);
         }
         self.enforce_cap();
     }
 
     fn enforce_cap(&mut self) {
         while self.open_bytes + self.pending_bytes > self.max_bytes {
-            if let Some(oldest) = self.pending.iter().position(|p| p.messages > 0) {
-                let pending = self.pending.remove(oldest).expect("index from position");
-                self.pending_bytes -= pending.record.data.len();
-                self.dropped += pending.messages as u64;
+            if let Some((&order, &id)) = self.chat_records.iter().next() {
+                self.drop_record(id, order);
                 continue;
             }
             // Nothing encoded to drop: the oldest open message, from the fullest batch.
@@ -178,6 +243,29 @@ impl Batcher {
         }
     }
 
+    /// Drops the waiting chat record `order` of `id` (the buffer is full).
+    fn drop_record(&mut self, id: BroadcasterId, order: u64) {
+        self.chat_records.remove(&order);
+        let queue = self.queues.get_mut(&id).expect("a chat record has a queue");
+        // Orders grow along a queue.
+        let at = queue.partition_point(|p| p.order < order);
+        let pending = queue.remove(at).expect("the record is in its queue");
+        if at == 0 {
+            self.heads.remove(&(order, id));
+            match queue.front() {
+                Some(next) => {
+                    self.heads.insert((next.order, id));
+                }
+                None => {
+                    self.queues.remove(&id);
+                }
+            }
+        }
+        self.pending_bytes -= pending.record.data.len();
+        self.pending_records -= 1;
+        self.dropped += pending.messages as u64;
+    }
+
     /// Chat messages dropped because the buffer was full.
     pub fn dropped(&self) -> u64 {
         self.dropped
@@ -190,12 +278,12 @@ impl Batcher {
 
     /// Records waiting for Kinesis.
     pub fn pending_records(&self) -> usize {
-        self.pending.len()
+        self.pending_records
     }
 
     /// Nothing is buffered: every message received has been handed out.
     pub fn is_empty(&self) -> bool {
-        self.pending.is_empty() && self.open.values().all(|open| open.messages.is_empty())
+        self.pending_records == 0 && self.open.values().all(|open| open.messages.is_empty())
     }
 }
 
@@ -312,5 +400,56 @@ mod tests {
             }
         }
         assert_eq!(total, 6000);
+    }
+
+    #[test]
+    fn a_silent_channel_keeps_one_watermark_waiting_however_long_kinesis_is_away() {
+        let mut batcher = Batcher::new(1 << 20);
+        for id in 0..1000 {
+            batcher.joined(id, 0);
+        }
+        // Ten minutes of seals every 250 ms, and no PutRecords call succeeds.
+        for tick in 0..2400 {
+            batcher.seal(tick * 250);
+        }
+        assert_eq!(batcher.pending_records(), 1000);
+        assert!(batcher.buffered_bytes() < 1000 * 32, "{} bytes", batcher.buffered_bytes());
+        // Each waiting watermark is the newest one.
+        let call = batcher.next_call();
+        assert_eq!(call.len(), MAX_ENTRIES);
+        assert!(call.iter().all(|p| wire::decode(&p.record.data).unwrap().watermark_ms >= 2399 * 250 - 1000));
+    }
+
+    #[test]
+    fn a_ten_minute_outage_at_a_thousand_channels_stays_under_the_cap_and_drains_linearly() {
+        for (cap, expect_drops) in [(64 << 20, false), (256 << 10, true)] {
+            let mut batcher = Batcher::new(cap);
+            for id in 0..1000 {
+                batcher.joined(id, 0);
+            }
+            let mut received = 0u64;
+            for tick in 0..2400i64 {
+                for n in 0..10 {
+                    batcher.push(chat(((tick * 10 + n) % 1000) as u64, tick * 250 + n));
+                    received += 1;
+                }
+                batcher.seal(tick * 250);
+                assert!(batcher.buffered_bytes() <= cap, "over the cap at tick {tick}");
+            }
+            assert_eq!(batcher.dropped() > 0, expect_drops, "cap {cap}: dropped {}", batcher.dropped());
+            let waiting = batcher.pending_records() as u64;
+            // Kinesis is back: drain. Every call looks at no more entries than it takes.
+            let examined_before = batcher.examined;
+            let (mut drained, mut messages) = (0u64, 0u64);
+            while !batcher.is_empty() {
+                let call = batcher.next_call();
+                assert!(!call.is_empty());
+                drained += call.len() as u64;
+                messages += call.iter().map(|p| p.messages as u64).sum::<u64>();
+            }
+            assert_eq!(drained, waiting);
+            assert_eq!(messages + batcher.dropped(), received, "every message sent or counted as dropped");
+            assert_eq!(batcher.examined - examined_before, drained, "cap {cap}: draining is linear");
+        }
     }
 }
