@@ -417,16 +417,26 @@ export class HighlightsStack extends cdk.Stack {
     for (const [name, q] of Object.entries({ detector: detectorDlq, lifecycle: lifecycleDlq, clipper: clipperDlq })) {
       alarm(`${name}DlqDepth`, q.metricApproximateNumberOfMessagesVisible({ period: cdk.Duration.minutes(1), statistic: 'Maximum' }), 0, `${name}: records were dead-lettered`, { evaluationPeriods: 1, datapointsToAlarm: 1 });
     }
+    // Per highlight, not per Create Clip attempt: a token that cannot be refreshed fails before
+    // any attempt, and a persistent 5xx ends in one failure after several attempts. Failures that
+    // Twitch decides for the channel (not live, clipping restricted, not clippable) are not ours.
+    const clipperMetric = (name: string, reason?: string) =>
+      emf(name, reason ? { Function: 'clipper', Reason: reason } : { Function: 'clipper' }, 'Sum', 5);
+    const ourReasons = ['unauthorized', 'server_error', 'unreachable', 'rate_limited', 'deadline_exceeded', 'outcome_unknown'];
+    const outcomes = 'FILL(created, 0) + FILL(adopted, 0) + FILL(failed, 0)';
+    const ours = ourReasons.map((_, i) => `FILL(r${i}, 0)`).join(' + ');
     const clipFailureRate = new cloudwatch.MathExpression({
-      expression: 'IF(attempts > 0, 100 * failures / attempts, 0)',
+      expression: `IF(${outcomes} > 0, 100 * (${ours}) / (${outcomes}), 0)`,
       usingMetrics: {
-        failures: emf('clip_failures', { Function: 'clipper' }, 'Sum', 5),
-        attempts: emf('clip_create_attempts', { Function: 'clipper' }, 'Sum', 5),
+        created: clipperMetric('clips_created'),
+        adopted: clipperMetric('clips_reconciled'),
+        failed: clipperMetric('clip_failures'),
+        ...Object.fromEntries(ourReasons.map((reason, i) => [`r${i}`, clipperMetric('clip_failures', reason)])),
       },
       period: cdk.Duration.minutes(5),
-      label: 'clip failure rate (%)',
+      label: 'highlights without a clip, for reasons of ours (%)',
     });
-    alarm('ClipFailureRate', clipFailureRate, 50, 'more than half of the Create Clip attempts fail');
+    alarm('ClipFailureRate', clipFailureRate, 50, 'more than half of the highlights end without a clip for a reason of ours (Twitch errors, the token)');
     alarm('IngesterDroppedChat', emf('dropped', { Service: 'ingest-fargate' }), 0, 'the ingester dropped chat: its buffer hit the memory cap (Kinesis throttled or unreachable for long)', {
       evaluationPeriods: 1,
       datapointsToAlarm: 1,

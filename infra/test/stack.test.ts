@@ -223,13 +223,57 @@ test('the API: HTTP API throttled, CORS for the site only; the site private behi
   assert.ok(api[1].Properties.Environment.Variables.SITE_ORIGIN, 'the api knows the site origin');
 });
 
+/**
+ * Evaluates an alarm's metric math on sample values, as CloudWatch would for one period: the
+ * expression language used here is IF, FILL(x, 0), arithmetic and comparisons. `samples` maps
+ * "metric_name" or "metric_name/Reason" to the period's value; a metric without a sample has no
+ * data. Returns whether the alarm would be in ALARM.
+ */
+function alarmFires(description: string, samples: Record<string, number>): boolean {
+  const [, alarm] = resourcesOf('AWS::CloudWatch::Alarm').find(([, a]) => a.Properties.AlarmDescription === description)!;
+  const { Metrics: metrics, Threshold: threshold, ComparisonOperator: operator } = alarm.Properties;
+  const values: Record<string, number | undefined> = {};
+  let expression = '';
+  for (const m of metrics) {
+    if (m.Expression) {
+      expression = m.Expression;
+      continue;
+    }
+    const metric = m.MetricStat.Metric;
+    const reason = (metric.Dimensions as { Name: string; Value: string }[]).find((d) => d.Name === 'Reason')?.Value;
+    values[m.Id] = samples[reason ? `${metric.MetricName}/${reason}` : metric.MetricName];
+  }
+  const js = expression.replace(/FILL\((\w+),\s*0\)/g, '($1 ?? 0)');
+  const names = Object.keys(values);
+  const value = new Function('IF', ...names, `return ${js};`)((c: unknown, a: number, b: number) => (c ? a : b), ...names.map((n) => values[n]));
+  assert.equal(typeof value, 'number', `${expression} gave ${value}`);
+  return operator === 'GreaterThanThreshold' ? value > threshold : operator === 'LessThanThreshold' ? value < threshold : assert.fail(operator);
+}
+
+test('the clip failure alarm fires for failures of ours, including before any attempt, and not for channels that refuse clips', () => {
+  const alarm = 'more than half of the highlights end without a clip for a reason of ours (Twitch errors, the token)';
+  // Twitch answers 5xx for good: every highlight fails after several attempts.
+  assert.ok(alarmFires(alarm, { clips_created: 0, clip_create_attempts: 9, clip_failures: 3, 'clip_failures/server_error': 3 }));
+  // The refresh succeeds but the new token is refused too.
+  assert.ok(alarmFires(alarm, { clip_create_attempts: 4, clip_failures: 2, 'clip_failures/unauthorized': 2 }));
+  // The token cannot be refreshed at all: no attempt is made.
+  assert.ok(alarmFires(alarm, { clip_create_attempts: 0, clip_failures: 5, 'clip_failures/unauthorized': 5 }));
+  // Unknown outcomes that could not be resolved.
+  assert.ok(alarmFires(alarm, { clips_created: 1, clip_failures: 2, 'clip_failures/outcome_unknown': 2 }));
+  // Healthy: clips made or adopted; channels that are offline or restrict clips are not our failure.
+  assert.ok(!alarmFires(alarm, { clips_created: 8, clips_reconciled: 1, clip_failures: 3, 'clip_failures/not_live': 2, 'clip_failures/clipping_restricted': 1 }));
+  assert.ok(!alarmFires(alarm, { clips_created: 3, clip_failures: 1, 'clip_failures/server_error': 1 }));
+  // No highlights at all.
+  assert.ok(!alarmFires(alarm, {}));
+});
+
 test('alarms for iterator age, dead letters, errors, clip failures, dropped chat and a not-ready ingester, mailed', () => {
   const descriptions = resourcesOf('AWS::CloudWatch::Alarm').map(([, a]) => a.Properties.AlarmDescription as string);
   for (const expected of [
     'detector: records wait more than a minute',
     'clipper: records were dead-lettered',
     'api: invocations fail',
-    'more than half of the Create Clip attempts fail',
+    'more than half of the highlights end without a clip for a reason of ours (Twitch errors, the token)',
     'the ingester is not connected to chat or Kinesis, or not running',
     'the ingester dropped chat: its buffer hit the memory cap (Kinesis throttled or unreachable for long)',
   ]) {
