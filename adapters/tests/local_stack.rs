@@ -284,7 +284,8 @@ async fn migrations_apply_to_an_empty_database_and_then_do_nothing() {
         vec![
             "V1__initial".to_owned(),
             "V2__one_clip_per_highlight".to_owned(),
-            "V3__confirmation_that_finishes".to_owned()
+            "V3__confirmation_that_finishes".to_owned(),
+            "V4__roles".to_owned()
         ]
     );
     assert!(database.migrate().await.unwrap().is_empty());
@@ -378,6 +379,58 @@ async fn one_clip_per_highlight_merges_the_rows_that_break_it_and_keeps_them_asi
         )
         .await;
     assert!(second.is_err(), "a second clip for one highlight is refused");
+    drop(client);
+    let admin = Database::from_url(&format!("{server}/postgres")).unwrap().connect().await.unwrap();
+    admin.batch_execute(&format!("DROP DATABASE \"{name}\" WITH (FORCE)")).await.unwrap();
+}
+
+#[tokio::test]
+async fn each_group_role_may_do_only_its_part() {
+    let stack = stack();
+    let base = stack.database_url().unwrap();
+    let (server, _) = base.rsplit_once('/').unwrap();
+    let name = format!("roles_{}", unique().replace('-', "_"));
+    let database = Database::from_url(&format!("{server}/{name}")).unwrap();
+    database.create_if_missing().await.unwrap();
+    database.migrate().await.unwrap();
+    let client = database.connect().await.unwrap();
+    client
+        .batch_execute(
+            "INSERT INTO clips (clip_id, broadcaster_id, detected_at, fired_at, intensity, message_count, \
+                 baseline_mean, baseline_std) VALUES ('A', '1', to_timestamp(100), to_timestamp(101), 5, 1, 1, 1); \
+             INSERT INTO streamers (broadcaster_id, login) VALUES ('1', 'one')",
+        )
+        .await
+        .unwrap();
+    let insert_clip = "INSERT INTO clips (clip_id, broadcaster_id, detected_at, fired_at, intensity, message_count, \
+                           baseline_mean, baseline_std) VALUES ('B', '1', to_timestamp(200), to_timestamp(201), 5, 1, 1, 1)";
+    let allowed = |role: &'static str, sql: &'static str| {
+        let client = &client;
+        async move {
+            // As the role, inside a transaction that is rolled back.
+            client.batch_execute(&format!("BEGIN; SET LOCAL ROLE {role}")).await.unwrap();
+            let result = client.batch_execute(sql).await;
+            client.batch_execute("ROLLBACK").await.unwrap();
+            result.map_err(|e| e.as_db_error().map(|d| d.code().code().to_owned()).unwrap_or_default())
+        }
+    };
+    let denied = Err("42501".to_owned());
+    // The API's role reads, and cannot write anything.
+    assert_eq!(allowed("highlights_reader", "SELECT count(*) FROM clips, streamers").await, Ok(()));
+    assert_eq!(allowed("highlights_reader", insert_clip).await, denied);
+    assert_eq!(allowed("highlights_reader", "UPDATE streamers SET monitored = TRUE").await, denied);
+    assert_eq!(allowed("highlights_reader", "DELETE FROM clips").await, denied);
+    // The clipper writes clips, and only a streamer's allows_clipping.
+    assert_eq!(allowed("highlights_clips_writer", insert_clip).await, Ok(()));
+    assert_eq!(
+        allowed("highlights_clips_writer", "UPDATE streamers SET allows_clipping = FALSE").await,
+        Ok(())
+    );
+    assert_eq!(allowed("highlights_clips_writer", "UPDATE streamers SET monitored = TRUE").await, denied);
+    assert_eq!(allowed("highlights_clips_writer", "DELETE FROM clips").await, denied);
+    // The lifecycle consumer writes streamers, never clips.
+    assert_eq!(allowed("highlights_streamers_writer", "UPDATE streamers SET is_live = TRUE").await, Ok(()));
+    assert_eq!(allowed("highlights_streamers_writer", insert_clip).await, denied);
     drop(client);
     let admin = Database::from_url(&format!("{server}/postgres")).unwrap().connect().await.unwrap();
     admin.batch_execute(&format!("DROP DATABASE \"{name}\" WITH (FORCE)")).await.unwrap();
