@@ -2,7 +2,8 @@
 //! clips, generated inside PostgreSQL in one statement (a million rows in seconds).
 //!
 //! Never for a production database: the rows look real to the API. Inserts are idempotent
-//! (`ON CONFLICT DO NOTHING`), so loading the same sample twice adds nothing.
+//! (`ON CONFLICT DO NOTHING`, on the clip id or the highlight), so loading the same sample twice
+//! adds nothing.
 
 use tokio_postgres::Client;
 
@@ -44,7 +45,7 @@ impl SampleClips {
                      'https://clips.twitch.tv/Sample' || g, 'https://clips.twitch.tv/embed?clip=Sample' || g, \
                      'Sample clip ' || g, 30, to_timestamp($3::bigint + g), to_timestamp($3::bigint + g + 5), \
                      to_timestamp($3::bigint + g + 6), 4 + (g % 100) / 10.0, 20 + g % 200, 2, 1, TRUE \
-                 FROM generate_series(1, $4::bigint) AS g ON CONFLICT (clip_id) DO NOTHING",
+                 FROM generate_series(1, $4::bigint) AS g ON CONFLICT DO NOTHING",
                 &[&SAMPLE_BROADCASTER_BASE, &channels, &self.first_detected_unix, &(self.count as i64)],
             )
             .await?;
