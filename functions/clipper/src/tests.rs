@@ -539,3 +539,107 @@ fn scheduled_events_are_told_from_stream_batches() {
     assert!(crate::is_scheduled_event(&schedule));
     assert!(!crate::is_scheduled_event(&batch));
 }
+
+/// The highlights table, except that recording a clip id fails while `fail_record_clip` is set.
+#[derive(Default)]
+struct ForgetfulProgress {
+    inner: MemoryHighlights,
+    fail_record_clip: std::sync::atomic::AtomicBool,
+}
+
+impl HighlightOutbox for ForgetfulProgress {
+    async fn record(
+        &self,
+        detection: &Detection,
+    ) -> Result<bool, highlights_adapters::detector_state::StoreError> {
+        self.inner.record(detection).await
+    }
+}
+
+impl HighlightProgress for ForgetfulProgress {
+    async fn progress(
+        &self,
+        detection: &Detection,
+    ) -> Result<
+        Option<highlights_adapters::highlights::Progress>,
+        highlights_adapters::detector_state::StoreError,
+    > {
+        self.inner.progress(detection).await
+    }
+    async fn record_intent(
+        &self,
+        detection: &Detection,
+        attempt: u32,
+        at_ms: i64,
+    ) -> Result<bool, highlights_adapters::detector_state::StoreError> {
+        self.inner.record_intent(detection, attempt, at_ms).await
+    }
+    async fn record_clip(
+        &self,
+        detection: &Detection,
+        clip_id: &str,
+        attempts: u32,
+    ) -> Result<(), highlights_adapters::detector_state::StoreError> {
+        if self.fail_record_clip.load(Ordering::SeqCst) {
+            return Err(highlights_adapters::detector_state::StoreError::Unavailable("injected".into()));
+        }
+        self.inner.record_clip(detection, clip_id, attempts).await
+    }
+    async fn record_failure(
+        &self,
+        detection: &Detection,
+        reason: &str,
+        attempts: u32,
+    ) -> Result<(), highlights_adapters::detector_state::StoreError> {
+        self.inner.record_failure(detection, reason, attempts).await
+    }
+    async fn record_stored(
+        &self,
+        detection: &Detection,
+        confirmed: bool,
+    ) -> Result<(), highlights_adapters::detector_state::StoreError> {
+        self.inner.record_stored(detection, confirmed).await
+    }
+}
+
+#[tokio::test(start_paused = true)]
+async fn the_clip_id_lost_twice_by_the_item_and_by_postgres_is_found_on_twitch_not_made_again() {
+    let progress = ForgetfulProgress::default();
+    progress.fail_record_clip.store(true, Ordering::SeqCst);
+    let handler = ClipperHandler::new(
+        ScriptedTwitch::new(vec![created("Made1")]),
+        Tokens::default(),
+        MemoryClips::default(),
+        progress,
+        ClipPolicy::default(),
+    );
+    handler.clips().down.store(true, Ordering::SeqCst);
+    let d = detection(7);
+    handler.progress().record(&d).await.unwrap();
+    let event = dynamodb_event(
+        "arn",
+        "us-east-1",
+        &[DynamoRecordIn {
+            event_id: "e".into(),
+            event_name: "INSERT".into(),
+            sequence_number: "1".into(),
+            keys: serde_json::json!({}),
+            new_image: item_json(&detection_item(&d, 0)),
+            approximate_creation_s: 0,
+        }],
+    );
+    // Twitch made the clip; neither the item nor Postgres kept its id.
+    let (response, report) = handler.handle(&event).await;
+    assert_eq!((report.clips_created, report.retried_later), (1, 1));
+    assert_eq!(response.batch_item_failures.len(), 1);
+    assert_eq!(handler.progress().progress(&d).await.unwrap().unwrap().clip_id, None);
+    // Both are back; Lambda delivers the record again.
+    handler.progress().fail_record_clip.store(false, Ordering::SeqCst);
+    handler.clips().down.store(false, Ordering::SeqCst);
+    let (response, report) = handler.handle(&event).await;
+    assert!(response.batch_item_failures.is_empty());
+    assert_eq!(report.clips_reconciled, 1);
+    assert_eq!(handler.api().call_times().len(), 1, "one Create Clip in all");
+    let rows = handler.clips().rows.lock().unwrap().clone();
+    assert_eq!(rows.iter().map(|r| r.0.as_str()).collect::<Vec<_>>(), ["Made1"]);
+}
