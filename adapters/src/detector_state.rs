@@ -165,6 +165,25 @@ fn unavailable<E: std::error::Error + 'static>(error: E) -> StoreError {
     StoreError::Unavailable(DisplayErrorContext(&error).to_string())
 }
 
+/// The outcome of a conditional DynamoDB write: `Ok(false)` when its condition did not hold.
+pub(crate) fn condition_held<O, E, R>(
+    result: Result<O, aws_sdk_dynamodb::error::SdkError<E, R>>,
+) -> Result<bool, StoreError>
+where
+    E: aws_sdk_dynamodb::error::ProvideErrorMetadata + std::error::Error + 'static,
+    R: std::fmt::Debug + 'static,
+{
+    match result {
+        Ok(_) => Ok(true),
+        Err(error)
+            if error.as_service_error().and_then(|e| e.code()) == Some("ConditionalCheckFailedException") =>
+        {
+            Ok(false)
+        }
+        Err(error) => Err(unavailable(error)),
+    }
+}
+
 fn now_ms() -> i64 {
     std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_millis() as i64)
 }
@@ -224,15 +243,7 @@ impl StateStore for DynamoStateStore {
                 .expression_attribute_names("#version", VERSION)
                 .expression_attribute_values(":expected", AttributeValue::N(expected_version.to_string()))
         };
-        match request.send().await {
-            Ok(_) => Ok(()),
-            Err(error)
-                if error.as_service_error().is_some_and(|e| e.is_conditional_check_failed_exception()) =>
-            {
-                Err(StoreError::Conflict)
-            }
-            Err(error) => Err(unavailable(error)),
-        }
+        if condition_held(request.send().await)? { Ok(()) } else { Err(StoreError::Conflict) }
     }
 
     async fn replace_broken(&self, state: &StoredState, broken: &BrokenVersion) -> Result<(), StoreError> {
@@ -247,15 +258,7 @@ impl StateStore for DynamoStateStore {
                 .condition_expression("attribute_exists(#version) AND NOT attribute_type(#version, :number)")
                 .expression_attribute_values(":number", AttributeValue::S("N".into())),
         };
-        match request.send().await {
-            Ok(_) => Ok(()),
-            Err(error)
-                if error.as_service_error().is_some_and(|e| e.is_conditional_check_failed_exception()) =>
-            {
-                Err(StoreError::Conflict)
-            }
-            Err(error) => Err(unavailable(error)),
-        }
+        if condition_held(request.send().await)? { Ok(()) } else { Err(StoreError::Conflict) }
     }
 
     async fn reset(&self, id: BroadcasterId) -> Result<(), StoreError> {

@@ -15,7 +15,7 @@ use aws_sdk_dynamodb::error::DisplayErrorContext;
 use aws_sdk_dynamodb::types::AttributeValue;
 use highlights_core::{BroadcasterId, Detection};
 
-use crate::detector_state::StoreError;
+use crate::detector_state::{StoreError, condition_held};
 use crate::resources::keys;
 
 /// The port the detector handler uses.
@@ -249,15 +249,7 @@ impl HighlightProgress for DynamoHighlights {
             .expression_attribute_values(":attempt", AttributeValue::N(attempt.to_string()))
             .send()
             .await;
-        match written {
-            Ok(_) => Ok(true),
-            Err(error)
-                if error.as_service_error().is_some_and(|e| e.is_conditional_check_failed_exception()) =>
-            {
-                Ok(false)
-            }
-            Err(error) => Err(StoreError::Unavailable(DisplayErrorContext(&error).to_string())),
-        }
+        condition_held(written)
     }
 
     async fn record_clip(
@@ -323,15 +315,7 @@ impl HighlightOutbox for DynamoHighlights {
             .expression_attribute_names("#peak", keys::PEAK_AT)
             .send()
             .await;
-        match put {
-            Ok(_) => Ok(true),
-            Err(error)
-                if error.as_service_error().is_some_and(|e| e.is_conditional_check_failed_exception()) =>
-            {
-                Ok(false)
-            }
-            Err(error) => Err(StoreError::Unavailable(DisplayErrorContext(&error).to_string())),
-        }
+        condition_held(put)
     }
 }
 

@@ -174,6 +174,31 @@ impl HelixClips {
     }
 }
 
+impl HelixClips {
+    /// One Get Clips call, its errors classified (`what` names the call in them).
+    async fn get_clips(
+        &self,
+        token: &Secret,
+        request: GetClipsRequest<'_>,
+        what: &'static str,
+    ) -> Result<Vec<twitch_api::helix::clips::Clip>, TwitchError> {
+        let bearer = self.bearer(token);
+        let response = tokio::time::timeout(Duration::from_secs(5), self.helix.req_get(request, &bearer))
+            .await
+            .map_err(|_| TwitchError::Unreachable { what, reason: "timed out".into() })?;
+        match response {
+            Ok(response) => Ok(response.data),
+            Err(ClientRequestError::HelixRequestGetError(HelixRequestGetError::Error { status, .. })) => {
+                Err(TwitchError::Status { what, status: status.as_u16() })
+            }
+            Err(ClientRequestError::RequestError(error)) => {
+                Err(TwitchError::Unreachable { what, reason: error.to_string() })
+            }
+            Err(error) => Err(TwitchError::Malformed { what, reason: error.to_string() }),
+        }
+    }
+}
+
 /// How long until the Unix second `reset_s`.
 pub(crate) fn reset_in(reset_s: u64) -> Option<Duration> {
     let now = SystemTime::now().duration_since(UNIX_EPOCH).ok()?.as_secs();
@@ -245,20 +270,7 @@ impl ClipsApi for HelixClips {
         const WHAT: &str = "Get Clips";
         let ids = [twitch_api::types::ClipId::new(clip_id.to_owned())];
         let request = GetClipsRequest::clip_ids(&ids[..]);
-        let bearer = self.bearer(token);
-        let response = tokio::time::timeout(Duration::from_secs(5), self.helix.req_get(request, &bearer))
-            .await
-            .map_err(|_| TwitchError::Unreachable { what: WHAT, reason: "timed out".into() })?;
-        let clips = match response {
-            Ok(response) => response.data,
-            Err(ClientRequestError::HelixRequestGetError(HelixRequestGetError::Error { status, .. })) => {
-                return Err(TwitchError::Status { what: WHAT, status: status.as_u16() });
-            }
-            Err(ClientRequestError::RequestError(error)) => {
-                return Err(TwitchError::Unreachable { what: WHAT, reason: error.to_string() });
-            }
-            Err(error) => return Err(TwitchError::Malformed { what: WHAT, reason: error.to_string() }),
-        };
+        let clips = self.get_clips(token, request, WHAT).await?;
         Ok(clips.into_iter().next().map(|clip| ClipInfo {
             id: clip.id.to_string(),
             url: clip.url,
@@ -288,20 +300,7 @@ impl ClipsApi for HelixClips {
             GetClipsRequest::broadcaster_id(twitch_api::types::UserId::new(broadcaster_id.to_string()))
                 .started_at(since);
         request.first = Some(100);
-        let bearer = self.bearer(token);
-        let response = tokio::time::timeout(Duration::from_secs(5), self.helix.req_get(request, &bearer))
-            .await
-            .map_err(|_| TwitchError::Unreachable { what: WHAT, reason: "timed out".into() })?;
-        let clips = match response {
-            Ok(response) => response.data,
-            Err(ClientRequestError::HelixRequestGetError(HelixRequestGetError::Error { status, .. })) => {
-                return Err(TwitchError::Status { what: WHAT, status: status.as_u16() });
-            }
-            Err(ClientRequestError::RequestError(error)) => {
-                return Err(TwitchError::Unreachable { what: WHAT, reason: error.to_string() });
-            }
-            Err(error) => return Err(TwitchError::Malformed { what: WHAT, reason: error.to_string() }),
-        };
+        let clips = self.get_clips(token, request, WHAT).await?;
         Ok(clips
             .into_iter()
             .filter_map(|clip| {

@@ -163,7 +163,8 @@ fn detection(broadcaster_id: u64) -> Detection {
     }
 }
 
-async fn insert_event(handler: &Handler, detections: &[Detection]) -> DynamoEvent {
+/// The stream event of `detections` inserted into the highlights table.
+fn insert_event_of(detections: &[Detection]) -> DynamoEvent {
     let records: Vec<DynamoRecordIn> = detections
         .iter()
         .enumerate()
@@ -176,10 +177,15 @@ async fn insert_event(handler: &Handler, detections: &[Detection]) -> DynamoEven
             approximate_creation_s: 0,
         })
         .collect();
+    dynamodb_event("arn:aws:dynamodb:us-east-1:000000000000:table/highlights/stream/x", "us-east-1", &records)
+}
+
+/// Writes `detections` as the detector would and returns their stream event.
+async fn insert_event(handler: &Handler, detections: &[Detection]) -> DynamoEvent {
     for d in detections {
         handler.progress().record(d).await.unwrap();
     }
-    dynamodb_event("arn:aws:dynamodb:us-east-1:000000000000:table/highlights/stream/x", "us-east-1", &records)
+    insert_event_of(detections)
 }
 
 fn created(id: &str) -> AttemptResult {
@@ -383,18 +389,7 @@ async fn the_ten_second_deadline_ends_slow_attempts() {
     let d = detection(7);
     handler.progress().record(&d).await.unwrap();
     let started = Instant::now();
-    let event = dynamodb_event(
-        "arn",
-        "us-east-1",
-        &[DynamoRecordIn {
-            event_id: "e".into(),
-            event_name: "INSERT".into(),
-            sequence_number: "1".into(),
-            keys: serde_json::json!({}),
-            new_image: item_json(&detection_item(&d, 0)),
-            approximate_creation_s: 0,
-        }],
-    );
+    let event = insert_event_of(&[d]);
     let (_, report) = handler.handle(&event).await;
     // Attempts answer at 4 s and 8 s; the third may only use the 2 s left.
     assert_eq!(handler.api().0.call_times(), vec![S(4), S(8), S(10)]);
@@ -616,18 +611,7 @@ async fn the_clip_id_lost_twice_by_the_item_and_by_postgres_is_found_on_twitch_n
     handler.clips().down.store(true, Ordering::SeqCst);
     let d = detection(7);
     handler.progress().record(&d).await.unwrap();
-    let event = dynamodb_event(
-        "arn",
-        "us-east-1",
-        &[DynamoRecordIn {
-            event_id: "e".into(),
-            event_name: "INSERT".into(),
-            sequence_number: "1".into(),
-            keys: serde_json::json!({}),
-            new_image: item_json(&detection_item(&d, 0)),
-            approximate_creation_s: 0,
-        }],
-    );
+    let event = insert_event_of(&[d]);
     // Twitch made the clip; neither the item nor Postgres kept its id.
     let (response, report) = handler.handle(&event).await;
     assert_eq!((report.clips_created, report.retried_later), (1, 1));
