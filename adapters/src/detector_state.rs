@@ -262,23 +262,47 @@ impl StateStore for DynamoStateStore {
     }
 
     async fn reset(&self, id: BroadcasterId) -> Result<(), StoreError> {
-        self.client
-            .update_item()
-            .table_name(&self.table)
-            .set_key(Some(Self::key(id)))
-            .update_expression(
-                "SET #version = if_not_exists(#version, :zero) + :one, #updated = :now REMOVE #detector",
-            )
-            .expression_attribute_names("#version", VERSION)
-            .expression_attribute_names("#updated", UPDATED_AT)
-            .expression_attribute_names("#detector", DETECTOR)
-            .expression_attribute_values(":zero", AttributeValue::N("0".into()))
-            .expression_attribute_values(":one", AttributeValue::N("1".into()))
-            .expression_attribute_values(":now", AttributeValue::N(now_ms().to_string()))
-            .send()
-            .await
-            .map_err(unavailable)?;
-        Ok(())
+        // A broken item (its version unusable) cannot simply be bumped: it is replaced once, as
+        // the detector would, keeping its sequence and cooldown. A few rounds, in case the
+        // detector writes it at the same moment.
+        for _ in 0..3 {
+            let current = self.load_many(&[id]).await?.remove(&id);
+            if let Some((current, broken)) = current.and_then(|c| c.broken.clone().map(|b| (c, b))) {
+                let fresh = StoredState { version: 1, detector: None, broken: None, ..current };
+                match self.replace_broken(&fresh, &broken).await {
+                    Err(StoreError::Conflict) => continue,
+                    other => return other,
+                }
+            }
+            let bumped = self
+                .client
+                .update_item()
+                .table_name(&self.table)
+                .set_key(Some(Self::key(id)))
+                .update_expression(
+                    "SET #version = if_not_exists(#version, :zero) + :one, #updated = :now REMOVE #detector",
+                )
+                .expression_attribute_names("#version", VERSION)
+                .expression_attribute_names("#updated", UPDATED_AT)
+                .expression_attribute_names("#detector", DETECTOR)
+                .expression_attribute_values(":zero", AttributeValue::N("0".into()))
+                .expression_attribute_values(":one", AttributeValue::N("1".into()))
+                .expression_attribute_values(":now", AttributeValue::N(now_ms().to_string()))
+                .send()
+                .await;
+            match bumped {
+                Ok(_) => return Ok(()),
+                // Broken since it was read (the version is no longer a number): look again.
+                Err(error)
+                    if aws_sdk_dynamodb::error::ProvideErrorMetadata::code(&error)
+                        == Some("ValidationException") =>
+                {
+                    continue;
+                }
+                Err(error) => return Err(unavailable(error)),
+            }
+        }
+        Err(StoreError::Conflict)
     }
 }
 
@@ -323,7 +347,7 @@ impl StateStore for MemoryStateStore {
         let mut items = self.items.lock().expect("not poisoned");
         let entry =
             items.entry(id).or_insert_with(|| StoredState { broadcaster_id: id, ..StoredState::default() });
-        entry.version += 1;
+        entry.version = if entry.broken.take().is_some() { 1 } else { entry.version + 1 };
         entry.detector = None;
         Ok(())
     }

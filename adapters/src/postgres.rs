@@ -38,6 +38,73 @@ pub enum DbError {
     NotConfigured,
     #[error("cannot use the database secret {secret}: {reason}")]
     Secret { secret: String, reason: String },
+    #[error("{0:?} is not a plain PostgreSQL role name (lower-case letters, digits, '_')")]
+    BadRoleName(String),
+    #[error("cannot set up login user {user} on {target}: {source}")]
+    LoginUser { user: String, target: String, source: tokio_postgres::Error },
+}
+
+/// A component's PostgreSQL login user, as its secret describes it; `Debug` hides the password.
+#[derive(Clone)]
+pub struct LoginUser {
+    pub user: String,
+    /// The group role whose rights the user gets (created by the migrations).
+    pub role: String,
+    password: String,
+}
+
+impl std::fmt::Debug for LoginUser {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "LoginUser({} in {})", self.user, self.role)
+    }
+}
+
+fn plain_role_name(name: &str) -> Result<&str, DbError> {
+    let mut chars = name.chars();
+    let first_ok = chars.next().is_some_and(|c| c.is_ascii_lowercase() || c == '_');
+    if first_ok && chars.all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_') && name.len() <= 63
+    {
+        Ok(name)
+    } else {
+        Err(DbError::BadRoleName(name.to_owned()))
+    }
+}
+
+/// The login users of every component in `resources`, each read from its own secret. The
+/// secret must name the user the configuration expects: a secret cannot grant another user
+/// rights. Errors name the secret, never its contents.
+pub async fn login_users_from_secrets(
+    secrets: &aws_sdk_secretsmanager::Client,
+    resources: &crate::resources::Resources,
+) -> Result<Vec<LoginUser>, DbError> {
+    let mut users = Vec::new();
+    for wanted in &resources.database_users {
+        let credentials = read_rds_secret(secrets, &wanted.secret.name).await?;
+        if credentials.username != wanted.user {
+            return Err(DbError::Secret {
+                secret: wanted.secret.name.clone(),
+                reason: format!("it is for user {:?}, expected {:?}", credentials.username, wanted.user),
+            });
+        }
+        users.push(LoginUser {
+            user: wanted.user.clone(),
+            role: wanted.role.clone(),
+            password: credentials.password,
+        });
+    }
+    Ok(users)
+}
+
+async fn read_rds_secret(secrets: &aws_sdk_secretsmanager::Client, id: &str) -> Result<RdsSecret, DbError> {
+    let error = |reason: String| DbError::Secret { secret: id.to_owned(), reason };
+    let value = secrets
+        .get_secret_value()
+        .secret_id(id)
+        .send()
+        .await
+        .map_err(|e| error(aws_sdk_secretsmanager::error::DisplayErrorContext(&e).to_string()))?;
+    serde_json::from_str(value.secret_string().unwrap_or_default())
+        .map_err(|_| error("not an RDS credentials secret (username, password)".into()))
 }
 
 /// Parsed connection settings plus a printable, password-free description of them.
@@ -89,15 +156,7 @@ pub async fn database_from_env(secrets: &aws_sdk_secretsmanager::Client) -> Resu
         return Database::from_url(&url);
     }
     let arn = std::env::var("DATABASE_SECRET_ARN").map_err(|_| DbError::NotConfigured)?;
-    let error = |reason: String| DbError::Secret { secret: arn.clone(), reason };
-    let value = secrets
-        .get_secret_value()
-        .secret_id(&arn)
-        .send()
-        .await
-        .map_err(|e| error(aws_sdk_secretsmanager::error::DisplayErrorContext(&e).to_string()))?;
-    let secret: RdsSecret = serde_json::from_str(value.secret_string().unwrap_or_default())
-        .map_err(|_| error("not an RDS credentials secret (username, password, host)".into()))?;
+    let secret = read_rds_secret(secrets, &arn).await?;
     let host = std::env::var("DATABASE_HOST").ok().filter(|h| !h.is_empty()).unwrap_or(secret.host);
     let name = std::env::var("DATABASE_NAME").ok().or(secret.dbname).unwrap_or_else(|| "highlights".into());
     let mut config = Config::new();
@@ -202,6 +261,38 @@ impl Database {
         Ok(report.applied_migrations().iter().map(|m| m.to_string()).collect())
     }
 
+    /// Creates each login user when missing, sets its password to its secret's (sent as a
+    /// SCRAM-SHA-256 verifier, so the clear password reaches neither the server nor its logs) and
+    /// makes it a member of its group role. Runs as a user that may create roles (the owner:
+    /// the migration step); safe to repeat, and a changed secret is a password rotation.
+    pub async fn ensure_login_users(&self, users: &[LoginUser]) -> Result<(), DbError> {
+        let client = self.connect().await?;
+        for user in users {
+            let name = plain_role_name(&user.user)?;
+            let role = plain_role_name(&user.role)?;
+            let verifier = postgres_protocol::password::scram_sha_256(user.password.as_bytes());
+            // Role names were checked above and the verifier is base64 with '$' and ':', so
+            // neither can break out of its quoting; DDL takes no bound parameters.
+            let statements = format!(
+                "DO $$ BEGIN \
+                   IF NOT EXISTS (SELECT FROM pg_roles WHERE rolname = '{name}') THEN \
+                     BEGIN CREATE ROLE {name} LOGIN; \
+                     EXCEPTION WHEN duplicate_object OR unique_violation THEN NULL; END; \
+                   END IF; \
+                 END $$; \
+                 ALTER ROLE {name} WITH LOGIN PASSWORD '{}'; \
+                 GRANT {role} TO {name};",
+                verifier.replace('\'', "''")
+            );
+            client.batch_execute(&statements).await.map_err(|source| DbError::LoginUser {
+                user: name.to_owned(),
+                target: self.target.clone(),
+                source,
+            })?;
+        }
+        Ok(())
+    }
+
     /// A pool of at most `max_size` connections (1–2 per Lambda instance).
     pub fn pool(&self, max_size: usize) -> Result<Pool, DbError> {
         let manager = Manager::from_config(
@@ -238,6 +329,16 @@ mod tests {
         let error = db.connect().await.unwrap_err().to_string();
         assert!(error.starts_with("cannot connect to 127.0.0.1:9/x"), "{error}");
         assert!(!error.contains("pw-secret"));
+    }
+
+    #[test]
+    fn role_names_must_be_plain() {
+        assert!(plain_role_name("highlights_api").is_ok());
+        for bad in ["", "Api", "api; DROP TABLE clips", "1api", "a\"b", &"a".repeat(64)] {
+            assert!(matches!(plain_role_name(bad), Err(DbError::BadRoleName(_))), "{bad}");
+        }
+        let user = LoginUser { user: "u".into(), role: "r".into(), password: "pw-secret".into() };
+        assert!(!format!("{user:?}").contains("pw-secret"));
     }
 
     #[test]

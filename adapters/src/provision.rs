@@ -110,7 +110,31 @@ pub async fn provision(
     report.push(secret(&secrets, &resources.twitch_app_secret.name, options.twitch_app.as_ref()).await?);
     report
         .push(secret(&secrets, &resources.twitch_user_token_secret.name, options.user_token.as_ref()).await?);
+    for user in &resources.database_users {
+        report.push(database_user_secret(&secrets, user).await?);
+    }
     Ok(report)
+}
+
+/// A database login user's secret, created with a random password when missing and never
+/// changed afterwards (the migration step sets the user's password from it).
+async fn database_user_secret(
+    client: &aws_sdk_secretsmanager::Client,
+    user: &crate::resources::DatabaseUser,
+) -> Result<Provisioned, ProvisionError> {
+    let name = &user.secret.name;
+    if secret_exists(client, name).await? {
+        return Ok(Provisioned { kind: "secret", name: name.clone(), outcome: Outcome::Existed });
+    }
+    let mut bytes = [0u8; 24];
+    getrandom::fill(&mut bytes).map_err(|error| ProvisionError::Aws {
+        action: "generate a password for",
+        resource: name.clone(),
+        message: error.to_string(),
+    })?;
+    let password: String = bytes.iter().map(|b| format!("{b:02x}")).collect();
+    let contents = SecretValue(serde_json::json!({"username": user.user, "password": password}).to_string());
+    secret(client, name, Some(&contents)).await
 }
 
 /// Polls `check` until it says ready, up to `timeout`.
@@ -313,17 +337,23 @@ async fn dead_letter_queue(client: &aws_sdk_sqs::Client, name: &str) -> Result<P
     Ok(Provisioned { kind: "sqs queue", name: name.to_owned(), outcome })
 }
 
+async fn secret_exists(client: &aws_sdk_secretsmanager::Client, name: &str) -> Result<bool, ProvisionError> {
+    match client.describe_secret().secret_id(name).send().await {
+        Ok(_) => Ok(true),
+        Err(error) if error.as_service_error().is_some_and(|e| e.is_resource_not_found_exception()) => {
+            Ok(false)
+        }
+        Err(error) => Err(aws_error("look up secret", name)(error)),
+    }
+}
+
 /// A secret, created as `{}` unless contents are given; given contents replace the current ones.
 async fn secret(
     client: &aws_sdk_secretsmanager::Client,
     name: &str,
     value: Option<&SecretValue>,
 ) -> Result<Provisioned, ProvisionError> {
-    let exists = match client.describe_secret().secret_id(name).send().await {
-        Ok(_) => true,
-        Err(error) if error.as_service_error().is_some_and(|e| e.is_resource_not_found_exception()) => false,
-        Err(error) => return Err(aws_error("look up secret", name)(error)),
-    };
+    let exists = secret_exists(client, name).await?;
     let outcome = match (exists, value) {
         (false, value) => {
             let contents = value.map_or("{}", |v| v.0.as_str());

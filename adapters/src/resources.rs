@@ -13,6 +13,7 @@ struct File {
     dynamodb: BTreeMap<String, Entry>,
     sqs: BTreeMap<String, Entry>,
     secrets: BTreeMap<String, Entry>,
+    database_users: BTreeMap<String, UserEntry>,
 }
 
 #[derive(Deserialize, Clone)]
@@ -21,11 +22,36 @@ struct Entry {
     env: String,
 }
 
+#[derive(Deserialize, Clone)]
+struct UserEntry {
+    name: String,
+    env: String,
+    user: String,
+    role: String,
+    url_env: String,
+}
+
 /// One named resource: its name and the environment variable that may override it.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Named {
     pub name: String,
     pub env: String,
+}
+
+/// A component's own PostgreSQL login user: a member of one group role (its rights, from the
+/// migrations), with its password in its own secret (`{"username","password"}`, the shape RDS
+/// Proxy reads).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DatabaseUser {
+    /// The component: `api`, `ingester`, `clipper` or `lifecycle`.
+    pub component: String,
+    pub user: String,
+    /// The group role (NOLOGIN) whose rights the user gets.
+    pub role: String,
+    pub secret: Named,
+    /// The variable that carries the user's connection string in local runs
+    /// (`.local/stack/env`).
+    pub url_env: String,
 }
 
 /// Every resource the system uses.
@@ -40,6 +66,8 @@ pub struct Resources {
     pub clipper_dlq: Named,
     pub twitch_app_secret: Named,
     pub twitch_user_token_secret: Named,
+    /// One per component that connects to PostgreSQL, in a stable order.
+    pub database_users: Vec<DatabaseUser>,
 }
 
 /// Key attributes of the DynamoDB tables (fixed by the code that reads them, so not configurable).
@@ -67,7 +95,23 @@ impl Resources {
             clipper_dlq: pick(&file.sqs, "clipper_dlq"),
             twitch_app_secret: pick(&file.secrets, "twitch_app"),
             twitch_user_token_secret: pick(&file.secrets, "twitch_user_token"),
+            database_users: file
+                .database_users
+                .into_iter()
+                .map(|(component, entry)| DatabaseUser {
+                    component,
+                    user: entry.user,
+                    role: entry.role,
+                    secret: Named { name: entry.name, env: entry.env },
+                    url_env: entry.url_env,
+                })
+                .collect(),
         }
+    }
+
+    /// The login user of `component` (`api`, `ingester`, `clipper`, `lifecycle`).
+    pub fn database_user(&self, component: &str) -> Option<&DatabaseUser> {
+        self.database_users.iter().find(|user| user.component == component)
     }
 
     /// The defaults, each overridden by its environment variable when that is set.
@@ -101,7 +145,7 @@ impl Resources {
     }
 
     fn all(&self) -> impl Iterator<Item = &Named> {
-        [
+        let fixed = [
             &self.chat_stream,
             &self.lifecycle_stream,
             &self.detector_state_table,
@@ -111,12 +155,12 @@ impl Resources {
             &self.clipper_dlq,
             &self.twitch_app_secret,
             &self.twitch_user_token_secret,
-        ]
-        .into_iter()
+        ];
+        fixed.into_iter().chain(self.database_users.iter().map(|user| &user.secret))
     }
 
     fn all_mut(&mut self) -> impl Iterator<Item = &mut Named> {
-        [
+        let fixed = [
             &mut self.chat_stream,
             &mut self.lifecycle_stream,
             &mut self.detector_state_table,
@@ -126,8 +170,8 @@ impl Resources {
             &mut self.clipper_dlq,
             &mut self.twitch_app_secret,
             &mut self.twitch_user_token_secret,
-        ]
-        .into_iter()
+        ];
+        fixed.into_iter().chain(self.database_users.iter_mut().map(|user| &mut user.secret))
     }
 }
 
@@ -142,7 +186,11 @@ mod tests {
         assert_eq!(resources.lifecycle_stream.name, "stream-lifecycle");
         assert_eq!(resources.detector_state_table.name, "detector-state");
         assert_eq!(resources.highlights_table.name, "highlights");
-        assert_eq!(resources.env_pairs().len(), 9);
+        assert_eq!(resources.env_pairs().len(), 13);
+        let api = resources.database_user("api").unwrap();
+        assert_eq!((api.user.as_str(), api.role.as_str()), ("highlights_api", "highlights_reader"));
+        let roles: Vec<_> = resources.database_users.iter().map(|u| u.role.as_str()).collect();
+        assert!(roles.iter().all(|role| role.starts_with("highlights_")), "{roles:?}");
     }
 
     #[test]

@@ -75,6 +75,15 @@ impl StackEnv {
     }
 }
 
+/// `url` (`postgres://[user[:password]@]host...`) with `user` as its user and no password: the
+/// local stack trusts loopback connections, so a component's URL only names who it is.
+pub fn url_as_user(url: &str, user: &str) -> Option<String> {
+    let (scheme, rest) = url.split_once("://")?;
+    let authority_end = rest.find('/').unwrap_or(rest.len());
+    let host_start = rest[..authority_end].rfind('@').map_or(0, |at| at + 1);
+    Some(format!("{scheme}://{user}@{}", &rest[host_start..]))
+}
+
 /// Parses `export KEY=value` / `KEY=value` lines; `#` comments and blank lines are skipped, and
 /// one level of matching single or double quotes is removed.
 pub fn parse(text: &str) -> BTreeMap<String, String> {
@@ -97,6 +106,24 @@ pub fn parse(text: &str) -> BTreeMap<String, String> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn component_urls_name_their_user_and_drop_any_password() {
+        let as_api = |url| url_as_user(url, "highlights_api");
+        assert_eq!(
+            as_api("postgres://highlights@127.0.0.1:54329/highlights").as_deref(),
+            Some("postgres://highlights_api@127.0.0.1:54329/highlights")
+        );
+        assert_eq!(
+            as_api("postgres://u:p%40ss@h/db?sslmode=disable").as_deref(),
+            Some("postgres://highlights_api@h/db?sslmode=disable")
+        );
+        assert_eq!(
+            as_api("postgresql://h:5432/db").as_deref(),
+            Some("postgresql://highlights_api@h:5432/db")
+        );
+        assert_eq!(as_api("not a url"), None);
+    }
 
     #[test]
     fn parses_exports_and_quotes() {

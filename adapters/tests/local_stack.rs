@@ -12,11 +12,12 @@ use aws_sdk_dynamodb::types::AttributeValue;
 use aws_sdk_kinesis::primitives::Blob;
 use aws_sdk_kinesis::types::{PutRecordsRequestEntry, ShardIteratorType};
 use highlights_adapters::aws;
-use highlights_adapters::postgres::Database;
+use highlights_adapters::postgres::{Database, login_users_from_secrets};
 use highlights_adapters::provision::{Outcome, ProvisionOptions, SecretValue, provision};
 use highlights_adapters::resources::Resources;
 use highlights_adapters::stack_env::{HOW_TO_START, StackEnv};
 use highlights_core::{ChatBatch, ChatMessage, wire};
+use highlights_test_support::postgres::TempPostgres;
 
 fn stack() -> StackEnv {
     let stack = StackEnv::discover(Path::new(env!("CARGO_MANIFEST_DIR"))).unwrap_or_else(|e| panic!("{e}"));
@@ -83,6 +84,18 @@ async fn describe(config: &SdkConfig, resources: &Resources) -> Vec<String> {
         let value = secrets.get_secret_value().secret_id(&secret.name).send().await.unwrap();
         out.push(format!("secret {} = {}", secret.name, value.secret_string().unwrap_or_default()));
     }
+    for user in &resources.database_users {
+        // The user and the password's length only: a failing test must not print a password.
+        let value = secrets.get_secret_value().secret_id(&user.secret.name).send().await.unwrap();
+        let json: serde_json::Value = serde_json::from_str(value.secret_string().unwrap()).unwrap();
+        let password = json["password"].as_str().unwrap_or_default();
+        out.push(format!(
+            "secret {} user={} password={} chars",
+            user.secret.name,
+            json["username"],
+            password.len()
+        ));
+    }
     out
 }
 
@@ -92,7 +105,7 @@ async fn provisioning_twice_leaves_the_same_resources() {
     let resources = Resources::defaults().with_suffix(&unique());
     let options = ProvisionOptions { shards: 2, ..ProvisionOptions::default() };
     let first = provision(&config, &resources, &options).await.unwrap();
-    assert_eq!(first.len(), 9);
+    assert_eq!(first.len(), 13);
     assert!(first.iter().all(|p| p.outcome == Outcome::Created), "{first:?}");
     let before = describe(&config, &resources).await;
     let second = provision(&config, &resources, &options).await.unwrap();
@@ -106,6 +119,13 @@ async fn provisioning_twice_leaves_the_same_resources() {
         "{before:?}"
     );
     assert!(before.iter().any(|d| d.ends_with(" = {}")), "secrets start empty: {before:?}");
+    assert!(
+        before
+            .iter()
+            .any(|d| d.contains("database-user-api")
+                && d.contains("user=\"highlights_api\" password=48 chars")),
+        "each component's database user gets a generated password: {before:?}"
+    );
 }
 
 #[tokio::test]
@@ -434,4 +454,107 @@ async fn each_group_role_may_do_only_its_part() {
     drop(client);
     let admin = Database::from_url(&format!("{server}/postgres")).unwrap().connect().await.unwrap();
     admin.batch_execute(&format!("DROP DATABASE \"{name}\" WITH (FORCE)")).await.unwrap();
+}
+
+/// The deploy's least-privilege set-up, end to end: secrets from provisioning (the emulator), the
+/// login users from them, on a server that checks passwords (SCRAM) as RDS does.
+#[tokio::test]
+async fn each_component_logs_in_as_its_own_user_with_the_password_in_its_secret() {
+    let server = TempPostgres::start_with_passwords().unwrap_or_else(|e| panic!("{e}"));
+    let owner = Database::from_url(&server.url("highlights")).unwrap();
+    owner.create_if_missing().await.unwrap();
+    owner.migrate().await.unwrap();
+    let (config, resources) = provisioned(&ProvisionOptions::default()).await;
+    let secrets = aws_sdk_secretsmanager::Client::new(&config);
+    let users = login_users_from_secrets(&secrets, &resources).await.unwrap();
+    assert_eq!(users.len(), 4);
+    owner.ensure_login_users(&users).await.unwrap();
+    owner.ensure_login_users(&users).await.unwrap(); // a redeploy changes nothing
+
+    let secret_of = |component: &str| resources.database_user(component).unwrap().secret.name.clone();
+    let password_of = |component: &'static str| {
+        let secrets = &secrets;
+        let id = secret_of(component);
+        async move {
+            let value = secrets.get_secret_value().secret_id(id).send().await.unwrap();
+            let json: serde_json::Value = serde_json::from_str(value.secret_string().unwrap()).unwrap();
+            json["password"].as_str().unwrap().to_owned()
+        }
+    };
+    let connect_as = |component: &'static str, password: String| {
+        let user = resources.database_user(component).unwrap().user.clone();
+        let url = server.url("highlights").replacen("highlights@", &format!("{user}:{password}@"), 1);
+        async move { Database::from_url(&url).unwrap().connect().await }
+    };
+    fn code(error: tokio_postgres::Error) -> Option<String> {
+        error.as_db_error().map(|e| e.code().code().to_owned())
+    }
+    async fn run(client: &tokio_postgres::Client, sql: &str) -> Result<(), Option<String>> {
+        client.batch_execute(sql).await.map_err(code)
+    }
+    let denied = Err(Some("42501".to_owned()));
+    let insert_clip = "INSERT INTO clips (clip_id, broadcaster_id, detected_at, fired_at, intensity, message_count, \
+                           baseline_mean, baseline_std) VALUES ('C1', '1', to_timestamp(100), to_timestamp(101), 5, 1, 1, 1)";
+
+    // Passwords are stored as SCRAM verifiers, never in clear.
+    let stored = owner.connect().await.unwrap();
+    let verifiers = stored
+        .query("SELECT rolpassword FROM pg_authid WHERE rolname LIKE 'highlights\\_%' AND rolcanlogin", &[])
+        .await
+        .unwrap();
+    assert_eq!(verifiers.len(), 4);
+    assert!(verifiers.iter().all(|row| row.get::<_, String>(0).starts_with("SCRAM-SHA-256$")));
+
+    // A wrong password is refused, and the error does not show it.
+    let wrong = connect_as("api", "not-the-password".into()).await.unwrap_err();
+    assert!(!wrong.to_string().contains("not-the-password"), "{wrong}");
+    match wrong {
+        highlights_adapters::postgres::DbError::Connect { source, .. } => {
+            assert_eq!(code(source), Some("28P01".into()))
+        }
+        other => panic!("{other}"),
+    }
+
+    let clipper = connect_as("clipper", password_of("clipper").await).await.unwrap();
+    assert_eq!(run(&clipper, insert_clip).await, Ok(()));
+    assert_eq!(
+        run(&clipper, "INSERT INTO streamers (broadcaster_id, login) VALUES ('1', 'one')").await,
+        Ok(())
+    );
+    assert_eq!(run(&clipper, "DELETE FROM clips").await, denied);
+    let api = connect_as("api", password_of("api").await).await.unwrap();
+    assert_eq!(run(&api, "SELECT count(*) FROM clips, streamers").await, Ok(()));
+    assert_eq!(run(&api, insert_clip).await, denied);
+    let ingester = connect_as("ingester", password_of("ingester").await).await.unwrap();
+    assert_eq!(run(&ingester, "SELECT login FROM streamers").await, Ok(()));
+    assert_eq!(run(&ingester, "UPDATE streamers SET monitored = TRUE").await, denied);
+    let lifecycle = connect_as("lifecycle", password_of("lifecycle").await).await.unwrap();
+    assert_eq!(run(&lifecycle, "UPDATE streamers SET is_live = TRUE").await, Ok(()));
+    assert_eq!(run(&lifecycle, insert_clip).await, denied);
+
+    // A new secret value is a rotation: after the next migration step, only it works.
+    let old = password_of("api").await;
+    let rotated = format!("{old}-rotated");
+    secrets
+        .put_secret_value()
+        .secret_id(secret_of("api"))
+        .secret_string(serde_json::json!({"username": "highlights_api", "password": rotated}).to_string())
+        .send()
+        .await
+        .unwrap();
+    owner.ensure_login_users(&login_users_from_secrets(&secrets, &resources).await.unwrap()).await.unwrap();
+    assert!(connect_as("api", old).await.is_err());
+    assert!(connect_as("api", rotated).await.is_ok());
+
+    // A secret cannot make its component another user.
+    secrets
+        .put_secret_value()
+        .secret_id(secret_of("api"))
+        .secret_string(r#"{"username": "highlights_clipper", "password": "pw-elsewhere"}"#)
+        .send()
+        .await
+        .unwrap();
+    let error = login_users_from_secrets(&secrets, &resources).await.unwrap_err().to_string();
+    assert!(error.contains(&secret_of("api")) && error.contains("expected \"highlights_api\""), "{error}");
+    assert!(!error.contains("pw-elsewhere"), "{error}");
 }

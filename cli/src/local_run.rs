@@ -46,9 +46,11 @@ pub struct RunArgs {
     /// Print each invocation's EMF metrics line on stdout, as Lambda would.
     #[arg(long)]
     metrics: bool,
-    /// PostgreSQL connection string (for the lifecycle handler).
-    #[arg(long, env = "DATABASE_URL", hide_env_values = true)]
-    database_url: String,
+    /// PostgreSQL connection string for both the lifecycle handler and the clipper; default:
+    /// each its own user's (DATABASE_URL_LIFECYCLE, DATABASE_URL_CLIPPER in `.local/stack/env`),
+    /// else DATABASE_URL.
+    #[arg(long)]
+    database_url: Option<String>,
     #[command(flatten)]
     twitch: TwitchUrls,
     #[command(flatten)]
@@ -101,7 +103,12 @@ pub fn run(args: RunArgs) -> anyhow::Result<()> {
     let config = args.detector.config().context("invalid detector settings")?;
     let resources = Resources::from_env();
     let checkpoints = Arc::new(Checkpoints::open(&args.checkpoints)?);
-    let pool = Database::from_url(&args.database_url)?.pool(4)?;
+    let lifecycle_pool =
+        Database::from_url(&crate::stack::component_database_url(args.database_url.clone(), "lifecycle")?)?
+            .pool(2)?;
+    let clipper_pool =
+        Database::from_url(&crate::stack::component_database_url(args.database_url.clone(), "clipper")?)?
+            .pool(2)?;
     crate::stack::runtime()?.block_on(async move {
         let sdk = highlights_adapters::aws::from_env().await;
         let dynamodb = aws_sdk_dynamodb::Client::new(&sdk);
@@ -125,14 +132,14 @@ pub fn run(args: RunArgs) -> anyhow::Result<()> {
                 source: Source::Kinesis {
                     stream: resources.lifecycle_stream.name.clone(),
                     consumer: Arc::new(LifecycleConsumer {
-                        handler: LifecycleHandler::new(PgStreamers::new(pool.clone()), states()),
+                        handler: LifecycleHandler::new(PgStreamers::new(lifecycle_pool), states()),
                         metrics: args.metrics,
                     }),
                 },
                 dead_letter_queue: resources.lifecycle_dlq.name.clone(),
             },
         ];
-        match clipper(&sdk, &resources, pool, &args).await {
+        match clipper(&sdk, &resources, clipper_pool, &args).await {
             Ok(consumer) => mappings.push(Mapping {
                 source: Source::DynamoInserts {
                     table: resources.highlights_table.name.clone(),

@@ -16,9 +16,10 @@ pub struct ServeArgs {
     /// The static site to serve next to the API.
     #[arg(long, default_value = "web", value_name = "DIR")]
     web_dir: PathBuf,
-    /// PostgreSQL connection string.
-    #[arg(long, env = "DATABASE_URL", hide_env_values = true)]
-    database_url: String,
+    /// PostgreSQL connection string; default: DATABASE_URL_API (the API's read-only user, in
+    /// `.local/stack/env`), else DATABASE_URL.
+    #[arg(long)]
+    database_url: Option<String>,
     /// Database connections (the Lambda uses 2).
     #[arg(long, default_value_t = 8)]
     connections: usize,
@@ -31,7 +32,8 @@ pub fn run(args: ServeArgs) -> anyhow::Result<()> {
             args.web_dir.display()
         );
     }
-    let pool = Database::from_url(&args.database_url)?.pool(args.connections)?;
+    let url = crate::stack::component_database_url(args.database_url, "api")?;
+    let pool = Database::from_url(&url)?.pool(args.connections)?;
     crate::stack::runtime()?.block_on(async move {
         let listener = tokio::net::TcpListener::bind(args.listen)
             .await

@@ -3,9 +3,10 @@
 use std::path::PathBuf;
 
 use anyhow::Context as _;
-use highlights_adapters::postgres::Database;
+use highlights_adapters::postgres::{Database, login_users_from_secrets};
 use highlights_adapters::provision::{self, Outcome, ProvisionOptions, SecretValue};
 use highlights_adapters::resources::Resources;
+use highlights_adapters::stack_env::url_as_user;
 
 #[derive(clap::Args, Debug)]
 pub struct MigrateArgs {
@@ -15,6 +16,11 @@ pub struct MigrateArgs {
     /// Create the database first when it does not exist.
     #[arg(long)]
     create_database: bool,
+    /// Also create each component's login user (api, ingester, clipper, lifecycle) with the
+    /// password in its secret, read from Secrets Manager at AWS_ENDPOINT_URL; what the deploy's
+    /// migration step does. Needs a user that may create roles.
+    #[arg(long)]
+    login_users: bool,
 }
 
 #[derive(clap::Subcommand, Debug)]
@@ -57,6 +63,15 @@ pub fn migrate(args: MigrateArgs) -> anyhow::Result<()> {
         for name in applied {
             eprintln!("{}: applied {name}", database.target());
         }
+        if args.login_users {
+            let config = highlights_adapters::aws::from_env().await;
+            let secrets = aws_sdk_secretsmanager::Client::new(&config);
+            let users = login_users_from_secrets(&secrets, &Resources::from_env()).await?;
+            database.ensure_login_users(&users).await?;
+            for user in users {
+                eprintln!("{}: login user {} (member of {})", database.target(), user.user, user.role);
+            }
+        }
         anyhow::Ok(())
     })
 }
@@ -67,8 +82,17 @@ pub fn local(command: LocalCommand) -> anyhow::Result<()> {
         LocalCommand::Run(args) => crate::local_run::run(args),
         LocalCommand::Replay(args) => crate::replay::run(args),
         LocalCommand::Names => {
-            for (env, name) in Resources::from_env().env_pairs() {
+            let resources = Resources::from_env();
+            for (env, name) in resources.env_pairs() {
                 println!("export {env}={name}");
+            }
+            // Each component's own login user, on the same database.
+            if let Ok(url) = std::env::var("DATABASE_URL") {
+                for user in &resources.database_users {
+                    if let Some(own) = url_as_user(&url, &user.user) {
+                        println!("export {}={own}", user.url_env);
+                    }
+                }
             }
             Ok(())
         }
@@ -102,10 +126,28 @@ fn provision(args: ProvisionArgs) -> anyhow::Result<()> {
                 Outcome::Existed => "exists",
                 Outcome::Updated => "updated",
             };
-            eprintln!("{:<15} {:<40} {outcome}", item.kind, item.name);
+            eprintln!("{:<15} {:<45} {outcome}", item.kind, item.name);
         }
         anyhow::Ok(())
     })
+}
+
+/// The connection string of `component` (`api`, `clipper`, ...) in a local run: `given` (its
+/// command-line flag), else its own user's URL (`DATABASE_URL_API`, ... in `.local/stack/env`),
+/// else `DATABASE_URL`.
+pub fn component_database_url(given: Option<String>, component: &str) -> anyhow::Result<String> {
+    let own_env = Resources::defaults().database_user(component).map(|user| user.url_env.clone());
+    given
+        .or_else(|| own_env.as_deref().and_then(|env| std::env::var(env).ok()))
+        .or_else(|| std::env::var("DATABASE_URL").ok())
+        .filter(|url| !url.is_empty())
+        .with_context(|| {
+            format!(
+                "no database for the {component}: pass --database-url, or set {} or DATABASE_URL \
+                 (`. .local/stack/env` after localstack/up)",
+                own_env.as_deref().unwrap_or("its variable")
+            )
+        })
 }
 
 pub fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {

@@ -18,7 +18,7 @@ use highlights_adapters::detector_state::{DynamoStateStore, StateStore, StoredSt
 use highlights_adapters::highlights::DynamoHighlights;
 use highlights_adapters::kinesis_out::{OutRecord, put_all};
 use highlights_adapters::resources::Resources;
-use highlights_adapters::stack_env::StackEnv;
+use highlights_adapters::stack_env::{StackEnv, url_as_user};
 use highlights_core::{LifecycleEvent, StreamOffline, StreamOnline};
 
 mod common;
@@ -48,7 +48,13 @@ fn isolated(name: &str) -> Isolated {
     vars.extend(resources.env_pairs());
     let (server, _) = stack.database_url().unwrap().rsplit_once('/').unwrap().to_owned();
     let database = format!("pipeline_{}", suffix.replace('-', "_"));
-    vars.push(("DATABASE_URL".into(), format!("{server}/{database}")));
+    let url = format!("{server}/{database}");
+    // Each component as its own login user, as in `.local/stack/env`: the pipeline works with
+    // only the rights each one is granted.
+    for user in &resources.database_users {
+        vars.push((user.url_env.clone(), url_as_user(&url, &user.user).unwrap()));
+    }
+    vars.push(("DATABASE_URL".into(), url));
     let dir = std::env::temp_dir().join(format!("highlights-pipeline-{suffix}"));
     std::fs::create_dir_all(&dir).unwrap();
     let env = Isolated { vars, resources, stack, dir };

@@ -33,7 +33,7 @@ import * as sns from 'aws-cdk-lib/aws-sns';
 import * as subscriptions from 'aws-cdk-lib/aws-sns-subscriptions';
 import * as sqs from 'aws-cdk-lib/aws-sqs';
 import * as cr from 'aws-cdk-lib/custom-resources';
-import { resources } from './resources';
+import { DatabaseComponent, resources } from './resources';
 
 /** The CloudWatch namespace of the EMF metrics (adapters/src/telemetry.rs). */
 export const METRICS_NAMESPACE = 'TwitchHighlights';
@@ -162,18 +162,44 @@ export class HighlightsStack extends cdk.Stack {
       removalPolicy: cdk.RemovalPolicy.SNAPSHOT,
     });
     const databaseSecret = database.secret!;
-    const proxy = database.addProxy('Proxy', { secrets: [databaseSecret], vpc, requireTLS: true });
+    // Least privilege in the database: each component logs in as its own user, a member of the
+    // group role the migrations grant exactly its tables. Secrets Manager generates each
+    // password; the migration step (the only reader of the master secret) creates the users
+    // from these secrets, and RDS Proxy authenticates them with the same secrets.
+    const databaseUsers = Object.fromEntries(
+      (Object.entries(resources.database_users) as [DatabaseComponent, (typeof resources.database_users)[DatabaseComponent]][]).map(
+        ([component, user]) => [
+          component,
+          new secretsmanager.Secret(this, `DatabaseUser${component.charAt(0).toUpperCase()}${component.slice(1)}`, {
+            secretName: user.name,
+            description: `PostgreSQL login user ${user.user} (member of ${user.role}) of the ${component}; created by the migration step`,
+            generateSecretString: {
+              secretStringTemplate: JSON.stringify({ username: user.user }),
+              generateStringKey: 'password',
+              excludePunctuation: true,
+              passwordLength: 40,
+            },
+          }),
+        ],
+      ),
+    ) as Record<DatabaseComponent, secretsmanager.Secret>;
+    const proxy = database.addProxy('Proxy', {
+      secrets: [databaseSecret, ...Object.values(databaseUsers)],
+      vpc,
+      requireTLS: true,
+    });
     const databaseClients = new ec2.SecurityGroup(this, 'DatabaseClients', {
       vpc,
       description: 'Functions and tasks that reach PostgreSQL through the proxy',
     });
     proxy.connections.allowFrom(databaseClients, ec2.Port.tcp(5432), 'PostgreSQL from the functions and the ingester');
     database.connections.allowDefaultPortFrom(proxy, 'PostgreSQL from RDS Proxy');
-    const databaseEnv = {
-      DATABASE_SECRET_ARN: databaseSecret.secretArn,
+    /** How `component` reaches PostgreSQL: through the proxy, as its own user. */
+    const databaseEnv = (secret: secretsmanager.ISecret) => ({
+      DATABASE_SECRET_ARN: secret.secretArn,
       DATABASE_HOST: proxy.endpoint,
       DATABASE_NAME: 'highlights',
-    };
+    });
 
     // --- Lambda functions ---------------------------------------------------------------------
     const names: Record<string, string> = {
@@ -184,8 +210,13 @@ export class HighlightsStack extends cdk.Stack {
       [resources.secrets.twitch_app.env]: twitchApp.secretName,
       [resources.secrets.twitch_user_token.env]: twitchUserToken.secretName,
     };
-    const fn = (name: keyof HighlightsStack['functions'], extra: Partial<lambda.FunctionProps> & { inVpc?: boolean }) => {
-      const { inVpc, ...rest } = extra;
+    /** `database`: the secret of the user the function connects as (none: not in the VPC). */
+    const fn = (
+      name: keyof HighlightsStack['functions'],
+      extra: Partial<lambda.FunctionProps> & { database?: secretsmanager.ISecret },
+    ) => {
+      const { database: secret, ...rest } = extra;
+      const inVpc = secret !== undefined;
       const f = new lambda.Function(this, name.charAt(0).toUpperCase() + name.slice(1), {
         runtime: lambda.Runtime.PROVIDED_AL2023,
         architecture,
@@ -199,16 +230,22 @@ export class HighlightsStack extends cdk.Stack {
           ? { vpc, vpcSubnets: { subnetType: ec2.SubnetType.PRIVATE_WITH_EGRESS }, securityGroups: [databaseClients] }
           : {}),
         ...rest,
-        environment: { RUST_LOG: 'info', ...names, ...(inVpc ? databaseEnv : {}), ...(rest.environment ?? {}) },
+        environment: { RUST_LOG: 'info', ...names, ...(secret ? databaseEnv(secret) : {}), ...(rest.environment ?? {}) },
       });
-      if (inVpc) databaseSecret.grantRead(f);
+      secret?.grantRead(f);
       return f;
     };
     const detector = fn('detector', {});
-    const lifecycle = fn('lifecycle', { inVpc: true });
-    const clipper = fn('clipper', { inVpc: true, timeout: cdk.Duration.seconds(90) });
-    const api = fn('api', { inVpc: true, timeout: cdk.Duration.seconds(10), memorySize: 512 });
-    const migrate = fn('migrate', { inVpc: true, timeout: cdk.Duration.minutes(2) });
+    const lifecycle = fn('lifecycle', { database: databaseUsers.lifecycle });
+    const clipper = fn('clipper', { database: databaseUsers.clipper, timeout: cdk.Duration.seconds(90) });
+    const api = fn('api', { database: databaseUsers.api, timeout: cdk.Duration.seconds(10), memorySize: 512 });
+    // The migration step connects as the owner and sets up every component's login user.
+    const migrate = fn('migrate', {
+      database: databaseSecret,
+      timeout: cdk.Duration.minutes(2),
+      environment: Object.fromEntries(Object.values(resources.database_users).map((user) => [user.env, user.name])),
+    });
+    for (const secret of Object.values(databaseUsers)) secret.grantRead(migrate);
     this.functions = { detector, lifecycle, clipper, api, migrate };
 
     // Least privilege: each function gets exactly its tables, streams and secrets.
@@ -290,7 +327,7 @@ export class HighlightsStack extends cdk.Stack {
       }),
       environment: {
         ...names,
-        ...databaseEnv,
+        ...databaseEnv(databaseUsers.ingester),
         INGEST_CHANNELS: (props.monitoredChannels ?? []).join(','),
         INGEST_DRAIN_SECONDS: '20',
         RUST_LOG: 'info',
@@ -311,7 +348,7 @@ export class HighlightsStack extends cdk.Stack {
     twitchApp.grantRead(task.taskRole);
     twitchUserToken.grantRead(task.taskRole);
     twitchUserToken.grantWrite(task.taskRole);
-    databaseSecret.grantRead(task.taskRole);
+    databaseUsers.ingester.grantRead(task.taskRole);
     task.taskRole.addToPrincipalPolicy(
       new iam.PolicyStatement({ actions: ['kinesis:DescribeStreamSummary'], resources: [chatStream.streamArn] }),
     );
@@ -328,6 +365,8 @@ export class HighlightsStack extends cdk.Stack {
       securityGroups: [databaseClients],
       circuitBreaker: { rollback: true },
     });
+    // Its database user exists only once the migration step has run.
+    this.ingester.node.addDependency(migration);
 
     // --- Site and API -------------------------------------------------------------------------
     const logsBucket = new s3.Bucket(this, 'AccessLogs', {
@@ -465,7 +504,10 @@ export class HighlightsStack extends cdk.Stack {
     new cdk.CfnOutput(this, 'DashboardName', { value: dashboard.dashboardName });
     new cdk.CfnOutput(this, 'DatabaseSecretArn', { value: databaseSecret.secretArn });
 
-    this.acknowledgeFindings({ detectorDlq, lifecycleDlq, clipperDlq, twitchApp, twitchUserToken, database, task, siteBucket });
+    this.acknowledgeFindings({
+      detectorDlq, lifecycleDlq, clipperDlq, twitchApp, twitchUserToken, database, task, siteBucket,
+      databaseUsers: Object.values(databaseUsers),
+    });
   }
 
   /** cdk-nag (AwsSolutions) findings that are deliberate, each with its reason. */
@@ -478,6 +520,7 @@ export class HighlightsStack extends cdk.Stack {
     database: rds.DatabaseInstance;
     task: ecs.FargateTaskDefinition;
     siteBucket: s3.Bucket;
+    databaseUsers: secretsmanager.Secret[];
   }) {
     const ack = (scope: Construct, id: string, reason: string) => cdk.Validations.of(scope).acknowledge({ id, reason });
     for (const queue of [parts.detectorDlq, parts.lifecycleDlq, parts.clipperDlq]) {
@@ -485,6 +528,9 @@ export class HighlightsStack extends cdk.Stack {
     }
     for (const secret of [parts.twitchApp, parts.twitchUserToken]) {
       ack(secret, 'AwsSolutions-SMG4', 'Twitch credentials: the user token is refreshed by the clipper and ingester through Twitch OAuth and written back; Secrets Manager cannot rotate Twitch secrets.');
+    }
+    for (const secret of parts.databaseUsers) {
+      ack(secret, 'AwsSolutions-SMG4', 'A component\'s database password: rotating it means a new secret value and a redeploy (the migration step sets the password from the secret); see docs/operations.md.');
     }
     ack(parts.database, 'AwsSolutions-SMG4', 'The database password is read at start by the functions and RDS Proxy; enable rotation with addRotationSingleUser() once a rotation window is chosen.');
     ack(parts.database, 'AwsSolutions-RDS3', 'Single-AZ by default to keep small deployments cheap (see docs/deploy.md); clips are recreatable data and backups are kept 7 days.');

@@ -16,7 +16,11 @@ interface ResourcesFile {
   };
   sqs: { detector_dlq: Named; lifecycle_dlq: Named; clipper_dlq: Named };
   secrets: { twitch_app: Named; twitch_user_token: Named };
+  /** One PostgreSQL login user per component, its password in its own secret (`name`). */
+  database_users: Record<DatabaseComponent, Named & { user: string; role: string; url_env: string }>;
 }
+
+export type DatabaseComponent = 'api' | 'ingester' | 'clipper' | 'lifecycle';
 
 export const resources: ResourcesFile = JSON.parse(
   fs.readFileSync(path.join(__dirname, '..', '..', '..', 'config', 'resources.json'), 'utf8'),

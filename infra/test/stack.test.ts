@@ -155,11 +155,44 @@ test('the detector cannot touch the database; the database is private and behind
   assert.ok(!readers.includes(roleOf('detector')));
   const proxyRole = readers.find((id) => id.startsWith('DatabaseProxyIAMRole'));
   assert.ok(proxyRole, 'RDS Proxy reads the credentials');
-  assert.deepEqual(readers.filter((id) => id !== proxyRole), [roleOf('api'), roleOf('clipper'), roleOf('lifecycle'), roleOf('migrate'), taskRole()].sort());
+  assert.deepEqual(readers.filter((id) => id !== proxyRole), [roleOf('migrate')], 'only the migration step reads the master secret');
   template.hasResourceProperties('AWS::RDS::DBInstance', { Engine: 'postgres', StorageEncrypted: true, PubliclyAccessible: false, DeletionProtection: true });
   template.hasResourceProperties('AWS::RDS::DBProxy', { RequireTLS: true, EngineFamily: 'POSTGRESQL' });
   // Detector writes detections to its tables only.
   assert.deepEqual(rolesAllowed('dynamodb:PutItem', arnOf(stack.node.findChild('Highlights'))), [roleOf('clipper'), roleOf('detector')].sort());
+});
+
+test('each component connects as its own database user, whose secret only it, the proxy and the migration step read', () => {
+  const proxies = resourcesOf('AWS::RDS::DBProxy');
+  assert.equal(proxies.length, 1);
+  const registered = (proxies[0][1].Properties.Auth as { SecretArn: unknown }[]).map((a) => JSON.stringify(a.SecretArn));
+  const functionEnv = (fn: keyof HighlightsStack['functions']) =>
+    resourcesOf('AWS::Lambda::Function').find(([id]) => id === stack.getLogicalId(stack.functions[fn].node.defaultChild as cdk.CfnElement))![1]
+      .Properties.Environment.Variables;
+  const containers = resourcesOf('AWS::ECS::TaskDefinition')[0][1].Properties.ContainerDefinitions as { Environment: { Name: string; Value: unknown }[] }[];
+  const ingesterEnv = Object.fromEntries(containers[0].Environment.map((e) => [e.Name, e.Value]));
+  const users: [string, string, object][] = [
+    ['api', roleOf('api'), functionEnv('api')],
+    ['clipper', roleOf('clipper'), functionEnv('clipper')],
+    ['lifecycle', roleOf('lifecycle'), functionEnv('lifecycle')],
+    ['ingester', taskRole(), ingesterEnv],
+  ];
+  for (const [component, role, env] of users) {
+    const secret = stack.node.findChild(`DatabaseUser${component.charAt(0).toUpperCase()}${component.slice(1)}`) as cdk.aws_secretsmanager.Secret;
+    const arn = ref(secret);
+    assert.deepEqual((env as Record<string, unknown>).DATABASE_SECRET_ARN, arn, `${component} connects as its own user`);
+    assert.ok(registered.includes(JSON.stringify(arn)), `${component}'s user is registered with RDS Proxy`);
+    const readers = rolesAllowed('secretsmanager:GetSecretValue', arn);
+    const proxyRole = readers.find((id) => id.startsWith('DatabaseProxyIAMRole'));
+    assert.ok(proxyRole, `RDS Proxy reads ${component}'s secret`);
+    assert.deepEqual(readers.filter((id) => id !== proxyRole), [role, roleOf('migrate')].sort(), component);
+  }
+  template.hasResourceProperties('AWS::SecretsManager::Secret', {
+    Name: 'twitch-highlights/database-user-api',
+    GenerateSecretString: Match.objectLike({ SecretStringTemplate: JSON.stringify({ username: 'highlights_api' }), GenerateStringKey: 'password' }),
+  });
+  // The migration step finds every user's secret under the names it was built with.
+  assert.deepEqual(functionEnv('migrate').DATABASE_API_SECRET_ID, 'twitch-highlights/database-user-api');
 });
 
 test('the clipper runs its confirm sweep every 10 minutes', () => {

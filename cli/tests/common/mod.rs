@@ -9,8 +9,9 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 
 use highlights_adapters::postgres::Database;
+use highlights_adapters::resources::Resources;
 use highlights_adapters::sample_clips::SampleClips;
-use highlights_adapters::stack_env::StackEnv;
+use highlights_adapters::stack_env::{StackEnv, url_as_user};
 
 pub fn repository() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).parent().unwrap().to_path_buf()
@@ -44,11 +45,15 @@ impl Drop for Server {
     }
 }
 
+/// `highlights serve` on `database_url` as the API's own login user (read-only), as it runs
+/// against the local stack.
 pub fn serve(database_url: &str, web_dir: &Path) -> Server {
+    let api = Resources::defaults().database_user("api").cloned().unwrap();
     let mut child = Command::new(env!("CARGO_BIN_EXE_highlights"))
         .args(["serve", "--listen", "127.0.0.1:0", "--web-dir"])
         .arg(web_dir)
         .env("DATABASE_URL", database_url)
+        .env(&api.url_env, url_as_user(database_url, &api.user).unwrap())
         .stderr(Stdio::piped())
         .spawn()
         .unwrap();

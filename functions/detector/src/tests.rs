@@ -486,6 +486,45 @@ mod on_dynamodb {
         }
     }
 
+    /// The lifecycle consumer resets a channel's state when a new stream starts: a broken item
+    /// must not make that fail (and dead-letter the event) until the detector repairs it.
+    #[tokio::test]
+    async fn a_new_stream_resets_a_broken_item_and_keeps_its_cooldown() {
+        use aws_sdk_dynamodb::types::AttributeValue as V;
+        let stack =
+            StackEnv::discover(Path::new(env!("CARGO_MANIFEST_DIR"))).unwrap_or_else(|e| panic!("{e}"));
+        let client =
+            aws_sdk_dynamodb::Client::new(&highlights_adapters::aws::local(&stack.aws().unwrap()).await);
+        let broken_versions =
+            [("missing", None), ("text", Some(V::S("abc".into()))), ("negative", Some(V::N("-3".into())))];
+        for (name, version) in broken_versions {
+            let (states, _) = stores(&format!("det-reset-{name}")).await;
+            let table = Resources::defaults()
+                .with_suffix(&format!("det-reset-{name}-{}", std::process::id()))
+                .detector_state_table
+                .name;
+            let mut item = client
+                .put_item()
+                .table_name(&table)
+                .item("broadcaster_id", V::S("12".into()))
+                .item("detector", V::B(vec![9u8].into()))
+                .item("last_fire", V::N("1234".into()))
+                .item("last_sequence", V::S("77".into()));
+            if let Some(version) = version {
+                item = item.item("version", version);
+            }
+            item.send().await.unwrap();
+            states.reset(12).await.unwrap_or_else(|e| panic!("{name}: {e}"));
+            let reset = states.load_many(&[12]).await.unwrap().remove(&12).unwrap();
+            assert_eq!(reset.broken, None, "{name}: repaired");
+            assert_eq!(reset.detector, None, "{name}: the detector starts afresh");
+            assert_eq!((reset.last_fire, reset.last_sequence.as_deref()), (Some(1234), Some("77")), "{name}");
+            states.reset(12).await.unwrap();
+            let again = states.load_many(&[12]).await.unwrap().remove(&12).unwrap();
+            assert_eq!(again.version, reset.version + 1, "{name}: a later reset bumps the version as usual");
+        }
+    }
+
     #[tokio::test]
     async fn a_real_conditional_write_conflict_is_reconciled() {
         let (states, outbox) = stores("det-conflict").await;

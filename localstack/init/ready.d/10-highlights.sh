@@ -1,6 +1,6 @@
 #!/bin/bash
 # LocalStack READY hook: the same migrations and provisioning as the no-Docker stack
-# (`highlights migrate` and `highlights local provision`), run by the host-built binary.
+# (`highlights local provision`, then `highlights migrate --login-users`), run by the host-built binary.
 set -euo pipefail
 echo "highlights-init: migrating and provisioning"
 export AWS_ENDPOINT_URL=http://localhost:4566
@@ -10,6 +10,7 @@ if [[ ! -x $bin ]]; then
   echo "highlights-init: $bin is missing: run 'cargo build --release -p highlights-cli' on the host first" >&2
   exit 1
 fi
-DATABASE_URL="$HIGHLIGHTS_DATABASE_URL" "$bin" migrate --create-database
+# Provisioning first: it creates the database users' secrets that `--login-users` reads.
 "$bin" local provision
+DATABASE_URL="$HIGHLIGHTS_DATABASE_URL" "$bin" migrate --create-database --login-users
 echo "highlights-init: done"

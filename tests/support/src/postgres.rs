@@ -30,8 +30,19 @@ fn is_root() -> bool {
 }
 
 impl TempPostgres {
-    /// Initialises and starts a server; the error says what is missing.
+    /// Initialises and starts a server that trusts every loopback connection; the error says
+    /// what is missing.
     pub fn start() -> Result<Self, String> {
+        Self::start_with(false)
+    }
+
+    /// A server that trusts only its owner (`highlights`): every other user must give its
+    /// password (SCRAM-SHA-256), as on RDS.
+    pub fn start_with_passwords() -> Result<Self, String> {
+        Self::start_with(true)
+    }
+
+    fn start_with(passwords: bool) -> Result<Self, String> {
         let bin =
             server_binaries().ok_or("PostgreSQL server binaries are missing (apt-get install postgresql)")?;
         let port = std::net::TcpListener::bind("127.0.0.1:0")
@@ -52,6 +63,12 @@ impl TempPostgres {
             &["-D", &data, "-U", "highlights", "--auth=trust", "-E", "UTF8", "--no-locale"],
             true,
         )?;
+        if passwords {
+            let rules = "local all highlights trust\n\
+                         host all highlights 127.0.0.1/32 trust\n\
+                         host all all 127.0.0.1/32 scram-sha-256\n";
+            std::fs::write(server.data().join("pg_hba.conf"), rules).map_err(|e| e.to_string())?;
+        }
         server.resume()?;
         Ok(server)
     }
