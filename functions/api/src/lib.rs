@@ -8,7 +8,9 @@
 //! served at `/v1.0/openapi.json`; `docs/openapi.json` is a committed copy kept identical by a test.
 
 pub mod names;
+pub mod postgres;
 pub mod query;
+pub mod reader;
 pub mod statement;
 pub mod totals;
 
@@ -26,22 +28,25 @@ use utoipa::{IntoParams, OpenApi, ToSchema};
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
-use names::StreamerNames;
 pub use query::{ApiError, ClipQuery, DEFAULT_LIMIT, ErrorBody, MAX_LIMIT, MAX_OFFSET};
-use statement::CLIP_COLUMNS;
+pub use reader::{ClipReader, ClipRows, ReadError};
 pub use statement::{Clip, ListStatement, TOTAL_COUNT_CAP, list_statement};
-use totals::TotalCounts;
 
+/// What the handlers share: the store they read clips from.
 #[derive(Clone)]
 pub struct ApiState {
-    pool: Pool,
-    totals: Arc<TotalCounts>,
-    names: Arc<StreamerNames>,
+    reader: Arc<dyn ClipReader>,
 }
 
 impl ApiState {
+    /// The API over PostgreSQL (the Lambda, `highlights serve`).
     pub fn new(pool: Pool) -> Self {
-        Self { pool, totals: Arc::default(), names: Arc::default() }
+        Self::from_reader(postgres::PgClipReader::new(pool))
+    }
+
+    /// The API over any store (`highlights dev` reads its embedded one).
+    pub fn from_reader(reader: impl ClipReader + 'static) -> Self {
+        Self { reader: Arc::new(reader) }
     }
 }
 
@@ -194,40 +199,16 @@ pub struct ClipPage {
     )
 )]
 async fn list_clips(State(state): State<ApiState>, RawQuery(raw): RawQuery) -> Result<Response, ApiError> {
-    let statement = list_statement(raw.as_deref())?;
-    let client = state.pool.get().await.map_err(ApiError::unavailable)?;
-    let refs = statement.param_refs();
-    let count_key = statement.count_key();
-    let cached_total = state.totals.get(&count_key, Instant::now());
-    // Statements are prepared once per connection (a round trip and a plan saved per request),
-    // and both go out on the one connection together (tokio-postgres pipelines them).
-    let page = async {
-        let prepared = client.prepare_cached(&statement.sql).await?;
-        client.query(&prepared, &refs).await
-    };
-    let total = async {
-        match cached_total {
-            Some(total) => Ok(total),
-            None => {
-                let prepared = client.prepare_cached(&statement.count_sql).await?;
-                client.query_one(&prepared, &refs[..statement.count_params]).await.map(|r| r.get(0))
-            }
-        }
-    };
-    let (rows, total) = tokio::try_join!(page, total).map_err(ApiError::unavailable)?;
-    if cached_total.is_none() {
-        state.totals.put(count_key, total, Instant::now());
-    }
-    let query = statement.query;
+    let (query, position) = query::parse_query(raw.as_deref())?;
+    let ClipRows { clips: rows, total } =
+        state.reader.page(&query, position).await.map_err(ApiError::unavailable)?;
     let has_more = rows.len() as i64 > query.limit;
     let mut clips = Vec::with_capacity(rows.len());
     let mut last_position = None;
-    for row in rows.iter().take(query.limit as usize) {
-        let (clip, position) = Clip::from_row(row);
+    for (clip, position) in rows.into_iter().take(query.limit as usize) {
         clips.push(clip);
         last_position = Some(position);
     }
-    state.names.fill(&client, &mut clips).await.map_err(ApiError::unavailable)?;
     let next_cursor =
         if has_more { last_position.map(|(us, id)| query::encode_cursor(us, id)) } else { None };
     let page = ClipPage {
@@ -261,19 +242,8 @@ async fn one_clip(State(state): State<ApiState>, Path(clip_id): Path<String>) ->
     {
         return Err(ApiError::bad("clip_id", "is not a Twitch clip id"));
     }
-    let client = state.pool.get().await.map_err(ApiError::unavailable)?;
-    let prepared = client
-        .prepare_cached(&format!("SELECT {CLIP_COLUMNS} FROM clips c WHERE c.clip_id = $1"))
-        .await
-        .map_err(ApiError::unavailable)?;
-    let row = client.query_opt(&prepared, &[&clip_id]).await.map_err(ApiError::unavailable)?;
-    match row {
-        Some(row) => {
-            let mut clip = [Clip::from_row(&row).0];
-            state.names.fill(&client, &mut clip).await.map_err(ApiError::unavailable)?;
-            let [clip] = clip;
-            Ok(([(header::CACHE_CONTROL, "public, max-age=60")], Json(clip)).into_response())
-        }
+    match state.reader.clip(&clip_id).await.map_err(ApiError::unavailable)? {
+        Some(clip) => Ok(([(header::CACHE_CONTROL, "public, max-age=60")], Json(clip)).into_response()),
         None => Err(ApiError::not_found("clip_id", "no such clip")),
     }
 }
@@ -306,27 +276,7 @@ pub struct StreamerList {
     )
 )]
 async fn list_streamers(State(state): State<ApiState>) -> Result<Response, ApiError> {
-    let client = state.pool.get().await.map_err(ApiError::unavailable)?;
-    let rows = client
-        .query(
-            "SELECT broadcaster_id, login, display_name, is_live, allows_clipping, \
-                 (SELECT count(*) FROM clips c WHERE c.broadcaster_id = s.broadcaster_id) \
-             FROM streamers s WHERE login <> '' ORDER BY lower(login) LIMIT 1000",
-            &[],
-        )
-        .await
-        .map_err(ApiError::unavailable)?;
-    let streamers = rows
-        .iter()
-        .map(|r| Streamer {
-            broadcaster_id: r.get(0),
-            login: r.get(1),
-            display_name: r.get(2),
-            is_live: r.get(3),
-            allows_clipping: r.get(4),
-            clip_count: r.get(5),
-        })
-        .collect();
+    let streamers = state.reader.streamers().await.map_err(ApiError::unavailable)?;
     Ok(([(header::CACHE_CONTROL, "public, max-age=30")], Json(StreamerList { streamers })).into_response())
 }
 
@@ -347,10 +297,7 @@ pub struct Health {
     )
 )]
 async fn health(State(state): State<ApiState>) -> Response {
-    let ok = match state.pool.get().await {
-        Ok(client) => client.query_one("SELECT 1", &[]).await.is_ok(),
-        Err(_) => false,
-    };
+    let ok = state.reader.ping().await;
     let (status, body) = if ok {
         (StatusCode::OK, Health { status: "ok".into(), database: "ok".into() })
     } else {

@@ -24,7 +24,11 @@ pub(crate) const CLIP_COLUMNS: &str = "c.id, c.clip_id, c.broadcaster_id, c.url,
 pub struct Clip {
     /// Our row id (stable, increasing with insertion).
     pub id: i64,
-    /// Twitch's clip id.
+    /// `clip`: a Twitch clip. `moment`: a detected moment stored without a Twitch clip
+    /// (`highlights dev` without Twitch credentials); its Twitch fields are null.
+    #[schema(example = "clip")]
+    pub kind: String,
+    /// Twitch's clip id; for a moment, a stable id of its own (`moment-<broadcaster>-<unix second>`).
     pub clip_id: String,
     /// Twitch user id of the channel.
     pub broadcaster_id: String,
@@ -62,6 +66,7 @@ impl Clip {
         let detected_us: i64 = row.get(9);
         let clip = Self {
             id: row.get(0),
+            kind: "clip".to_owned(),
             clip_id: row.get(1),
             broadcaster_id: row.get(2),
             url: row.get(3),
@@ -84,7 +89,8 @@ impl Clip {
     }
 }
 
-fn rfc3339_from_us(us: i64) -> String {
+/// RFC 3339 text of a Unix time in microseconds.
+pub fn rfc3339_from_us(us: i64) -> String {
     time::OffsetDateTime::from_unix_timestamp_nanos(i128::from(us) * 1000)
         .ok()
         .and_then(|t| t.format(&time::format_description::well_known::Rfc3339).ok())
@@ -116,6 +122,11 @@ impl ListStatement {
 /// Validates the raw query string and builds the statements.
 pub fn list_statement(raw_query: Option<&str>) -> Result<ListStatement, ApiError> {
     let (query, position) = parse_query(raw_query)?;
+    Ok(statement_for(query, position))
+}
+
+/// The statements of a validated query, after the keyset `position` (microseconds, id).
+pub fn statement_for(query: ClipQuery, position: Option<(i64, i64)>) -> ListStatement {
     // Clips Twitch never published (marked a day after they were made) are kept but not listed.
     let mut filters = vec!["c.intensity >= $1".to_owned(), "NOT c.unpublished".to_owned()];
     let mut params: Vec<Box<dyn ToSql + Sync + Send>> = vec![Box::new(query.min_intensity)];
@@ -170,5 +181,5 @@ pub fn list_statement(raw_query: Option<&str>) -> Result<ListStatement, ApiError
         filters.join(" AND "),
         limit_at + 1
     );
-    Ok(ListStatement { query, sql, count_sql, params, count_params })
+    ListStatement { query, sql, count_sql, params, count_params }
 }
