@@ -41,12 +41,12 @@ pub struct ApiState {
 impl ApiState {
     /// The API over PostgreSQL (the Lambda, `highlights serve`).
     pub fn new(pool: Pool) -> Self {
-        Self::from_reader(postgres::PgClipReader::new(pool))
+        Self::from_reader(Arc::new(postgres::PgClipReader::new(pool)))
     }
 
-    /// The API over any store (`highlights dev` reads its embedded one).
-    pub fn from_reader(reader: impl ClipReader + 'static) -> Self {
-        Self { reader: Arc::new(reader) }
+    /// The API over any store (`highlights dev` shares its embedded one with the pipeline).
+    pub fn from_reader(reader: Arc<dyn ClipReader>) -> Self {
+        Self { reader }
     }
 }
 

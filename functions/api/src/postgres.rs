@@ -7,12 +7,12 @@ use std::time::Instant;
 
 use deadpool_postgres::Pool;
 
+use crate::Streamer;
 use crate::names::StreamerNames;
 use crate::query::ClipQuery;
 use crate::reader::{ClipReader, ClipRows, ReadError};
 use crate::statement::{CLIP_COLUMNS, Clip, statement_for};
 use crate::totals::TotalCounts;
-use crate::Streamer;
 
 pub struct PgClipReader {
     pool: Pool,
