@@ -84,6 +84,33 @@ pub trait StateStore: Send + Sync {
     ) -> impl Future<Output = Result<(), StoreError>> + Send;
 }
 
+/// A store shared with others (`highlights dev` runs every handler on one embedded store).
+impl<T: StateStore> StateStore for std::sync::Arc<T> {
+    fn load_many(
+        &self,
+        ids: &[BroadcasterId],
+    ) -> impl Future<Output = Result<HashMap<BroadcasterId, StoredState>, StoreError>> + Send {
+        T::load_many(self, ids)
+    }
+    fn save(
+        &self,
+        state: &StoredState,
+        expected_version: u64,
+    ) -> impl Future<Output = Result<(), StoreError>> + Send {
+        T::save(self, state, expected_version)
+    }
+    fn reset(&self, id: BroadcasterId) -> impl Future<Output = Result<(), StoreError>> + Send {
+        T::reset(self, id)
+    }
+    fn replace_broken(
+        &self,
+        state: &StoredState,
+        broken: &BrokenVersion,
+    ) -> impl Future<Output = Result<(), StoreError>> + Send {
+        T::replace_broken(self, state, broken)
+    }
+}
+
 /// True when Kinesis sequence number `a` comes after `b`. Sequence numbers are decimal strings
 /// of varying length (short integers in the emulator, 56 digits in AWS).
 pub fn sequence_after(a: &str, b: &str) -> bool {

@@ -24,6 +24,12 @@ pub trait HighlightOutbox: Send + Sync {
     fn record(&self, detection: &Detection) -> impl Future<Output = Result<bool, StoreError>> + Send;
 }
 
+impl<T: HighlightOutbox> HighlightOutbox for std::sync::Arc<T> {
+    fn record(&self, detection: &Detection) -> impl Future<Output = Result<bool, StoreError>> + Send {
+        T::record(self, detection)
+    }
+}
+
 /// Where the clipper is with a highlight, recorded on the item itself so that a redelivered
 /// or retried highlight never creates a second clip.
 #[derive(Debug, Clone, PartialEq, Eq, Default)]

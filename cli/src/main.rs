@@ -5,6 +5,7 @@
 
 mod backtest;
 mod clips;
+mod dev;
 mod input;
 mod labels;
 mod local_run;
@@ -27,6 +28,9 @@ struct Cli {
 
 #[derive(Subcommand)]
 enum Command {
+    /// The whole product in one process: chat in, moments detected, the site on --listen.
+    /// Nothing to install: a built-in demo by default, or --replay FILE..., or --channel LOGIN...
+    Dev(dev::DevArgs),
     /// Replay recorded chat through the detector and print one JSON line per detection.
     Backtest(backtest::BacktestArgs),
     /// Generate deterministic synthetic chat (JSONL) with labelled bursts.
@@ -50,6 +54,7 @@ fn main() -> ExitCode {
     highlights_adapters::telemetry::init_json_logs("warn");
     let cli = Cli::parse();
     let result = match cli.command {
+        Command::Dev(args) => dev::run(args),
         Command::Backtest(args) => backtest::run(args),
         Command::Synth(args) => synth::run(args),
         Command::Migrate(args) => stack::migrate(args),

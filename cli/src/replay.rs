@@ -31,58 +31,11 @@ pub fn run(args: ReplayArgs) -> anyhow::Result<()> {
         "AWS_ENDPOINT_URL is not set: start the local stack (localstack/up) and `. .local/stack/env`"
     );
     let stream = Resources::from_env().chat_stream.name;
-    // Open batches per broadcaster: (second, batch). A batch is closed when the broadcaster's
-    // chat moves to a later second.
-    let mut open: BroadcasterMap<(i64, ChatBatch)> = BroadcasterMap::default();
-    let mut records: Vec<OutRecord> = Vec::new();
-    let mut messages = 0u64;
-    let close = |batch: &ChatBatch| OutRecord {
-        partition_key: batch.broadcaster_id.to_string(),
-        data: wire::encode(batch),
-    };
-    for path in &args.files {
-        input::read_file(
-            path,
-            args.format,
-            &mut |event| {
-                messages += 1;
-                let second = event.sent_at_ms.div_euclid(1000);
-                let entry = open.entry(event.broadcaster_id).or_insert_with(|| {
-                    (
-                        second,
-                        ChatBatch {
-                            broadcaster_id: event.broadcaster_id,
-                            watermark_ms: second * 1000 + 999,
-                            messages: vec![],
-                        },
-                    )
-                });
-                if second > entry.0 {
-                    records.push(close(&entry.1));
-                    *entry = (
-                        second,
-                        ChatBatch {
-                            broadcaster_id: event.broadcaster_id,
-                            watermark_ms: second * 1000 + 999,
-                            messages: vec![],
-                        },
-                    );
-                }
-                entry.1.messages.push(ChatMessage::new(event.sent_at_ms, event.text));
-            },
-            &mut |bad| eprintln!("{}: {}: {}", path.display(), bad.position, bad.reason),
-            &mut |_| {},
-        )?;
-    }
-    let mut ids: Vec<u64> = open.keys().copied().collect();
-    ids.sort_unstable();
-    for id in ids {
-        let (second, batch) = &open[&id];
-        records.push(close(batch));
-        // The closing watermark: every second with chat is now past the lateness.
-        let closing = (second + 1) * 1000 + i64::from(args.lateness_ms);
-        records.push(close(&ChatBatch { broadcaster_id: id, watermark_ms: closing, messages: vec![] }));
-    }
+    let (batches, messages) = event_time_batches(&args.files, args.format, args.lateness_ms)?;
+    let records: Vec<OutRecord> = batches
+        .iter()
+        .map(|batch| OutRecord { partition_key: batch.broadcaster_id.to_string(), data: wire::encode(batch) })
+        .collect();
     crate::stack::runtime()?.block_on(async {
         let sdk = highlights_adapters::aws::from_env().await;
         let client = aws_sdk_kinesis::Client::new(&sdk);
@@ -95,4 +48,55 @@ pub fn run(args: ReplayArgs) -> anyhow::Result<()> {
         );
         anyhow::Ok(())
     })
+}
+
+/// Recorded chat as the ingester batches it, in event time: one batch per broadcaster per second
+/// of chat (the watermark at the end of that second), then a closing watermark per broadcaster
+/// (`lateness_ms` past its last second), so a consumer sees exactly what `backtest` sees. Bad
+/// records are reported on stderr and skipped. Returns the batches and the messages in them.
+pub fn event_time_batches(
+    files: &[PathBuf],
+    format: Format,
+    lateness_ms: u32,
+) -> anyhow::Result<(Vec<ChatBatch>, u64)> {
+    // Open batches per broadcaster: (second, batch). A batch is closed when the broadcaster's
+    // chat moves to a later second.
+    let mut open: BroadcasterMap<(i64, ChatBatch)> = BroadcasterMap::default();
+    let mut batches: Vec<ChatBatch> = Vec::new();
+    let mut messages = 0u64;
+    let empty = |broadcaster_id, second: i64| ChatBatch {
+        broadcaster_id,
+        watermark_ms: second * 1000 + 999,
+        messages: vec![],
+    };
+    for path in files {
+        input::read_file(
+            path,
+            format,
+            &mut |event| {
+                messages += 1;
+                let second = event.sent_at_ms.div_euclid(1000);
+                let entry = open
+                    .entry(event.broadcaster_id)
+                    .or_insert_with(|| (second, empty(event.broadcaster_id, second)));
+                if second > entry.0 {
+                    let closed = std::mem::replace(entry, (second, empty(event.broadcaster_id, second)));
+                    batches.push(closed.1);
+                }
+                entry.1.messages.push(ChatMessage::new(event.sent_at_ms, event.text));
+            },
+            &mut |bad| eprintln!("{}: {}: {}", path.display(), bad.position, bad.reason),
+            &mut |_| {},
+        )?;
+    }
+    let mut ids: Vec<u64> = open.keys().copied().collect();
+    ids.sort_unstable();
+    for id in ids {
+        let (second, batch) = open.remove(&id).expect("listed above");
+        batches.push(batch);
+        // The closing watermark: every second with chat is now past the lateness.
+        let closing = (second + 1) * 1000 + i64::from(lateness_ms);
+        batches.push(ChatBatch { broadcaster_id: id, watermark_ms: closing, messages: vec![] });
+    }
+    Ok((batches, messages))
 }

@@ -83,6 +83,27 @@ struct Channel {
     bursts: Vec<u32>,
 }
 
+impl SynthArgs {
+    /// The built-in demo of `highlights dev`: a few lively channels with a burst every few
+    /// minutes each, starting at Unix second `start`, written to `out`.
+    pub fn demo(start: i64, duration: u32, out: PathBuf) -> Self {
+        Self {
+            channels: 3,
+            duration,
+            rate: 3.0,
+            bursts_per_hour: 20.0,
+            burst_seconds: 8,
+            burst_multiplier: 15.0,
+            command_fraction: 0.03,
+            start,
+            first_broadcaster_id: 100_000,
+            seed: start as u64,
+            out: Some(out),
+            labels: None,
+        }
+    }
+}
+
 pub fn run(args: SynthArgs) -> anyhow::Result<()> {
     anyhow::ensure!(args.channels > 0, "--channels must be at least 1");
     anyhow::ensure!(args.rate.is_finite() && args.rate > 0.0, "--rate must be a positive number");

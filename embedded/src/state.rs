@@ -113,6 +113,11 @@ impl HighlightOutbox for Embedded {
 }
 
 impl Embedded {
+    /// The newest highlight's row (0: none).
+    pub fn highlights_end(&self) -> Result<i64, EmbeddedError> {
+        Ok(self.writer().query_row("SELECT coalesce(max(seq), 0) FROM highlights", [], |row| row.get(0))?)
+    }
+
     /// Up to `limit` highlights recorded after row `after`, in the order they were recorded.
     pub fn highlights_after(&self, after: i64, limit: usize) -> Result<Vec<(i64, Detection)>, EmbeddedError> {
         let connection = self.writer();

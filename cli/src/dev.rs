@@ -1,0 +1,477 @@
+//! `highlights dev`: the whole product in one process, with nothing to install or start. The
+//! production pieces, wired in-process: a chat source, the ingester's wire format into an
+//! embedded stream partitioned by broadcaster, the detector Lambda's handler, its outbox, the
+//! moments consumer, and the API's router with the site, all on one SQLite file
+//! (`highlights-embedded`) under `--data-dir`.
+//!
+//! Exactly once across restarts, also after `kill -9`: a source's position commits with the
+//! records it appends, the detector skips what its state says it applied (as on Kinesis
+//! redelivery), and moments commit with their consumer's position.
+//!
+//! This module only wires and paces; the work is in the handlers and the store.
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::time::{Duration, Instant};
+
+use anyhow::{Context as _, bail};
+use api_function::{ApiState, site_router};
+use detector_function::DetectorHandler;
+use highlights_adapters::kinesis_out::OutRecord;
+use highlights_adapters::lambda_events::{KinesisRecordIn, kinesis_event};
+use highlights_adapters::settings::DetectorSettings;
+use highlights_core::{ChatBatch, wire};
+use highlights_embedded::Embedded;
+use ingest_fargate::producer::{EntryResults, RecordSink, SinkError};
+use tokio::sync::watch;
+
+use crate::input::Format;
+
+/// Records handed to the detector per invocation (the Lambda's batch size).
+const DETECTOR_BATCH: usize = 500;
+/// Records appended per transaction at `--speed max`.
+const APPEND_CHUNK: usize = 2_000;
+const IDLE_POLL: Duration = Duration::from_millis(20);
+const STREAM_ARN: &str = "arn:aws:kinesis:local:000000000000:stream/dev-chat";
+
+#[derive(clap::Args, Debug)]
+pub struct DevArgs {
+    /// Replay recorded chat (every `backtest` format) instead of the built-in demo.
+    #[arg(long, value_name = "FILE", num_args = 1.., conflicts_with = "channels")]
+    replay: Vec<PathBuf>,
+    #[arg(long, value_enum, default_value_t = Format::Auto)]
+    format: Format,
+    /// Replay speed: N times real time, or `max`.
+    #[arg(long, default_value = "max")]
+    speed: Speed,
+    /// Watch live Twitch chat of these channels (anonymously; TWITCH_IRC_ADDR for another server).
+    #[arg(long = "channel", value_name = "LOGIN")]
+    channels: Vec<String>,
+    #[arg(long, env = "TWITCH_IRC_ADDR", default_value = "irc://irc.chat.twitch.tv:6667", hide = true)]
+    irc_addr: String,
+    /// Address of the site and API (port 0 picks a free port; the chosen address is printed).
+    #[arg(long, default_value = "127.0.0.1:8080")]
+    listen: SocketAddr,
+    /// Where the embedded database lives; a restart resumes from it.
+    #[arg(long, default_value = ".local/dev", value_name = "DIR")]
+    data_dir: PathBuf,
+    /// The static site to serve next to the API.
+    #[arg(long, default_value = "web", value_name = "DIR")]
+    web_dir: PathBuf,
+    /// Which detector: `seed` (the message-rate z-score of the seed project).
+    #[arg(long = "detector", value_enum, default_value_t = DetectorKind::Seed)]
+    detector_kind: DetectorKind,
+    #[command(flatten)]
+    detector: DetectorSettings,
+    /// Exit once a replay is fully detected and stored (scripts, tests); otherwise keep serving.
+    #[arg(long, requires = "replay")]
+    exit_when_done: bool,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+enum DetectorKind {
+    Seed,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq)]
+enum Speed {
+    Max,
+    Times(f64),
+}
+
+impl std::str::FromStr for Speed {
+    type Err = String;
+    fn from_str(text: &str) -> Result<Self, String> {
+        if text == "max" {
+            return Ok(Self::Max);
+        }
+        match text.parse::<f64>() {
+            Ok(times) if times.is_finite() && times > 0.0 => Ok(Self::Times(times)),
+            _ => Err(format!("{text:?} is neither `max` nor a positive number")),
+        }
+    }
+}
+
+/// What the pipeline has done, for the progress line and the summary.
+#[derive(Default)]
+struct Progress {
+    messages_in: AtomicU64,
+    records_detected: AtomicU64,
+    detections: AtomicU64,
+    moments: AtomicU64,
+    source_done: AtomicBool,
+}
+
+pub fn run(args: DevArgs) -> anyhow::Result<()> {
+    if !args.web_dir.join("index.html").is_file() {
+        bail!(
+            "{} has no index.html: pass --web-dir pointing at the repository's web/ folder",
+            args.web_dir.display()
+        );
+    }
+    let config = args.detector.config().context("invalid detector settings")?;
+    let store = Arc::new(Embedded::open(&args.data_dir)?);
+    crate::stack::runtime()?.block_on(async move {
+        let progress = Arc::new(Progress::default());
+        let (stop_tx, stop) = watch::channel(false);
+        let listener = tokio::net::TcpListener::bind(args.listen)
+            .await
+            .with_context(|| format!("cannot listen on {}", args.listen))?;
+        let address = listener.local_addr()?;
+        // Tests and scripts read this line to find the port.
+        eprintln!("serving http://{address}/ (data in {})", store.path().display());
+        let server = {
+            let app = site_router(ApiState::from_reader(store.clone()), &args.web_dir);
+            let mut stop = stop.clone();
+            tokio::spawn(async move {
+                axum::serve(listener, app)
+                    .with_graceful_shutdown(async move {
+                        let _ = stop.wait_for(|s| *s).await;
+                    })
+                    .await
+            })
+        };
+        let handler = DetectorHandler::new(config, store.clone(), store.clone());
+        let detector = tokio::spawn(detect(store.clone(), handler, progress.clone(), stop.clone()));
+        let moments = tokio::spawn(store_moments(store.clone(), progress.clone(), stop.clone()));
+        let source = {
+            let (store, progress, stop) = (store.clone(), progress.clone(), stop.clone());
+            let lateness = args.detector.lateness_ms;
+            let (replay, format, speed, channels, irc, data_dir) = (
+                args.replay.clone(),
+                args.format,
+                args.speed,
+                args.channels.clone(),
+                args.irc_addr.clone(),
+                args.data_dir.clone(),
+            );
+            tokio::spawn(async move {
+                let result = if !channels.is_empty() {
+                    live(&store, channels, &irc, &progress, stop).await
+                } else if !replay.is_empty() {
+                    replay_files(&store, &replay, format, lateness, speed, &progress, stop).await
+                } else {
+                    demo(&store, &data_dir, lateness, &progress, stop).await
+                };
+                progress.source_done.store(true, Ordering::SeqCst);
+                result
+            })
+        };
+        let outcome = supervise(&store, &progress, args.exit_when_done, &source).await;
+        let _ = stop_tx.send(true);
+        for task in [detector, moments] {
+            task.await.context("a pipeline task panicked")??;
+        }
+        server.await.context("the server task panicked")?.context("the server failed")?;
+        if source.is_finished() {
+            source.await.context("the source task panicked")??;
+        } else {
+            source.abort();
+        }
+        eprintln!(
+            "dev: {} messages, {} detections, {} moments stored",
+            progress.messages_in.load(Ordering::Relaxed),
+            progress.detections.load(Ordering::Relaxed),
+            progress.moments.load(Ordering::Relaxed)
+        );
+        outcome
+    })
+}
+
+/// Prints progress every few seconds until Ctrl-C, or until a replay is done and caught up.
+async fn supervise(
+    store: &Embedded,
+    progress: &Progress,
+    exit_when_done: bool,
+    source: &tokio::task::JoinHandle<anyhow::Result<()>>,
+) -> anyhow::Result<()> {
+    let mut last_line = String::new();
+    let mut last_print = Instant::now();
+    let ctrl_c = tokio::signal::ctrl_c();
+    tokio::pin!(ctrl_c);
+    loop {
+        tokio::select! {
+            _ = &mut ctrl_c => {
+                eprintln!("dev: stopping");
+                return Ok(());
+            }
+            () = tokio::time::sleep(Duration::from_millis(50)) => {}
+        }
+        if source.is_finished() && !progress.source_done.load(Ordering::SeqCst) {
+            return Ok(()); // it panicked; the caller reports it
+        }
+        let caught_up = progress.source_done.load(Ordering::SeqCst)
+            && store.position_of("detector")? >= store.stream_end()?
+            && store.position_of("moments")? >= store.highlights_end()?;
+        if exit_when_done && caught_up {
+            return Ok(());
+        }
+        if last_print.elapsed() >= Duration::from_secs(2) {
+            let line = format!(
+                "dev: {} messages in, {} detections, {} moments",
+                progress.messages_in.load(Ordering::Relaxed),
+                progress.detections.load(Ordering::Relaxed),
+                progress.moments.load(Ordering::Relaxed)
+            );
+            if line != last_line {
+                eprintln!("{line}");
+                last_line = line;
+            }
+            last_print = Instant::now();
+        }
+    }
+}
+
+/// The detector's event-source mapping: invokes the Lambda handler on the stream's records in
+/// order, from its saved position; a failed record is retried from there.
+async fn detect(
+    store: Arc<Embedded>,
+    handler: DetectorHandler<Arc<Embedded>, Arc<Embedded>>,
+    progress: Arc<Progress>,
+    stop: watch::Receiver<bool>,
+) -> anyhow::Result<()> {
+    let mut position = store.position_of("detector")?;
+    while !*stop.borrow() {
+        let records = store.read_stream(position, DETECTOR_BATCH)?;
+        let Some(last) = records.last().map(|r| r.sequence) else {
+            tokio::time::sleep(IDLE_POLL).await;
+            continue;
+        };
+        let now_s = unix_ms() as f64 / 1000.0;
+        let records: Vec<KinesisRecordIn> = records
+            .into_iter()
+            .map(|r| KinesisRecordIn {
+                shard_id: "shardId-000000000000".into(),
+                sequence_number: r.sequence.to_string(),
+                partition_key: r.partition_key.to_string(),
+                data: r.data,
+                approximate_arrival_s: now_s,
+            })
+            .collect();
+        let (response, report) = handler.handle(&kinesis_event(STREAM_ARN, "local", &records)).await;
+        progress.detections.fetch_add(report.detections, Ordering::Relaxed);
+        let failed = response
+            .batch_item_failures
+            .iter()
+            .filter_map(|f| f.item_identifier.as_deref()?.parse::<i64>().ok())
+            .min();
+        match failed {
+            Some(first_failed) => {
+                // As Lambda does: the batch again from the first failed record, after a pause.
+                position = first_failed - 1;
+                tracing::warn!(sequence = first_failed, "detector invocation failed; retrying");
+                tokio::time::sleep(Duration::from_millis(200)).await;
+            }
+            None => {
+                progress.records_detected.fetch_add(records.len() as u64, Ordering::Relaxed);
+                position = last;
+            }
+        }
+        store.set_position("detector", position)?;
+    }
+    Ok(())
+}
+
+/// The clipper's place without Twitch credentials: every highlight becomes a moment, stored once.
+async fn store_moments(
+    store: Arc<Embedded>,
+    progress: Arc<Progress>,
+    stop: watch::Receiver<bool>,
+) -> anyhow::Result<()> {
+    let mut position = store.position_of("moments")?;
+    while !*stop.borrow() {
+        let highlights = store.highlights_after(position, 100)?;
+        let Some((last, _)) = highlights.last() else {
+            tokio::time::sleep(IDLE_POLL).await;
+            continue;
+        };
+        let stored = store.store_moments("moments", &highlights, unix_ms())?;
+        progress.moments.fetch_add(stored as u64, Ordering::Relaxed);
+        position = *last;
+    }
+    Ok(())
+}
+
+/// Replays `files` batched in event time, paced at `speed`, resuming after the records a previous
+/// run of the same replay already appended.
+async fn replay_files(
+    store: &Embedded,
+    files: &[PathBuf],
+    format: Format,
+    lateness_ms: u32,
+    speed: Speed,
+    progress: &Progress,
+    stop: watch::Receiver<bool>,
+) -> anyhow::Result<()> {
+    let (batches, messages) = crate::replay::event_time_batches(files, format, lateness_ms)?;
+    let source = replay_source_name(files)?;
+    let done = store.position_of(&source)?.max(0) as usize;
+    if done > 0 {
+        eprintln!("dev: resuming the replay after {done} of {} records", batches.len());
+    }
+    eprintln!("dev: replaying {messages} messages from {} file(s)", files.len());
+    // Event time maps to wall time from the first batch on (at `speed`).
+    let first_event_ms = batches.first().map_or(0, |b| b.watermark_ms);
+    append_paced(store, &source, &batches, done, (Instant::now(), first_event_ms), speed, progress, stop)
+        .await
+}
+
+/// A replay is resumed only by the same files: the source's name carries their paths and sizes.
+fn replay_source_name(files: &[PathBuf]) -> anyhow::Result<String> {
+    use std::hash::{Hash, Hasher};
+    let mut hasher = std::collections::hash_map::DefaultHasher::new();
+    for file in files {
+        let metadata = std::fs::metadata(file).with_context(|| format!("cannot read {}", file.display()))?;
+        std::path::absolute(file).unwrap_or_else(|_| file.clone()).hash(&mut hasher);
+        metadata.len().hash(&mut hasher);
+    }
+    Ok(format!("replay-{:016x}", hasher.finish()))
+}
+
+/// Appends `batches[done..]` to the stream, each no earlier than its event time maps to on the
+/// wall clock (`anchor`: that wall instant is that event millisecond), in chunks whose source
+/// position commits with them.
+#[allow(clippy::too_many_arguments)]
+async fn append_paced(
+    store: &Embedded,
+    source: &str,
+    batches: &[ChatBatch],
+    done: usize,
+    anchor: (Instant, i64),
+    speed: Speed,
+    progress: &Progress,
+    stop: watch::Receiver<bool>,
+) -> anyhow::Result<()> {
+    let mut next = done;
+    while next < batches.len() && !*stop.borrow() {
+        let mut end = next;
+        let now = Instant::now();
+        while end < batches.len() && end - next < APPEND_CHUNK {
+            let due = match speed {
+                Speed::Max => now,
+                Speed::Times(times) => {
+                    let ahead_ms = ((batches[end].watermark_ms - anchor.1) as f64 / times).max(0.0);
+                    anchor.0 + Duration::from_millis(ahead_ms as u64)
+                }
+            };
+            if due > now {
+                break;
+            }
+            end += 1;
+        }
+        if end == next {
+            tokio::time::sleep(IDLE_POLL).await;
+            continue;
+        }
+        let chunk: Vec<_> = batches[next..end].iter().map(|b| (b.broadcaster_id, wire::encode(b))).collect();
+        store.append(source, end as i64, &chunk)?;
+        let messages: usize = batches[next..end].iter().map(|b| b.messages.len()).sum();
+        progress.messages_in.fetch_add(messages as u64, Ordering::Relaxed);
+        next = end;
+        tokio::task::yield_now().await;
+    }
+    Ok(())
+}
+
+/// The built-in demo: synthetic chat of a few channels, on the wall clock. Its first 20 minutes
+/// lie in the past (appended at once, so the site has moments from the start); the rest arrives
+/// in real time. One demo recording lasts two hours; a restart within it resumes it.
+async fn demo(
+    store: &Embedded,
+    data_dir: &Path,
+    lateness_ms: u32,
+    progress: &Progress,
+    stop: watch::Receiver<bool>,
+) -> anyhow::Result<()> {
+    const BACKFILL_S: i64 = 20 * 60;
+    const LENGTH_S: u32 = 2 * 3600;
+    let now_s = unix_ms() / 1000;
+    let existing = std::fs::read_dir(data_dir)?
+        .filter_map(|entry| {
+            entry
+                .ok()?
+                .file_name()
+                .to_str()?
+                .strip_prefix("demo-")?
+                .strip_suffix(".jsonl")?
+                .parse::<i64>()
+                .ok()
+        })
+        .filter(|start| start + i64::from(LENGTH_S) > now_s + 60)
+        .max();
+    let start = existing.unwrap_or(now_s - BACKFILL_S);
+    let file = data_dir.join(format!("demo-{start}.jsonl"));
+    if existing.is_none() {
+        crate::synth::run(crate::synth::SynthArgs::demo(start, LENGTH_S, file.clone()))?;
+    }
+    let files = [file];
+    let (batches, messages) = crate::replay::event_time_batches(&files, Format::Jsonl, lateness_ms)?;
+    let source = replay_source_name(&files)?;
+    let done = store.position_of(&source)?.max(0) as usize;
+    eprintln!("dev: built-in demo: 3 synthetic channels, {messages} messages over 2 hours on the wall clock");
+    // Event time is wall time: what is past is due now, the rest when it happens.
+    let anchor = (Instant::now(), unix_ms());
+    append_paced(store, &source, &batches, done, anchor, Speed::Times(1.0), progress, stop).await
+}
+
+/// Live Twitch chat through the ingester's IRC client and batcher, into the embedded stream.
+async fn live(
+    store: &Arc<Embedded>,
+    channels: Vec<String>,
+    irc_addr: &str,
+    progress: &Arc<Progress>,
+    stop: watch::Receiver<bool>,
+) -> anyhow::Result<()> {
+    use ingest_fargate::irc_client::{CONFIRM_JOINS_WITHIN, ChatClient, IrcLogin, JoinLimit};
+    let counters = Arc::new(ingest_fargate::metrics::Counters::default());
+    let chat = ChatClient {
+        address: irc_addr.parse().with_context(|| format!("{irc_addr} is not an IRC address"))?,
+        login: IrcLogin::Anonymous,
+        join_limit: JoinLimit::default(),
+        confirm_joins_within: CONFIRM_JOINS_WITHIN,
+        counters,
+    };
+    let logins: std::collections::BTreeSet<String> =
+        channels.iter().map(|c| c.to_ascii_lowercase()).collect();
+    eprintln!(
+        "dev: watching {} live channel(s): {}",
+        logins.len(),
+        logins.iter().cloned().collect::<Vec<_>>().join(", ")
+    );
+    let (_keep, joined) = watch::channel(logins);
+    let sink = Arc::new(StreamSink { store: store.clone(), progress: progress.clone() });
+    ingest_fargate::run(chat, joined, sink, ingest_fargate::producer::ProducerSettings::default(), stop)
+        .await;
+    Ok(())
+}
+
+/// The ingester's sink, appending to the embedded stream.
+struct StreamSink {
+    store: Arc<Embedded>,
+    progress: Arc<Progress>,
+}
+
+impl RecordSink for StreamSink {
+    async fn put(&self, records: &[&OutRecord]) -> Result<EntryResults, SinkError> {
+        let mut decoded = Vec::with_capacity(records.len());
+        for record in records {
+            let key = record
+                .partition_key
+                .parse()
+                .map_err(|_| SinkError(format!("bad partition key {}", record.partition_key)))?;
+            if let Ok(batch) = wire::decode(&record.data) {
+                self.progress.messages_in.fetch_add(batch.messages.len() as u64, Ordering::Relaxed);
+            }
+            decoded.push((key, record.data.clone()));
+        }
+        // Live chat cannot be read again: the source has no position worth keeping.
+        self.store.append("live", 0, &decoded).map_err(|e| SinkError(e.to_string()))?;
+        Ok(vec![None; records.len()])
+    }
+}
+
+fn unix_ms() -> i64 {
+    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_millis() as i64)
+}

@@ -1,0 +1,278 @@
+//! `highlights dev`, the whole product in one process, run as a user runs it: the binary, its
+//! data directory, its HTTP port. Detections are compared with `highlights backtest` on the same
+//! chat, across a `kill -9`, and live chat comes from a fake Twitch IRC server.
+
+use std::io::{BufRead as _, BufReader};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use highlights_embedded::Embedded;
+use highlights_test_support::irc::FakeIrc;
+
+const DEADLINE: Duration = Duration::from_secs(120);
+
+fn repository() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).parent().unwrap().to_path_buf()
+}
+
+fn data_dir(name: &str) -> PathBuf {
+    let dir = std::env::temp_dir().join(format!("highlights-dev-{name}-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    dir
+}
+
+/// A running `highlights dev`: its URL and everything it has printed on stderr so far.
+struct Dev {
+    child: Child,
+    url: String,
+    stderr: Arc<Mutex<String>>,
+}
+
+impl Drop for Dev {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn dev(data: &Path, args: &[&str], env: &[(&str, &str)]) -> Dev {
+    let mut command = Command::new(env!("CARGO_BIN_EXE_highlights"));
+    command
+        .arg("dev")
+        .args(["--listen", "127.0.0.1:0", "--web-dir"])
+        .arg(repository().join("web"))
+        .arg("--data-dir")
+        .arg(data)
+        .args(args)
+        .stderr(Stdio::piped());
+    for (key, value) in env {
+        command.env(key, value);
+    }
+    let mut child = command.spawn().unwrap();
+    let mut stderr = BufReader::new(child.stderr.take().unwrap());
+    let mut line = String::new();
+    stderr.read_line(&mut line).unwrap();
+    let url = line
+        .strip_prefix("serving ")
+        .and_then(|rest| rest.split_whitespace().next())
+        .unwrap_or_else(|| panic!("unexpected first line from highlights dev: {line:?}"))
+        .to_owned();
+    let printed = Arc::new(Mutex::new(line));
+    let sink = printed.clone();
+    std::thread::spawn(move || {
+        for line in stderr.lines().map_while(Result::ok) {
+            sink.lock().unwrap().push_str(&(line + "\n"));
+        }
+    });
+    Dev { child, url, stderr: printed }
+}
+
+/// Runs `highlights dev --exit-when-done` to the end.
+fn dev_to_the_end(data: &Path, files: &[PathBuf], extra: &[&str]) {
+    let mut args: Vec<&str> = vec!["--exit-when-done"];
+    args.extend_from_slice(extra);
+    args.push("--replay");
+    let files: Vec<String> = files.iter().map(|f| f.display().to_string()).collect();
+    args.extend(files.iter().map(String::as_str));
+    let mut run = dev(data, &args, &[]);
+    let status = run.child.wait().unwrap();
+    assert!(status.success(), "highlights dev failed: {}", run.stderr.lock().unwrap());
+}
+
+/// `(broadcaster_id, peak second, intensity to 6 decimals)` of every detection `backtest` prints.
+fn backtest(files: &[PathBuf]) -> Vec<(String, i64, String)> {
+    let output = Command::new(env!("CARGO_BIN_EXE_highlights")).arg("backtest").args(files).output().unwrap();
+    assert!(output.status.success(), "{}", String::from_utf8_lossy(&output.stderr));
+    let mut found: Vec<_> = String::from_utf8_lossy(&output.stdout)
+        .lines()
+        .map(|line| {
+            let d: serde_json::Value = serde_json::from_str(line).unwrap();
+            (
+                d["broadcaster_id"].as_str().unwrap().to_owned(),
+                d["peak_at"].as_i64().unwrap(),
+                format!("{:.6}", d["intensity"].as_f64().unwrap()),
+            )
+        })
+        .collect();
+    found.sort();
+    found
+}
+
+/// Every moment the API lists, in the same shape (following the cursor).
+async fn listed(url: &str) -> Vec<(String, i64, String)> {
+    let mut found = Vec::new();
+    let mut cursor: Option<String> = None;
+    loop {
+        let mut page_url = format!("{url}v1.0/clip?limit=100");
+        if let Some(cursor) = &cursor {
+            page_url.push_str(&format!("&cursor={cursor}"));
+        }
+        let page: serde_json::Value = reqwest::get(&page_url).await.unwrap().json().await.unwrap();
+        for clip in page["clips"].as_array().unwrap() {
+            assert_eq!(clip["kind"], "moment", "{clip}");
+            let at = time::OffsetDateTime::parse(
+                clip["detected_at"].as_str().unwrap(),
+                &time::format_description::well_known::Rfc3339,
+            )
+            .unwrap();
+            found.push((
+                clip["broadcaster_id"].as_str().unwrap().to_owned(),
+                at.unix_timestamp(),
+                format!("{:.6}", clip["intensity"].as_f64().unwrap()),
+            ));
+        }
+        match page["next_cursor"].as_str() {
+            Some(next) => cursor = Some(next.to_owned()),
+            None => break,
+        }
+    }
+    found.sort();
+    found
+}
+
+fn recorded_chat() -> Vec<PathBuf> {
+    let dir = repository().join("../shared/data/chat");
+    let mut files: Vec<PathBuf> = std::fs::read_dir(&dir)
+        .unwrap_or_else(|e| panic!("{}: {e}", dir.display()))
+        .map(|e| e.unwrap().path())
+        .collect();
+    files.sort();
+    files
+}
+
+fn synthetic_chat(dir: &Path) -> PathBuf {
+    std::fs::create_dir_all(dir).unwrap();
+    let file = dir.join("synth.jsonl");
+    let status = Command::new(env!("CARGO_BIN_EXE_highlights"))
+        .args(["synth", "--channels", "20", "--duration", "3600", "--out"])
+        .arg(&file)
+        .status()
+        .unwrap();
+    assert!(status.success());
+    file
+}
+
+#[tokio::test]
+async fn a_replay_lists_exactly_the_detections_backtest_prints() {
+    let data = data_dir("replay");
+    let files = recorded_chat();
+    dev_to_the_end(&data, &files, &["--speed", "max"]);
+    let expected = backtest(&files);
+    assert!(!expected.is_empty(), "the recorded chat has detections");
+    // Started again on the same data: nothing left to do, and it serves what it stored.
+    let names: Vec<String> = files.iter().map(|f| f.display().to_string()).collect();
+    let mut args = vec!["--replay"];
+    args.extend(names.iter().map(String::as_str));
+    let again = dev(&data, &args, &[]);
+    assert!(again.stderr.lock().unwrap().contains("serving"), "the second run starts serving at once");
+    assert_eq!(listed(&again.url).await, expected);
+    drop(again);
+    std::fs::remove_dir_all(data).unwrap();
+}
+
+#[tokio::test]
+async fn a_kill_9_mid_replay_loses_and_doubles_nothing() {
+    let data = data_dir("kill");
+    let file = synthetic_chat(&data.with_extension("input"));
+    let files = vec![file];
+    let expected = backtest(&files);
+    assert!(expected.len() >= 20, "{} detections", expected.len());
+
+    // An uninterrupted run tells how many stream records the replay makes.
+    let clean = data_dir("kill-clean");
+    dev_to_the_end(&clean, &files, &[]);
+    let records = Embedded::open(&clean).unwrap().stream_end().unwrap();
+    std::fs::remove_dir_all(&clean).unwrap();
+
+    // Slow enough to be caught in the middle: 3600 s of chat at 300x is 12 s.
+    let file_arg = files[0].display().to_string();
+    let mut victim = dev(&data, &["--speed", "300", "--replay", &file_arg], &[]);
+    let store = Embedded::open(&data).unwrap();
+    let started = Instant::now();
+    while store.stream_end().unwrap() < records / 3 {
+        assert!(
+            started.elapsed() < DEADLINE,
+            "the replay did not progress: {}",
+            victim.stderr.lock().unwrap()
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    victim.child.kill().unwrap(); // SIGKILL
+    victim.child.wait().unwrap();
+    let cut_at = store.stream_end().unwrap();
+    assert!(cut_at < records, "killed before the end ({cut_at} of {records})");
+    drop(store);
+
+    dev_to_the_end(&data, &files, &[]);
+    let store = Embedded::open(&data).unwrap();
+    assert_eq!(store.stream_end().unwrap(), records, "every record appended once");
+    assert_eq!(store.highlights_end().unwrap(), expected.len() as i64, "every detection recorded once");
+    let served = dev(&data, &["--replay", &file_arg], &[]);
+    assert_eq!(listed(&served.url).await, expected);
+    drop(served);
+    std::fs::remove_dir_all(&data).unwrap();
+    std::fs::remove_dir_all(data.with_extension("input")).unwrap();
+}
+
+#[tokio::test]
+async fn live_chat_from_twitch_irc_becomes_a_moment_the_api_lists() {
+    let irc = FakeIrc::start(&[("alpha", 515151), ("beta", 525252)]).await;
+    let data = data_dir("live");
+    let served = dev(&data, &["--channel", "alpha", "--channel", "Beta"], &[("TWITCH_IRC_ADDR", &irc.url())]);
+    assert!(
+        irc.wait_joined(&["alpha", "beta"], DEADLINE).await,
+        "never joined: {}",
+        served.stderr.lock().unwrap()
+    );
+    // Six minutes of resting chat on alpha ending in a burst, with Twitch's timestamps.
+    let now_s = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_secs() as i64;
+    let start_s = now_s - 365;
+    let mut n = 0u64;
+    for second in 0..360i64 {
+        let count = if (330..336).contains(&second) { 60 } else { [1, 2, 0, 3][(second % 4) as usize] };
+        for i in 0..count {
+            let sent_at = (start_s + second) * 1000 + i * 1000 / count.max(1);
+            let id = format!("00000000-0000-4000-8000-{n:012}");
+            let line =
+                FakeIrc::chat_line("alpha", 515151, ("viewer", 1000 + n % 50), sent_at, &id, "PogChamp");
+            irc.send_raw(Some("alpha"), &line);
+            n += 1;
+        }
+    }
+    let started = Instant::now();
+    let moments = loop {
+        let page: serde_json::Value = reqwest::get(format!("{}v1.0/clip?broadcaster_id=515151", served.url))
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        if page["count"].as_u64().unwrap() > 0 {
+            break page;
+        }
+        assert!(started.elapsed() < DEADLINE, "no moment: {}", served.stderr.lock().unwrap());
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    };
+    let moment = &moments["clips"][0];
+    assert_eq!(moment["kind"], "moment");
+    let peak = time::OffsetDateTime::parse(
+        moment["detected_at"].as_str().unwrap(),
+        &time::format_description::well_known::Rfc3339,
+    )
+    .unwrap()
+    .unix_timestamp();
+    assert!((start_s + 330..start_s + 336).contains(&peak), "the peak is in the burst: {moment}");
+    assert_eq!(moment["clip_id"], format!("moment-515151-{peak}"));
+    assert!(moment["url"].is_null() && moment["embed_url"].is_null(), "{moment}");
+    let beta: serde_json::Value = reqwest::get(format!("{}v1.0/clip?broadcaster_id=525252", served.url))
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(beta["count"], 0, "no chat, no moment");
+    drop(served);
+    std::fs::remove_dir_all(&data).unwrap();
+}
