@@ -139,7 +139,8 @@ function embedSource(clip) {
 
 function card(clip) {
   const node = $("clip-template").content.firstElementChild.cloneNode(true);
-  const title = clip.title || `Clip ${clip.clip_id}`;
+  const moment = clip.kind === "moment";
+  const title = clip.title || (moment ? "Chat exploded" : `Clip ${clip.clip_id}`);
   const streamer = clip.streamer_name || clip.streamer_login || `channel ${clip.broadcaster_id}`;
   node.dataset.clipId = clip.clip_id;
   node.querySelector(".title").textContent = title;
@@ -153,6 +154,19 @@ function card(clip) {
     `Intensity ${clip.intensity.toFixed(1)} · ${clip.message_count} messages`;
 
   const play = node.querySelector(".play");
+  if (moment) {
+    // A moment detected without a Twitch clip (`highlights dev` without credentials).
+    node.classList.add("moment");
+    const panel = document.createElement("div");
+    panel.className = "moment-panel";
+    const label = document.createElement("strong");
+    label.textContent = "Moment";
+    const detail = document.createElement("span");
+    detail.textContent = `${clip.message_count} messages · ${clip.intensity.toFixed(1)}σ above usual · no Twitch clip`;
+    panel.append(label, detail);
+    play.replaceWith(panel);
+    return node;
+  }
   play.setAttribute("aria-label", `Play clip: ${title} (${streamer})`);
   const thumb = node.querySelector(".thumb");
   if (clip.thumbnail_url) {

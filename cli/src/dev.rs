@@ -34,6 +34,9 @@ const DETECTOR_BATCH: usize = 500;
 /// Records appended per transaction at `--speed max`.
 const APPEND_CHUNK: usize = 2_000;
 const IDLE_POLL: Duration = Duration::from_millis(20);
+/// The demo's channels, in synth's broadcaster-id order (`first_broadcaster_id` 100000).
+const DEMO_CHANNELS: [(&str, &str); 3] =
+    [("demo_pixel", "Demo Pixel"), ("demo_speedrun", "Demo Speedrun"), ("demo_cozy", "Demo Cozy")];
 const STREAM_ARN: &str = "arn:aws:kinesis:local:000000000000:stream/dev-chat";
 
 #[derive(clap::Args, Debug)]
@@ -405,6 +408,9 @@ async fn demo(
     let file = data_dir.join(format!("demo-{start}.jsonl"));
     if existing.is_none() {
         crate::synth::run(crate::synth::SynthArgs::demo(start, LENGTH_S, file.clone()))?;
+    }
+    for (index, (login, name)) in DEMO_CHANNELS.iter().enumerate() {
+        store.upsert_streamer(100_000 + index as u64, login, Some(name), true)?;
     }
     let files = [file];
     let (batches, messages) = crate::replay::event_time_batches(&files, Format::Jsonl, lateness_ms)?;
