@@ -6,6 +6,8 @@
 
 const PAGE_SIZE = 24;
 const REQUEST_TIMEOUT_MS = 10000;
+// Where the server cannot stream (API Gateway), the page asks for new clips this often.
+const POLL_MS = 15000;
 
 const $ = (id) => document.getElementById(id);
 const grid = $("grid");
@@ -24,6 +26,12 @@ const state = {
   failedAction: null,
   // Responses to an older request (filters changed meanwhile) are ignored.
   generation: 0,
+  // New clips: the newest id listed, the clip ids shown (a clip arrives once), and the stream
+  // or timer that brings them.
+  newestId: 0,
+  shown: new Set(),
+  live: null,
+  streams: true,
 };
 
 class ApiError extends Error {}
@@ -143,6 +151,8 @@ function card(clip) {
   const title = clip.title || (moment ? "Chat exploded" : `Clip ${clip.clip_id}`);
   const streamer = clip.streamer_name || clip.streamer_login || `channel ${clip.broadcaster_id}`;
   node.dataset.clipId = clip.clip_id;
+  state.shown.add(clip.clip_id);
+  state.newestId = Math.max(state.newestId, clip.id);
   node.querySelector(".title").textContent = title;
   node.querySelector(".streamer").textContent = streamer;
   const when = node.querySelector(".when");
@@ -187,6 +197,65 @@ function card(clip) {
   return node;
 }
 
+// New clips appear without reloading: Server-Sent Events where the server streams (`highlights
+// serve`, `highlights dev`), else polling in insertion order (`after_id`), since a clip can be
+// stored after a later moment's.
+function stopLive() {
+  if (state.live?.close) state.live.close();
+  if (state.live?.timer) clearTimeout(state.live.timer);
+  state.live = null;
+}
+
+function startLive() {
+  stopLive();
+  const generation = state.generation;
+  const params = { ...state.filters, after_id: state.newestId };
+  if (state.streams && window.EventSource) {
+    const url = new URL(`${state.apiBaseUrl}/v1.0/live`, window.location.href);
+    for (const [key, value] of Object.entries(params)) if (value !== "") url.searchParams.set(key, value);
+    const source = new EventSource(url);
+    let opened = false;
+    source.addEventListener("open", () => { opened = true; });
+    source.addEventListener("clip", (event) => showNew([JSON.parse(event.data)]));
+    source.addEventListener("error", () => {
+      // Never opened (no streaming here): poll instead. Dropped later: the browser reconnects.
+      if (!opened) {
+        source.close();
+        state.streams = false;
+        if (generation === state.generation) startLive();
+      }
+    });
+    state.live = source;
+    return;
+  }
+  const poll = async () => {
+    try {
+      const page = await getJson("/v1.0/clip", { ...state.filters, after_id: state.newestId, limit: 100 });
+      if (generation !== state.generation) return;
+      showNew(page.clips);
+    } catch {
+      // The next round tries again.
+    }
+    if (generation === state.generation) state.live = { timer: setTimeout(poll, POLL_MS) };
+  };
+  state.live = { timer: setTimeout(poll, POLL_MS) };
+}
+
+function showNew(clips) {
+  const fresh = clips.filter((clip) => !state.shown.has(clip.clip_id));
+  if (fresh.length === 0) return;
+  // Newest moment first, above what is listed.
+  fresh.sort((a, b) => b.detected_at.localeCompare(a.detected_at));
+  const nodes = fresh.map(card);
+  nodes.forEach((node) => node.classList.add("fresh"));
+  grid.prepend(...nodes);
+  empty.hidden = true;
+  const count = grid.querySelectorAll(".card:not(.skeleton)").length;
+  const listed = Number.parseInt(summary.textContent, 10);
+  const total = Number.isNaN(listed) ? count : listed + fresh.length;
+  summary.textContent = `${total} clip${total === 1 ? "" : "s"}`;
+}
+
 function showError(message, action) {
   state.failedAction = action;
   $("error-detail").textContent = message;
@@ -204,7 +273,10 @@ async function loadFirstPage() {
   const generation = ++state.generation;
   state.loading = true;
   state.nextCursor = null;
+  stopLive();
   grid.replaceChildren();
+  state.shown.clear();
+  state.newestId = 0;
   empty.hidden = errorBox.hidden = loadMore.hidden = true;
   setLoadMoreBusy(false); // a next page still loading for the old filters is ignored
   summary.textContent = "Loading clips…";
@@ -219,6 +291,7 @@ async function loadFirstPage() {
     summary.textContent = page.count === 0 ? "" : `${total} clip${page.total_count === 1 ? "" : "s"}`;
     empty.hidden = page.count !== 0;
     loadMore.hidden = !page.has_more;
+    startLive();
   } catch (error) {
     if (generation !== state.generation) return;
     placeholders.forEach((p) => p.remove());

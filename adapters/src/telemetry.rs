@@ -11,14 +11,18 @@ pub const NAMESPACE: &str = "TwitchHighlights";
 
 /// twitch-irc traces every line it sends, `PASS oauth:<token>` included: it never logs below
 /// debug, whatever `RUST_LOG` asks for.
-const TWITCH_IRC_CEILING: &str = "twitch_irc=debug";
+const TWITCH_IRC_TARGET: &str = "twitch_irc";
 
 /// JSON logs on stderr; level from `RUST_LOG` (default `info`, or `default_level`).
 pub fn init_json_logs(default_level: &str) {
     let mut filter = tracing_subscriber::EnvFilter::try_from_default_env()
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default_level));
-    if let Ok(ceiling) = TWITCH_IRC_CEILING.parse() {
-        filter = filter.add_directive(ceiling);
+    // A directive sets twitch-irc's level outright: it must not exceed what was asked for
+    // (a `warn` default would otherwise log its debug lines) nor debug.
+    let wanted = filter.max_level_hint().unwrap_or(tracing_subscriber::filter::LevelFilter::INFO);
+    let ceiling = wanted.min(tracing_subscriber::filter::LevelFilter::DEBUG);
+    if let Ok(directive) = format!("{TWITCH_IRC_TARGET}={ceiling}").parse() {
+        filter = filter.add_directive(directive);
     }
     // A second initialisation (tests, a runner hosting several handlers) keeps the first.
     let _ = tracing_subscriber::fmt()

@@ -215,31 +215,48 @@ async fn a_kill_9_mid_replay_loses_and_doubles_nothing() {
     std::fs::remove_dir_all(data.with_extension("input")).unwrap();
 }
 
+/// Detector settings that let real-time chat make a moment within seconds: a 10-second baseline.
+const QUICK_DETECTOR: [&str; 10] =
+    ["--baseline", "10", "--window", "1", "--warmup-fraction", "0.5", "--hold-cap", "3", "--cooldown", "5"];
+
+/// Chat on channel alpha (room 515151) as it happens, stamped with the wall clock as Twitch
+/// stamps it: 12 seconds of 0–3 messages a second, then 3 seconds of 60 a second. The pauses
+/// pace the scenario in real time (the ingester's watermarks follow the wall clock); nothing
+/// waits on the system under test. Returns the burst's first second.
+async fn send_live_chat_with_a_burst(irc: &FakeIrc) -> i64 {
+    let unix_ms =
+        || std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_millis() as i64;
+    let first_second = unix_ms() / 1000 + 1;
+    let begin =
+        tokio::time::Instant::now() + Duration::from_millis((first_second * 1000 - unix_ms()).max(0) as u64);
+    let mut n = 0u64;
+    for second in 0..15i64 {
+        tokio::time::sleep_until(begin + Duration::from_secs(second as u64)).await;
+        let count = if second >= 12 { 60 } else { [1, 2, 0, 3][(second % 4) as usize] };
+        for _ in 0..count {
+            let id = format!("00000000-0000-4000-8000-{n:012}");
+            let line =
+                FakeIrc::chat_line("alpha", 515151, ("viewer", 1000 + n % 50), unix_ms(), &id, "PogChamp");
+            irc.send_raw(Some("alpha"), &line);
+            n += 1;
+        }
+    }
+    first_second + 12
+}
+
 #[tokio::test]
 async fn live_chat_from_twitch_irc_becomes_a_moment_the_api_lists() {
     let irc = FakeIrc::start(&[("alpha", 515151), ("beta", 525252)]).await;
     let data = data_dir("live");
-    let served = dev(&data, &["--channel", "alpha", "--channel", "Beta"], &[("TWITCH_IRC_ADDR", &irc.url())]);
+    let mut args = vec!["--channel", "alpha", "--channel", "Beta"];
+    args.extend(QUICK_DETECTOR);
+    let served = dev(&data, &args, &[("TWITCH_IRC_ADDR", &irc.url())]);
     assert!(
         irc.wait_joined(&["alpha", "beta"], DEADLINE).await,
         "never joined: {}",
         served.stderr.lock().unwrap()
     );
-    // Six minutes of resting chat on alpha ending in a burst, with Twitch's timestamps.
-    let now_s = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_secs() as i64;
-    let start_s = now_s - 365;
-    let mut n = 0u64;
-    for second in 0..360i64 {
-        let count = if (330..336).contains(&second) { 60 } else { [1, 2, 0, 3][(second % 4) as usize] };
-        for i in 0..count {
-            let sent_at = (start_s + second) * 1000 + i * 1000 / count.max(1);
-            let id = format!("00000000-0000-4000-8000-{n:012}");
-            let line =
-                FakeIrc::chat_line("alpha", 515151, ("viewer", 1000 + n % 50), sent_at, &id, "PogChamp");
-            irc.send_raw(Some("alpha"), &line);
-            n += 1;
-        }
-    }
+    let burst_s = send_live_chat_with_a_burst(&irc).await;
     let started = Instant::now();
     let moments = loop {
         let page: serde_json::Value = reqwest::get(format!("{}v1.0/clip?broadcaster_id=515151", served.url))
@@ -262,7 +279,7 @@ async fn live_chat_from_twitch_irc_becomes_a_moment_the_api_lists() {
     )
     .unwrap()
     .unix_timestamp();
-    assert!((start_s + 330..start_s + 336).contains(&peak), "the peak is in the burst: {moment}");
+    assert!((burst_s..burst_s + 3).contains(&peak), "the peak is in the burst ({burst_s}..): {moment}");
     assert_eq!(moment["clip_id"], format!("moment-515151-{peak}"));
     assert!(moment["url"].is_null() && moment["embed_url"].is_null(), "{moment}");
     let beta: serde_json::Value = reqwest::get(format!("{}v1.0/clip?broadcaster_id=525252", served.url))
@@ -272,6 +289,63 @@ async fn live_chat_from_twitch_irc_becomes_a_moment_the_api_lists() {
         .await
         .unwrap();
     assert_eq!(beta["count"], 0, "no chat, no moment");
+    drop(served);
+    std::fs::remove_dir_all(&data).unwrap();
+}
+
+/// The open page of `highlights dev` shows a new moment without reloading (Server-Sent Events),
+/// in Chromium; the browser side is `web/tests/dev-live.mjs`.
+#[tokio::test]
+async fn the_open_page_shows_a_new_moment_without_reloading() {
+    use tokio::io::AsyncBufReadExt as _;
+    let web = repository().join("web");
+    assert!(
+        web.join("node_modules/playwright-core").is_dir(),
+        "web/node_modules is missing: run `npm ci` in web/"
+    );
+    let chromium = std::env::var("CHROMIUM_PATH").unwrap_or_else(|_| "/usr/bin/chromium".into());
+    assert!(
+        Path::new(&chromium).exists(),
+        "{chromium} is missing: install Debian's chromium (scripts/test does)"
+    );
+    let irc = FakeIrc::start(&[("alpha", 515151)]).await;
+    let data = data_dir("page");
+    let mut args = vec!["--channel", "alpha"];
+    args.extend(QUICK_DETECTOR);
+    let served = dev(&data, &args, &[("TWITCH_IRC_ADDR", &irc.url())]);
+    assert!(irc.wait_joined(&["alpha"], DEADLINE).await, "never joined: {}", served.stderr.lock().unwrap());
+    let mut browser = tokio::process::Command::new("node")
+        .args(["--test", "--test-reporter=spec", "tests/dev-live.mjs"])
+        .current_dir(&web)
+        .env("SITE_URL", &served.url)
+        .env("CHROMIUM_PATH", &chromium)
+        .stdout(Stdio::piped())
+        .kill_on_drop(true)
+        .spawn()
+        .unwrap();
+    let mut lines = tokio::io::BufReader::new(browser.stdout.take().unwrap()).lines();
+    let mut printed = String::new();
+    let ready = tokio::time::timeout(DEADLINE, async {
+        while let Some(line) = lines.next_line().await.unwrap() {
+            printed.push_str(&line);
+            printed.push('\n');
+            if line.contains("READY") {
+                return true;
+            }
+        }
+        false
+    })
+    .await;
+    assert_eq!(ready, Ok(true), "the page never got ready: {printed}");
+    send_live_chat_with_a_burst(&irc).await;
+    let rest = tokio::spawn(async move {
+        while let Ok(Some(line)) = lines.next_line().await {
+            println!("{line}");
+        }
+    });
+    let status = browser.wait().await.unwrap();
+    rest.await.unwrap();
+    assert!(status.success(), "the browser test failed; dev said: {}", served.stderr.lock().unwrap());
     drop(served);
     std::fs::remove_dir_all(&data).unwrap();
 }

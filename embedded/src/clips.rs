@@ -134,13 +134,21 @@ impl Embedded {
         let total: i64 = connection
             .prepare_cached(&count_sql)?
             .query_row(rusqlite::params_from_iter(&params), |row| row.get(0))?;
+        // Insertion order (new clips since the client's newest id) or newest detection first.
+        let order = if let Some(after) = query.after_id {
+            filters.push("c.id > ?".into());
+            params.push(Value::Integer(after));
+            "c.id ASC"
+        } else {
+            "c.detected_at DESC, c.id DESC"
+        };
         if let Some((us, id)) = position {
             filters.push("(c.detected_at * 1000000, c.id) < (?, ?)".into());
             params.extend([Value::Integer(us), Value::Integer(id)]);
         }
         params.extend([Value::Integer(query.limit + 1), Value::Integer(query.offset)]);
         let sql = format!(
-            "SELECT {COLUMNS} FROM {FROM} WHERE {} ORDER BY c.detected_at DESC, c.id DESC LIMIT ? OFFSET ?",
+            "SELECT {COLUMNS} FROM {FROM} WHERE {} ORDER BY {order} LIMIT ? OFFSET ?",
             filters.join(" AND ")
         );
         let mut select = connection.prepare_cached(&sql)?;
@@ -229,6 +237,7 @@ mod tests {
             since: None,
             until: None,
             cursor: None,
+            after_id: None,
         }
     }
 

@@ -20,6 +20,7 @@ use std::time::Instant;
 
 use axum::extract::{Path, RawQuery, State};
 use axum::http::{HeaderValue, StatusCode, header};
+use axum::response::sse::{Event, KeepAlive, Sse};
 use axum::response::{IntoResponse, Response};
 use axum::{Json, Router};
 use deadpool_postgres::Pool;
@@ -118,7 +119,49 @@ pub fn router(state: ApiState) -> Router {
 /// The API and, for every other path, the static site in `web_dir` (same origin, so no CORS):
 /// what `highlights serve` runs locally.
 pub fn site_router(state: ApiState, web_dir: &FsPath) -> Router {
-    router(state).fallback_service(tower_http::services::ServeDir::new(web_dir))
+    let live = Router::new().route("/v1.0/live", axum::routing::get(live_clips)).with_state(state.clone());
+    router(state).merge(live).fallback_service(tower_http::services::ServeDir::new(web_dir))
+}
+
+/// How often the live stream looks for new clips.
+const LIVE_POLL: std::time::Duration = std::time::Duration::from_millis(500);
+
+/// `GET /v1.0/live`: clips stored after `after_id` (required), as Server-Sent Events (`event:
+/// clip`, one clip's JSON each, oldest first, then new ones as they are stored), with the filters
+/// of `GET /v1.0/clip`. Only where the server streams (`highlights serve`, `highlights dev`): API
+/// Gateway does not, and there the page polls `GET /v1.0/clip?after_id=`.
+async fn live_clips(
+    State(state): State<ApiState>,
+    RawQuery(raw): RawQuery,
+) -> Result<Sse<impl futures::Stream<Item = Result<Event, std::convert::Infallible>>>, ApiError> {
+    let (mut query, _) = query::parse_query(raw.as_deref())?;
+    let Some(start) = query.after_id else {
+        return Err(ApiError::bad("after_id", "is required: the newest clip id the page has (0 for none)"));
+    };
+    query.limit = MAX_LIMIT;
+    let events = futures::stream::unfold((state, query, start), |(state, mut query, mut last)| async move {
+        loop {
+            query.after_id = Some(last);
+            match state.reader.page(&query, None).await {
+                Ok(rows) if !rows.clips.is_empty() => {
+                    let events: Vec<_> = rows
+                        .clips
+                        .into_iter()
+                        .map(|(clip, _)| {
+                            last = last.max(clip.id);
+                            let json = serde_json::to_string(&clip).unwrap_or_default();
+                            Ok(Event::default().event("clip").id(clip.id.to_string()).data(json))
+                        })
+                        .collect();
+                    return Some((futures::stream::iter(events), (state, query, last)));
+                }
+                Ok(_) => {}
+                Err(error) => tracing::warn!(%error, "live clips: the store did not answer"),
+            }
+            tokio::time::sleep(LIVE_POLL).await;
+        }
+    });
+    Ok(Sse::new(futures::StreamExt::flatten(events)).keep_alive(KeepAlive::default()))
 }
 
 /// Method, path, status and latency of every request, as one JSON log line (no query string:
@@ -167,6 +210,11 @@ struct ClipParams {
     /// `next_cursor` of the previous page: the page after it, stable while new clips arrive.
     #[param(min_length = 1)]
     cursor: Option<String>,
+    /// Insertion order: only clips stored after the clip with this `id`, oldest `id` first (how
+    /// a page polls for new clips: a clip can be stored after a later one's `detected_at`). Not
+    /// with `cursor` or `offset`; `next_cursor` is then null: ask again with the newest `id`.
+    #[param(minimum = 0)]
+    after_id: Option<i64>,
 }
 
 /// A page of clips, newest `detected_at` first.
@@ -209,8 +257,11 @@ async fn list_clips(State(state): State<ApiState>, RawQuery(raw): RawQuery) -> R
         clips.push(clip);
         last_position = Some(position);
     }
-    let next_cursor =
-        if has_more { last_position.map(|(us, id)| query::encode_cursor(us, id)) } else { None };
+    let next_cursor = if has_more && query.after_id.is_none() {
+        last_position.map(|(us, id)| query::encode_cursor(us, id))
+    } else {
+        None
+    };
     let page = ClipPage {
         count: clips.len(),
         clips,

@@ -79,10 +79,22 @@ pub struct ClipQuery {
     pub until: Option<i64>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub cursor: Option<String>,
+    /// Insertion order: only clips stored after the one with this `id`, oldest `id` first.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub after_id: Option<i64>,
 }
 
-const KNOWN: &[&str] =
-    &["min_intensity", "limit", "offset", "broadcaster_id", "streamer", "since", "until", "cursor"];
+const KNOWN: &[&str] = &[
+    "min_intensity",
+    "limit",
+    "offset",
+    "broadcaster_id",
+    "streamer",
+    "since",
+    "until",
+    "cursor",
+    "after_id",
+];
 
 pub(crate) fn parse_query(raw: Option<&str>) -> Result<(ClipQuery, Option<(i64, i64)>), ApiError> {
     let mut params: HashMap<String, String> = HashMap::new();
@@ -160,7 +172,17 @@ pub(crate) fn parse_query(raw: Option<&str>) -> Result<(ClipQuery, Option<(i64, 
     if position.is_some() && offset != 0 {
         return Err(ApiError::bad("offset", "cannot be combined with cursor"));
     }
-    Ok((ClipQuery { min_intensity, limit, offset, broadcaster_id, streamer, since, until, cursor }, position))
+    let after_id = number("after_id")?;
+    if after_id.is_some_and(|id| id < 0) {
+        return Err(ApiError::bad("after_id", "must be an id >= 0"));
+    }
+    if after_id.is_some() && (position.is_some() || offset != 0) {
+        return Err(ApiError::bad("after_id", "lists in insertion order: not with cursor or offset"));
+    }
+    Ok((
+        ClipQuery { min_intensity, limit, offset, broadcaster_id, streamer, since, until, cursor, after_id },
+        position,
+    ))
 }
 
 fn decode(text: &str) -> Option<String> {

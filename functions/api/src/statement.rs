@@ -160,6 +160,14 @@ pub fn statement_for(query: ClipQuery, position: Option<(i64, i64)>) -> ListStat
         TOTAL_COUNT_CAP + 1
     );
     let count_params = params.len();
+    // Insertion order (new clips since the client's newest id) or newest detection first.
+    let order = if let Some(after) = query.after_id {
+        params.push(Box::new(after));
+        filters.push(format!("c.id > ${}", params.len()));
+        "c.id ASC"
+    } else {
+        "c.detected_at DESC, c.id DESC"
+    };
     if let Some((us, id)) = position {
         params.push(Box::new(us));
         params.push(Box::new(id));
@@ -176,8 +184,8 @@ pub fn statement_for(query: ClipQuery, position: Option<(i64, i64)>) -> ListStat
     // rows without computing their output columns (twice as fast at the deepest offset).
     let sql = format!(
         "SELECT {CLIP_COLUMNS} FROM (SELECT * FROM clips c WHERE {} \
-             ORDER BY c.detected_at DESC, c.id DESC LIMIT ${limit_at} OFFSET ${}) AS c \
-         ORDER BY c.detected_at DESC, c.id DESC",
+             ORDER BY {order} LIMIT ${limit_at} OFFSET ${}) AS c \
+         ORDER BY {order}",
         filters.join(" AND "),
         limit_at + 1
     );

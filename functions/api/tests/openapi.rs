@@ -39,7 +39,17 @@ fn the_document_is_openapi_3_1_and_describes_every_route_and_parameter() {
         .collect();
     assert_eq!(
         parameters,
-        ["min_intensity", "limit", "offset", "broadcaster_id", "streamer", "since", "until", "cursor"]
+        [
+            "min_intensity",
+            "limit",
+            "offset",
+            "broadcaster_id",
+            "streamer",
+            "since",
+            "until",
+            "cursor",
+            "after_id"
+        ]
     );
     for schema in ["ClipPage", "Clip", "ErrorBody", "StreamerList", "Health"] {
         assert!(document["components"]["schemas"][schema].is_object(), "{schema} is missing");
