@@ -10,21 +10,19 @@
 use std::path::Path;
 
 mod common;
-use common::{repository, seeded_database, serve};
+use common::{data_dir, dev, repository, seeded_database, serve};
 
-#[tokio::test]
-async fn schemathesis_finds_no_server_error_and_no_schema_violation() {
+/// Runs schemathesis against the API at `url` and asserts it found nothing.
+async fn schemathesis_finds_nothing_at(url: &str) {
     let schemathesis = repository().join(".venv-test/bin/schemathesis");
     assert!(
         Path::new(&schemathesis).is_file(),
         "{} is missing: scripts/test installs it (pip install schemathesis into .venv-test)",
         schemathesis.display()
     );
-    let database_url = seeded_database("fuzz").await;
-    let server = serve(&database_url, &repository().join("web"));
     let output = tokio::process::Command::new(&schemathesis)
-        .args(["run", &format!("{}v1.0/openapi.json", server.url), "--url"])
-        .arg(server.url.trim_end_matches('/'))
+        .args(["run", &format!("{url}v1.0/openapi.json"), "--url"])
+        .arg(url.trim_end_matches('/'))
         .args(["--checks", "all", "--exclude-checks", "positive_data_acceptance"])
         .args(["--max-examples", "60", "--seed", "20261127", "--no-color"])
         .env("SCHEMATHESIS_HOOKS", "")
@@ -38,4 +36,43 @@ async fn schemathesis_finds_no_server_error_and_no_schema_violation() {
         String::from_utf8_lossy(&output.stderr)
     );
     assert!(report.contains("generated"), "{report}");
+}
+
+/// The API over PostgreSQL (`highlights serve`, as the Lambda runs it).
+#[tokio::test]
+async fn schemathesis_finds_no_server_error_and_no_schema_violation() {
+    let database_url = seeded_database("fuzz").await;
+    let server = serve(&database_url, &repository().join("web"));
+    schemathesis_finds_nothing_at(&server.url).await;
+}
+
+/// The same API over the embedded store (`highlights dev`), with moments from synthetic chat.
+#[tokio::test]
+async fn schemathesis_finds_nothing_either_over_the_embedded_store() {
+    let data = data_dir("fuzz");
+    std::fs::create_dir_all(&data).unwrap();
+    let chat = data.join("chat.jsonl");
+    let synth = std::process::Command::new(env!("CARGO_BIN_EXE_highlights"))
+        .args(["synth", "--channels", "5", "--duration", "1800", "--out"])
+        .arg(&chat)
+        .status()
+        .unwrap();
+    assert!(synth.success());
+    let finished = std::process::Command::new(env!("CARGO_BIN_EXE_highlights"))
+        .args(["dev", "--exit-when-done", "--listen", "127.0.0.1:0", "--data-dir"])
+        .arg(&data)
+        .arg("--web-dir")
+        .arg(repository().join("web"))
+        .arg("--replay")
+        .arg(&chat)
+        .output()
+        .unwrap();
+    assert!(finished.status.success(), "{}", String::from_utf8_lossy(&finished.stderr));
+    let server = dev(&data, &["--replay", &chat.display().to_string()], &[]);
+    let page: serde_json::Value =
+        reqwest::get(format!("{}v1.0/clip", server.url)).await.unwrap().json().await.unwrap();
+    assert!(page["count"].as_u64().unwrap() > 0, "moments to list: {page}");
+    schemathesis_finds_nothing_at(&server.url).await;
+    drop(server);
+    std::fs::remove_dir_all(&data).unwrap();
 }

@@ -2,10 +2,8 @@
 //! data directory, its HTTP port. Detections are compared with `highlights backtest` on the same
 //! chat, across a `kill -9`, and live chat comes from a fake Twitch IRC server.
 
-use std::io::{BufRead as _, BufReader};
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
-use std::sync::{Arc, Mutex};
+use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use highlights_embedded::Embedded;
@@ -13,61 +11,8 @@ use highlights_test_support::irc::FakeIrc;
 
 const DEADLINE: Duration = Duration::from_secs(120);
 
-fn repository() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).parent().unwrap().to_path_buf()
-}
-
-fn data_dir(name: &str) -> PathBuf {
-    let dir = std::env::temp_dir().join(format!("highlights-dev-{name}-{}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&dir);
-    dir
-}
-
-/// A running `highlights dev`: its URL and everything it has printed on stderr so far.
-struct Dev {
-    child: Child,
-    url: String,
-    stderr: Arc<Mutex<String>>,
-}
-
-impl Drop for Dev {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-fn dev(data: &Path, args: &[&str], env: &[(&str, &str)]) -> Dev {
-    let mut command = Command::new(env!("CARGO_BIN_EXE_highlights"));
-    command
-        .arg("dev")
-        .args(["--listen", "127.0.0.1:0", "--web-dir"])
-        .arg(repository().join("web"))
-        .arg("--data-dir")
-        .arg(data)
-        .args(args)
-        .stderr(Stdio::piped());
-    for (key, value) in env {
-        command.env(key, value);
-    }
-    let mut child = command.spawn().unwrap();
-    let mut stderr = BufReader::new(child.stderr.take().unwrap());
-    let mut line = String::new();
-    stderr.read_line(&mut line).unwrap();
-    let url = line
-        .strip_prefix("serving ")
-        .and_then(|rest| rest.split_whitespace().next())
-        .unwrap_or_else(|| panic!("unexpected first line from highlights dev: {line:?}"))
-        .to_owned();
-    let printed = Arc::new(Mutex::new(line));
-    let sink = printed.clone();
-    std::thread::spawn(move || {
-        for line in stderr.lines().map_while(Result::ok) {
-            sink.lock().unwrap().push_str(&(line + "\n"));
-        }
-    });
-    Dev { child, url, stderr: printed }
-}
+mod common;
+use common::{data_dir, dev, repository};
 
 /// Runs `highlights dev --exit-when-done` to the end.
 fn dev_to_the_end(data: &Path, files: &[PathBuf], extra: &[&str]) {

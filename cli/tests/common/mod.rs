@@ -7,6 +7,7 @@
 use std::io::{BufRead as _, BufReader};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
+use std::sync::{Arc, Mutex};
 
 use highlights_adapters::postgres::Database;
 use highlights_adapters::resources::Resources;
@@ -68,4 +69,57 @@ pub fn serve(database_url: &str, web_dir: &Path) -> Server {
     // Keep draining stderr so the server never blocks on a full pipe.
     std::thread::spawn(move || std::io::copy(&mut stderr, &mut std::io::sink()));
     Server { child, url }
+}
+
+/// A fresh data directory for `highlights dev` (removed first if a previous run left it).
+pub fn data_dir(name: &str) -> PathBuf {
+    let dir = std::env::temp_dir().join(format!("highlights-dev-{name}-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    dir
+}
+
+/// A running `highlights dev`: its URL and everything it has printed on stderr so far.
+pub struct Dev {
+    pub child: Child,
+    pub url: String,
+    pub stderr: Arc<Mutex<String>>,
+}
+
+impl Drop for Dev {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+pub fn dev(data: &Path, args: &[&str], env: &[(&str, &str)]) -> Dev {
+    let mut command = Command::new(env!("CARGO_BIN_EXE_highlights"));
+    command
+        .arg("dev")
+        .args(["--listen", "127.0.0.1:0", "--web-dir"])
+        .arg(repository().join("web"))
+        .arg("--data-dir")
+        .arg(data)
+        .args(args)
+        .stderr(Stdio::piped());
+    for (key, value) in env {
+        command.env(key, value);
+    }
+    let mut child = command.spawn().unwrap();
+    let mut stderr = BufReader::new(child.stderr.take().unwrap());
+    let mut line = String::new();
+    stderr.read_line(&mut line).unwrap();
+    let url = line
+        .strip_prefix("serving ")
+        .and_then(|rest| rest.split_whitespace().next())
+        .unwrap_or_else(|| panic!("unexpected first line from highlights dev: {line:?}"))
+        .to_owned();
+    let printed = Arc::new(Mutex::new(line));
+    let sink = printed.clone();
+    std::thread::spawn(move || {
+        for line in stderr.lines().map_while(Result::ok) {
+            sink.lock().unwrap().push_str(&(line + "\n"));
+        }
+    });
+    Dev { child, url, stderr: printed }
 }
