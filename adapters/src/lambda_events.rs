@@ -19,29 +19,52 @@ pub struct KinesisRecordIn {
 }
 
 /// The `KinesisEvent` a Lambda event-source mapping on `stream_arn` would deliver.
+///
+/// One record is made through JSON (what the runtime does) and the others are copies of it with
+/// their own fields: going through JSON and base64 for every record cost half of
+/// `highlights dev`'s time at full speed.
 pub fn kinesis_event(stream_arn: &str, region: &str, records: &[KinesisRecordIn]) -> KinesisEvent {
-    let records: Vec<Value> = records
+    let Some(first) = records.first() else {
+        return serde_json::from_value(json!({ "Records": [] })).expect("the Lambda Kinesis event shape");
+    };
+    let template = json!({
+        "kinesis": {
+            "kinesisSchemaVersion": "1.0",
+            "partitionKey": first.partition_key,
+            "sequenceNumber": first.sequence_number,
+            "data": "",
+            "approximateArrivalTimestamp": first.approximate_arrival_s,
+        },
+        "eventSource": "aws:kinesis",
+        "eventVersion": "1.0",
+        "eventID": "",
+        "eventName": "aws:kinesis:record",
+        "invokeIdentityArn": "arn:aws:iam::000000000000:role/highlights-local",
+        "awsRegion": region,
+        "eventSourceARN": stream_arn,
+    });
+    let mut event: KinesisEvent =
+        serde_json::from_value(json!({ "Records": [template] })).expect("the Lambda Kinesis event shape");
+    let template = event.records.pop().expect("one record");
+    event.records = records
         .iter()
         .map(|r| {
-            json!({
-                "kinesis": {
-                    "kinesisSchemaVersion": "1.0",
-                    "partitionKey": r.partition_key,
-                    "sequenceNumber": r.sequence_number,
-                    "data": base64::engine::general_purpose::STANDARD.encode(&r.data),
-                    "approximateArrivalTimestamp": r.approximate_arrival_s,
-                },
-                "eventSource": "aws:kinesis",
-                "eventVersion": "1.0",
-                "eventID": format!("{}:{}", r.shard_id, r.sequence_number),
-                "eventName": "aws:kinesis:record",
-                "invokeIdentityArn": "arn:aws:iam::000000000000:role/highlights-local",
-                "awsRegion": region,
-                "eventSourceARN": stream_arn,
-            })
+            let mut record = template.clone();
+            record.kinesis.partition_key.clone_from(&r.partition_key);
+            record.kinesis.sequence_number.clone_from(&r.sequence_number);
+            record.kinesis.data.0.clone_from(&r.data);
+            record.kinesis.approximate_arrival_timestamp =
+                aws_lambda_events::encodings::SecondTimestamp(seconds_to_time(r.approximate_arrival_s));
+            record.event_id = Some(format!("{}:{}", r.shard_id, r.sequence_number));
+            record
         })
         .collect();
-    serde_json::from_value(json!({ "Records": records })).expect("the Lambda Kinesis event shape")
+    event
+}
+
+fn seconds_to_time(seconds: f64) -> chrono::DateTime<chrono::Utc> {
+    let millis = (seconds * 1000.0).round() as i64;
+    chrono::DateTime::from_timestamp_millis(millis).unwrap_or_default()
 }
 
 #[cfg(test)]
@@ -70,6 +93,35 @@ mod tests {
             event.records[0].event_source_arn.as_deref(),
             Some("arn:aws:kinesis:us-east-1:000000000000:stream/chat-messages")
         );
+    }
+
+    #[test]
+    fn every_record_keeps_its_own_fields() {
+        let records: Vec<KinesisRecordIn> = (0..3u8)
+            .map(|i| KinesisRecordIn {
+                shard_id: "shardId-000000000001".into(),
+                sequence_number: format!("10{i}"),
+                partition_key: format!("7{i}"),
+                data: vec![i; usize::from(i) + 1],
+                approximate_arrival_s: 1_700_000_000.0 + f64::from(i),
+            })
+            .collect();
+        let event = kinesis_event("arn:aws:kinesis:local:0:stream/s", "local", &records);
+        assert!(kinesis_event("arn", "local", &[]).records.is_empty());
+        for (record, sent) in event.records.iter().zip(&records) {
+            assert_eq!(record.kinesis.sequence_number, sent.sequence_number);
+            assert_eq!(record.kinesis.partition_key, sent.partition_key);
+            assert_eq!(record.kinesis.data.0, sent.data);
+            assert_eq!(
+                record.kinesis.approximate_arrival_timestamp.0.timestamp(),
+                sent.approximate_arrival_s as i64
+            );
+            assert_eq!(
+                record.event_id.as_deref(),
+                Some(format!("shardId-000000000001:{}", sent.sequence_number).as_str())
+            );
+        }
+        assert_eq!(event.records.len(), 3);
     }
 }
 

@@ -29,8 +29,10 @@ use tokio::sync::watch;
 
 use crate::input::Format;
 
-/// Records handed to the detector per invocation (the Lambda's batch size).
-const DETECTOR_BATCH: usize = 500;
+/// Records handed to the detector per invocation: Lambda's largest Kinesis batch. The state is
+/// saved once per broadcaster per invocation, so a replay at full speed needs big batches; live
+/// chat makes small ones by itself.
+const DETECTOR_BATCH: usize = 10_000;
 /// Records appended per transaction at `--speed max`.
 const APPEND_CHUNK: usize = 2_000;
 const IDLE_POLL: Duration = Duration::from_millis(20);
