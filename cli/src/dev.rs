@@ -107,6 +107,8 @@ struct Progress {
     detections: AtomicU64,
     moments: AtomicU64,
     source_done: AtomicBool,
+    /// Why the source stopped, when it failed: ends the run with that error.
+    source_error: std::sync::Mutex<Option<String>>,
 }
 
 pub fn run(args: DevArgs) -> anyhow::Result<()> {
@@ -117,6 +119,9 @@ pub fn run(args: DevArgs) -> anyhow::Result<()> {
         );
     }
     let config = args.detector.config().context("invalid detector settings")?;
+    for file in &args.replay {
+        std::fs::File::open(file).with_context(|| format!("cannot read {}", file.display()))?;
+    }
     let store = Arc::new(Embedded::open(&args.data_dir)?);
     crate::stack::runtime()?.block_on(async move {
         let progress = Arc::new(Progress::default());
@@ -160,6 +165,10 @@ pub fn run(args: DevArgs) -> anyhow::Result<()> {
                 } else {
                     demo(&store, &data_dir, lateness, &progress, stop).await
                 };
+                if let Err(error) = &result {
+                    *progress.source_error.lock().unwrap_or_else(|p| p.into_inner()) =
+                        Some(format!("{error:#}"));
+                }
                 progress.source_done.store(true, Ordering::SeqCst);
                 result
             })
@@ -206,6 +215,9 @@ async fn supervise(
         }
         if source.is_finished() && !progress.source_done.load(Ordering::SeqCst) {
             return Ok(()); // it panicked; the caller reports it
+        }
+        if let Some(error) = progress.source_error.lock().unwrap_or_else(|p| p.into_inner()).take() {
+            bail!("the chat source failed: {error}");
         }
         let caught_up = progress.source_done.load(Ordering::SeqCst)
             && store.position_of("detector")? >= store.stream_end()?

@@ -294,3 +294,32 @@ async fn the_open_page_shows_a_new_moment_without_reloading() {
     drop(served);
     std::fs::remove_dir_all(&data).unwrap();
 }
+
+#[test]
+fn bad_input_is_refused_clearly_before_anything_runs() {
+    let data = data_dir("bad");
+    let run = |args: &[&str]| {
+        Command::new(env!("CARGO_BIN_EXE_highlights"))
+            .args(["dev", "--listen", "127.0.0.1:0", "--data-dir"])
+            .arg(&data)
+            .arg("--web-dir")
+            .arg(repository().join("web"))
+            .args(args)
+            .output()
+            .unwrap()
+    };
+    let missing = run(&["--replay", "/nonexistent/chat.jsonl"]);
+    assert_eq!(missing.status.code(), Some(1));
+    let stderr = String::from_utf8_lossy(&missing.stderr);
+    assert!(stderr.contains("cannot read /nonexistent/chat.jsonl"), "{stderr}");
+    assert!(!stderr.contains("serving"), "nothing started: {stderr}");
+    let window = run(&["--window", "0"]);
+    assert_eq!(window.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&window.stderr).contains("window_seconds must be at least 1"));
+    let speed = run(&["--speed", "fast"]);
+    assert_eq!(speed.status.code(), Some(2), "a usage error");
+    assert!(String::from_utf8_lossy(&speed.stderr).contains("neither `max` nor a positive number"));
+    let both = run(&["--replay", "a.jsonl", "--channel", "x"]);
+    assert_eq!(both.status.code(), Some(2), "--replay and --channel exclude each other");
+    let _ = std::fs::remove_dir_all(&data);
+}
