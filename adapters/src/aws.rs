@@ -5,7 +5,22 @@
 //! the same binaries reach LocalStack or the no-Docker emulator. Tests pass [`LocalAws`]
 //! explicitly instead of mutating the process environment.
 
+use std::time::Duration;
+
+use aws_config::timeout::TimeoutConfig;
 use aws_config::{BehaviorVersion, Region, SdkConfig};
+
+/// Bounds on every AWS call. The SDK sets only a connect timeout: a request lost in a network
+/// partition (a blackhole: no answer, no reset) would wait forever, and the runner, the
+/// ingester's producer or a function would stall until restarted. An attempt gives up after
+/// 10 s and is retried by the SDK's standard retry policy; a whole operation after 30 s.
+pub fn timeouts() -> TimeoutConfig {
+    TimeoutConfig::builder()
+        .connect_timeout(Duration::from_secs(3))
+        .operation_attempt_timeout(Duration::from_secs(10))
+        .operation_timeout(Duration::from_secs(30))
+        .build()
+}
 
 /// An AWS-compatible endpoint with static test credentials (the local emulator).
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -18,12 +33,13 @@ pub struct LocalAws {
 
 /// Configuration from the environment (region, credentials, optional endpoint override).
 pub async fn from_env() -> SdkConfig {
-    aws_config::defaults(BehaviorVersion::latest()).load().await
+    aws_config::defaults(BehaviorVersion::latest()).timeout_config(timeouts()).load().await
 }
 
 /// Configuration for an explicit local endpoint.
 pub async fn local(settings: &LocalAws) -> SdkConfig {
     aws_config::defaults(BehaviorVersion::latest())
+        .timeout_config(timeouts())
         .endpoint_url(&settings.endpoint_url)
         .region(Region::new(settings.region.clone()))
         .credentials_provider(aws_sdk_kinesis::config::Credentials::new(

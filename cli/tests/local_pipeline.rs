@@ -260,6 +260,72 @@ async fn a_runner_killed_mid_stream_resumes_without_loss_or_duplicates() {
     assert_eq!(env.highlights_of(&CHANNELS).await, expected, "killed after {at_kill} highlights");
 }
 
+/// Chaos: the runner's path to the AWS endpoint is cut (a blackhole: requests hang, as in a
+/// partition), then refused (resets), then healed, in the middle of the stream. Every highlight
+/// arrives once and nothing is dead-lettered.
+#[tokio::test]
+async fn the_aws_endpoint_cut_off_then_back_loses_and_doubles_nothing() {
+    use highlights_test_support::fault_proxy::{Fault, FaultProxy};
+    let env = isolated("cut");
+    let chat = synth(&env);
+    let expected = backtest(&env, &chat);
+    ok(&env.highlights(&["local", "replay", &chat]));
+    let endpoint = env.stack.aws().unwrap().endpoint_url;
+    let emulator: std::net::SocketAddr =
+        endpoint.trim_start_matches("http://").trim_end_matches('/').parse().unwrap();
+    let proxy = FaultProxy::start(emulator).await.unwrap();
+    let through_proxy = format!("http://{}", proxy.address());
+    let runner = env
+        .command(&[
+            "local",
+            "run",
+            "--poll-ms",
+            "5",
+            "--batch-size",
+            "5",
+            "--checkpoints",
+            &env.path("checkpoints.json"),
+        ])
+        .env("AWS_ENDPOINT_URL", &through_proxy)
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    wait_for_runner(&env, "the first highlight", || async { !env.highlights_of(&CHANNELS).await.is_empty() })
+        .await;
+    proxy.set(Fault::Blackhole);
+    let swallowed = || proxy.counters().bytes_swallowed.load(std::sync::atomic::Ordering::Relaxed);
+    wait_until("requests lost in the blackhole", || async { swallowed() > 0 }).await;
+    let before = swallowed();
+    wait_until("more requests lost in the blackhole", || async { swallowed() > before }).await;
+    proxy.set(Fault::Reset);
+    let resets = || proxy.counters().resets.load(std::sync::atomic::Ordering::Relaxed);
+    wait_until("connections refused", || async { resets() > 2 }).await;
+    proxy.set(Fault::Pass);
+    wait_for_runner(&env, "every highlight after the cut", || async {
+        env.highlights_of(&CHANNELS).await.len() >= expected.len()
+    })
+    .await;
+    stop(runner);
+    assert_eq!(env.highlights_of(&CHANNELS).await, expected);
+    let sqs = aws_sdk_sqs::Client::new(&env.sdk().await);
+    for queue in [&env.resources.detector_dlq.name, &env.resources.clipper_dlq.name] {
+        let url = sqs.get_queue_url().queue_name(queue).send().await.unwrap();
+        let attributes = sqs
+            .get_queue_attributes()
+            .queue_url(url.queue_url().unwrap())
+            .attribute_names(aws_sdk_sqs::types::QueueAttributeName::ApproximateNumberOfMessages)
+            .send()
+            .await
+            .unwrap();
+        let waiting = attributes
+            .attributes()
+            .and_then(|a| a.get(&aws_sdk_sqs::types::QueueAttributeName::ApproximateNumberOfMessages))
+            .cloned();
+        assert_eq!(waiting.as_deref(), Some("0"), "nothing dead-lettered in {queue}");
+    }
+}
+
 #[tokio::test]
 async fn lifecycle_events_update_streamers_and_reset_the_detector() {
     let env = isolated("lifecycle");

@@ -5,9 +5,12 @@
 //! [`OUR_USER_ID`]; Get Clips by broadcaster lists the clips made so far, as late as told.
 //!
 //! [`irc::FakeIrc`] is the chat side: Twitch IRC over plain TCP on 127.0.0.1:0.
+//! [`postgres::TempPostgres`] is a throwaway PostgreSQL server a test may stop and start, and
+//! [`fault_proxy::FaultProxy`] breaks a TCP path on purpose (latency, blackhole, reset).
 //!
 //! Test code only: it is never linked into a product binary.
 
+pub mod fault_proxy;
 pub mod irc;
 pub mod postgres;
 
