@@ -173,7 +173,8 @@ pub fn run(args: DevArgs) -> anyhow::Result<()> {
                 result
             })
         };
-        let outcome = supervise(&store, &progress, args.exit_when_done, &source).await;
+        let outcome =
+            supervise(&store, &progress, args.exit_when_done, &source, &[&detector, &moments]).await;
         let _ = stop_tx.send(true);
         for task in [detector, moments] {
             task.await.context("a pipeline task panicked")??;
@@ -200,6 +201,7 @@ async fn supervise(
     progress: &Progress,
     exit_when_done: bool,
     source: &tokio::task::JoinHandle<anyhow::Result<()>>,
+    pipeline: &[&tokio::task::JoinHandle<anyhow::Result<()>>],
 ) -> anyhow::Result<()> {
     let mut last_line = String::new();
     let mut last_print = Instant::now();
@@ -219,9 +221,12 @@ async fn supervise(
         if let Some(error) = progress.source_error.lock().unwrap_or_else(|p| p.into_inner()).take() {
             bail!("the chat source failed: {error}");
         }
+        if pipeline.iter().any(|task| task.is_finished()) {
+            return Ok(()); // it failed (they run until stopped); the caller reports why
+        }
         let caught_up = progress.source_done.load(Ordering::SeqCst)
-            && store.position_of("detector")? >= store.stream_end()?
-            && store.position_of("moments")? >= store.highlights_end()?;
+            && store.position("detector")? >= store.stream_end()?
+            && store.position("moments")? >= store.highlights_end()?;
         if exit_when_done && caught_up {
             return Ok(());
         }
@@ -249,7 +254,7 @@ async fn detect(
     progress: Arc<Progress>,
     stop: watch::Receiver<bool>,
 ) -> anyhow::Result<()> {
-    let mut position = store.position_of("detector")?;
+    let mut position = store.position("detector")?;
     while !*stop.borrow() {
         let records = store.read_stream(position, DETECTOR_BATCH)?;
         let Some(last) = records.last().map(|r| r.sequence) else {
@@ -297,7 +302,7 @@ async fn store_moments(
     progress: Arc<Progress>,
     stop: watch::Receiver<bool>,
 ) -> anyhow::Result<()> {
-    let mut position = store.position_of("moments")?;
+    let mut position = store.position("moments")?;
     while !*stop.borrow() {
         let highlights = store.highlights_after(position, 100)?;
         let Some((last, _)) = highlights.last() else {
@@ -324,7 +329,7 @@ async fn replay_files(
 ) -> anyhow::Result<()> {
     let (batches, messages) = crate::replay::event_time_batches(files, format, lateness_ms)?;
     let source = replay_source_name(files)?;
-    let done = store.position_of(&source)?.max(0) as usize;
+    let done = store.position(&source)?.max(0) as usize;
     if done > 0 {
         eprintln!("dev: resuming the replay after {done} of {} records", batches.len());
     }
@@ -335,16 +340,16 @@ async fn replay_files(
         .await
 }
 
-/// A replay is resumed only by the same files: the source's name carries their paths and sizes.
+/// A replay is resumed only by the same files: the source's name is their absolute paths and
+/// sizes (readable, and stable across versions, unlike a hash of them).
 fn replay_source_name(files: &[PathBuf]) -> anyhow::Result<String> {
-    use std::hash::{Hash, Hasher};
-    let mut hasher = std::collections::hash_map::DefaultHasher::new();
+    let mut name = String::from("replay");
     for file in files {
         let metadata = std::fs::metadata(file).with_context(|| format!("cannot read {}", file.display()))?;
-        std::path::absolute(file).unwrap_or_else(|_| file.clone()).hash(&mut hasher);
-        metadata.len().hash(&mut hasher);
+        let path = std::path::absolute(file).unwrap_or_else(|_| file.clone());
+        name.push_str(&format!(" {}:{}", path.display(), metadata.len()));
     }
-    Ok(format!("replay-{:016x}", hasher.finish()))
+    Ok(name)
 }
 
 /// Appends `batches[done..]` to the stream, each no earlier than its event time maps to on the
@@ -429,7 +434,7 @@ async fn demo(
     let files = [file];
     let (batches, messages) = crate::replay::event_time_batches(&files, Format::Jsonl, lateness_ms)?;
     let source = replay_source_name(&files)?;
-    let done = store.position_of(&source)?.max(0) as usize;
+    let done = store.position(&source)?.max(0) as usize;
     eprintln!("dev: built-in demo: 3 synthetic channels, {messages} messages over 2 hours on the wall clock");
     // Event time is wall time: what is past is due now, the rest when it happens.
     let anchor = (Instant::now(), unix_ms());

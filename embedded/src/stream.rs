@@ -5,7 +5,7 @@
 
 use highlights_core::BroadcasterId;
 
-use crate::{Embedded, EmbeddedError, position_in, set_position_in};
+use crate::{Embedded, EmbeddedError, set_position_in};
 
 /// One record read back.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -62,11 +62,6 @@ impl Embedded {
     /// Moves consumer `name` to `position`.
     pub fn set_position(&self, name: &str, position: i64) -> Result<(), EmbeddedError> {
         Ok(set_position_in(&self.writer(), name, position)?)
-    }
-
-    /// Where source or consumer `name` stands, read within the writer's view.
-    pub fn position_of(&self, name: &str) -> Result<i64, EmbeddedError> {
-        position_in(&self.writer(), name)
     }
 }
 
