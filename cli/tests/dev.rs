@@ -12,7 +12,7 @@ use highlights_test_support::irc::FakeIrc;
 const DEADLINE: Duration = Duration::from_secs(120);
 
 mod common;
-use common::{data_dir, dev, repository};
+use common::{QUICK_DETECTOR, data_dir, dev, repository, send_live_chat_with_a_burst};
 
 /// Runs `highlights dev --exit-when-done` to the end.
 fn dev_to_the_end(data: &Path, files: &[PathBuf], extra: &[&str]) {
@@ -160,35 +160,6 @@ async fn a_kill_9_mid_replay_loses_and_doubles_nothing() {
     std::fs::remove_dir_all(data.with_extension("input")).unwrap();
 }
 
-/// Detector settings that let real-time chat make a moment within seconds: a 10-second baseline.
-const QUICK_DETECTOR: [&str; 10] =
-    ["--baseline", "10", "--window", "1", "--warmup-fraction", "0.5", "--hold-cap", "3", "--cooldown", "5"];
-
-/// Chat on channel alpha (room 515151) as it happens, stamped with the wall clock as Twitch
-/// stamps it: 12 seconds of 0–3 messages a second, then 3 seconds of 60 a second. The pauses
-/// pace the scenario in real time (the ingester's watermarks follow the wall clock); nothing
-/// waits on the system under test. Returns the burst's first second.
-async fn send_live_chat_with_a_burst(irc: &FakeIrc) -> i64 {
-    let unix_ms =
-        || std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_millis() as i64;
-    let first_second = unix_ms() / 1000 + 1;
-    let begin =
-        tokio::time::Instant::now() + Duration::from_millis((first_second * 1000 - unix_ms()).max(0) as u64);
-    let mut n = 0u64;
-    for second in 0..15i64 {
-        tokio::time::sleep_until(begin + Duration::from_secs(second as u64)).await;
-        let count = if second >= 12 { 60 } else { [1, 2, 0, 3][(second % 4) as usize] };
-        for _ in 0..count {
-            let id = format!("00000000-0000-4000-8000-{n:012}");
-            let line =
-                FakeIrc::chat_line("alpha", 515151, ("viewer", 1000 + n % 50), unix_ms(), &id, "PogChamp");
-            irc.send_raw(Some("alpha"), &line);
-            n += 1;
-        }
-    }
-    first_second + 12
-}
-
 #[tokio::test]
 async fn live_chat_from_twitch_irc_becomes_a_moment_the_api_lists() {
     let irc = FakeIrc::start(&[("alpha", 515151), ("beta", 525252)]).await;
@@ -201,7 +172,7 @@ async fn live_chat_from_twitch_irc_becomes_a_moment_the_api_lists() {
         "never joined: {}",
         served.stderr.lock().unwrap()
     );
-    let burst_s = send_live_chat_with_a_burst(&irc).await;
+    let (burst_s, _) = send_live_chat_with_a_burst(&irc, "alpha", 515151).await;
     let started = Instant::now();
     let moments = loop {
         let page: serde_json::Value = reqwest::get(format!("{}v1.0/clip?broadcaster_id=515151", served.url))
@@ -282,7 +253,7 @@ async fn the_open_page_shows_a_new_moment_without_reloading() {
     })
     .await;
     assert_eq!(ready, Ok(true), "the page never got ready: {printed}");
-    send_live_chat_with_a_burst(&irc).await;
+    send_live_chat_with_a_burst(&irc, "alpha", 515151).await;
     let rest = tokio::spawn(async move {
         while let Ok(Some(line)) = lines.next_line().await {
             println!("{line}");

@@ -498,22 +498,10 @@ async fn twitch_chat_becomes_a_clip_the_api_lists() {
     let ingester =
         tokio::spawn(ingest_fargate::run(chat_client, channels, sink, ProducerSettings::default(), shutdown));
     assert!(irc.wait_joined(&["burstychannel"], DEADLINE).await, "the ingester never joined");
-    let runner = env.runner(&[]);
-
-    let now_s = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_secs() as i64;
-    let sent = resting_chat_with_a_burst(now_s - 365);
-    for (n, sent_at) in sent.iter().enumerate() {
-        let id = format!("00000000-0000-4000-8000-{n:012}");
-        let line = FakeIrc::chat_line(
-            "burstychannel",
-            434343,
-            ("viewer", 1000 + n as u64 % 50),
-            *sent_at,
-            &id,
-            "PogChamp",
-        );
-        irc.send_raw(Some("burstychannel"), &line);
-    }
+    // Chat stamped now, as Twitch stamps it (backdated chat would race the ingester's
+    // wall-clock watermarks), with a detector quick enough for seconds of it.
+    let runner = env.runner(&common::QUICK_DETECTOR);
+    let (_, sent) = common::send_live_chat_with_a_burst(&irc, "burstychannel", 434343).await;
     let db = env.database().await;
     wait_until("a confirmed clip row", || async {
         db.query_opt("SELECT 1 FROM clips WHERE broadcaster_id = '434343' AND confirmed", &[])
@@ -525,7 +513,7 @@ async fn twitch_chat_becomes_a_clip_the_api_lists() {
     stop(runner);
     stop_ingester.send(true).unwrap();
     assert_eq!(ingester.await.unwrap().unsent_messages, 0);
-    assert_eq!(counters.totals().messages_received, sent.len() as u64);
+    assert_eq!(counters.totals().messages_received, sent);
     let calls = fake.create_calls();
     assert_eq!(calls.len(), 1, "one burst, one Create Clip: {calls:?}");
     assert_eq!(calls[0].broadcaster_id, "434343");

@@ -8,11 +8,13 @@ use std::io::{BufRead as _, BufReader};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::sync::{Arc, Mutex};
+use std::time::Duration;
 
 use highlights_adapters::postgres::Database;
 use highlights_adapters::resources::Resources;
 use highlights_adapters::sample_clips::SampleClips;
 use highlights_adapters::stack_env::{StackEnv, url_as_user};
+use highlights_test_support::irc::FakeIrc;
 
 pub fn repository() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).parent().unwrap().to_path_buf()
@@ -122,4 +124,33 @@ pub fn dev(data: &Path, args: &[&str], env: &[(&str, &str)]) -> Dev {
         }
     });
     Dev { child, url, stderr: printed }
+}
+
+/// Detector settings that let real-time chat make a moment within seconds: a 10-second baseline.
+pub const QUICK_DETECTOR: [&str; 10] =
+    ["--baseline", "10", "--window", "1", "--warmup-fraction", "0.5", "--hold-cap", "3", "--cooldown", "5"];
+
+/// Chat on `channel` (room `room_id`) as it happens, stamped with the wall clock as Twitch
+/// stamps it: 12 seconds of 0–3 messages a second, then 3 seconds of 60 a second. The pauses
+/// pace the scenario in real time (the ingester's watermarks follow the wall clock); nothing
+/// waits on the system under test. Returns the burst's first second and the messages sent.
+pub async fn send_live_chat_with_a_burst(irc: &FakeIrc, channel: &str, room_id: u64) -> (i64, u64) {
+    let unix_ms =
+        || std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_millis() as i64;
+    let first_second = unix_ms() / 1000 + 1;
+    let begin =
+        tokio::time::Instant::now() + Duration::from_millis((first_second * 1000 - unix_ms()).max(0) as u64);
+    let mut n = 0u64;
+    for second in 0..15i64 {
+        tokio::time::sleep_until(begin + Duration::from_secs(second as u64)).await;
+        let count = if second >= 12 { 60 } else { [1, 2, 0, 3][(second % 4) as usize] };
+        for _ in 0..count {
+            let id = format!("00000000-0000-4000-8000-{n:012}");
+            let line =
+                FakeIrc::chat_line(channel, room_id, ("viewer", 1000 + n % 50), unix_ms(), &id, "PogChamp");
+            irc.send_raw(Some(channel), &line);
+            n += 1;
+        }
+    }
+    (first_second + 12, n)
 }
