@@ -48,6 +48,20 @@ impl Drop for Server {
     }
 }
 
+/// The URL from the first line a serving `highlights <command>` prints on stderr
+/// (`serving http://...`), that line, and the rest of stderr to drain.
+fn serving_url(child: &mut Child, command: &str) -> (String, String, BufReader<std::process::ChildStderr>) {
+    let mut stderr = BufReader::new(child.stderr.take().unwrap());
+    let mut line = String::new();
+    stderr.read_line(&mut line).unwrap();
+    let url = line
+        .strip_prefix("serving ")
+        .and_then(|rest| rest.split_whitespace().next())
+        .unwrap_or_else(|| panic!("unexpected first line from highlights {command}: {line:?}"))
+        .to_owned();
+    (url, line, stderr)
+}
+
 /// `highlights serve` on `database_url` as the API's own login user (read-only), as it runs
 /// against the local stack.
 pub fn serve(database_url: &str, web_dir: &Path) -> Server {
@@ -60,14 +74,7 @@ pub fn serve(database_url: &str, web_dir: &Path) -> Server {
         .stderr(Stdio::piped())
         .spawn()
         .unwrap();
-    let mut stderr = BufReader::new(child.stderr.take().unwrap());
-    let mut line = String::new();
-    stderr.read_line(&mut line).unwrap();
-    let url = line
-        .strip_prefix("serving ")
-        .and_then(|rest| rest.split_whitespace().next())
-        .unwrap_or_else(|| panic!("unexpected first line from highlights serve: {line:?}"))
-        .to_owned();
+    let (url, _, mut stderr) = serving_url(&mut child, "serve");
     // Keep draining stderr so the server never blocks on a full pipe.
     std::thread::spawn(move || std::io::copy(&mut stderr, &mut std::io::sink()));
     Server { child, url }
@@ -108,14 +115,7 @@ pub fn dev(data: &Path, args: &[&str], env: &[(&str, &str)]) -> Dev {
         command.env(key, value);
     }
     let mut child = command.spawn().unwrap();
-    let mut stderr = BufReader::new(child.stderr.take().unwrap());
-    let mut line = String::new();
-    stderr.read_line(&mut line).unwrap();
-    let url = line
-        .strip_prefix("serving ")
-        .and_then(|rest| rest.split_whitespace().next())
-        .unwrap_or_else(|| panic!("unexpected first line from highlights dev: {line:?}"))
-        .to_owned();
+    let (url, line, stderr) = serving_url(&mut child, "dev");
     let printed = Arc::new(Mutex::new(line));
     let sink = printed.clone();
     std::thread::spawn(move || {
