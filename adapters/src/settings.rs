@@ -2,16 +2,21 @@
 //! `highlights` CLI (flags) and the Lambda functions and local runner (environment).
 
 use clap::Parser;
-use highlights_core::DetectorConfig;
 use highlights_core::config::{ConfigError, RawConfig};
+use highlights_core::{DetectorConfig, DetectorMode};
 
 /// Every detector setting; each flag also reads its `DETECTOR_*` environment variable, and the
 /// defaults are the product defaults.
 #[derive(clap::Args, Debug, Clone)]
 pub struct DetectorSettings {
-    /// Elevated when the window's z-score is at least this.
-    #[arg(long, env = "DETECTOR_K", default_value_t = RawConfig::default().k)]
-    pub k: f64,
+    /// Which detector: `seed` (messages per second, the seed project's rule) or `v2` (distinct
+    /// chatters per second, reactions weigh more; see docs/detection.md).
+    #[arg(long = "detector", env = "DETECTOR_MODE", default_value_t = RawConfig::default().mode)]
+    pub mode: DetectorMode,
+    /// Elevated when the window's score is at least this (default: 4 for `seed`, a z-score;
+    /// 3.5 for `v2`, a Poisson deviate).
+    #[arg(long, env = "DETECTOR_K")]
+    pub k: Option<f64>,
     /// Window length, seconds.
     #[arg(long, env = "DETECTOR_WINDOW_SECONDS", default_value_t = RawConfig::default().window_seconds)]
     pub window: u32,
@@ -30,6 +35,12 @@ pub struct DetectorSettings {
     /// How late (ms) a message may arrive after its second ends and still count.
     #[arg(long, env = "DETECTOR_LATENESS_MS", default_value_t = RawConfig::default().allowed_lateness_ms)]
     pub lateness_ms: u32,
+    /// v2: distinct chatters a window needs to be elevated.
+    #[arg(long, env = "DETECTOR_MIN_CHATTERS", default_value_t = RawConfig::default().min_chatters)]
+    pub min_chatters: u32,
+    /// v2: a window is elevated only at this multiple of the baseline's rate or more.
+    #[arg(long, env = "DETECTOR_MIN_RATIO", default_value_t = RawConfig::default().min_ratio)]
+    pub min_ratio: f64,
 }
 
 #[derive(Parser)]
@@ -62,13 +73,16 @@ impl DetectorSettings {
 
     pub fn config(&self) -> Result<DetectorConfig, ConfigError> {
         DetectorConfig::new(RawConfig {
+            k: self.k.unwrap_or(RawConfig::for_mode(self.mode).k),
             window_seconds: self.window,
             baseline_seconds: self.baseline,
-            k: self.k,
             hold_cap_seconds: self.hold_cap,
             cooldown_seconds: self.cooldown,
             min_baseline_fraction: self.warmup_fraction,
             allowed_lateness_ms: self.lateness_ms,
+            mode: self.mode,
+            min_chatters: self.min_chatters,
+            min_ratio: self.min_ratio,
         })
     }
 }
@@ -81,6 +95,17 @@ mod tests {
     fn defaults_are_the_product_defaults() {
         let parsed = FromEnvironment::try_parse_from(["detector"]).unwrap();
         assert_eq!(parsed.settings.config().unwrap(), DetectorConfig::default());
+    }
+
+    #[test]
+    fn each_mode_has_its_own_default_threshold_and_an_explicit_one_wins() {
+        let v2 = FromEnvironment::try_parse_from(["detector", "--detector", "v2"]).unwrap();
+        let config = v2.settings.config().unwrap();
+        assert_eq!((config.mode(), config.k()), (DetectorMode::V2, 3.5));
+        let v2 = FromEnvironment::try_parse_from(["detector", "--detector", "v2", "--k", "5"]).unwrap();
+        assert_eq!(v2.settings.config().unwrap().k(), 5.0);
+        let error = FromEnvironment::try_parse_from(["detector", "--detector", "v3"]).err().unwrap();
+        assert!(error.to_string().contains("`seed` or `v2`"), "{error}");
     }
 }
 

@@ -129,6 +129,7 @@ pub fn run(args: BacktestArgs) -> anyhow::Result<()> {
                 tally.record(detector.observe_message(
                     event.broadcaster_id,
                     event.sent_at_ms,
+                    event.chatter,
                     event.text,
                     &mut fresh,
                 ));
@@ -259,14 +260,28 @@ fn render(s: &Summary) -> String {
             _ => "no label found".to_owned(),
         };
         text += &format!(
-            "labels: {} labels, precision {:.3} ({}/{}), recall {:.3} ({}/{}), {delay}\n",
+            "labels: {} highlights, {} distractors; precision {:.3} ({}/{}), recall {:.3} ({}/{}), {delay}\n",
             score.labels,
+            score.distractors,
             score.precision,
             score.true_positives,
             score.detections,
             score.recall,
             score.labels_found,
             score.labels,
+        );
+        let recalls: Vec<String> = score
+            .recall_by_kind
+            .iter()
+            .map(|(kind, r)| format!("{kind} {:.3} ({}/{})", r.recall, r.found, r.labels))
+            .collect();
+        text += &format!("recall by kind: {}\n", recalls.join(", "));
+        let false_positives: Vec<String> =
+            score.false_positives_by_kind.iter().map(|(kind, count)| format!("{kind} {count}")).collect();
+        text += &format!(
+            "false positives by kind: {}; repeats {}\n",
+            if false_positives.is_empty() { "none".to_owned() } else { false_positives.join(", ") },
+            score.repeats
         );
     }
     text

@@ -65,19 +65,11 @@ pub struct DevArgs {
     /// The static site to serve next to the API.
     #[arg(long, default_value = "web", value_name = "DIR")]
     web_dir: PathBuf,
-    /// Which detector: `seed` (the message-rate z-score of the seed project).
-    #[arg(long = "detector", value_enum, default_value_t = DetectorKind::Seed)]
-    detector_kind: DetectorKind,
     #[command(flatten)]
     detector: DetectorSettings,
     /// Exit once a replay is fully detected and stored (scripts, tests); otherwise keep serving.
     #[arg(long, requires = "replay")]
     exit_when_done: bool,
-}
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
-enum DetectorKind {
-    Seed,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq)]

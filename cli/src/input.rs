@@ -10,7 +10,7 @@ use std::fs::File;
 use std::io::{BufRead, BufReader, Read};
 use std::path::Path;
 
-use highlights_core::irc;
+use highlights_core::{ChatterKey, chatter_key, irc};
 use serde::Deserialize;
 
 /// One chat message as the backtest needs it.
@@ -18,6 +18,8 @@ use serde::Deserialize;
 pub struct ChatEvent<'a> {
     pub broadcaster_id: u64,
     pub sent_at_ms: i64,
+    /// Who wrote it ([`highlights_core::UNKNOWN_CHATTER`] when the source does not say).
+    pub chatter: ChatterKey,
     pub text: &'a str,
 }
 
@@ -33,7 +35,8 @@ pub struct BadRecord {
 pub enum Format {
     /// Look at the start of the file.
     Auto,
-    /// One `{"broadcaster_id", "sent_at" (ms), "text"}` object per line.
+    /// One `{"broadcaster_id", "sent_at" (ms), "text"}` object per line, optionally with the
+    /// chatter's `user_id` (a number, or a string when the source has only names) and `login`.
     Jsonl,
     /// A TwitchDownloader chat export (`{"comments": [...]}`).
     TwitchDownloader,
@@ -99,6 +102,19 @@ struct JsonlLine<'a> {
     sent_at: i64,
     #[serde(borrow)]
     text: Cow<'a, str>,
+    #[serde(default, borrow)]
+    user_id: Option<Cow<'a, str>>,
+    #[serde(default, borrow)]
+    login: Option<Cow<'a, str>>,
+}
+
+/// A JSONL line's chatter: a numeric `user_id`, else the `user_id` string or `login` as a name.
+fn jsonl_chatter(user_id: Option<&str>, login: Option<&str>) -> ChatterKey {
+    match user_id.map(|id| (id, id.parse::<u64>())) {
+        Some((_, Ok(id))) if id != 0 => id,
+        Some((name, _)) if !name.is_empty() => chatter_key(0, name),
+        _ => chatter_key(0, login.unwrap_or("")),
+    }
 }
 
 fn read_lines(
@@ -133,6 +149,7 @@ fn read_lines(
                 Ok(parsed) => on_event(ChatEvent {
                     broadcaster_id: parsed.broadcaster_id,
                     sent_at_ms: parsed.sent_at,
+                    chatter: jsonl_chatter(parsed.user_id.as_deref(), parsed.login.as_deref()),
                     text: &parsed.text,
                 }),
                 Err(error) => {
@@ -147,6 +164,7 @@ fn read_lines(
                 Ok(Some(chat)) => on_event(ChatEvent {
                     broadcaster_id: chat.broadcaster_id,
                     sent_at_ms: chat.message.sent_at_ms,
+                    chatter: chat.message.chatter(),
                     text: &chat.message.text,
                 }),
                 Ok(None) => stats.ignored += 1,
@@ -179,7 +197,17 @@ struct DownloaderComment {
     created_at: String,
     #[serde(default, deserialize_with = "optional_twitch_id")]
     channel_id: Option<u64>,
+    #[serde(default)]
+    commenter: Option<DownloaderCommenter>,
     message: DownloaderMessage,
+}
+
+#[derive(Deserialize)]
+struct DownloaderCommenter {
+    #[serde(default, rename = "_id", deserialize_with = "optional_twitch_id")]
+    id: Option<u64>,
+    #[serde(default)]
+    name: String,
 }
 
 #[derive(Deserialize)]
@@ -216,7 +244,13 @@ fn read_twitch_downloader(
             continue;
         };
         match parse_rfc3339_ms(&comment.created_at) {
-            Ok(sent_at_ms) => on_event(ChatEvent { broadcaster_id, sent_at_ms, text: &comment.message.body }),
+            Ok(sent_at_ms) => {
+                let chatter = comment
+                    .commenter
+                    .as_ref()
+                    .map_or(highlights_core::UNKNOWN_CHATTER, |c| chatter_key(c.id.unwrap_or(0), &c.name));
+                on_event(ChatEvent { broadcaster_id, sent_at_ms, chatter, text: &comment.message.body })
+            }
             Err(reason) => {
                 stats.bad += 1;
                 on_bad(bad(reason));

@@ -10,6 +10,7 @@ mod input;
 mod labels;
 mod local_run;
 mod replay;
+mod scenario;
 mod serve;
 mod stack;
 mod synth;

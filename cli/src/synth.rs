@@ -14,6 +14,12 @@ use crate::labels::Label;
 
 #[derive(clap::Args, Debug)]
 pub struct SynthArgs {
+    /// `bursts`: every channel at its own rate with labelled bursts (the options below);
+    /// `realistic`: channels of three sizes, chatters with user ids, highlights of three shapes
+    /// and labelled distractors (spam, bots, command waves, copypasta, drift); with it, only
+    /// --channels, --duration, --start, --first-broadcaster-id, --seed, --out and --labels apply.
+    #[arg(long, value_enum, default_value_t = Scenario::Bursts)]
+    scenario: Scenario,
     /// Number of channels.
     #[arg(long, default_value_t = 10)]
     channels: u32,
@@ -52,6 +58,12 @@ pub struct SynthArgs {
     labels: Option<PathBuf>,
 }
 
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum Scenario {
+    Bursts,
+    Realistic,
+}
+
 /// Warm-up left free of bursts, and the gap kept between two bursts of one channel, seconds:
 /// enough for the default 300-second baseline and 30-second cooldown.
 const QUIET_START_S: u32 = 330;
@@ -88,6 +100,7 @@ impl SynthArgs {
     /// minutes each, starting at Unix second `start`, written to `out`.
     pub fn demo(start: i64, duration: u32, out: PathBuf) -> Self {
         Self {
+            scenario: Scenario::Bursts,
             channels: 3,
             duration,
             rate: 3.0,
@@ -106,6 +119,9 @@ impl SynthArgs {
 
 pub fn run(args: SynthArgs) -> anyhow::Result<()> {
     anyhow::ensure!(args.channels > 0, "--channels must be at least 1");
+    if args.scenario == Scenario::Realistic {
+        return run_realistic(&args);
+    }
     anyhow::ensure!(args.rate.is_finite() && args.rate > 0.0, "--rate must be a positive number");
     anyhow::ensure!(
         args.bursts_per_hour.is_finite() && args.bursts_per_hour >= 0.0,
@@ -125,21 +141,16 @@ pub fn run(args: SynthArgs) -> anyhow::Result<()> {
     let channels = plan_channels(&args, &mut rng);
 
     if let Some(path) = &args.labels {
-        let mut out =
-            BufWriter::new(File::create(path).with_context(|| format!("cannot create {}", path.display()))?);
-        for channel in &channels {
-            for &start in &channel.bursts {
-                let start = args.start + i64::from(start);
-                let label = Label {
-                    broadcaster_id: channel.broadcaster_id,
-                    start,
-                    end: start + i64::from(args.burst_seconds) - 1,
-                };
-                serde_json::to_writer(&mut out, &label)?;
-                out.write_all(b"\n")?;
-            }
-        }
-        out.flush().with_context(|| format!("cannot write {}", path.display()))?;
+        let labels: Vec<Label> = channels
+            .iter()
+            .flat_map(|channel| {
+                channel.bursts.iter().map(|&start| {
+                    let start = args.start + i64::from(start);
+                    Label::burst(channel.broadcaster_id, start, start + i64::from(args.burst_seconds) - 1)
+                })
+            })
+            .collect();
+        write_labels(path, &labels)?;
     }
 
     let sink: Box<dyn Write> = match &args.out {
@@ -182,6 +193,39 @@ pub fn run(args: SynthArgs) -> anyhow::Result<()> {
     Ok(())
 }
 
+fn run_realistic(args: &SynthArgs) -> anyhow::Result<()> {
+    let sink: Box<dyn Write> = match &args.out {
+        Some(path) => {
+            Box::new(File::create(path).with_context(|| format!("cannot create {}", path.display()))?)
+        }
+        None => Box::new(std::io::stdout().lock()),
+    };
+    let mut out = BufWriter::with_capacity(1 << 20, sink);
+    let labels = crate::scenario::write(
+        args.channels,
+        args.duration,
+        args.start,
+        args.first_broadcaster_id,
+        args.seed,
+        &mut out,
+    )?;
+    out.flush().context("cannot write synthetic chat")?;
+    if let Some(path) = &args.labels {
+        write_labels(path, &labels)?;
+    }
+    Ok(())
+}
+
+fn write_labels(path: &std::path::Path, labels: &[Label]) -> anyhow::Result<()> {
+    let mut out =
+        BufWriter::new(File::create(path).with_context(|| format!("cannot create {}", path.display()))?);
+    for label in labels {
+        serde_json::to_writer(&mut out, label)?;
+        out.write_all(b"\n")?;
+    }
+    out.flush().with_context(|| format!("cannot write {}", path.display()))
+}
+
 fn plan_channels(args: &SynthArgs, rng: &mut SplitMix64) -> Vec<Channel> {
     let usable = args.duration.saturating_sub(QUIET_START_S + args.burst_seconds);
     let expected = args.bursts_per_hour * f64::from(args.duration) / 3600.0;
@@ -210,10 +254,10 @@ fn plan_channels(args: &SynthArgs, rng: &mut SplitMix64) -> Vec<Channel> {
 }
 
 /// SplitMix64: tiny, fast, and fixed forever, so synthetic files never change between versions.
-struct SplitMix64(u64);
+pub(crate) struct SplitMix64(u64);
 
 impl SplitMix64 {
-    fn new(seed: u64) -> Self {
+    pub(crate) fn new(seed: u64) -> Self {
         Self(seed)
     }
 
@@ -226,17 +270,17 @@ impl SplitMix64 {
     }
 
     /// Uniform in [0, 1).
-    fn unit(&mut self) -> f64 {
+    pub(crate) fn unit(&mut self) -> f64 {
         (self.next() >> 11) as f64 / (1u64 << 53) as f64
     }
 
     /// Uniform in [0, bound).
-    fn below(&mut self, bound: u64) -> u64 {
+    pub(crate) fn below(&mut self, bound: u64) -> u64 {
         ((u128::from(self.next()) * u128::from(bound)) >> 64) as u64
     }
 
     /// Poisson-distributed count: Knuth's method for small means, a rounded normal above 30.
-    fn poisson(&mut self, mean: f64) -> u32 {
+    pub(crate) fn poisson(&mut self, mean: f64) -> u32 {
         if mean <= 0.0 {
             return 0;
         }

@@ -1,11 +1,13 @@
-//! Core detector throughput on pre-decoded chat of 1,000 channels (target: 20 million
-//! messages/s on one core), plus wire-format encode/decode throughput.
+//! Core detector throughput on pre-decoded chat of 1,000 channels, for both detectors (targets
+//! on one core: `seed` 20 million messages/s, `v2` 10 million), plus wire-format encode/decode
+//! throughput.
 //!
 //! Run: `cargo bench -p highlights-core --bench detector`
 
 use divan::counter::{BytesCount, ItemsCount};
 use divan::{Bencher, black_box};
-use highlights_core::{ChatBatch, ChatMessage, Detector, DetectorConfig, Tally, wire};
+use highlights_core::config::RawConfig;
+use highlights_core::{ChatBatch, ChatMessage, Detector, DetectorConfig, DetectorMode, Tally, wire};
 
 const CHANNELS: u64 = 1_000;
 const SECONDS: i64 = 900;
@@ -16,7 +18,8 @@ fn main() {
 }
 
 /// Deterministic chat: per channel a resting rate of 1..=5 messages/s, a burst of 40/s for 8 s
-/// every 200 s (staggered per channel), 3% commands. One batch per channel-second, in time order.
+/// every 200 s (staggered per channel), 3% commands, chatters drawn from 2,000 per channel. One
+/// batch per channel-second, in time order.
 fn batches() -> Vec<ChatBatch> {
     let mut state = 0x2545_f491_4f6c_dd1d_u64;
     let mut next = move || {
@@ -35,7 +38,7 @@ fn batches() -> Vec<ChatBatch> {
                 .map(|i| {
                     let sent_at = (START_S + second) * 1000 + (i * 1000 / count.max(1)) as i64;
                     let text = if next() % 100 < 3 { "!uptime" } else { "KEKW that was close" };
-                    ChatMessage::new(sent_at, text)
+                    ChatMessage { user_id: 1 + next() % 2_000, ..ChatMessage::new(sent_at, text) }
                 })
                 .collect();
             batches.push(ChatBatch {
@@ -52,46 +55,51 @@ fn message_count(batches: &[ChatBatch]) -> usize {
     batches.iter().map(|b| b.messages.len()).sum()
 }
 
-#[divan::bench(sample_count = 10, sample_size = 1)]
-fn observe_batches(bencher: Bencher) {
+const MODES: [DetectorMode; 2] = [DetectorMode::Seed, DetectorMode::V2];
+
+fn detector(mode: DetectorMode) -> Detector {
+    Detector::new(DetectorConfig::new(RawConfig::for_mode(mode)).expect("valid defaults"))
+}
+
+#[divan::bench(args = MODES, sample_count = 10, sample_size = 1)]
+fn observe_batches(bencher: Bencher, mode: DetectorMode) {
     let batches = batches();
     let messages = message_count(&batches);
-    bencher
-        .counter(ItemsCount::new(messages))
-        .with_inputs(|| Detector::new(DetectorConfig::default()))
-        .bench_local_values(|mut detector| {
+    bencher.counter(ItemsCount::new(messages)).with_inputs(|| detector(mode)).bench_local_values(
+        |mut detector| {
             let mut tally = Tally::default();
             let mut out = Vec::new();
             for batch in &batches {
                 detector.observe_batch(batch, &mut tally, &mut out);
             }
             black_box((tally, out.len()))
-        });
+        },
+    );
 }
 
 /// Every message looked up by broadcaster, as `highlights backtest` does with interleaved input.
-#[divan::bench(sample_count = 10, sample_size = 1)]
-fn observe_messages_one_by_one(bencher: Bencher) {
-    let flat: Vec<(u64, i64, &'static str)> = batches()
+#[divan::bench(args = MODES, sample_count = 10, sample_size = 1)]
+fn observe_messages_one_by_one(bencher: Bencher, mode: DetectorMode) {
+    let flat: Vec<(u64, i64, u64, &'static str)> = batches()
         .iter()
         .flat_map(|b| {
             b.messages.iter().map(move |m| {
-                (b.broadcaster_id, m.sent_at_ms, if m.text.starts_with('!') { "!uptime" } else { "KEKW" })
+                let text = if m.text.starts_with('!') { "!uptime" } else { "KEKW" };
+                (b.broadcaster_id, m.sent_at_ms, m.user_id, text)
             })
         })
         .collect();
-    bencher
-        .counter(ItemsCount::new(flat.len()))
-        .with_inputs(|| Detector::new(DetectorConfig::default()))
-        .bench_local_values(|mut detector| {
+    bencher.counter(ItemsCount::new(flat.len())).with_inputs(|| detector(mode)).bench_local_values(
+        |mut detector| {
             let mut out = Vec::new();
             let mut counted = 0u64;
-            for &(broadcaster, sent_at, text) in &flat {
-                counted += (detector.observe_message(broadcaster, sent_at, text, &mut out)
+            for &(broadcaster, sent_at, chatter, text) in &flat {
+                counted += (detector.observe_message(broadcaster, sent_at, chatter, text, &mut out)
                     == highlights_core::Outcome::Counted) as u64;
             }
             black_box((counted, out.len()))
-        });
+        },
+    );
 }
 
 fn sample_records() -> Vec<Vec<u8>> {

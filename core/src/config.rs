@@ -40,6 +40,65 @@ pub struct RawConfig {
     pub min_baseline_fraction: f64,
     /// How long after a second ends its messages may still arrive (event-time watermark slack).
     pub allowed_lateness_ms: u32,
+    /// Which detector runs: `seed` (messages per second, the seed project's rule) or `v2`
+    /// (distinct chatters weighted by reaction, see `detector::crowd`).
+    pub mode: DetectorMode,
+    /// v2 only: a window is elevated only with at least this many distinct chatters in it.
+    pub min_chatters: u32,
+    /// v2 only: a window is elevated only at this many times the baseline's rate, or more.
+    pub min_ratio: f64,
+}
+
+/// The detector a deployment runs. Both read the same window, baseline, `k`, hold cap, cooldown,
+/// warm-up and lateness settings; `min_chatters` and `min_ratio` apply to `v2` only.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum DetectorMode {
+    /// Messages per second against a z-score: the seed project's detector, bit for bit.
+    #[default]
+    Seed,
+    /// People per second: one vote per chatter per second, reactions weigh more, a Poisson test
+    /// that works at low rates, a minimum of distinct chatters, reported once confirmed.
+    V2,
+}
+
+impl DetectorMode {
+    pub fn name(self) -> &'static str {
+        match self {
+            Self::Seed => "seed",
+            Self::V2 => "v2",
+        }
+    }
+}
+
+impl std::fmt::Display for DetectorMode {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.name())
+    }
+}
+
+impl std::str::FromStr for DetectorMode {
+    type Err = ConfigError;
+    fn from_str(text: &str) -> Result<Self, Self::Err> {
+        match text {
+            "seed" => Ok(Self::Seed),
+            "v2" => Ok(Self::V2),
+            other => Err(ConfigError::Mode(other.to_owned())),
+        }
+    }
+}
+
+impl RawConfig {
+    /// The defaults of a detector: those of `seed`, with `k` at 3.5 for `v2` (its score is a
+    /// Poisson deviate, not a z-score; 3.5 is where it meets its goals on the scenario corpus,
+    /// see docs/detection.md).
+    pub fn for_mode(mode: DetectorMode) -> Self {
+        let k = match mode {
+            DetectorMode::Seed => 4.0,
+            DetectorMode::V2 => 3.5,
+        };
+        Self { mode, k, ..Self::default() }
+    }
 }
 
 impl Default for RawConfig {
@@ -52,6 +111,9 @@ impl Default for RawConfig {
             cooldown_seconds: 30,
             min_baseline_fraction: 0.8,
             allowed_lateness_ms: 2_000,
+            mode: DetectorMode::Seed,
+            min_chatters: 5,
+            min_ratio: 3.0,
         }
     }
 }
@@ -71,7 +133,16 @@ pub enum ConfigError {
     WarmupFraction(f64),
     #[error("allowed_lateness_ms must be at most {MAX_LATENESS_MS} (got {0})")]
     Lateness(u32),
+    #[error("the detector is `seed` or `v2` (got {0:?})")]
+    Mode(String),
+    #[error("the v2 detector's window_seconds must be at most {MAX_V2_WINDOW_SECONDS} (got {0})")]
+    V2Window(u32),
+    #[error("min_ratio must be a finite number of at least 1 (got {0})")]
+    MinRatio(f64),
 }
+
+/// Longest window of the v2 detector: it keeps a distinct-chatter sketch per window second.
+pub const MAX_V2_WINDOW_SECONDS: u32 = 60;
 
 impl Default for DetectorConfig {
     fn default() -> Self {
@@ -102,6 +173,12 @@ impl DetectorConfig {
         if raw.allowed_lateness_ms > MAX_LATENESS_MS {
             return Err(ConfigError::Lateness(raw.allowed_lateness_ms));
         }
+        if raw.mode == DetectorMode::V2 && raw.window_seconds > MAX_V2_WINDOW_SECONDS {
+            return Err(ConfigError::V2Window(raw.window_seconds));
+        }
+        if !(raw.min_ratio.is_finite() && raw.min_ratio >= 1.0) {
+            return Err(ConfigError::MinRatio(raw.min_ratio));
+        }
         let warmup_seconds = (fraction * f64::from(raw.baseline_seconds)).ceil() as i64;
         Ok(Self { raw, warmup_seconds })
     }
@@ -129,6 +206,15 @@ impl DetectorConfig {
     }
     pub fn allowed_lateness_ms(&self) -> u32 {
         self.raw.allowed_lateness_ms
+    }
+    pub fn mode(&self) -> DetectorMode {
+        self.raw.mode
+    }
+    pub fn min_chatters(&self) -> u32 {
+        self.raw.min_chatters
+    }
+    pub fn min_ratio(&self) -> f64 {
+        self.raw.min_ratio
     }
     /// Whole seconds of observation needed before a window's start: `ceil(fraction × baseline)`.
     pub fn warmup_seconds(&self) -> i64 {

@@ -10,7 +10,9 @@
 //! - [`wire`]: wire format v1 of `chat-messages` Kinesis records (see `docs/wire-format.md`).
 //! - [`filter`]: the bot-command filter.
 //! - [`config`]: detector settings, validated when built.
-//! - [`detector`]: per-second buckets, the sliding window, anomaly scoring, hold and cooldown.
+//! - [`detector`]: the two detectors (`seed`: messages per second; `v2`: people per second),
+//!   event time, sliding windows, scoring, hold and cooldown.
+//! - [`reaction`]: what a message's text says (reaction, plain, copypasta), for `v2`.
 //! - [`irc`]: parsing of raw Twitch IRC `PRIVMSG` lines with IRCv3 tags.
 //!
 //! What must not live here: network or file access, clocks, randomness, logging setup.
@@ -21,9 +23,13 @@ pub mod detector;
 pub mod filter;
 pub mod irc;
 pub mod model;
+pub mod reaction;
 mod varint;
 pub mod wire;
 
-pub use config::{ConfigError, DetectorConfig};
+pub use config::{ConfigError, DetectorConfig, DetectorMode};
 pub use detector::{BroadcasterMap, ChannelDetector, Detection, Detector, Outcome, StateDecodeError, Tally};
-pub use model::{BroadcasterId, ChatBatch, ChatMessage, LifecycleEvent, StreamOffline, StreamOnline};
+pub use model::{
+    BroadcasterId, ChatBatch, ChatMessage, ChatterKey, LifecycleEvent, StreamOffline, StreamOnline,
+    UNKNOWN_CHATTER, chatter_key,
+};

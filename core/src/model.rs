@@ -135,3 +135,47 @@ pub mod id_as_string {
         }
     }
 }
+
+/// Who sent a message, as the detector counts people: the Twitch user id when known, else a hash
+/// of the login (some exports carry only logins), else [`UNKNOWN_CHATTER`].
+pub type ChatterKey = u64;
+
+/// The chatter of a message whose source carries neither a user id nor a login.
+pub const UNKNOWN_CHATTER: ChatterKey = 0;
+
+/// The [`ChatterKey`] of a message. Logins hash into the upper half of the key space, so a login
+/// never collides with a numeric user id (Twitch's ids are far below 2^63).
+pub fn chatter_key(user_id: u64, login: &str) -> ChatterKey {
+    if user_id != 0 {
+        return user_id;
+    }
+    if login.is_empty() {
+        return UNKNOWN_CHATTER;
+    }
+    // FNV-1a: fixed forever, so a key never changes between builds (saved sketches stay valid).
+    let hash = login.bytes().fold(0xcbf2_9ce4_8422_2325_u64, |hash, byte| {
+        (hash ^ u64::from(byte.to_ascii_lowercase())).wrapping_mul(0x0100_0000_01b3)
+    });
+    hash | 1 << 63
+}
+
+impl ChatMessage {
+    /// The sender as the detector counts people.
+    pub fn chatter(&self) -> ChatterKey {
+        chatter_key(self.user_id, &self.login)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn chatter_keys_prefer_ids_then_logins() {
+        assert_eq!(chatter_key(42, "someone"), 42);
+        assert_eq!(chatter_key(0, ""), UNKNOWN_CHATTER);
+        assert_eq!(chatter_key(0, "Someone"), chatter_key(0, "someone"));
+        assert_ne!(chatter_key(0, "someone"), chatter_key(0, "someone_else"));
+        assert!(chatter_key(0, "a") >= 1 << 63);
+    }
+}

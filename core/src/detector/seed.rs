@@ -1,4 +1,4 @@
-//! The sliding-window chat-burst detector: per broadcaster, in event time, in 1-second buckets.
+//! The seed detector: messages per second, a sliding window scored against a baseline z-score.
 //!
 //! Semantics (they are the measured behaviour of the seed project's detector; change them only
 //! with the golden tests):
@@ -25,70 +25,12 @@
 //!
 //! This module must stay free of clocks and I/O: everything is driven by the caller's event times.
 
-use std::collections::HashMap;
-use std::hash::{BuildHasherDefault, Hasher};
-
-use serde::{Deserialize, Serialize};
-
 use crate::config::DetectorConfig;
 use crate::filter::is_command;
-use crate::model::{BroadcasterId, ChatBatch};
+use crate::model::BroadcasterId;
 use crate::varint::{self, Reader};
 
-/// One detected highlight: a burst of chat whose peak second was reported at `fired_second`.
-#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
-pub struct Detection {
-    pub broadcaster_id: BroadcasterId,
-    /// The second (Unix seconds) of the highest intensity within the hold.
-    pub peak_second: i64,
-    /// The second at which the hold reported; a clip should be created right after it.
-    pub fired_second: i64,
-    /// Standard deviations above the baseline mean at the peak.
-    pub intensity: f64,
-    /// Messages in the window ending at the peak second.
-    pub message_count: u64,
-    /// Baseline mean messages per second at the peak.
-    pub baseline_mean: f64,
-    /// Baseline sample standard deviation at the peak.
-    pub baseline_std: f64,
-}
-
-/// What happened to one observed message.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Outcome {
-    /// Counted in its second's bucket.
-    Counted,
-    /// A bot command: advanced the watermark, not counted.
-    Command,
-    /// Its second was already evaluated: dropped.
-    Late,
-}
-
-/// Running counts of what the detector saw, for metrics and summaries.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
-pub struct Tally {
-    pub messages: u64,
-    pub commands: u64,
-    pub late: u64,
-}
-
-impl Tally {
-    pub fn record(&mut self, outcome: Outcome) {
-        self.messages += 1;
-        match outcome {
-            Outcome::Counted => {}
-            Outcome::Command => self.commands += 1,
-            Outcome::Late => self.late += 1,
-        }
-    }
-
-    pub fn add(&mut self, other: &Tally) {
-        self.messages += other.messages;
-        self.commands += other.commands;
-        self.late += other.late;
-    }
-}
-
+use super::{Detection, EventClock, Outcome, StateDecodeError, plausible_second};
 #[derive(Debug, Clone, Copy, PartialEq)]
 struct Measurement {
     second: i64,
@@ -104,22 +46,12 @@ struct Hold {
     peak: Measurement,
 }
 
-/// The detector of one broadcaster. Its state is small and can be saved with [`encode_state`]
-/// and restored with [`decode_state`] at any point without changing any output.
-///
-/// [`encode_state`]: ChannelDetector::encode_state
-/// [`decode_state`]: ChannelDetector::decode_state
+/// The seed detector of one broadcaster (see [`super::ChannelDetector`] for the common API).
 #[derive(Debug, Clone, PartialEq)]
-pub struct ChannelDetector {
-    broadcaster_id: BroadcasterId,
-    config: DetectorConfig,
-    /// First second observed; `None` until anything arrives.
-    first_second: Option<i64>,
-    /// The next second to evaluate; every earlier second is evaluated. Always
-    /// `max(first_second, last_closed_second + 1)`, so it is not saved.
-    next_second: i64,
-    /// Greatest event time seen, in ms (`i64::MIN` before anything arrives).
-    watermark_ms: i64,
+pub struct SeedDetector {
+    pub(super) broadcaster_id: BroadcasterId,
+    pub(super) config: DetectorConfig,
+    pub(super) clock: EventClock,
     /// Per-second message counts, indexed by `second mod counts.len()`. Holds the history the
     /// next evaluation needs (window + baseline) and the seconds still open.
     counts: Box<[u32]>,
@@ -128,60 +60,22 @@ pub struct ChannelDetector {
     baseline_sum: u64,
     baseline_squares: u128,
     hold: Option<Hold>,
-    last_fire: Option<i64>,
+    pub(super) last_fire: Option<i64>,
 }
 
-/// Why saved detector state could not be restored.
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-pub enum StateDecodeError {
-    #[error("detector state ends inside {0}")]
-    Truncated(&'static str),
-    #[error("unsupported detector state version {0}")]
-    UnsupportedVersion(u8),
-    #[error("detector state was saved with other window/baseline/lateness settings")]
-    ConfigMismatch,
-    #[error("detector state belongs to broadcaster {found}, not {expected}")]
-    WrongBroadcaster { expected: u64, found: u64 },
-    #[error("detector state field {0} is out of range")]
-    OutOfRange(&'static str),
-    #[error("{0} bytes left over after the detector state")]
-    TrailingBytes(usize),
-}
+/// The first byte of a saved seed state.
+pub(super) const STATE_VERSION: u8 = 1;
 
-const STATE_VERSION: u8 = 1;
-
-/// Seconds a saved state may hold: those of an event time in milliseconds. Anything else did not
-/// come from the detector and would overflow the arithmetic on seconds (`second - last_fire`).
-pub const PLAUSIBLE_SECONDS: std::ops::RangeInclusive<i64> = (i64::MIN / 1000)..=(i64::MAX / 1000);
 const HAS_FIRST: u8 = 1;
 const HAS_HOLD: u8 = 2;
 const HAS_LAST_FIRE: u8 = 4;
 
-impl ChannelDetector {
-    /// A fresh detector that still honours the cooldown after `last_fire` (a state that could
-    /// not be restored must not let the same burst fire twice).
-    pub fn fresh_after(
-        broadcaster_id: BroadcasterId,
-        config: DetectorConfig,
-        last_fire: Option<i64>,
-    ) -> Self {
-        let mut detector = Self::new(broadcaster_id, config);
-        detector.last_fire = last_fire.filter(|second| PLAUSIBLE_SECONDS.contains(second));
-        detector
-    }
-
-    /// The second of the last detection, for the cooldown.
-    pub fn last_fire(&self) -> Option<i64> {
-        self.last_fire
-    }
-
+impl SeedDetector {
     pub fn new(broadcaster_id: BroadcasterId, config: DetectorConfig) -> Self {
         Self {
             broadcaster_id,
             config,
-            first_second: None,
-            next_second: 0,
-            watermark_ms: i64::MIN,
+            clock: EventClock::new(&config),
             counts: vec![0; ring_len(&config)].into_boxed_slice(),
             window_sum: 0,
             baseline_sum: 0,
@@ -191,19 +85,6 @@ impl ChannelDetector {
         }
     }
 
-    pub fn broadcaster_id(&self) -> BroadcasterId {
-        self.broadcaster_id
-    }
-
-    pub fn config(&self) -> &DetectorConfig {
-        &self.config
-    }
-
-    /// Greatest event time seen (ms), if anything was seen.
-    pub fn watermark_ms(&self) -> Option<i64> {
-        (self.watermark_ms != i64::MIN).then_some(self.watermark_ms)
-    }
-
     /// Whether a hold is open (a burst in progress that has not reported yet).
     pub fn has_open_hold(&self) -> bool {
         self.hold.is_some()
@@ -211,48 +92,23 @@ impl ChannelDetector {
 
     /// Observes one chat message; detections that become final are appended to `out`.
     #[inline]
-    pub fn observe_message(&mut self, sent_at_ms: i64, text: &str, out: &mut Vec<Detection>) -> Outcome {
+    pub(super) fn observe_message(
+        &mut self,
+        sent_at_ms: i64,
+        text: &str,
+        out: &mut Vec<Detection>,
+    ) -> Outcome {
         self.advance(sent_at_ms, out);
         if is_command(text) {
             return Outcome::Command;
         }
         let second = sent_at_ms.div_euclid(1000);
-        if second < self.next_second {
+        if second < self.clock.next_second {
             return Outcome::Late;
         }
         let slot = self.slot(second);
         self.counts[slot] = self.counts[slot].saturating_add(1);
         Outcome::Counted
-    }
-
-    /// Observes a watermark: event time for this broadcaster has reached `time_ms`.
-    pub fn observe_watermark(&mut self, time_ms: i64, out: &mut Vec<Detection>) {
-        self.advance(time_ms, out);
-    }
-
-    /// Observes a whole batch (messages, then its watermark), tallying the messages.
-    pub fn observe_batch(&mut self, batch: &ChatBatch, tally: &mut Tally, out: &mut Vec<Detection>) {
-        for message in &batch.messages {
-            tally.record(self.observe_message(message.sent_at_ms, &message.text, out));
-        }
-        self.observe_watermark(batch.watermark_ms, out);
-    }
-
-    /// Closes every second that holds data, as if the watermark moved past the last message by
-    /// the allowed lateness. For the end of a recorded log; a live stream never needs this.
-    pub fn finish(&mut self, out: &mut Vec<Detection>) {
-        if let Some(watermark) = self.watermark_ms() {
-            let end_of_second = (watermark.div_euclid(1000) + 1).saturating_mul(1000);
-            let closing = end_of_second.saturating_add(i64::from(self.config.allowed_lateness_ms()));
-            self.advance(closing, out);
-        }
-    }
-
-    /// The last second that the current watermark has closed.
-    #[inline]
-    fn last_closed_second(&self) -> i64 {
-        let horizon = self.watermark_ms.saturating_sub(i64::from(self.config.allowed_lateness_ms()));
-        horizon.div_euclid(1000) - 1
     }
 
     #[inline]
@@ -261,45 +117,26 @@ impl ChannelDetector {
     }
 
     #[inline]
-    fn advance(&mut self, time_ms: i64, out: &mut Vec<Detection>) {
-        let second = time_ms.div_euclid(1000);
-        match self.first_second {
-            None => {
-                self.first_second = Some(second);
-                self.next_second = second;
-            }
-            // Before any second is evaluated, data from a second still open may arrive out of
-            // order: observation then started earlier. Every open second is >= next_second once
-            // evaluation has begun, so this only fires before it has.
-            Some(first) if second < first && second > self.last_closed_second() => {
-                self.first_second = Some(second);
-                self.next_second = second;
-            }
-            Some(_) => {}
-        }
-        if time_ms > self.watermark_ms {
-            self.watermark_ms = time_ms;
-            let last_closed = self.last_closed_second();
-            if self.next_second <= last_closed {
-                self.close_through(last_closed, out);
-            }
+    pub(super) fn advance(&mut self, time_ms: i64, out: &mut Vec<Detection>) {
+        if let Some(last_closed) = self.clock.advance(time_ms) {
+            self.close_through(last_closed, out);
         }
     }
 
     fn close_through(&mut self, last_closed: i64, out: &mut Vec<Detection>) {
-        while self.next_second <= last_closed {
+        while self.clock.next_second <= last_closed {
             if self.window_sum == 0 && self.baseline_sum == 0 {
                 // With an all-zero history every second up to the next one with messages is
                 // unmeasurable (deviation 0): skip them all, applying only the stale-hold rule.
                 let skip_to = self.next_counted_second(last_closed).map_or(last_closed, |s| s - 1);
-                if skip_to >= self.next_second {
+                if skip_to >= self.clock.next_second {
                     self.drop_stale_hold(skip_to);
-                    self.next_second = skip_to + 1;
+                    self.clock.next_second = skip_to + 1;
                     continue;
                 }
             }
-            self.evaluate(self.next_second, out);
-            self.next_second += 1;
+            self.evaluate(self.clock.next_second, out);
+            self.clock.next_second += 1;
         }
     }
 
@@ -307,8 +144,8 @@ impl ChannelDetector {
     /// for open seconds, which lie within `1 + ceil(lateness)` seconds of `next_second`.
     fn next_counted_second(&self, last_closed: i64) -> Option<i64> {
         let open_span = i64::from(self.config.allowed_lateness_ms().div_ceil(1000)) + 1;
-        let last = last_closed.min(self.next_second + open_span);
-        (self.next_second..=last).find(|&second| self.counts[self.slot(second)] != 0)
+        let last = last_closed.min(self.clock.next_second + open_span);
+        (self.clock.next_second..=last).find(|&second| self.counts[self.slot(second)] != 0)
     }
 
     fn drop_stale_hold(&mut self, second: i64) {
@@ -371,7 +208,7 @@ impl ChannelDetector {
     }
 
     fn measure(&self, second: i64) -> Option<Measurement> {
-        let first = self.first_second?;
+        let first = self.clock.first_second?;
         let window = i64::from(self.config.window_seconds());
         if second - window + 1 - first < self.config.warmup_seconds() {
             return None;
@@ -398,13 +235,13 @@ impl ChannelDetector {
         varint::put_u64(&mut out, u64::from(self.config.window_seconds()));
         varint::put_u64(&mut out, u64::from(self.config.baseline_seconds()));
         varint::put_u64(&mut out, self.counts.len() as u64);
-        let flags = if self.first_second.is_some() { HAS_FIRST } else { 0 }
+        let flags = if self.clock.first_second.is_some() { HAS_FIRST } else { 0 }
             | if self.hold.is_some() { HAS_HOLD } else { 0 }
             | if self.last_fire.is_some() { HAS_LAST_FIRE } else { 0 };
         out.push(flags);
-        if let Some(first) = self.first_second {
+        if let Some(first) = self.clock.first_second {
             varint::put_i64(&mut out, first);
-            varint::put_i64(&mut out, self.watermark_ms);
+            varint::put_i64(&mut out, self.clock.watermark_ms);
             for &count in self.counts.iter() {
                 varint::put_u64(&mut out, u64::from(count));
             }
@@ -462,20 +299,10 @@ impl ChannelDetector {
         if flags & !(HAS_FIRST | HAS_HOLD | HAS_LAST_FIRE) != 0 {
             return Err(E::OutOfRange("flags"));
         }
-        let plausible = |second: i64, what| {
-            if PLAUSIBLE_SECONDS.contains(&second) { Ok(second) } else { Err(E::OutOfRange(what)) }
-        };
         if flags & HAS_FIRST != 0 {
-            let first = plausible(i64_field(&mut reader, "first second")?, "first second")?;
-            detector.watermark_ms = i64_field(&mut reader, "watermark")?;
-            plausible(detector.watermark_ms.div_euclid(1000), "watermark")?;
-            // The first second comes from an event at or before the watermark; the open seconds
-            // then all fit in the ring, which the per-message path relies on.
-            if first > detector.watermark_ms.div_euclid(1000) {
-                return Err(E::OutOfRange("first second"));
-            }
-            detector.first_second = Some(first);
-            detector.next_second = first.max(detector.last_closed_second() + 1);
+            let first = plausible_second(&mut reader, "first second")?;
+            let watermark = i64_field(&mut reader, "watermark")?;
+            detector.clock.restore(first, watermark)?;
             for slot in 0..detector.counts.len() {
                 let count = u64_field(&mut reader, "counts")?;
                 detector.counts[slot] = u32::try_from(count).map_err(|_| E::OutOfRange("counts"))?;
@@ -483,8 +310,8 @@ impl ChannelDetector {
             detector.recompute_sums();
         }
         if flags & HAS_HOLD != 0 {
-            let start = plausible(i64_field(&mut reader, "hold start")?, "hold start")?;
-            let second = plausible(i64_field(&mut reader, "hold peak")?, "hold peak")?;
+            let start = plausible_second(&mut reader, "hold start")?;
+            let second = plausible_second(&mut reader, "hold peak")?;
             let intensity = f64_field(&mut reader, "hold intensity")?;
             let message_count = u64_field(&mut reader, "hold count")?;
             let mean = f64_field(&mut reader, "hold mean")?;
@@ -496,7 +323,7 @@ impl ChannelDetector {
                 Some(Hold { start, peak: Measurement { second, intensity, message_count, mean, std } });
         }
         if flags & HAS_LAST_FIRE != 0 {
-            detector.last_fire = Some(plausible(i64_field(&mut reader, "last fire")?, "last fire")?);
+            detector.last_fire = Some(plausible_second(&mut reader, "last fire")?);
         }
         if reader.remaining() != 0 {
             return Err(E::TrailingBytes(reader.remaining()));
@@ -505,7 +332,7 @@ impl ChannelDetector {
     }
 
     fn recompute_sums(&mut self) {
-        let last = self.next_second - 1;
+        let last = self.clock.next_second - 1;
         let window = i64::from(self.config.window_seconds());
         let baseline = i64::from(self.config.baseline_seconds());
         let count = |second: i64| u64::from(self.counts[self.slot(second)]);
@@ -526,103 +353,6 @@ fn ring_len(config: &DetectorConfig) -> usize {
         as usize
 }
 
-/// Broadcaster ids are Twitch's own numbers, not attacker-chosen keys, so a multiplicative hash
-/// is safe here and several times faster than SipHash on the per-message path.
-#[derive(Default, Clone, Copy)]
-pub struct IdHasher(u64);
-
-impl Hasher for IdHasher {
-    fn finish(&self) -> u64 {
-        self.0
-    }
-    fn write(&mut self, bytes: &[u8]) {
-        for &byte in bytes {
-            self.0 = (self.0.rotate_left(5) ^ u64::from(byte)).wrapping_mul(0x51_7c_c1_b7_27_22_0a_95);
-        }
-    }
-    fn write_u64(&mut self, value: u64) {
-        self.0 = (value ^ (value >> 29)).wrapping_mul(0x9e37_79b9_7f4a_7c15);
-    }
-}
-
-/// A map keyed by broadcaster id with the cheap [`IdHasher`].
-pub type BroadcasterMap<V> = HashMap<BroadcasterId, V, BuildHasherDefault<IdHasher>>;
-
-/// Detectors for many broadcasters, created on first sight, all with one config.
-#[derive(Debug, Clone)]
-pub struct Detector {
-    config: DetectorConfig,
-    channels: BroadcasterMap<ChannelDetector>,
-}
-
-impl Detector {
-    pub fn new(config: DetectorConfig) -> Self {
-        Self { config, channels: BroadcasterMap::default() }
-    }
-
-    pub fn config(&self) -> &DetectorConfig {
-        &self.config
-    }
-
-    /// The detector of `broadcaster_id`, created empty on first use.
-    #[inline]
-    pub fn channel_mut(&mut self, broadcaster_id: BroadcasterId) -> &mut ChannelDetector {
-        let config = self.config;
-        self.channels.entry(broadcaster_id).or_insert_with(|| ChannelDetector::new(broadcaster_id, config))
-    }
-
-    pub fn channel(&self, broadcaster_id: BroadcasterId) -> Option<&ChannelDetector> {
-        self.channels.get(&broadcaster_id)
-    }
-
-    /// Replaces a broadcaster's detector, e.g. with state restored from storage.
-    pub fn insert_channel(&mut self, detector: ChannelDetector) {
-        self.channels.insert(detector.broadcaster_id(), detector);
-    }
-
-    /// Forgets a broadcaster, so its baseline warms up afresh (a new stream went online).
-    pub fn reset_channel(&mut self, broadcaster_id: BroadcasterId) {
-        self.channels.remove(&broadcaster_id);
-    }
-
-    pub fn channels(&self) -> impl Iterator<Item = &ChannelDetector> {
-        self.channels.values()
-    }
-
-    #[inline]
-    pub fn observe_message(
-        &mut self,
-        broadcaster_id: BroadcasterId,
-        sent_at_ms: i64,
-        text: &str,
-        out: &mut Vec<Detection>,
-    ) -> Outcome {
-        self.channel_mut(broadcaster_id).observe_message(sent_at_ms, text, out)
-    }
-
-    pub fn observe_watermark(
-        &mut self,
-        broadcaster_id: BroadcasterId,
-        time_ms: i64,
-        out: &mut Vec<Detection>,
-    ) {
-        self.channel_mut(broadcaster_id).observe_watermark(time_ms, out);
-    }
-
-    pub fn observe_batch(&mut self, batch: &ChatBatch, tally: &mut Tally, out: &mut Vec<Detection>) {
-        self.channel_mut(batch.broadcaster_id).observe_batch(batch, tally, out);
-    }
-
-    /// [`ChannelDetector::finish`] for every broadcaster, in broadcaster-id order.
-    pub fn finish(&mut self, out: &mut Vec<Detection>) {
-        let mut ids: Vec<_> = self.channels.keys().copied().collect();
-        ids.sort_unstable();
-        for id in ids {
-            self.channel_mut(id).finish(out);
-        }
-    }
-}
-
 #[cfg(test)]
-#[path = "detector_tests.rs"]
+#[path = "seed_tests.rs"]
 mod tests;

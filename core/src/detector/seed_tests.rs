@@ -3,6 +3,8 @@
 
 use super::*;
 use crate::config::RawConfig;
+use crate::detector::{ChannelDetector, Detector, Tally};
+use crate::model::ChatBatch;
 use crate::model::ChatMessage;
 use proptest::prelude::*;
 
@@ -35,7 +37,7 @@ fn run(config: DetectorConfig, messages: &[ChatMessage], end_ms: i64) -> (Vec<De
     let mut tally = Tally::default();
     detector.observe_watermark(FIRST * 1000, &mut out);
     for message in messages {
-        tally.record(detector.observe_message(message.sent_at_ms, &message.text, &mut out));
+        tally.record(detector.observe_message(message.sent_at_ms, 0, &message.text, &mut out));
     }
     detector.observe_watermark(end_ms, &mut out);
     detector.finish(&mut out);
@@ -223,7 +225,7 @@ proptest! {
                 prop_assert_eq!(&restored, &detector);
                 detector = restored;
             }
-            detector.observe_message(message.sent_at_ms, &message.text, &mut out);
+            detector.observe_message(message.sent_at_ms, 0, &message.text, &mut out);
         }
         detector.observe_watermark(end_of(&counts), &mut out);
         detector.finish(&mut out);
@@ -257,7 +259,7 @@ proptest! {
         let mut detector = ChannelDetector::new(BROADCASTER, DetectorConfig::default());
         let mut out = Vec::new();
         for time in times {
-            detector.observe_message(time, "x", &mut out);
+            detector.observe_message(time, 0, "x", &mut out);
             let restored = ChannelDetector::decode_state(BROADCASTER, *detector.config(), &detector.encode_state());
             prop_assert_eq!(restored.as_ref(), Ok(&detector));
         }
@@ -350,17 +352,17 @@ fn a_long_burst_reports_at_the_hold_cap_then_cools_down() {
 fn late_messages_are_counted_and_dropped() {
     let mut detector = ChannelDetector::new(BROADCASTER, DetectorConfig::default());
     let mut out = Vec::new();
-    assert_eq!(detector.observe_message(10_000, "hi", &mut out), Outcome::Counted);
-    assert_eq!(detector.observe_message(13_500, "hi", &mut out), Outcome::Counted);
+    assert_eq!(detector.observe_message(10_000, 0, "hi", &mut out), Outcome::Counted);
+    assert_eq!(detector.observe_message(13_500, 0, "hi", &mut out), Outcome::Counted);
     // Watermark 13.5 s - 2 s lateness closes every second before 11: second 10 is closed.
-    assert_eq!(detector.observe_message(10_999, "late", &mut out), Outcome::Late);
-    assert_eq!(detector.observe_message(11_000, "in time", &mut out), Outcome::Counted);
-    assert_eq!(detector.observe_message(9_000, "!late command", &mut out), Outcome::Command);
+    assert_eq!(detector.observe_message(10_999, 0, "late", &mut out), Outcome::Late);
+    assert_eq!(detector.observe_message(11_000, 0, "in time", &mut out), Outcome::Counted);
+    assert_eq!(detector.observe_message(9_000, 0, "!late command", &mut out), Outcome::Command);
     // Out of order before anything was evaluated is fine: observation then starts earlier.
     let mut fresh = ChannelDetector::new(BROADCASTER, DetectorConfig::default());
-    assert_eq!(fresh.observe_message(10_500, "a", &mut out), Outcome::Counted);
-    assert_eq!(fresh.observe_message(8_600, "b", &mut out), Outcome::Counted);
-    assert_eq!(fresh.observe_message(11_000, "c", &mut out), Outcome::Counted);
+    assert_eq!(fresh.observe_message(10_500, 0, "a", &mut out), Outcome::Counted);
+    assert_eq!(fresh.observe_message(8_600, 0, "b", &mut out), Outcome::Counted);
+    assert_eq!(fresh.observe_message(11_000, 0, "c", &mut out), Outcome::Counted);
     assert_eq!(fresh.watermark_ms(), Some(11_000));
     assert!(out.is_empty());
 }
@@ -396,7 +398,7 @@ fn state_is_small_and_rejects_other_settings() {
     let mut detector = ChannelDetector::new(BROADCASTER, DetectorConfig::default());
     let mut out = Vec::new();
     for message in chat_from_counts(FIRST, &counts) {
-        detector.observe_message(message.sent_at_ms, &message.text, &mut out);
+        detector.observe_message(message.sent_at_ms, 0, &message.text, &mut out);
     }
     let saved = detector.encode_state();
     assert!(saved.len() < 2048, "{} bytes", saved.len());
@@ -443,7 +445,7 @@ fn the_multi_channel_detector_keeps_channels_apart() {
 #[test]
 fn implausible_seconds_in_a_saved_state_are_refused_and_a_fresh_start_keeps_the_cooldown() {
     for corrupt in [i64::MIN, i64::MIN / 1000 - 1, i64::MAX / 1000 + 1, i64::MAX] {
-        let mut detector = ChannelDetector::new(BROADCASTER, DetectorConfig::default());
+        let mut detector = SeedDetector::new(BROADCASTER, DetectorConfig::default());
         detector.last_fire = Some(corrupt);
         assert_eq!(
             ChannelDetector::decode_state(BROADCASTER, DetectorConfig::default(), &detector.encode_state()),
