@@ -16,6 +16,7 @@ new HighlightsStack(app, context('stackName') || 'TwitchHighlights', {
   alarmEmail: context('alarmEmail') || undefined,
   monitoredChannels: context('monitoredChannels').split(',').map((c) => c.trim()).filter(Boolean),
   detectorBatchingWindowSeconds: Number(context('detectorBatchingWindowSeconds') || 1),
+  detectorMode: context('detectorMode') === 'v2' ? 'v2' : 'seed',
 });
 // cdk-nag's AWS Solutions rules on every synth: an unacknowledged finding fails the synth.
 cdk.Validations.of(app).addPlugins(new AwsSolutionsChecks(app, { verbose: true }));

@@ -53,6 +53,8 @@ export interface HighlightsStackProps extends cdk.StackProps {
   ingestImage?: ecs.ContainerImage;
   /** The static site's folder (default: the repository's web/). */
   webDir?: string;
+  /** Which detector the detector function runs: `seed` (default) or `v2` (docs/detection.md). */
+  detectorMode?: 'seed' | 'v2';
   /**
    * How long Lambda gathers chat before invoking the detector (default 1 s). The detector saves
    * each channel's state once per invocation, so this divides DynamoDB writes (the main cost per
@@ -235,7 +237,7 @@ export class HighlightsStack extends cdk.Stack {
       secret?.grantRead(f);
       return f;
     };
-    const detector = fn('detector', {});
+    const detector = fn('detector', { environment: { DETECTOR_MODE: props.detectorMode ?? 'seed' } });
     const lifecycle = fn('lifecycle', { database: databaseUsers.lifecycle });
     const clipper = fn('clipper', { database: databaseUsers.clipper, timeout: cdk.Duration.seconds(90) });
     const api = fn('api', { database: databaseUsers.api, timeout: cdk.Duration.seconds(10), memorySize: 512 });

@@ -318,3 +318,13 @@ test('alarms for iterator age, dead letters, errors, clip failures, dropped chat
   template.resourceCountIs('AWS::CloudWatch::Dashboard', 1);
   assert.equal(synth().template.findResources('AWS::SNS::Subscription') && Object.keys(synth().template.findResources('AWS::SNS::Subscription')).length, 0);
 });
+
+test('the detector runs the seed detector unless the deployment asks for v2', () => {
+  const modeOf = (s: HighlightsStack) => {
+    const t = Template.fromStack(s);
+    const id = s.getLogicalId(s.functions.detector.node.defaultChild as cdk.CfnElement);
+    return t.toJSON().Resources[id].Properties.Environment.Variables.DETECTOR_MODE;
+  };
+  assert.equal(modeOf(stack), 'seed');
+  assert.equal(modeOf(synth({ detectorMode: 'v2' }).stack), 'v2');
+});
