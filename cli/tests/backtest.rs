@@ -221,3 +221,52 @@ fn invalid_settings_and_missing_files_are_clear_errors() {
     let output = highlights(&["synth", "--channels", "0"]);
     assert_eq!(output.status.code(), Some(1));
 }
+
+#[test]
+fn on_the_realistic_scenario_v2_beats_the_seed_detector_and_ignores_spam_and_bots() {
+    let dir = temp_dir("realistic");
+    let (chat, labels) = (dir.join("chat.jsonl"), dir.join("labels.jsonl"));
+    stdout(&highlights(&[
+        "synth",
+        "--scenario",
+        "realistic",
+        "--channels",
+        "12",
+        "--duration",
+        "3600",
+        "--seed",
+        "3",
+        "--out",
+        chat.to_str().unwrap(),
+        "--labels",
+        labels.to_str().unwrap(),
+    ]));
+    let score = |mode: &str| {
+        let output = highlights(&[
+            "backtest",
+            chat.to_str().unwrap(),
+            "--labels",
+            labels.to_str().unwrap(),
+            "--detector",
+            mode,
+            "--summary",
+            "json",
+        ]);
+        assert!(output.status.success(), "{}", String::from_utf8_lossy(&output.stderr));
+        summary(&output)["labels"].clone()
+    };
+    let (seed, v2) = (score("seed"), score("v2"));
+    let number = |score: &serde_json::Value, field: &str| score[field].as_f64().unwrap();
+    let false_positives =
+        |score: &serde_json::Value, kind: &str| score["false_positives_by_kind"][kind].as_u64().unwrap();
+    assert!(number(&v2, "labels") >= 40.0, "a corpus worth scoring: {v2}");
+    assert!(
+        false_positives(&seed, "spam") + false_positives(&seed, "bots") > 0,
+        "the corpus has the seed's weakness: {seed}"
+    );
+    assert_eq!((false_positives(&v2, "spam"), false_positives(&v2, "bots")), (0, 0), "{v2}");
+    assert!(number(&v2, "precision") > number(&seed, "precision"), "{v2} vs {seed}");
+    assert!(number(&v2, "recall") > number(&seed, "recall"), "{v2} vs {seed}");
+    assert!(number(&v2, "delay_p50_s") < number(&seed, "delay_p50_s"), "{v2} vs {seed}");
+    assert!(number(&v2, "precision") >= 0.9 && number(&v2, "recall") >= 0.9, "{v2}");
+}
