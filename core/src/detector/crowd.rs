@@ -38,7 +38,9 @@ use crate::model::{BroadcasterId, ChatterKey, UNKNOWN_CHATTER};
 use crate::reaction::{Tone, tone};
 use crate::varint::{self, Reader};
 
-use super::{Detection, EventClock, Outcome, StateDecodeError, plausible_second};
+use super::{
+    Detection, EventClock, Outcome, StateDecodeError, plausible_second, read_state_head, write_state_head,
+};
 
 /// Points of one chatter's vote in a second, by the tone of their first message in it.
 pub const VOTE_POINTS: u32 = 2;
@@ -340,16 +342,11 @@ impl CrowdDetector {
     /// Serialises the whole state.
     pub(super) fn encode_state(&self) -> Vec<u8> {
         let mut out = Vec::with_capacity(64 + self.points.len() * 2 + self.sketches.len() * 4);
-        out.push(STATE_VERSION);
-        varint::put_u64(&mut out, self.broadcaster_id);
-        varint::put_u64(&mut out, u64::from(self.config.window_seconds()));
-        varint::put_u64(&mut out, u64::from(self.config.baseline_seconds()));
-        varint::put_u64(&mut out, self.points.len() as u64);
-        varint::put_u64(&mut out, self.sketches.len() as u64);
         let flags = if self.clock.first_second.is_some() { HAS_FIRST } else { 0 }
             | if self.burst.is_some() { HAS_BURST } else { 0 }
             | if self.last_fire.is_some() { HAS_LAST_FIRE } else { 0 };
-        out.push(flags);
+        let rings = [self.points.len(), self.sketches.len()];
+        write_state_head(&mut out, STATE_VERSION, self.broadcaster_id, &self.config, &rings, flags);
         if let Some(first) = self.clock.first_second {
             varint::put_i64(&mut out, first);
             varint::put_i64(&mut out, self.clock.watermark_ms);
@@ -379,34 +376,14 @@ impl CrowdDetector {
     ) -> Result<Self, StateDecodeError> {
         use StateDecodeError as E;
         let mut reader = Reader::new(bytes);
-        let version = reader.u8().ok_or(E::Truncated("version"))?;
-        if version != STATE_VERSION {
-            return Err(E::UnsupportedVersion(version));
-        }
-        let u64_field = |reader: &mut Reader<'_>, what| reader.u64().map_err(|_| E::Truncated(what));
         let u32_field = |reader: &mut Reader<'_>, what| {
-            u32::try_from(u64_field(reader, what)?).map_err(|_| E::OutOfRange(what))
+            let value = reader.u64().map_err(|_| E::Truncated(what))?;
+            u32::try_from(value).map_err(|_| E::OutOfRange(what))
         };
-        let found = u64_field(&mut reader, "broadcaster id")?;
-        if found != broadcaster_id {
-            return Err(E::WrongBroadcaster { expected: broadcaster_id, found });
-        }
         let mut detector = Self::new(broadcaster_id, config);
-        let window = u64_field(&mut reader, "window")?;
-        let baseline = u64_field(&mut reader, "baseline")?;
-        let ring = u64_field(&mut reader, "ring length")?;
-        let recent = u64_field(&mut reader, "sketch ring length")?;
-        if window != u64::from(config.window_seconds())
-            || baseline != u64::from(config.baseline_seconds())
-            || ring != detector.points.len() as u64
-            || recent != detector.sketches.len() as u64
-        {
-            return Err(E::ConfigMismatch);
-        }
-        let flags = reader.u8().ok_or(E::Truncated("flags"))?;
-        if flags & !(HAS_FIRST | HAS_BURST | HAS_LAST_FIRE) != 0 {
-            return Err(E::OutOfRange("flags"));
-        }
+        let rings = [detector.points.len(), detector.sketches.len()];
+        let known = HAS_FIRST | HAS_BURST | HAS_LAST_FIRE;
+        let flags = read_state_head(&mut reader, STATE_VERSION, broadcaster_id, &config, &rings, known)?;
         if flags & HAS_FIRST != 0 {
             let first = plausible_second(&mut reader, "first second")?;
             let watermark = reader.i64().map_err(|_| E::Truncated("watermark"))?;

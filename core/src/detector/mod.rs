@@ -205,6 +205,61 @@ impl EventClock {
     }
 }
 
+/// Writes the head every saved state starts with: format version, broadcaster, the settings the
+/// rings depend on, the ring lengths, and the flags saying which optional parts follow.
+pub(crate) fn write_state_head(
+    out: &mut Vec<u8>,
+    version: u8,
+    broadcaster_id: BroadcasterId,
+    config: &DetectorConfig,
+    ring_lengths: &[usize],
+    flags: u8,
+) {
+    out.push(version);
+    crate::varint::put_u64(out, broadcaster_id);
+    crate::varint::put_u64(out, u64::from(config.window_seconds()));
+    crate::varint::put_u64(out, u64::from(config.baseline_seconds()));
+    for &length in ring_lengths {
+        crate::varint::put_u64(out, length as u64);
+    }
+    out.push(flags);
+}
+
+/// Reads a head written by [`write_state_head`] and returns its flags: a state of another
+/// broadcaster, version, settings or ring lengths, or with flags outside `known_flags`, is refused.
+pub(crate) fn read_state_head(
+    reader: &mut Reader<'_>,
+    version: u8,
+    broadcaster_id: BroadcasterId,
+    config: &DetectorConfig,
+    ring_lengths: &[usize],
+    known_flags: u8,
+) -> Result<u8, StateDecodeError> {
+    use StateDecodeError as E;
+    let found_version = reader.u8().ok_or(E::Truncated("version"))?;
+    if found_version != version {
+        return Err(E::UnsupportedVersion(found_version));
+    }
+    let mut field = |what| reader.u64().map_err(|_| E::Truncated(what));
+    let found = field("broadcaster id")?;
+    if found != broadcaster_id {
+        return Err(E::WrongBroadcaster { expected: broadcaster_id, found });
+    }
+    let mut matches = field("window")? == u64::from(config.window_seconds());
+    matches &= field("baseline")? == u64::from(config.baseline_seconds());
+    for &length in ring_lengths {
+        matches &= field("ring length")? == length as u64;
+    }
+    if !matches {
+        return Err(E::ConfigMismatch);
+    }
+    let flags = reader.u8().ok_or(E::Truncated("flags"))?;
+    if flags & !known_flags != 0 {
+        return Err(E::OutOfRange("flags"));
+    }
+    Ok(flags)
+}
+
 /// A second read from saved state, refused unless an event time in ms could have produced it.
 pub(crate) fn plausible_second(reader: &mut Reader<'_>, what: &'static str) -> Result<i64, StateDecodeError> {
     let second = reader.i64().map_err(|_| StateDecodeError::Truncated(what))?;

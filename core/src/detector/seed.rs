@@ -30,7 +30,9 @@ use crate::filter::is_command;
 use crate::model::BroadcasterId;
 use crate::varint::{self, Reader};
 
-use super::{Detection, EventClock, Outcome, StateDecodeError, plausible_second};
+use super::{
+    Detection, EventClock, Outcome, StateDecodeError, plausible_second, read_state_head, write_state_head,
+};
 #[derive(Debug, Clone, Copy, PartialEq)]
 struct Measurement {
     second: i64,
@@ -230,15 +232,17 @@ impl SeedDetector {
     /// Serialises the whole state (about 350 bytes for a quiet channel with default settings).
     pub fn encode_state(&self) -> Vec<u8> {
         let mut out = Vec::with_capacity(64 + self.counts.len() * 2);
-        out.push(STATE_VERSION);
-        varint::put_u64(&mut out, self.broadcaster_id);
-        varint::put_u64(&mut out, u64::from(self.config.window_seconds()));
-        varint::put_u64(&mut out, u64::from(self.config.baseline_seconds()));
-        varint::put_u64(&mut out, self.counts.len() as u64);
         let flags = if self.clock.first_second.is_some() { HAS_FIRST } else { 0 }
             | if self.hold.is_some() { HAS_HOLD } else { 0 }
             | if self.last_fire.is_some() { HAS_LAST_FIRE } else { 0 };
-        out.push(flags);
+        write_state_head(
+            &mut out,
+            STATE_VERSION,
+            self.broadcaster_id,
+            &self.config,
+            &[self.counts.len()],
+            flags,
+        );
         if let Some(first) = self.clock.first_second {
             varint::put_i64(&mut out, first);
             varint::put_i64(&mut out, self.clock.watermark_ms);
@@ -271,34 +275,16 @@ impl SeedDetector {
     ) -> Result<Self, StateDecodeError> {
         use StateDecodeError as E;
         let mut reader = Reader::new(bytes);
-        let version = reader.u8().ok_or(E::Truncated("version"))?;
-        if version != STATE_VERSION {
-            return Err(E::UnsupportedVersion(version));
-        }
         let u64_field = |reader: &mut Reader<'_>, what| reader.u64().map_err(|_| E::Truncated(what));
         let i64_field = |reader: &mut Reader<'_>, what| reader.i64().map_err(|_| E::Truncated(what));
         let f64_field = |reader: &mut Reader<'_>, what| {
             let bytes = reader.take(8).ok_or(E::Truncated(what))?;
             Ok::<f64, E>(f64::from_le_bytes(bytes.try_into().expect("eight bytes")))
         };
-        let found = u64_field(&mut reader, "broadcaster id")?;
-        if found != broadcaster_id {
-            return Err(E::WrongBroadcaster { expected: broadcaster_id, found });
-        }
         let mut detector = Self::new(broadcaster_id, config);
-        let window = u64_field(&mut reader, "window")?;
-        let baseline = u64_field(&mut reader, "baseline")?;
-        let ring = u64_field(&mut reader, "ring length")?;
-        if window != u64::from(config.window_seconds())
-            || baseline != u64::from(config.baseline_seconds())
-            || ring != detector.counts.len() as u64
-        {
-            return Err(E::ConfigMismatch);
-        }
-        let flags = reader.u8().ok_or(E::Truncated("flags"))?;
-        if flags & !(HAS_FIRST | HAS_HOLD | HAS_LAST_FIRE) != 0 {
-            return Err(E::OutOfRange("flags"));
-        }
+        let rings = [detector.counts.len()];
+        let known = HAS_FIRST | HAS_HOLD | HAS_LAST_FIRE;
+        let flags = read_state_head(&mut reader, STATE_VERSION, broadcaster_id, &config, &rings, known)?;
         if flags & HAS_FIRST != 0 {
             let first = plausible_second(&mut reader, "first second")?;
             let watermark = i64_field(&mut reader, "watermark")?;
