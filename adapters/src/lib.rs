@@ -6,6 +6,7 @@
 //! `highlights-core`, which this crate only feeds.
 
 pub mod aws;
+pub mod channel_settings;
 pub mod clips;
 pub mod detector_state;
 pub mod highlights;

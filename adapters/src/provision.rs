@@ -102,7 +102,8 @@ pub async fn provision(
     for stream in [&resources.chat_stream, &resources.lifecycle_stream] {
         report.push(kinesis_stream(&kinesis, &stream.name, options).await?);
     }
-    report.push(detector_state_table(&dynamodb, &resources.detector_state_table.name, options).await?);
+    report.push(broadcaster_keyed_table(&dynamodb, &resources.detector_state_table.name, options).await?);
+    report.push(broadcaster_keyed_table(&dynamodb, &resources.channel_settings_table.name, options).await?);
     report.push(highlights_table(&dynamodb, &resources.highlights_table.name, options).await?);
     for queue in [&resources.detector_dlq, &resources.lifecycle_dlq, &resources.clipper_dlq] {
         report.push(dead_letter_queue(&sqs, &queue.name).await?);
@@ -242,7 +243,8 @@ async fn create_table(
     Ok(outcome)
 }
 
-async fn detector_state_table(
+/// A table with one item per broadcaster (detector state, channel settings).
+async fn broadcaster_keyed_table(
     client: &aws_sdk_dynamodb::Client,
     name: &str,
     options: &ProvisionOptions,

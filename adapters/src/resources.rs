@@ -60,6 +60,8 @@ pub struct Resources {
     pub chat_stream: Named,
     pub lifecycle_stream: Named,
     pub detector_state_table: Named,
+    /// Each channel's own detector settings (`highlights channel set`).
+    pub channel_settings_table: Named,
     pub highlights_table: Named,
     pub detector_dlq: Named,
     pub lifecycle_dlq: Named,
@@ -89,6 +91,7 @@ impl Resources {
             chat_stream: pick(&file.kinesis, "chat_messages"),
             lifecycle_stream: pick(&file.kinesis, "stream_lifecycle"),
             detector_state_table: pick(&file.dynamodb, "detector_state"),
+            channel_settings_table: pick(&file.dynamodb, "channel_settings"),
             highlights_table: pick(&file.dynamodb, "highlights"),
             detector_dlq: pick(&file.sqs, "detector_dlq"),
             lifecycle_dlq: pick(&file.sqs, "lifecycle_dlq"),
@@ -149,6 +152,7 @@ impl Resources {
             &self.chat_stream,
             &self.lifecycle_stream,
             &self.detector_state_table,
+            &self.channel_settings_table,
             &self.highlights_table,
             &self.detector_dlq,
             &self.lifecycle_dlq,
@@ -164,6 +168,7 @@ impl Resources {
             &mut self.chat_stream,
             &mut self.lifecycle_stream,
             &mut self.detector_state_table,
+            &mut self.channel_settings_table,
             &mut self.highlights_table,
             &mut self.detector_dlq,
             &mut self.lifecycle_dlq,
@@ -185,8 +190,9 @@ mod tests {
         assert_eq!(resources.chat_stream.name, "chat-messages");
         assert_eq!(resources.lifecycle_stream.name, "stream-lifecycle");
         assert_eq!(resources.detector_state_table.name, "detector-state");
+        assert_eq!(resources.channel_settings_table.name, "channel-settings");
         assert_eq!(resources.highlights_table.name, "highlights");
-        assert_eq!(resources.env_pairs().len(), 13);
+        assert_eq!(resources.env_pairs().len(), 14);
         let api = resources.database_user("api").unwrap();
         assert_eq!((api.user.as_str(), api.role.as_str()), ("highlights_api", "highlights_reader"));
         let roles: Vec<_> = resources.database_users.iter().map(|u| u.role.as_str()).collect();

@@ -1,6 +1,6 @@
 //! Helix Get Streams with an app access token (client credentials), for the ingester's
 //! live/offline polling: the live streams among up to 100 logins per call, and the top live
-//! streams by viewers. Requests and answers are `twitch_api`'s, sent through
+//! streams by viewers; and Get Users, for tools that turn logins into broadcaster ids. Requests and answers are `twitch_api`'s, sent through
 //! [`RewritingClient`] like the clipper's.
 //!
 //! The app token is fetched when first needed, again when it is about to expire or Helix answers
@@ -13,6 +13,7 @@ use std::time::Duration;
 use highlights_core::model::BroadcasterId;
 use tokio::sync::Mutex;
 use twitch_api::helix::streams::{GetStreamsRequest, Stream};
+use twitch_api::helix::users::{GetUsersRequest, User};
 use twitch_api::helix::{self, ClientRequestError, HelixClient, HelixRequestGetError};
 use twitch_api::types::UserName;
 
@@ -99,12 +100,14 @@ impl HelixStreams {
         )
     }
 
-    /// One Get Streams call; renews the token once on 401, waits out an empty rate-limit bucket
-    /// (before the call, or once after a 429). Returns the streams and the next page's cursor.
-    async fn page(
-        &self,
-        request: GetStreamsRequest<'_>,
-    ) -> Result<(Vec<Stream>, Option<helix::Cursor>), TwitchError> {
+    /// One Helix GET; renews the token once on 401, waits out an empty rate-limit bucket
+    /// (before the call, or once after a 429). Returns the data and what says where the next
+    /// page starts.
+    async fn page<R, D>(&self, request: R, what: &'static str) -> Result<(D, R::PaginationData), TwitchError>
+    where
+        R: helix::Request<Response = D> + helix::RequestGet + Clone + Send + Sync,
+        D: serde::de::DeserializeOwned + PartialEq + Send,
+    {
         let mut renewed = false;
         let mut waited = false;
         loop {
@@ -120,14 +123,14 @@ impl HelixStreams {
                 _ => None,
             };
             let status = match result {
-                Ok(response) => return Ok((response.data, response.pagination_data.cursor)),
+                Ok(response) => return Ok((response.data, response.pagination_data)),
                 Err(ClientRequestError::HelixRequestGetError(HelixRequestGetError::Error {
                     status, ..
                 })) => status.as_u16(),
                 Err(ClientRequestError::RequestError(error)) => {
-                    return Err(TwitchError::Unreachable { what: WHAT, reason: error.to_string() });
+                    return Err(TwitchError::Unreachable { what, reason: error.to_string() });
                 }
-                Err(error) => return Err(TwitchError::Malformed { what: WHAT, reason: error.to_string() }),
+                Err(error) => return Err(TwitchError::Malformed { what, reason: error.to_string() }),
             };
             match status {
                 401 if !renewed => {
@@ -139,9 +142,26 @@ impl HelixStreams {
                     let wait = reset.unwrap_or(Duration::from_secs(1));
                     *self.wait_until.lock().await = Some(tokio::time::Instant::now() + wait);
                 }
-                status => return Err(TwitchError::Status { what: WHAT, status }),
+                status => return Err(TwitchError::Status { what, status }),
             }
         }
+    }
+}
+
+impl HelixStreams {
+    /// Helix Get Users: the broadcaster id of each of `logins` that exists (lowercase logins).
+    pub async fn user_ids(&self, logins: &[String]) -> Result<Vec<(String, BroadcasterId)>, TwitchError> {
+        let mut found = Vec::new();
+        for chunk in logins.chunks(LOGINS_PER_CALL) {
+            let names: Vec<UserName> =
+                chunk.iter().map(|login| UserName::new(login.to_lowercase())).collect();
+            let request = GetUsersRequest::logins(&names[..]);
+            let (users, _) = self.page::<_, Vec<User>>(request, "Get Users").await?;
+            found.extend(users.into_iter().filter_map(|user| {
+                Some((user.login.as_str().to_lowercase(), user.id.as_str().parse().ok()?))
+            }));
+        }
+        Ok(found)
     }
 }
 
@@ -171,7 +191,7 @@ impl StreamsApi for HelixStreams {
             let names: Vec<UserName> = chunk.iter().map(|login| UserName::new(login.clone())).collect();
             let mut request = GetStreamsRequest::user_logins(&names[..]);
             request.first = Some(LOGINS_PER_CALL);
-            let (streams, _) = self.page(request).await?;
+            let (streams, _) = self.page::<_, Vec<Stream>>(request, WHAT).await?;
             live.extend(streams.into_iter().filter_map(live_stream));
         }
         Ok(live)
@@ -184,7 +204,8 @@ impl StreamsApi for HelixStreams {
             let mut request = GetStreamsRequest::default();
             request.first = Some((n - top.len()).min(LOGINS_PER_CALL));
             request.after = cursor.take().map(std::borrow::Cow::Owned);
-            let (streams, next) = self.page(request).await?;
+            let (streams, pagination) = self.page::<_, Vec<Stream>>(request, WHAT).await?;
+            let next = pagination.cursor;
             let empty = streams.is_empty();
             top.extend(streams.into_iter().filter_map(live_stream));
             cursor = next;

@@ -63,7 +63,9 @@ async fn describe(config: &SdkConfig, resources: &Resources) -> Vec<String> {
             summary.stream_status()
         ));
     }
-    for table in [&resources.detector_state_table, &resources.highlights_table] {
+    for table in
+        [&resources.detector_state_table, &resources.channel_settings_table, &resources.highlights_table]
+    {
         let described = dynamodb.describe_table().table_name(&table.name).send().await.unwrap();
         let table_description = described.table().unwrap();
         let keys: Vec<String> = table_description
@@ -105,7 +107,7 @@ async fn provisioning_twice_leaves_the_same_resources() {
     let resources = Resources::defaults().with_suffix(&unique());
     let options = ProvisionOptions { shards: 2, ..ProvisionOptions::default() };
     let first = provision(&config, &resources, &options).await.unwrap();
-    assert_eq!(first.len(), 13);
+    assert_eq!(first.len(), 14);
     assert!(first.iter().all(|p| p.outcome == Outcome::Created), "{first:?}");
     let before = describe(&config, &resources).await;
     let second = provision(&config, &resources, &options).await.unwrap();

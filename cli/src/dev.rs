@@ -19,6 +19,7 @@ use std::time::{Duration, Instant};
 use anyhow::{Context as _, bail};
 use api_function::{ApiState, site_router};
 use detector_function::DetectorHandler;
+use highlights_adapters::channel_settings::SETTINGS_REFRESH;
 use highlights_adapters::kinesis_out::OutRecord;
 use highlights_adapters::lambda_events::{KinesisRecordIn, kinesis_event};
 use highlights_adapters::settings::DetectorSettings;
@@ -135,7 +136,8 @@ pub fn run(args: DevArgs) -> anyhow::Result<()> {
                     .await
             })
         };
-        let handler = DetectorHandler::new(config, store.clone(), store.clone());
+        let handler = DetectorHandler::new(config, store.clone(), store.clone())
+            .with_channel_settings(store.clone(), SETTINGS_REFRESH);
         let detector = tokio::spawn(detect(store.clone(), handler, progress.clone(), stop.clone()));
         let moments = tokio::spawn(store_moments(store.clone(), progress.clone(), stop.clone()));
         let source = {
@@ -242,7 +244,7 @@ async fn supervise(
 /// order, from its saved position; a failed record is retried from there.
 async fn detect(
     store: Arc<Embedded>,
-    handler: DetectorHandler<Arc<Embedded>, Arc<Embedded>>,
+    handler: DetectorHandler<Arc<Embedded>, Arc<Embedded>, Arc<Embedded>>,
     progress: Arc<Progress>,
     stop: watch::Receiver<bool>,
 ) -> anyhow::Result<()> {
@@ -319,7 +321,12 @@ async fn replay_files(
     progress: &Progress,
     stop: watch::Receiver<bool>,
 ) -> anyhow::Result<()> {
-    let (batches, messages) = crate::replay::event_time_batches(files, format, lateness_ms)?;
+    let crate::replay::Replay { batches, messages, channels } =
+        crate::replay::event_time_batches(files, format, lateness_ms)?;
+    // The site and `highlights channel set LOGIN` know the channels by the logins the files name.
+    for (id, login) in &channels {
+        store.upsert_streamer(*id, login, None, false)?;
+    }
     let source = replay_source_name(files)?;
     let done = store.position(&source)?.max(0) as usize;
     if done > 0 {
@@ -424,7 +431,8 @@ async fn demo(
         store.upsert_streamer(100_000 + index as u64, login, Some(name), true)?;
     }
     let files = [file];
-    let (batches, messages) = crate::replay::event_time_batches(&files, Format::Jsonl, lateness_ms)?;
+    let crate::replay::Replay { batches, messages, .. } =
+        crate::replay::event_time_batches(&files, Format::Jsonl, lateness_ms)?;
     let source = replay_source_name(&files)?;
     let done = store.position(&source)?.max(0) as usize;
     eprintln!("dev: built-in demo: 3 synthetic channels, {messages} messages over 2 hours on the wall clock");

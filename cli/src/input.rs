@@ -21,6 +21,9 @@ pub struct ChatEvent<'a> {
     /// Who wrote it ([`highlights_core::UNKNOWN_CHATTER`] when the source does not say).
     pub chatter: ChatterKey,
     pub text: &'a str,
+    /// The channel's login, when the source says (JSONL `channel`, the IRC `#channel`, a
+    /// TwitchDownloader file's streamer).
+    pub channel: Option<&'a str>,
 }
 
 /// A record that could not be read, with where it is.
@@ -106,6 +109,8 @@ struct JsonlLine<'a> {
     user_id: Option<Cow<'a, str>>,
     #[serde(default, borrow)]
     login: Option<Cow<'a, str>>,
+    #[serde(default, borrow)]
+    channel: Option<Cow<'a, str>>,
 }
 
 /// A JSONL line's chatter: a numeric `user_id`, else the `user_id` string or `login` as a name.
@@ -151,6 +156,7 @@ fn read_lines(
                     sent_at_ms: parsed.sent_at,
                     chatter: jsonl_chatter(parsed.user_id.as_deref(), parsed.login.as_deref()),
                     text: &parsed.text,
+                    channel: parsed.channel.as_deref().filter(|c| !c.is_empty()),
                 }),
                 Err(error) => {
                     stats.bad += 1;
@@ -166,6 +172,7 @@ fn read_lines(
                     sent_at_ms: chat.message.sent_at_ms,
                     chatter: chat.message.chatter(),
                     text: &chat.message.text,
+                    channel: Some(chat.channel.as_str()).filter(|c| !c.is_empty()),
                 }),
                 Ok(None) => stats.ignored += 1,
                 Err(reason) => {
@@ -190,6 +197,8 @@ struct DownloaderFile {
 struct DownloaderStreamer {
     #[serde(deserialize_with = "twitch_id")]
     id: u64,
+    #[serde(default)]
+    name: String,
 }
 
 #[derive(Deserialize)]
@@ -227,7 +236,13 @@ fn read_twitch_downloader(
             format!("not a TwitchDownloader chat file ({error}); for other files pass --format"),
         )
     })?;
-    let fallback_id = file.streamer.map(|s| s.id);
+    // A display name is the login with other capitals, unless it is localised (then no login).
+    let channel = file
+        .streamer
+        .as_ref()
+        .map(|s| s.name.to_ascii_lowercase())
+        .filter(|name| !name.is_empty() && name.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_'));
+    let fallback_id = file.streamer.as_ref().map(|s| s.id);
     for (index, value) in file.comments.into_iter().enumerate() {
         let bad = |reason: String| BadRecord { position: format!("comment {}", index + 1), reason };
         let comment = match serde_json::from_value::<DownloaderComment>(value) {
@@ -249,7 +264,14 @@ fn read_twitch_downloader(
                     .commenter
                     .as_ref()
                     .map_or(highlights_core::UNKNOWN_CHATTER, |c| chatter_key(c.id.unwrap_or(0), &c.name));
-                on_event(ChatEvent { broadcaster_id, sent_at_ms, chatter, text: &comment.message.body })
+                let channel = channel.as_deref().filter(|_| Some(broadcaster_id) == fallback_id);
+                on_event(ChatEvent {
+                    broadcaster_id,
+                    sent_at_ms,
+                    chatter,
+                    text: &comment.message.body,
+                    channel,
+                })
             }
             Err(reason) => {
                 stats.bad += 1;
@@ -298,6 +320,13 @@ mod tests {
     use std::io::Write;
 
     fn collect(contents: &str, format: Format) -> (Vec<(u64, i64, String)>, Vec<BadRecord>, ReadStats) {
+        let (events, bad, stats) = collect_channels(contents, format);
+        (events.into_iter().map(|(id, at, text, _)| (id, at, text)).collect(), bad, stats)
+    }
+
+    type Event = (u64, i64, String, Option<String>);
+
+    fn collect_channels(contents: &str, format: Format) -> (Vec<Event>, Vec<BadRecord>, ReadStats) {
         let path = std::env::temp_dir().join(format!(
             "highlights-input-{}-{:?}-{}",
             std::process::id(),
@@ -310,7 +339,9 @@ mod tests {
         let stats = read_file(
             &path,
             format,
-            &mut |e| events.push((e.broadcaster_id, e.sent_at_ms, e.text.to_owned())),
+            &mut |e| {
+                events.push((e.broadcaster_id, e.sent_at_ms, e.text.to_owned(), e.channel.map(str::to_owned)))
+            },
             &mut |b| bad.push(b),
             &mut |_| {},
         )
@@ -361,6 +392,33 @@ mod tests {
             ]
         );
         assert_eq!(bad.iter().map(|b| b.position.as_str()).collect::<Vec<_>>(), ["comment 3", "comment 4"]);
+    }
+
+    #[test]
+    fn each_format_names_the_channel_when_it_can() {
+        let channel_of = |contents: &str| {
+            collect_channels(contents, Format::Auto).0.into_iter().map(|e| e.3).collect::<Vec<_>>()
+        };
+        assert_eq!(
+            channel_of(
+                "{\"broadcaster_id\":1,\"channel\":\"xqcow\",\"sent_at\":1,\"text\":\"a\"}\n\
+                 {\"broadcaster_id\":1,\"sent_at\":2,\"text\":\"b\"}\n"
+            ),
+            [Some("xqcow".to_owned()), None]
+        );
+        assert_eq!(
+            channel_of("@room-id=7;tmi-sent-ts=1500 :a!a@a PRIVMSG #ronni :Kappa\n"),
+            [Some("ronni".to_owned())]
+        );
+        let downloader = |name: &str| {
+            format!(
+                r#"{{"streamer":{{"name":"{name}","id":99}},"comments":[
+                {{"created_at":"2024-12-01T22:36:48Z","message":{{"body":"a"}}}},
+                {{"created_at":"2024-12-01T22:36:49Z","channel_id":"5","message":{{"body":"b"}}}}]}}"#
+            )
+        };
+        assert_eq!(channel_of(&downloader("TheLtWilson")), [Some("theltwilson".to_owned()), None]);
+        assert_eq!(channel_of(&downloader("한국어")), [None, None]);
     }
 
     #[test]

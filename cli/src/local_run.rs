@@ -15,6 +15,7 @@ use aws_lambda_events::event::kinesis::KinesisEvent;
 use aws_lambda_events::event::streams::KinesisEventResponse;
 use clipper_function::ClipperHandler;
 use detector_function::DetectorHandler;
+use highlights_adapters::channel_settings::{DynamoChannelSettings, SETTINGS_REFRESH};
 use highlights_adapters::clips::PgClips;
 use highlights_adapters::detector_state::DynamoStateStore;
 use highlights_adapters::highlights::DynamoHighlights;
@@ -62,7 +63,7 @@ fn failed_sequences(response: KinesisEventResponse) -> Vec<String> {
 }
 
 struct DetectorConsumer {
-    handler: DetectorHandler<DynamoStateStore, DynamoHighlights>,
+    handler: DetectorHandler<DynamoStateStore, DynamoHighlights, DynamoChannelSettings>,
     metrics: bool,
 }
 
@@ -122,6 +123,13 @@ pub fn run(args: RunArgs) -> anyhow::Result<()> {
                             config,
                             states(),
                             DynamoHighlights::new(dynamodb.clone(), resources.highlights_table.name.clone()),
+                        )
+                        .with_channel_settings(
+                            DynamoChannelSettings::new(
+                                dynamodb.clone(),
+                                resources.channel_settings_table.name.clone(),
+                            ),
+                            SETTINGS_REFRESH,
                         ),
                         metrics: args.metrics,
                     }),

@@ -4,6 +4,7 @@
 //! in `highlights-core`.
 
 mod backtest;
+mod channel;
 mod clips;
 mod dev;
 mod input;
@@ -15,6 +16,7 @@ mod serve;
 mod stack;
 mod synth;
 mod tokens;
+mod tune;
 
 use std::process::ExitCode;
 
@@ -32,8 +34,13 @@ enum Command {
     /// The whole product in one process: chat in, moments detected, the site on --listen.
     /// Nothing to install: a built-in demo by default, or --replay FILE..., or --channel LOGIN...
     Dev(dev::DevArgs),
+    /// Each channel's own detector settings (sensitivity, cooldown, min chatters, clips per hour).
+    #[command(subcommand)]
+    Channel(channel::ChannelCommand),
     /// Replay recorded chat through the detector and print one JSON line per detection.
     Backtest(backtest::BacktestArgs),
+    /// Suggest each channel's own sensitivity from its recorded chat (`--per-hour N` moments).
+    Tune(tune::TuneArgs),
     /// Generate deterministic synthetic chat (JSONL) with labelled bursts.
     Synth(synth::SynthArgs),
     /// Apply the PostgreSQL schema migrations (DATABASE_URL); applying twice is a no-op.
@@ -56,8 +63,10 @@ fn main() -> ExitCode {
     let cli = Cli::parse();
     let result = match cli.command {
         Command::Dev(args) => dev::run(args),
+        Command::Channel(command) => channel::run(command),
         Command::Backtest(args) => backtest::run(args),
         Command::Synth(args) => synth::run(args),
+        Command::Tune(args) => tune::run(args),
         Command::Migrate(args) => stack::migrate(args),
         Command::Local(command) => stack::local(command),
         Command::Tokens(command) => tokens::run(command),

@@ -3,13 +3,14 @@
 //! watermark at the end of that second), then closes every broadcaster with a final watermark,
 //! so the local pipeline sees exactly what `highlights backtest` sees.
 
+use std::collections::BTreeMap;
 use std::path::PathBuf;
 
 use anyhow::Context as _;
 use highlights_adapters::kinesis_out::{self, OutRecord};
 use highlights_adapters::resources::Resources;
 use highlights_adapters::settings::DetectorSettings;
-use highlights_core::{BroadcasterMap, ChatBatch, ChatMessage, wire};
+use highlights_core::{BroadcasterId, BroadcasterMap, ChatBatch, ChatMessage, wire};
 
 use crate::input::{self, Format};
 
@@ -31,7 +32,7 @@ pub fn run(args: ReplayArgs) -> anyhow::Result<()> {
         "AWS_ENDPOINT_URL is not set: start the local stack (localstack/up) and `. .local/stack/env`"
     );
     let stream = Resources::from_env().chat_stream.name;
-    let (batches, messages) = event_time_batches(&args.files, args.format, args.lateness_ms)?;
+    let Replay { batches, messages, .. } = event_time_batches(&args.files, args.format, args.lateness_ms)?;
     let records: Vec<OutRecord> = batches
         .iter()
         .map(|batch| OutRecord { partition_key: batch.broadcaster_id.to_string(), data: wire::encode(batch) })
@@ -53,17 +54,23 @@ pub fn run(args: ReplayArgs) -> anyhow::Result<()> {
 /// Recorded chat as the ingester batches it, in event time: one batch per broadcaster per second
 /// of chat (the watermark at the end of that second), then a closing watermark per broadcaster
 /// (`lateness_ms` past its last second), so a consumer sees exactly what `backtest` sees. Bad
-/// records are reported on stderr and skipped. Returns the batches and the messages in them.
-pub fn event_time_batches(
-    files: &[PathBuf],
-    format: Format,
-    lateness_ms: u32,
-) -> anyhow::Result<(Vec<ChatBatch>, u64)> {
+/// records are reported on stderr and skipped.
+/// Recorded chat, batched in event time.
+pub struct Replay {
+    pub batches: Vec<ChatBatch>,
+    /// Messages in the batches.
+    pub messages: u64,
+    /// The channels' logins, where the files name them.
+    pub channels: BTreeMap<BroadcasterId, String>,
+}
+
+pub fn event_time_batches(files: &[PathBuf], format: Format, lateness_ms: u32) -> anyhow::Result<Replay> {
     // Open batches per broadcaster: (second, batch). A batch is closed when the broadcaster's
     // chat moves to a later second.
     let mut open: BroadcasterMap<(i64, ChatBatch)> = BroadcasterMap::default();
     let mut batches: Vec<ChatBatch> = Vec::new();
     let mut messages = 0u64;
+    let mut channels = BTreeMap::new();
     let empty = |broadcaster_id, second: i64| ChatBatch {
         broadcaster_id,
         watermark_ms: second * 1000 + 999,
@@ -83,7 +90,14 @@ pub fn event_time_batches(
                     let closed = std::mem::replace(entry, (second, empty(event.broadcaster_id, second)));
                     batches.push(closed.1);
                 }
-                entry.1.messages.push(ChatMessage::new(event.sent_at_ms, event.text));
+                // The chatter key stands in for the user id: `chatter_key` gives it back as is,
+                // so the detector downstream counts the same people as `backtest`.
+                let message =
+                    ChatMessage { user_id: event.chatter, ..ChatMessage::new(event.sent_at_ms, event.text) };
+                entry.1.messages.push(message);
+                if let Some(channel) = event.channel {
+                    channels.entry(event.broadcaster_id).or_insert_with(|| channel.to_owned());
+                }
             },
             &mut |bad| eprintln!("{}: {}: {}", path.display(), bad.position, bad.reason),
             &mut |_| {},
@@ -98,5 +112,5 @@ pub fn event_time_batches(
         let closing = (second + 1) * 1000 + i64::from(lateness_ms);
         batches.push(ChatBatch { broadcaster_id: id, watermark_ms: closing, messages: vec![] });
     }
-    Ok((batches, messages))
+    Ok(Replay { batches, messages, channels })
 }

@@ -270,3 +270,63 @@ fn on_the_realistic_scenario_v2_beats_the_seed_detector_and_ignores_spam_and_bot
     assert!(number(&v2, "delay_p50_s") < number(&seed, "delay_p50_s"), "{v2} vs {seed}");
     assert!(number(&v2, "precision") >= 0.9 && number(&v2, "recall") >= 0.9, "{v2}");
 }
+
+/// `(broadcaster id, k, moments claimed)` of each line `highlights tune` prints.
+fn suggestions(printed: &str) -> Vec<(String, String, usize)> {
+    printed
+        .lines()
+        .map(|line| {
+            let words: Vec<&str> = line.split_whitespace().collect();
+            let after = |flag: &str| words[words.iter().position(|w| *w == flag).unwrap() + 1];
+            let comment = line.split_once("# ").unwrap().1;
+            (
+                after("--broadcaster-id").to_owned(),
+                after("--k").to_owned(),
+                comment.split(' ').next().unwrap().parse().unwrap(),
+            )
+        })
+        .collect()
+}
+
+#[test]
+fn tune_suggests_per_channel_thresholds_that_backtest_reproduces() {
+    let dir = temp_dir("tune");
+    let chat = dir.join("chat.jsonl");
+    for scenario in ["bursts", "realistic"] {
+        let mode = if scenario == "realistic" { "v2" } else { "seed" };
+        stdout(&highlights(&[
+            "synth",
+            "--scenario",
+            scenario,
+            "--channels",
+            "4",
+            "--duration",
+            "7200",
+            "--seed",
+            "5",
+            "--out",
+            chat.to_str().unwrap(),
+        ]));
+        let printed =
+            stdout(&highlights(&["tune", chat.to_str().unwrap(), "--per-hour", "1", "--detector", mode]));
+        let found = suggestions(&printed);
+        assert_eq!(found.len(), 4, "one line per channel: {printed}");
+        for (id, k, claimed) in found {
+            assert!(claimed <= 2, "at most one an hour over two hours: {printed}");
+            let detections =
+                stdout(&highlights(&["backtest", chat.to_str().unwrap(), "--detector", mode, "--k", &k]));
+            let of_channel =
+                detections.lines().filter(|l| l.contains(&format!("\"broadcaster_id\":\"{id}\""))).count();
+            assert_eq!(of_channel, claimed, "{mode}: backtest --k {k} on {id} reproduces the suggestion");
+            // The most sensitive within the budget: a clearly lower k gives more.
+            let lower = format!("{:.2}", k.parse::<f64>().unwrap() * 0.8);
+            let more =
+                stdout(&highlights(&["backtest", chat.to_str().unwrap(), "--detector", mode, "--k", &lower]));
+            let more = more.lines().filter(|l| l.contains(&format!("\"broadcaster_id\":\"{id}\""))).count();
+            assert!(more >= claimed, "{mode}: k {lower} on {id} gives {more}");
+        }
+    }
+    let refused = highlights(&["tune", chat.to_str().unwrap(), "--per-hour", "0"]);
+    assert_eq!(refused.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&refused.stderr).contains("--per-hour must be a positive number"));
+}

@@ -266,6 +266,80 @@ async fn the_open_page_shows_a_new_moment_without_reloading() {
     std::fs::remove_dir_all(&data).unwrap();
 }
 
+fn channel(data: &Path, args: &[&str]) -> std::process::Output {
+    Command::new(env!("CARGO_BIN_EXE_highlights"))
+        .arg("channel")
+        .args(args)
+        .arg("--data-dir")
+        .arg(data)
+        .output()
+        .unwrap()
+}
+
+/// Synthetic chat whose lines name their channel (`chan<broadcaster id>`), as real exports do.
+fn named_synthetic_chat(dir: &Path) -> PathBuf {
+    let plain = synthetic_chat(dir);
+    let named = dir.join("named.jsonl");
+    let text: String = std::fs::read_to_string(&plain)
+        .unwrap()
+        .lines()
+        .map(|line| {
+            let mut value: serde_json::Value = serde_json::from_str(line).unwrap();
+            let id = value["broadcaster_id"].to_string().trim_matches('"').to_owned();
+            value["channel"] = format!("chan{id}").into();
+            value.to_string() + "\n"
+        })
+        .collect();
+    std::fs::write(&named, text).unwrap();
+    named
+}
+
+#[tokio::test]
+async fn a_channel_s_own_settings_change_what_dev_detects_for_it_alone() {
+    let data = data_dir("channel-settings");
+    let chat = named_synthetic_chat(&data.join("chat"));
+    let expected = backtest(std::slice::from_ref(&chat));
+    let quiet = expected[0].0.clone();
+    assert!(expected.iter().any(|d| d.0 != quiet), "other channels have detections too");
+
+    // Before dev ever ran: only by id, and a login it cannot know is refused with the way out.
+    let unknown = channel(&data, &["set", "someone", "--k", "5"]);
+    assert_eq!(unknown.status.code(), Some(1), "{}", String::from_utf8_lossy(&unknown.stderr));
+    assert!(String::from_utf8_lossy(&unknown.stderr).contains("no `highlights dev` data"));
+    let login = format!("chan{quiet}");
+    let set = channel(&data, &["set", &login, "--broadcaster-id", &quiet, "--k", "1000000"]);
+    assert!(set.status.success(), "{}", String::from_utf8_lossy(&set.stderr));
+    assert_eq!(String::from_utf8_lossy(&set.stdout), format!("{login} ({quiet}): k 1000000\n"));
+    let refused = channel(&data, &["set", &login, "--k", "-2"]);
+    assert_eq!(refused.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&refused.stderr).contains("k must be a finite number greater than 0"));
+
+    dev_to_the_end(&data, std::slice::from_ref(&chat), &[]);
+    let again = dev(&data, &["--replay", &chat.display().to_string()], &[]);
+    let want: Vec<_> = expected.iter().filter(|d| d.0 != quiet).cloned().collect();
+    assert_eq!(listed(&again.url).await, want, "the channel set insensitive has no moments, the rest all");
+    drop(again);
+
+    // The replay named the channels: logins now resolve, and settings merge.
+    let other = want[0].0.clone();
+    let by_login =
+        channel(&data, &["set", &format!("CHAN{other}"), "--cooldown", "90", "--min-chatters", "7"]);
+    assert!(by_login.status.success(), "{}", String::from_utf8_lossy(&by_login.stderr));
+    let more = channel(&data, &["set", &login, "--clips-per-hour", "4"]);
+    assert!(String::from_utf8_lossy(&more.stderr).contains("nothing enforces it yet"));
+    let shown = String::from_utf8_lossy(&channel(&data, &["show"]).stdout).into_owned();
+    let mut lines = vec![
+        format!("{login} ({quiet}): k 1000000, at most 4 clips an hour"),
+        format!("chan{other} ({other}): cooldown 90 s, min chatters 7"),
+    ];
+    lines.sort();
+    assert_eq!(shown.lines().collect::<Vec<_>>(), lines);
+    let cleared = channel(&data, &["clear", &login]);
+    assert!(String::from_utf8_lossy(&cleared.stderr).contains("runs on the deployment's settings again"));
+    assert_eq!(String::from_utf8_lossy(&channel(&data, &["show", &login]).stdout), "");
+    std::fs::remove_dir_all(data).unwrap();
+}
+
 #[test]
 fn bad_input_is_refused_clearly_before_anything_runs() {
     let data = data_dir("bad");

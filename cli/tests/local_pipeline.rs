@@ -532,3 +532,37 @@ async fn twitch_chat_becomes_a_clip_the_api_lists() {
     assert!(clips[0]["embed_url"].as_str().unwrap().contains("clip=FakeClip1"), "{page}");
     assert!(clips[0]["intensity"].as_f64().unwrap() >= 4.0, "{page}");
 }
+
+// Multi-threaded: the fake Twitch answers while the test waits for the command.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn channel_settings_are_set_by_login_in_the_deployments_table() {
+    let (fake, env) = isolated_with_fake_twitch("channel").await;
+    fake.add_user("SomeStreamer", 4242);
+    let set =
+        env.highlights(&["channel", "set", "SomeStreamer", "--cloud", "--k", "4.5", "--min-chatters", "8"]);
+    assert_eq!(ok(&set), "somestreamer (4242): k 4.5, min chatters 8\n");
+    assert!(fake.app_tokens_issued() >= 1, "the login was looked up with the app's token");
+    let unknown = env.highlights(&["channel", "set", "nobody_here", "--cloud", "--k", "4"]);
+    assert_eq!(unknown.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&unknown.stderr).contains("Twitch has no channel \"nobody_here\""));
+    // The detector reads what the command wrote, from the table the deployment names.
+    let table = highlights_adapters::channel_settings::DynamoChannelSettings::new(
+        aws_sdk_dynamodb::Client::new(&env.sdk().await),
+        &env.resources.channel_settings_table.name,
+    );
+    use highlights_adapters::channel_settings::ChannelSettingsStore as _;
+    let read = table.load_many(&[4242, 1]).await.unwrap();
+    assert_eq!(read.len(), 1);
+    assert_eq!((read[&4242].k, read[&4242].min_chatters), (Some(4.5), Some(8)));
+    // A later change merges by the stored login, with no lookup.
+    let issued = fake.app_tokens_issued();
+    ok(&env.highlights(&["channel", "set", "somestreamer", "--cloud", "--cooldown", "120"]));
+    assert_eq!(fake.app_tokens_issued(), issued);
+    assert_eq!(
+        ok(&env.highlights(&["channel", "show", "--cloud"])),
+        "somestreamer (4242): k 4.5, cooldown 120 s, min chatters 8\n"
+    );
+    let cleared = env.highlights(&["channel", "clear", "somestreamer", "--cloud"]);
+    assert!(String::from_utf8_lossy(&cleared.stderr).contains("runs on the deployment's settings again"));
+    assert!(table.list().await.unwrap().is_empty());
+}

@@ -139,7 +139,18 @@ pub enum ConfigError {
     V2Window(u32),
     #[error("min_ratio must be a finite number of at least 1 (got {0})")]
     MinRatio(f64),
+    #[error("cooldown_seconds must be at most {MAX_COOLDOWN_SECONDS} (got {0})")]
+    Cooldown(u32),
+    #[error("clips_per_hour must be between 1 and {MAX_CLIPS_PER_HOUR} (got {0})")]
+    ClipsPerHour(u32),
 }
+
+/// Longest cooldown: a day. Longer would silence a channel for good, which is what taking it off
+/// the monitored list is for.
+pub const MAX_COOLDOWN_SECONDS: u32 = 86_400;
+/// Most clips an hour a channel may ask for: one a minute (Twitch's clip rate limits are far
+/// below anything higher for one token anyway).
+pub const MAX_CLIPS_PER_HOUR: u32 = 60;
 
 /// Longest window of the v2 detector: it keeps a distinct-chatter sketch per window second.
 pub const MAX_V2_WINDOW_SECONDS: u32 = 60;
@@ -178,6 +189,9 @@ impl DetectorConfig {
         }
         if !(raw.min_ratio.is_finite() && raw.min_ratio >= 1.0) {
             return Err(ConfigError::MinRatio(raw.min_ratio));
+        }
+        if raw.cooldown_seconds > MAX_COOLDOWN_SECONDS {
+            return Err(ConfigError::Cooldown(raw.cooldown_seconds));
         }
         let warmup_seconds = (fraction * f64::from(raw.baseline_seconds)).ceil() as i64;
         Ok(Self { raw, warmup_seconds })
@@ -235,6 +249,60 @@ impl From<DetectorConfig> for RawConfig {
     }
 }
 
+/// One channel's own settings (`highlights channel set`), over the deployment's
+/// [`DetectorConfig`]: each one left unset keeps the deployment's value. Only settings that do
+/// not change the shape of the saved state (window, baseline, lateness) are per channel, so a
+/// change applies at the next batch without losing the channel's baseline.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct ChannelSettings {
+    /// Sensitivity: the score a window must reach (lower fires more often).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub k: Option<f64>,
+    /// No new detection within this many seconds after one.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub cooldown_seconds: Option<u32>,
+    /// `v2`: distinct chatters a window needs.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub min_chatters: Option<u32>,
+    /// Clips an hour at most. Stored and validated here; the clip budget that enforces it
+    /// belongs to the clipper.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub clips_per_hour: Option<u32>,
+}
+
+impl ChannelSettings {
+    /// Nothing set: the channel runs on the deployment's settings.
+    pub fn is_empty(&self) -> bool {
+        *self == Self::default()
+    }
+
+    /// These settings with every one set in `newer` replaced by it.
+    pub fn updated_with(self, newer: ChannelSettings) -> Self {
+        Self {
+            k: newer.k.or(self.k),
+            cooldown_seconds: newer.cooldown_seconds.or(self.cooldown_seconds),
+            min_chatters: newer.min_chatters.or(self.min_chatters),
+            clips_per_hour: newer.clips_per_hour.or(self.clips_per_hour),
+        }
+    }
+
+    /// The detector settings of this channel: `base` with these applied, checked as a whole.
+    pub fn apply(&self, base: &DetectorConfig) -> Result<DetectorConfig, ConfigError> {
+        if let Some(clips) = self.clips_per_hour.filter(|n| !(1..=MAX_CLIPS_PER_HOUR).contains(n)) {
+            return Err(ConfigError::ClipsPerHour(clips));
+        }
+        if self.is_empty() {
+            return Ok(*base);
+        }
+        let mut raw = *base.raw();
+        raw.k = self.k.unwrap_or(raw.k);
+        raw.cooldown_seconds = self.cooldown_seconds.unwrap_or(raw.cooldown_seconds);
+        raw.min_chatters = self.min_chatters.unwrap_or(raw.min_chatters);
+        DetectorConfig::new(raw)
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -270,5 +338,39 @@ mod tests {
         assert_eq!(with(|c| c.allowed_lateness_ms = 60_001), Err(ConfigError::Lateness(60_001)));
         let message = with(|c| c.min_baseline_fraction = 1.5).unwrap_err().to_string();
         assert!(message.contains("strictly between 0 and 1"), "{message}");
+        assert_eq!(with(|c| c.cooldown_seconds = 86_401), Err(ConfigError::Cooldown(86_401)));
+    }
+
+    #[test]
+    fn channel_settings_override_only_what_they_set_and_are_checked_whole() {
+        let base = DetectorConfig::new(RawConfig::for_mode(DetectorMode::V2)).unwrap();
+        assert_eq!(ChannelSettings::default().apply(&base), Ok(base));
+        let set = ChannelSettings { k: Some(5.0), min_chatters: Some(9), ..ChannelSettings::default() };
+        let config = set.apply(&base).unwrap();
+        assert_eq!((config.k(), config.min_chatters()), (5.0, 9));
+        assert_eq!(config.cooldown_seconds(), base.cooldown_seconds());
+        assert_eq!(config.window_seconds(), base.window_seconds());
+
+        let later = set.updated_with(ChannelSettings { cooldown_seconds: Some(90), ..Default::default() });
+        assert_eq!((later.k, later.cooldown_seconds, later.min_chatters), (Some(5.0), Some(90), Some(9)));
+        let bad = |s: ChannelSettings| s.apply(&base).unwrap_err();
+        assert_eq!(bad(ChannelSettings { k: Some(-1.0), ..Default::default() }), ConfigError::K(-1.0));
+        assert_eq!(
+            bad(ChannelSettings { clips_per_hour: Some(0), ..Default::default() }),
+            ConfigError::ClipsPerHour(0)
+        );
+        assert_eq!(
+            bad(ChannelSettings { cooldown_seconds: Some(100_000), ..Default::default() }),
+            ConfigError::Cooldown(100_000)
+        );
+    }
+
+    #[test]
+    fn channel_settings_read_and_write_only_what_is_set() {
+        let set = ChannelSettings { k: Some(4.5), clips_per_hour: Some(4), ..ChannelSettings::default() };
+        let json = serde_json::to_string(&set).unwrap();
+        assert_eq!(json, r#"{"k":4.5,"clips_per_hour":4}"#);
+        assert_eq!(serde_json::from_str::<ChannelSettings>(&json).unwrap(), set);
+        assert!(serde_json::from_str::<ChannelSettings>(r#"{"sensitivity":1}"#).is_err());
     }
 }

@@ -27,7 +27,7 @@ pub mod reaction;
 mod varint;
 pub mod wire;
 
-pub use config::{ConfigError, DetectorConfig, DetectorMode};
+pub use config::{ChannelSettings, ConfigError, DetectorConfig, DetectorMode};
 pub use detector::{BroadcasterMap, ChannelDetector, Detection, Detector, Outcome, StateDecodeError, Tally};
 pub use model::{
     BroadcasterId, ChatBatch, ChatMessage, ChatterKey, LifecycleEvent, StreamOffline, StreamOnline,

@@ -12,10 +12,13 @@
 //!   conditional-write semantics.
 //! - `clips`, `streamers`: what the API lists ([`clips`]); a moment stored without a Twitch clip
 //!   is a clip of kind `moment`.
+//! - `channel_settings`: each channel's own detector settings ([`channel_settings`]), the
+//!   cloud's `channel-settings` table.
 //!
 //! It must not talk to the network, nor know where chat comes from (files, IRC) or how the
 //! detector decides.
 
+pub mod channel_settings;
 pub mod clips;
 pub mod state;
 pub mod stream;
@@ -30,7 +33,7 @@ use rusqlite::Connection;
 pub const FILE_NAME: &str = "highlights.sqlite3";
 /// Connections that serve the API's reads (WAL lets them read while the pipeline writes).
 const READERS: usize = 4;
-const SCHEMA_VERSION: i64 = 1;
+const SCHEMA_VERSION: i64 = 2;
 
 const SCHEMA: &str = "
 CREATE TABLE stream (
@@ -93,6 +96,19 @@ CREATE TABLE streamers (
 );
 ";
 
+/// What each schema version adds to the one before (index 0: version 1 to 2).
+const MIGRATIONS: [&str; 1] = ["
+CREATE TABLE channel_settings (
+    broadcaster_id   INTEGER PRIMARY KEY,
+    login            TEXT NOT NULL,
+    k                REAL,
+    cooldown_seconds INTEGER,
+    min_chatters     INTEGER,
+    clips_per_hour   INTEGER,
+    updated_at       INTEGER NOT NULL
+);
+"];
+
 #[derive(Debug, thiserror::Error)]
 pub enum EmbeddedError {
     #[error("cannot open {path}: {reason}")]
@@ -140,8 +156,14 @@ impl Embedded {
             return Err(EmbeddedError::NewerSchema { path, found, known: SCHEMA_VERSION });
         }
         if found == 0 {
-            writer
-                .execute_batch(&format!("BEGIN; {SCHEMA} PRAGMA user_version = {SCHEMA_VERSION}; COMMIT;"))?;
+            writer.execute_batch(&format!("BEGIN; {SCHEMA} PRAGMA user_version = 1; COMMIT;"))?;
+        }
+        for version in found.max(1)..SCHEMA_VERSION {
+            let migration = MIGRATIONS[(version - 1) as usize];
+            writer.execute_batch(&format!(
+                "BEGIN; {migration} PRAGMA user_version = {}; COMMIT;",
+                version + 1
+            ))?;
         }
         let readers = (0..READERS)
             .map(|_| {
@@ -208,6 +230,23 @@ pub(crate) fn temporary() -> (Embedded, PathBuf) {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_store_of_schema_1_gains_the_tables_of_later_versions_and_keeps_its_data() {
+        let (store, dir) = temporary();
+        {
+            let writer = store.writer();
+            writer.execute_batch("DROP TABLE channel_settings; PRAGMA user_version = 1;").unwrap();
+            writer.execute_batch("INSERT INTO positions VALUES ('x', 3)").unwrap();
+        }
+        drop(store);
+        let again = Embedded::open(&dir).unwrap();
+        assert_eq!(again.position("x").unwrap(), 3);
+        let version: i64 = again.writer().query_row("PRAGMA user_version", [], |r| r.get(0)).unwrap();
+        assert_eq!(version, SCHEMA_VERSION);
+        again.writer().execute_batch("SELECT count(*) FROM channel_settings").unwrap();
+        std::fs::remove_dir_all(dir).unwrap();
+    }
 
     #[test]
     fn reopening_keeps_the_data_and_a_newer_schema_is_refused() {

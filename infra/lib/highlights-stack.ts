@@ -104,6 +104,15 @@ export class HighlightsStack extends cdk.Stack {
       pointInTimeRecoverySpecification: { pointInTimeRecoveryEnabled: true },
       removalPolicy: cdk.RemovalPolicy.RETAIN,
     });
+    // Each channel's own detector settings (`highlights channel set --cloud`): read by the
+    // detector, written by operators.
+    const channelSettings = new dynamodb.Table(this, 'ChannelSettings', {
+      tableName: resources.dynamodb.channel_settings.name,
+      partitionKey: { name: resources.dynamodb.channel_settings.partition_key, type: dynamodb.AttributeType.STRING },
+      billingMode: dynamodb.BillingMode.PAY_PER_REQUEST,
+      pointInTimeRecoverySpecification: { pointInTimeRecoveryEnabled: true },
+      removalPolicy: cdk.RemovalPolicy.RETAIN,
+    });
     const highlights = new dynamodb.Table(this, 'Highlights', {
       tableName: resources.dynamodb.highlights.name,
       partitionKey: { name: resources.dynamodb.highlights.partition_key, type: dynamodb.AttributeType.STRING },
@@ -208,6 +217,7 @@ export class HighlightsStack extends cdk.Stack {
       [resources.kinesis.chat_messages.env]: chatStream.streamName,
       [resources.kinesis.stream_lifecycle.env]: lifecycleStream.streamName,
       [resources.dynamodb.detector_state.env]: detectorState.tableName,
+      [resources.dynamodb.channel_settings.env]: channelSettings.tableName,
       [resources.dynamodb.highlights.env]: highlights.tableName,
       [resources.secrets.twitch_app.env]: twitchApp.secretName,
       [resources.secrets.twitch_user_token.env]: twitchUserToken.secretName,
@@ -252,6 +262,7 @@ export class HighlightsStack extends cdk.Stack {
 
     // Least privilege: each function gets exactly its tables, streams and secrets.
     detectorState.grantReadWriteData(detector);
+    channelSettings.grantReadData(detector);
     highlights.grantWriteData(detector);
     detectorState.grantReadWriteData(lifecycle);
     highlights.grantReadWriteData(clipper);

@@ -12,6 +12,7 @@ interface ResourcesFile {
   kinesis: { chat_messages: Named; stream_lifecycle: Named };
   dynamodb: {
     detector_state: Named & { partition_key: string };
+    channel_settings: Named & { partition_key: string };
     highlights: Named & { partition_key: string; sort_key: string; ttl_attribute: string };
   };
   sqs: { detector_dlq: Named; lifecycle_dlq: Named; clipper_dlq: Named };

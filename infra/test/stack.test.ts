@@ -71,11 +71,14 @@ test('Kinesis streams: on-demand by default, provisioned on request, encrypted',
 });
 
 test('DynamoDB tables: on-demand, point-in-time recovery, TTL, the highlights stream', () => {
-  template.hasResourceProperties('AWS::DynamoDB::Table', {
-    TableName: 'detector-state',
-    BillingMode: 'PAY_PER_REQUEST',
-    PointInTimeRecoverySpecification: { PointInTimeRecoveryEnabled: true },
-  });
+  for (const name of ['detector-state', 'channel-settings']) {
+    template.hasResourceProperties('AWS::DynamoDB::Table', {
+      TableName: name,
+      BillingMode: 'PAY_PER_REQUEST',
+      PointInTimeRecoverySpecification: { PointInTimeRecoveryEnabled: true },
+      KeySchema: [{ AttributeName: 'broadcaster_id', KeyType: 'HASH' }],
+    });
+  }
   template.hasResourceProperties('AWS::DynamoDB::Table', {
     TableName: 'highlights',
     BillingMode: 'PAY_PER_REQUEST',
@@ -160,6 +163,11 @@ test('the detector cannot touch the database; the database is private and behind
   template.hasResourceProperties('AWS::RDS::DBProxy', { RequireTLS: true, EngineFamily: 'POSTGRESQL' });
   // Detector writes detections to its tables only.
   assert.deepEqual(rolesAllowed('dynamodb:PutItem', arnOf(stack.node.findChild('Highlights'))), [roleOf('clipper'), roleOf('detector')].sort());
+  // It reads the channels' own settings and nothing may write them but operators.
+  const channelSettings = arnOf(stack.node.findChild('ChannelSettings'));
+  assert.deepEqual(rolesAllowed('dynamodb:BatchGetItem', channelSettings), [roleOf('detector')]);
+  assert.deepEqual(rolesAllowed('dynamodb:PutItem', channelSettings), []);
+  assert.equal(detector[1].Properties.Environment.Variables.CHANNEL_SETTINGS_TABLE.Ref, stack.getLogicalId(stack.node.findChild('ChannelSettings').node.defaultChild as cdk.CfnElement));
 });
 
 test('each component connects as its own database user, whose secret only it, the proxy and the migration step read', () => {

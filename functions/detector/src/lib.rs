@@ -18,6 +18,10 @@
 //! A store failure for one broadcaster reports that broadcaster's first unapplied record as the
 //! batch item failure: Lambda retries from there, other broadcasters skip what they applied.
 //!
+//! Each channel runs on the deployment's settings with its own (`highlights channel set`) over
+//! them, read through a cache that refreshes each channel's once a minute; settings that cannot be
+//! read or used leave the channel on what it had, never blocking the shard.
+//!
 //! Generic over the ports, so the Lambda (DynamoDB), the local runner (DynamoDB via the
 //! emulator) and unit tests (in memory) run this same code.
 
@@ -27,10 +31,15 @@ use std::time::Instant;
 use aws_lambda_events::event::kinesis::KinesisEvent;
 use aws_lambda_events::event::streams::KinesisEventResponse;
 use futures::StreamExt as _;
+use highlights_adapters::channel_settings::{
+    CachedChannelSettings, ChannelSettingsStore, NoChannelSettings, SETTINGS_REFRESH,
+};
 use highlights_adapters::detector_state::{StateStore, StoreError, StoredState, sequence_after};
 use highlights_adapters::highlights::HighlightOutbox;
 use highlights_adapters::telemetry::{MetricRecord, Unit};
-use highlights_core::{BroadcasterId, ChannelDetector, ChatBatch, Detection, DetectorConfig, Tally, wire};
+use highlights_core::{
+    BroadcasterId, ChannelDetector, ChannelSettings, ChatBatch, Detection, DetectorConfig, Tally, wire,
+};
 
 /// How often one broadcaster's save may conflict before the records are handed back to Lambda.
 const MAX_CONFLICT_RETRIES: u32 = 5;
@@ -91,15 +100,51 @@ struct BroadcasterOutcome {
     failed_at: Option<String>,
 }
 
-pub struct DetectorHandler<S, O> {
+pub struct DetectorHandler<S, O, C = NoChannelSettings> {
     config: DetectorConfig,
     states: S,
     outbox: O,
+    channel_settings: CachedChannelSettings<C>,
 }
 
 impl<S: StateStore, O: HighlightOutbox> DetectorHandler<S, O> {
+    /// A handler where every channel runs on `config`.
     pub fn new(config: DetectorConfig, states: S, outbox: O) -> Self {
-        Self { config, states, outbox }
+        let channel_settings = CachedChannelSettings::new(NoChannelSettings, SETTINGS_REFRESH);
+        Self { config, states, outbox, channel_settings }
+    }
+}
+
+impl<S: StateStore, O: HighlightOutbox, C: ChannelSettingsStore> DetectorHandler<S, O, C> {
+    /// The same handler, with each channel's own settings from `store` over `config`, read again
+    /// once they are older than `refresh` ([`SETTINGS_REFRESH`] in production).
+    pub fn with_channel_settings<D: ChannelSettingsStore>(
+        self,
+        store: D,
+        refresh: std::time::Duration,
+    ) -> DetectorHandler<S, O, D> {
+        let Self { config, states, outbox, .. } = self;
+        DetectorHandler {
+            config,
+            states,
+            outbox,
+            channel_settings: CachedChannelSettings::new(store, refresh),
+        }
+    }
+
+    pub fn channel_settings(&self) -> &C {
+        self.channel_settings.store()
+    }
+
+    /// The detector settings of one channel: the deployment's, with the channel's own over them.
+    /// Settings that do not make a valid whole (an item edited by hand) are ignored, loudly:
+    /// detection goes on with the deployment's.
+    fn config_for(&self, id: BroadcasterId, settings: Option<&ChannelSettings>) -> DetectorConfig {
+        let Some(settings) = settings.filter(|s| !s.is_empty()) else { return self.config };
+        settings.apply(&self.config).unwrap_or_else(|error| {
+            tracing::warn!(broadcaster_id = id, %error, "ignoring this channel's settings");
+            self.config
+        })
     }
 
     pub fn states(&self) -> &S {
@@ -158,11 +203,15 @@ impl<S: StateStore, O: HighlightOutbox> DetectorHandler<S, O> {
             }
         };
 
+        let settings = self.channel_settings.settings_of(&ids).await;
         // The futures are built before streaming them: a closure inside the stream would make
         // the handler's future not provably `Send`.
         let work: Vec<_> = groups
             .iter()
-            .map(|(id, records)| self.apply_broadcaster(*id, records, loaded.get(id).cloned()))
+            .map(|(id, records)| {
+                let config = self.config_for(*id, settings.get(id));
+                self.apply_broadcaster(*id, config, records, loaded.get(id).cloned())
+            })
             .collect();
         let outcomes: Vec<BroadcasterOutcome> =
             futures::stream::iter(work).buffer_unordered(CONCURRENCY).collect().await;
@@ -185,6 +234,7 @@ impl<S: StateStore, O: HighlightOutbox> DetectorHandler<S, O> {
     async fn apply_broadcaster(
         &self,
         id: BroadcasterId,
+        config: DetectorConfig,
         records: &[Applied<'_>],
         mut stored: Option<StoredState>,
     ) -> BroadcasterOutcome {
@@ -205,7 +255,7 @@ impl<S: StateStore, O: HighlightOutbox> DetectorHandler<S, O> {
                     "the stored state's version is unusable; replacing the item"
                 );
             }
-            let (mut detector, blob_reset) = self.restore(id, stored.as_ref());
+            let (mut detector, blob_reset) = restore(id, config, stored.as_ref());
             let reset = blob_reset || broken.is_some() || stored_sequence != last_sequence;
             let pending: Vec<&Applied<'_>> = records
                 .iter()
@@ -288,21 +338,25 @@ impl<S: StateStore, O: HighlightOutbox> DetectorHandler<S, O> {
         outcome.failed_at = first_unapplied;
         outcome
     }
+}
 
-    /// The saved detector, or a fresh one (keeping the cooldown) when there is none, it was
-    /// reset, or it cannot be restored; and whether a saved one was discarded.
-    fn restore(&self, id: BroadcasterId, stored: Option<&StoredState>) -> (ChannelDetector, bool) {
-        let last_fire = stored.and_then(|s| s.last_fire);
-        match stored.and_then(|s| s.detector.as_deref()) {
-            None => (ChannelDetector::fresh_after(id, self.config, last_fire), false),
-            Some(bytes) => match ChannelDetector::decode_state(id, self.config, bytes) {
-                Ok(detector) => (detector, false),
-                Err(error) => {
-                    tracing::warn!(broadcaster_id = id, %error, "starting this broadcaster afresh, keeping its cooldown");
-                    (ChannelDetector::fresh_after(id, self.config, last_fire), true)
-                }
-            },
-        }
+/// The saved detector, or a fresh one (keeping the cooldown) when there is none, it was reset,
+/// or it cannot be restored; and whether a saved one was discarded.
+fn restore(
+    id: BroadcasterId,
+    config: DetectorConfig,
+    stored: Option<&StoredState>,
+) -> (ChannelDetector, bool) {
+    let last_fire = stored.and_then(|s| s.last_fire);
+    match stored.and_then(|s| s.detector.as_deref()) {
+        None => (ChannelDetector::fresh_after(id, config, last_fire), false),
+        Some(bytes) => match ChannelDetector::decode_state(id, config, bytes) {
+            Ok(detector) => (detector, false),
+            Err(error) => {
+                tracing::warn!(broadcaster_id = id, %error, "starting this broadcaster afresh, keeping its cooldown");
+                (ChannelDetector::fresh_after(id, config, last_fire), true)
+            }
+        },
     }
 }
 

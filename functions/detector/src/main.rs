@@ -4,6 +4,7 @@
 use aws_lambda_events::event::kinesis::KinesisEvent;
 use aws_lambda_events::event::streams::KinesisEventResponse;
 use detector_function::DetectorHandler;
+use highlights_adapters::channel_settings::{DynamoChannelSettings, SETTINGS_REFRESH};
 use highlights_adapters::detector_state::DynamoStateStore;
 use highlights_adapters::highlights::DynamoHighlights;
 use highlights_adapters::resources::Resources;
@@ -20,7 +21,11 @@ async fn main() -> Result<(), Error> {
     let handler = DetectorHandler::new(
         config,
         DynamoStateStore::new(dynamodb.clone(), resources.detector_state_table.name),
-        DynamoHighlights::new(dynamodb, resources.highlights_table.name),
+        DynamoHighlights::new(dynamodb.clone(), resources.highlights_table.name),
+    )
+    .with_channel_settings(
+        DynamoChannelSettings::new(dynamodb, resources.channel_settings_table.name),
+        SETTINGS_REFRESH,
     );
     let handler = &handler;
     lambda_runtime::run(service_fn(move |event: LambdaEvent<KinesisEvent>| async move {

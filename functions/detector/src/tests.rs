@@ -4,6 +4,7 @@
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicUsize, Ordering};
 
+use highlights_adapters::channel_settings::{ChannelEntry, MemoryChannelSettings};
 use highlights_adapters::detector_state::{BrokenVersion, MemoryStateStore};
 use highlights_adapters::highlights::MemoryHighlights;
 use highlights_adapters::lambda_events::{KinesisRecordIn, kinesis_event};
@@ -88,8 +89,8 @@ fn failures(response: &KinesisEventResponse) -> Vec<String> {
 
 /// Plays Lambda's event-source mapping: batches of `size`, and on a partial failure the next
 /// batch starts at the lowest failed sequence number.
-async fn drive<S: StateStore, O: HighlightOutbox>(
-    handler: &DetectorHandler<S, O>,
+async fn drive<S: StateStore, O: HighlightOutbox, C: ChannelSettingsStore>(
+    handler: &DetectorHandler<S, O, C>,
     records: &[KinesisRecordIn],
     size: usize,
 ) -> Vec<InvocationReport> {
@@ -118,6 +119,97 @@ async fn drive<S: StateStore, O: HighlightOutbox>(
 
 fn two_channels() -> Vec<Vec<ChatBatch>> {
     vec![chat(11, &quiet_then_burst(320)), chat(22, &quiet_then_burst(400))]
+}
+
+fn own_settings(id: BroadcasterId, settings: ChannelSettings) -> ChannelEntry {
+    ChannelEntry { broadcaster_id: id, login: format!("channel{id}"), settings, updated_at_ms: 1 }
+}
+
+/// What the core detector finds in `batches` with `config`.
+fn expected_with(config: DetectorConfig, batches: &[ChatBatch]) -> Vec<Detection> {
+    let mut detector = Detector::new(config);
+    let (mut out, mut tally) = (Vec::new(), Tally::default());
+    for batch in batches {
+        detector.observe_batch(batch, &mut tally, &mut out);
+    }
+    detector.finish(&mut out);
+    sorted(out)
+}
+
+#[tokio::test]
+async fn each_channel_runs_on_its_own_settings_and_the_others_on_the_deployments() {
+    let channels = two_channels();
+    // Channel 11 asks for a cooldown long enough to swallow its second burst; 22 sets nothing.
+    let long_cooldown = ChannelSettings { cooldown_seconds: Some(400), ..ChannelSettings::default() };
+    let config = long_cooldown.apply(&DetectorConfig::default()).unwrap();
+    let mut want = expected_with(config, &channels[0]);
+    want.extend(expected_with(DetectorConfig::default(), &channels[1]));
+    let want = sorted(want);
+    assert_eq!(want.iter().filter(|d| d.broadcaster_id == 11).count(), 1, "{want:?}");
+    assert_eq!(want.iter().filter(|d| d.broadcaster_id == 22).count(), 2, "{want:?}");
+
+    let settings = MemoryChannelSettings::default();
+    settings.put(&own_settings(11, long_cooldown)).await.unwrap();
+    let handler = DetectorHandler::new(
+        DetectorConfig::default(),
+        MemoryStateStore::default(),
+        MemoryHighlights::default(),
+    )
+    .with_channel_settings(settings, SETTINGS_REFRESH);
+    drive(&handler, &shard(&channels), 50).await;
+    assert_eq!(sorted(handler.outbox().all()), want);
+}
+
+#[tokio::test]
+async fn a_change_applies_at_the_next_read_without_losing_the_baseline() {
+    let channels = vec![chat(11, &quiet_then_burst(320))];
+    let records = shard(&channels);
+    let settings = MemoryChannelSettings::default();
+    // Insensitive at first: nothing fires during the first half.
+    settings
+        .put(&own_settings(11, ChannelSettings { k: Some(1e9), ..ChannelSettings::default() }))
+        .await
+        .unwrap();
+    let handler = DetectorHandler::new(
+        DetectorConfig::default(),
+        MemoryStateStore::default(),
+        MemoryHighlights::default(),
+    )
+    .with_channel_settings(settings, std::time::Duration::ZERO);
+    let half = records.iter().position(|r| r.approximate_arrival_s >= (START_S + 450) as f64).unwrap();
+    drive(&handler, &records[..half], 50).await;
+    assert!(handler.outbox().all().is_empty(), "the first burst is below the channel's own threshold");
+    // Back to the deployment's: the second burst fires, scored against the baseline kept so far.
+    handler.channel_settings().remove(11).await.unwrap();
+    let reports = drive(&handler, &records[half..], 50).await;
+    assert_eq!(reports.iter().map(|r| r.state_resets).sum::<u64>(), 0, "the state was kept");
+    let all_default = expected(&channels);
+    let second = all_default.iter().filter(|d| d.peak_second >= START_S + 450).copied().collect::<Vec<_>>();
+    assert_eq!(sorted(handler.outbox().all()), second);
+}
+
+#[tokio::test]
+async fn unusable_or_unreadable_settings_never_stop_detection() {
+    let channels = two_channels();
+    let settings = MemoryChannelSettings::default();
+    // A negative threshold, as an item edited by hand could hold: the deployment's settings run.
+    settings
+        .put(&own_settings(11, ChannelSettings { k: Some(-1.0), ..ChannelSettings::default() }))
+        .await
+        .unwrap();
+    settings.set_down(true);
+    let handler = DetectorHandler::new(
+        DetectorConfig::default(),
+        MemoryStateStore::default(),
+        MemoryHighlights::default(),
+    )
+    .with_channel_settings(settings, std::time::Duration::ZERO);
+    let records = shard(&channels);
+    drive(&handler, &records[..400], 50).await;
+    handler.channel_settings().set_down(false);
+    drive(&handler, &records[400..], 50).await;
+    assert_eq!(sorted(handler.outbox().all()), expected(&channels));
+    assert!(handler.channel_settings().reads() > 1);
 }
 
 #[tokio::test]
@@ -357,6 +449,7 @@ async fn late_messages_and_commands_are_tallied() {
 mod on_dynamodb {
     use std::path::Path;
 
+    use highlights_adapters::channel_settings::DynamoChannelSettings;
     use highlights_adapters::detector_state::DynamoStateStore;
     use highlights_adapters::highlights::DynamoHighlights;
     use highlights_adapters::provision::{ProvisionOptions, provision};
@@ -366,6 +459,11 @@ mod on_dynamodb {
     use super::*;
 
     async fn stores(name: &str) -> (DynamoStateStore, DynamoHighlights) {
+        let (states, outbox, _) = stores_and_settings(name).await;
+        (states, outbox)
+    }
+
+    async fn stores_and_settings(name: &str) -> (DynamoStateStore, DynamoHighlights, DynamoChannelSettings) {
         let stack =
             StackEnv::discover(Path::new(env!("CARGO_MANIFEST_DIR"))).unwrap_or_else(|e| panic!("{e}"));
         let sdk = highlights_adapters::aws::local(&stack.aws().unwrap()).await;
@@ -374,11 +472,32 @@ mod on_dynamodb {
         let client = aws_sdk_dynamodb::Client::new(&sdk);
         (
             DynamoStateStore::new(client.clone(), resources.detector_state_table.name),
-            DynamoHighlights::new(client, resources.highlights_table.name),
+            DynamoHighlights::new(client.clone(), resources.highlights_table.name),
+            DynamoChannelSettings::new(client, resources.channel_settings_table.name),
         )
     }
 
-    async fn stored(handler: &DetectorHandler<impl StateStore, DynamoHighlights>) -> Vec<Detection> {
+    #[tokio::test]
+    async fn channel_settings_in_the_table_reach_the_detector() {
+        let (states, outbox, settings) = stores_and_settings("det-settings").await;
+        let long_cooldown = ChannelSettings { cooldown_seconds: Some(400), ..ChannelSettings::default() };
+        settings.put(&own_settings(11, long_cooldown)).await.unwrap();
+        assert_eq!(settings.list().await.unwrap(), vec![own_settings(11, long_cooldown)]);
+        let channels = two_channels();
+        let config = long_cooldown.apply(&DetectorConfig::default()).unwrap();
+        let mut want = expected_with(config, &channels[0]);
+        want.extend(expected_with(DetectorConfig::default(), &channels[1]));
+        let handler = DetectorHandler::new(DetectorConfig::default(), states, outbox)
+            .with_channel_settings(settings, SETTINGS_REFRESH);
+        drive(&handler, &shard(&channels), 100).await;
+        assert_eq!(stored(&handler).await, sorted(want));
+        assert!(handler.channel_settings().remove(11).await.unwrap());
+        assert!(handler.channel_settings().list().await.unwrap().is_empty());
+    }
+
+    async fn stored(
+        handler: &DetectorHandler<impl StateStore, DynamoHighlights, impl ChannelSettingsStore>,
+    ) -> Vec<Detection> {
         let mut all = handler.outbox().list(11).await.unwrap();
         all.extend(handler.outbox().list(22).await.unwrap());
         sorted(all)

@@ -1,4 +1,4 @@
-//! Fake Twitch for tests: a Helix (`/helix/clips`, `/helix/streams`) and OAuth (`/oauth2/token`,
+//! Fake Twitch for tests: a Helix (`/helix/clips`, `/helix/streams`, `/helix/users`) and OAuth (`/oauth2/token`,
 //! `/oauth2/authorize`, `/oauth2/validate`) server on 127.0.0.1:0 that speaks Twitch's JSON,
 //! validates bearer tokens, follows a per-test script of Create Clip answers (including making
 //! the clip and then losing the answer) and records every call. Every user token belongs to user
@@ -88,6 +88,8 @@ struct World {
     streams_rate_limited: Option<u64>,
     /// Every Get Streams call answers this status.
     streams_failure: Option<u16>,
+    /// Users Get Users knows besides the live ones: (login, id).
+    users: Vec<(String, u64)>,
 }
 
 /// A live stream Get Streams reports.
@@ -126,6 +128,7 @@ impl FakeTwitch {
         let app = Router::new()
             .route("/helix/clips", post(create_clip).get(get_clips))
             .route("/helix/streams", get(get_streams))
+            .route("/helix/users", get(get_users))
             .route("/oauth2/token", post(token))
             .route("/oauth2/authorize", get(authorize))
             .route("/oauth2/validate", get(validate))
@@ -200,6 +203,11 @@ impl FakeTwitch {
     }
 
     /// What Get Streams reports as live from now on.
+    /// A user Get Users knows (every live stream's user is known too).
+    pub fn add_user(&self, login: &str, user_id: u64) {
+        self.world.lock().expect("not poisoned").users.push((login.to_lowercase(), user_id));
+    }
+
     pub fn set_live(&self, streams: &[FakeStream]) {
         let mut live = streams.to_vec();
         live.sort_by_key(|s| std::cmp::Reverse(s.viewer_count));
@@ -303,6 +311,35 @@ async fn get_streams(
     response.headers_mut().insert("ratelimit-remaining", "799".parse().expect("a header value"));
     response.headers_mut().insert("ratelimit-reset", reset(60).parse().expect("a header value"));
     response
+}
+
+/// Get Users by `login` (up to 100), with an app or user token.
+async fn get_users(
+    State(world): Shared,
+    headers: HeaderMap,
+    Query(query): Query<Vec<(String, String)>>,
+) -> Response {
+    let world = world.lock().expect("not poisoned");
+    if !world.valid_access_tokens.contains(&bearer(&headers)) {
+        return error(401, "Invalid OAuth token");
+    }
+    let logins: Vec<String> =
+        query.iter().filter(|(k, _)| k == "login").map(|(_, v)| v.to_lowercase()).collect();
+    if logins.len() > 100 {
+        return error(400, "too many login values");
+    }
+    let known = world.users.iter().cloned().chain(world.live.iter().map(|s| (s.login.clone(), s.user_id)));
+    let data: Vec<serde_json::Value> = known
+        .filter(|(login, _)| logins.contains(login))
+        .map(|(login, id)| {
+            json!({
+                "id": id.to_string(), "login": login, "display_name": login.to_uppercase(), "type": "",
+                "broadcaster_type": "", "description": "", "profile_image_url": "", "offline_image_url": "",
+                "created_at": "2016-12-14T20:32:28Z"
+            })
+        })
+        .collect();
+    Json(json!({"data": data})).into_response()
 }
 
 fn error(status: u16, message: &str) -> Response {
