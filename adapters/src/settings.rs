@@ -9,9 +9,9 @@ use highlights_core::{DetectorConfig, DetectorMode};
 /// defaults are the product defaults.
 #[derive(clap::Args, Debug, Clone)]
 pub struct DetectorSettings {
-    /// Which detector: `seed` (messages per second, the seed project's rule) or `v2` (distinct
-    /// chatters per second, reactions weigh more; see docs/detection.md).
-    #[arg(long = "detector", env = "DETECTOR_MODE", default_value_t = RawConfig::default().mode)]
+    /// Which detector: `v2` (distinct chatters per second, reactions weigh more; see
+    /// docs/detection.md) or `seed` (messages per second, the seed project's rule).
+    #[arg(long = "detector", env = "DETECTOR_MODE", default_value_t = DetectorMode::PRODUCT_DEFAULT)]
     pub mode: DetectorMode,
     /// Elevated when the window's score is at least this (default: 4 for `seed`, a z-score;
     /// 3.5 for `v2`, a Poisson deviate).
@@ -94,7 +94,11 @@ mod tests {
     #[test]
     fn defaults_are_the_product_defaults() {
         let parsed = FromEnvironment::try_parse_from(["detector"]).unwrap();
-        assert_eq!(parsed.settings.config().unwrap(), DetectorConfig::default());
+        let want = DetectorConfig::new(RawConfig::for_mode(DetectorMode::PRODUCT_DEFAULT)).unwrap();
+        assert_eq!(parsed.settings.config().unwrap(), want);
+        assert_eq!(want.mode(), DetectorMode::V2);
+        let seed = FromEnvironment::try_parse_from(["detector", "--detector", "seed"]).unwrap();
+        assert_eq!(seed.settings.config().unwrap(), DetectorConfig::default(), "the seed project's settings");
     }
 
     #[test]

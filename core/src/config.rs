@@ -63,6 +63,11 @@ pub enum DetectorMode {
 }
 
 impl DetectorMode {
+    /// What a deployment, `backtest` and `highlights dev` run unless told otherwise: `v2`, better
+    /// on every measured figure (docs/detection.md). [`RawConfig::default`] stays the seed
+    /// project's settings, the base both modes share.
+    pub const PRODUCT_DEFAULT: Self = Self::V2;
+
     pub fn name(self) -> &'static str {
         match self {
             Self::Seed => "seed",

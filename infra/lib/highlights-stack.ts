@@ -53,7 +53,7 @@ export interface HighlightsStackProps extends cdk.StackProps {
   ingestImage?: ecs.ContainerImage;
   /** The static site's folder (default: the repository's web/). */
   webDir?: string;
-  /** Which detector the detector function runs: `seed` (default) or `v2` (docs/detection.md). */
+  /** Which detector the detector function runs: `v2` (default) or `seed` (docs/detection.md). */
   detectorMode?: 'seed' | 'v2';
   /**
    * How long Lambda gathers chat before invoking the detector (default 1 s). The detector saves
@@ -247,7 +247,7 @@ export class HighlightsStack extends cdk.Stack {
       secret?.grantRead(f);
       return f;
     };
-    const detector = fn('detector', { environment: { DETECTOR_MODE: props.detectorMode ?? 'seed' } });
+    const detector = fn('detector', { environment: { DETECTOR_MODE: props.detectorMode ?? 'v2' } });
     const lifecycle = fn('lifecycle', { database: databaseUsers.lifecycle });
     const clipper = fn('clipper', { database: databaseUsers.clipper, timeout: cdk.Duration.seconds(90) });
     const api = fn('api', { database: databaseUsers.api, timeout: cdk.Duration.seconds(10), memorySize: 512 });

@@ -327,12 +327,12 @@ test('alarms for iterator age, dead letters, errors, clip failures, dropped chat
   assert.equal(synth().template.findResources('AWS::SNS::Subscription') && Object.keys(synth().template.findResources('AWS::SNS::Subscription')).length, 0);
 });
 
-test('the detector runs the seed detector unless the deployment asks for v2', () => {
+test('the detector runs v2 unless the deployment asks for the seed detector', () => {
   const modeOf = (s: HighlightsStack) => {
     const t = Template.fromStack(s);
     const id = s.getLogicalId(s.functions.detector.node.defaultChild as cdk.CfnElement);
     return t.toJSON().Resources[id].Properties.Environment.Variables.DETECTOR_MODE;
   };
-  assert.equal(modeOf(stack), 'seed');
-  assert.equal(modeOf(synth({ detectorMode: 'v2' }).stack), 'v2');
+  assert.equal(modeOf(stack), 'v2');
+  assert.equal(modeOf(synth({ detectorMode: 'seed' }).stack), 'seed');
 });
