@@ -176,8 +176,7 @@ pub fn run(args: TuneArgs) -> anyhow::Result<()> {
             Some(suggestion) if suggestion.k <= K_RANGE.0 => eprintln!(
                 "tune: {name}: {} moments in {hours:.1} h even at k {}: its minimum of chatters or ratio decides, \
                  not k; its k stays as it is",
-                suggestion.detections,
-                K_RANGE.0
+                suggestion.detections, K_RANGE.0
             ),
             Some(suggestion) => {
                 // Rounded up to 2 decimals: never more sensitive than what was measured.

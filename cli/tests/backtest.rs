@@ -73,8 +73,16 @@ fn golden_detections_on_the_real_logs() {
     ] {
         let path = dir.join(file);
         // The goldens pin the seed detector, bit for bit.
-        let output =
-            highlights(&["backtest", path.to_str().unwrap(), "--detector", "seed", "--k", k, "--summary", "json"]);
+        let output = highlights(&[
+            "backtest",
+            path.to_str().unwrap(),
+            "--detector",
+            "seed",
+            "--k",
+            k,
+            "--summary",
+            "json",
+        ]);
         let detections = stdout(&output);
         check_golden(&format!("{}.k{k}.jsonl", file.split('.').next().unwrap()), &detections);
         let summary = summary(&output);
@@ -88,7 +96,8 @@ fn golden_detections_on_the_real_logs() {
 fn the_real_logs_have_the_expected_shape() {
     let dir = chat_dir();
     let first = dir.join("theltwilson-2024-12-01.twitchdownloader.json");
-    let output = highlights(&["backtest", first.to_str().unwrap(), "--detector", "seed", "--summary", "json"]);
+    let output =
+        highlights(&["backtest", first.to_str().unwrap(), "--detector", "seed", "--summary", "json"]);
     let summary = summary(&output);
     assert_eq!(summary["messages"], 1265);
     assert_eq!(summary["commands_filtered"], 442);
