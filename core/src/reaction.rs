@@ -23,34 +23,76 @@ pub enum Tone {
 /// Messages longer than this many bytes, or with more than [`LONG_WORDS`] words, are [`Tone::Long`].
 pub const LONG_BYTES: usize = 120;
 pub const LONG_WORDS: usize = 16;
+// Word positions are kept in bytes.
+const _: () = assert!(LONG_BYTES <= u8::MAX as usize);
 /// Only the first words are examined: a reaction says what it says early.
 const WORDS_EXAMINED: usize = 8;
 
+/// Byte classes for [`tone`]'s single pass: ASCII whitespace, ASCII letter, capital letter.
+const SPACE: u8 = 1;
+const LETTER: u8 = 2;
+const CAPITAL: u8 = 4;
+const CLASSES: [u8; 256] = {
+    let mut classes = [0u8; 256];
+    let mut byte = 0;
+    while byte < 256 {
+        let b = byte as u8;
+        classes[byte] = if b.is_ascii_whitespace() {
+            SPACE
+        } else if b.is_ascii_uppercase() {
+            LETTER | CAPITAL
+        } else if b.is_ascii_lowercase() {
+            LETTER
+        } else {
+            0
+        };
+        byte += 1;
+    }
+    classes
+};
+
 /// Classifies `text`.
 pub fn tone(text: &str) -> Tone {
-    if text.len() > LONG_BYTES {
+    let bytes = text.as_bytes();
+    if bytes.len() > LONG_BYTES {
         return Tone::Long;
     }
-    let mut words = 0;
-    let mut reaction = false;
-    let (mut letters, mut upper) = (0u32, 0u32);
-    for word in text.split_ascii_whitespace() {
-        words += 1;
-        if words > LONG_WORDS {
-            return Tone::Long;
-        }
-        if words <= WORDS_EXAMINED && !reaction {
-            reaction = is_reaction_word(word);
-        }
-        for byte in word.bytes() {
-            if byte.is_ascii_alphabetic() {
-                letters += 1;
-                upper += u32::from(byte.is_ascii_uppercase());
+    // One branch-free pass over at most 120 bytes counts words, letters and capitals and notes
+    // where the first words are; only then are those words looked at, until one is a reaction.
+    let (mut words, mut letters, mut capitals) = (0usize, 0u32, 0u32);
+    let mut starts = [0u8; WORDS_EXAMINED];
+    let mut ends = [0u8; WORDS_EXAMINED];
+    let mut in_word = false;
+    for (index, &byte) in bytes.iter().enumerate() {
+        let class = CLASSES[usize::from(byte)];
+        let word_byte = class & SPACE == 0;
+        if word_byte != in_word {
+            // Positions fit in a byte: the text is at most LONG_BYTES long.
+            if word_byte {
+                if words < WORDS_EXAMINED {
+                    starts[words] = index as u8;
+                }
+                words += 1;
+            } else if words <= WORDS_EXAMINED {
+                ends[words - 1] = index as u8;
             }
+            in_word = word_byte;
         }
+        letters += u32::from((class & LETTER) >> 1);
+        capitals += u32::from((class & CAPITAL) >> 2);
     }
-    // Shouting: mostly capitals over enough letters to be words, not one emote.
-    if reaction || (letters >= 4 && upper * 5 >= letters * 4) { Tone::Reaction } else { Tone::Plain }
+    if in_word && words <= WORDS_EXAMINED {
+        ends[words - 1] = bytes.len() as u8;
+    }
+    if words > LONG_WORDS {
+        return Tone::Long;
+    }
+    let examined = words.min(WORDS_EXAMINED);
+    let reaction = (0..examined).any(|i| {
+        // Word boundaries are ASCII whitespace, so each slice is whole UTF-8.
+        is_reaction_word(&text[usize::from(starts[i])..usize::from(ends[i])])
+    });
+    if reaction || (letters >= 4 && capitals * 5 >= letters * 4) { Tone::Reaction } else { Tone::Plain }
 }
 
 fn is_reaction_word(word: &str) -> bool {
@@ -192,6 +234,54 @@ mod tests {
     fn plain_chat_is_plain() {
         for text in ["hello chat", "what game is this", "gg", "is he playing tomorrow?", "ok", "", "Hi"] {
             assert_eq!(tone(text), Tone::Plain, "{text}");
+        }
+    }
+
+    /// The rules as first written, word by word: the reference [`tone`] must agree with.
+    fn reference(text: &str) -> Tone {
+        if text.len() > LONG_BYTES {
+            return Tone::Long;
+        }
+        let mut words = 0;
+        let mut reaction = false;
+        let (mut letters, mut upper) = (0u32, 0u32);
+        for word in text.split_ascii_whitespace() {
+            words += 1;
+            if words > LONG_WORDS {
+                return Tone::Long;
+            }
+            if words <= WORDS_EXAMINED && !reaction {
+                reaction = is_reaction_word(word);
+            }
+            for byte in word.bytes() {
+                if byte.is_ascii_alphabetic() {
+                    letters += 1;
+                    upper += u32::from(byte.is_ascii_uppercase());
+                }
+            }
+        }
+        if reaction || (letters >= 4 && upper * 5 >= letters * 4) { Tone::Reaction } else { Tone::Plain }
+    }
+
+    use proptest::strategy::Strategy as _;
+
+    proptest::proptest! {
+        #[test]
+        fn the_one_pass_classifier_agrees_with_the_word_by_word_rules(
+            words in proptest::collection::vec(
+                proptest::prop_oneof![
+                    proptest::sample::select(vec![
+                        "KEKW", "lol", "LOL", "hahaha", "???", "clip", "W", "no", "way", "THAT", "é", "Pog",
+                        "\t", "  ", "\n", "!?", "lmaooo", "OMEGALUL", "x", "ABC", "Éé", "@user",
+                    ]).prop_map(str::to_owned),
+                    "[ -~\u{80}-\u{2FF}]{0,12}",
+                ],
+                0..24,
+            ),
+            separators in proptest::collection::vec(proptest::sample::select(vec![" ", "  ", "\t", "", "\r\n"]), 24),
+        ) {
+            let text: String = words.iter().zip(&separators).flat_map(|(w, s)| [w.as_str(), s]).collect();
+            proptest::prop_assert_eq!(tone(&text), reference(&text), "{:?}", text);
         }
     }
 

@@ -66,11 +66,9 @@ pub struct CrowdDetector {
     pub(super) broadcaster_id: BroadcasterId,
     pub(super) config: DetectorConfig,
     pub(super) clock: EventClock,
-    /// Vote points per second, indexed by `second mod points.len()`: the window, the baseline
-    /// and the open seconds.
-    points: Box<[u32]>,
-    /// Messages per second, same indexing (what a detection reports as its message count).
-    messages: Box<[u32]>,
+    /// Vote points and messages per second, indexed by `second mod seconds.len()`: the window,
+    /// the baseline and the open seconds. Side by side, so a second is one cache line away.
+    seconds: Box<[SecondCounts]>,
     /// Who voted, per second, indexed by `second mod sketches.len()`: window and open seconds.
     sketches: Box<[Sketch]>,
     /// Messages of unknown chatters per second, same indexing as `sketches`.
@@ -83,6 +81,15 @@ pub struct CrowdDetector {
     /// The second the open burst was reported, while it lasts.
     burst: Option<i64>,
     pub(super) last_fire: Option<i64>,
+}
+
+/// One second's counts in the history ring.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+struct SecondCounts {
+    /// Vote points.
+    points: u32,
+    /// Messages (what a detection reports as its message count).
+    messages: u32,
 }
 
 /// The numbers behind one evaluated second.
@@ -111,15 +118,28 @@ impl Measurement {
     ) -> Self {
         let unit = f64::from(VOTE_POINTS);
         let n = u128::from(baseline);
-        let votes = window_points as f64 / unit;
-        let rate = baseline_points.max(u64::from(VOTE_POINTS)) as f64 / unit / f64::from(baseline);
-        let expected = rate * f64::from(window);
+        let (votes, rate, expected) = Self::votes_and_rate(window, baseline, window_points, baseline_points);
         let sum = u128::from(baseline_points);
         let spread = (n * baseline_squares).saturating_sub(sum * sum);
         let variance = spread as f64 / (n * (n - 1)) as f64 / (unit * unit);
         let freeman_tukey = votes.sqrt() + (votes + 1.0).sqrt() - (4.0 * expected + 1.0).sqrt();
         let dispersed = (votes - expected) / (f64::from(window) * variance.max(rate)).sqrt();
         Self { votes, expected, z: freeman_tukey.min(dispersed), rate, std: variance.sqrt() }
+    }
+
+    /// The window's votes, the baseline's votes per second and the votes it expects in a window:
+    /// the cheap part of [`Measurement::new`], enough to rule most seconds out by the ratio.
+    #[inline]
+    pub fn votes_and_rate(
+        window: u32,
+        baseline: u32,
+        window_points: u64,
+        baseline_points: u64,
+    ) -> (f64, f64, f64) {
+        let unit = f64::from(VOTE_POINTS);
+        let votes = window_points as f64 / unit;
+        let rate = baseline_points.max(u64::from(VOTE_POINTS)) as f64 / unit / f64::from(baseline);
+        (votes, rate, rate * f64::from(window))
     }
 }
 
@@ -156,8 +176,7 @@ impl CrowdDetector {
             broadcaster_id,
             config,
             clock: EventClock::new(&config),
-            points: vec![0; history].into_boxed_slice(),
-            messages: vec![0; history].into_boxed_slice(),
+            seconds: vec![SecondCounts::default(); history].into_boxed_slice(),
             sketches: vec![[0; SKETCH_WORDS]; recent].into_boxed_slice(),
             anonymous: vec![0; recent].into_boxed_slice(),
             window_points: 0,
@@ -189,8 +208,8 @@ impl CrowdDetector {
         if second < self.clock.next_second {
             return Outcome::Late;
         }
-        let slot = ring_slot(second, self.points.len());
-        self.messages[slot] = self.messages[slot].saturating_add(1);
+        let slot = &mut self.seconds[ring_slot(second, self.seconds.len())];
+        slot.messages = slot.messages.saturating_add(1);
         let recent = ring_slot(second, self.sketches.len());
         let votes = if chatter == UNKNOWN_CHATTER {
             self.anonymous[recent] = self.anonymous[recent].saturating_add(1);
@@ -204,7 +223,7 @@ impl CrowdDetector {
             first_this_second
         };
         if votes {
-            self.points[slot] = self.points[slot].saturating_add(vote_points(text));
+            slot.points = slot.points.saturating_add(vote_points(text));
         }
         Outcome::Counted
     }
@@ -236,29 +255,29 @@ impl CrowdDetector {
     /// The first second in `[next_second, last_closed]` with votes; only open seconds can have any.
     fn next_voted_second(&self, last_closed: i64) -> Option<i64> {
         let last = last_closed.min(self.clock.next_second + EventClock::open_span(&self.config));
-        (self.clock.next_second..=last).find(|&second| self.points[ring_slot(second, self.points.len())] != 0)
+        (self.clock.next_second..=last)
+            .find(|&second| self.seconds[ring_slot(second, self.seconds.len())].points != 0)
     }
 
     fn evaluate(&mut self, second: i64, out: &mut Vec<Detection>) {
         let window = i64::from(self.config.window_seconds());
         let baseline = i64::from(self.config.baseline_seconds());
-        let ring = self.points.len();
+        let ring = self.seconds.len();
         let entering = ring_slot(second, ring);
         let to_baseline = ring_slot(second - window, ring);
         let leaving = ring_slot(second - window - baseline, ring);
         let (enter, move_, leave) = (
-            u64::from(self.points[entering]),
-            u64::from(self.points[to_baseline]),
-            u64::from(self.points[leaving]),
+            u64::from(self.seconds[entering].points),
+            u64::from(self.seconds[to_baseline].points),
+            u64::from(self.seconds[leaving].points),
         );
         self.window_points = self.window_points + enter - move_;
         self.baseline_points = self.baseline_points + move_ - leave;
         self.baseline_squares = self.baseline_squares + u128::from(move_ * move_) - u128::from(leave * leave);
-        self.window_messages =
-            self.window_messages + u64::from(self.messages[entering]) - u64::from(self.messages[to_baseline]);
+        self.window_messages = self.window_messages + u64::from(self.seconds[entering].messages)
+            - u64::from(self.seconds[to_baseline].messages);
         // Both slots now belong to open seconds that cannot have received anything yet.
-        self.points[leaving] = 0;
-        self.messages[leaving] = 0;
+        self.seconds[leaving] = SecondCounts::default();
         let recent = ring_slot(second - window, self.sketches.len());
         self.sketches[recent] = [0; SKETCH_WORDS];
         self.anonymous[recent] = 0;
@@ -267,14 +286,26 @@ impl CrowdDetector {
         if second - window + 1 - first < self.config.warmup_seconds() {
             return;
         }
-        let mut measurement = Measurement::new(
+        // Most seconds fall short of the ratio: they are ruled out before the square roots.
+        let (votes, _, expected) = Measurement::votes_and_rate(
             self.config.window_seconds(),
             self.config.baseline_seconds(),
             self.window_points,
             self.baseline_points,
-            self.baseline_squares,
         );
-        let mut elevated = self.elevated(&measurement);
+        let mut elevated = votes >= self.config.min_ratio() * expected;
+        let mut measurement = None;
+        if elevated {
+            let first = Measurement::new(
+                self.config.window_seconds(),
+                self.config.baseline_seconds(),
+                self.window_points,
+                self.baseline_points,
+                self.baseline_squares,
+            );
+            elevated = self.elevated(&first);
+            measurement = Some(first);
+        }
         if elevated {
             // Count people, not votes: the window's distinct chatters, each weighing the
             // window's mean vote. A few accounts posting every second cannot make a crowd. The
@@ -283,14 +314,15 @@ impl CrowdDetector {
             let people_points = (u128::from(self.window_points) * u128::from(chatters.min(votes)))
                 .checked_div(u128::from(votes))
                 .unwrap_or(0) as u64;
-            measurement = Measurement::new(
+            let people = Measurement::new(
                 self.config.window_seconds(),
                 self.config.baseline_seconds(),
                 people_points,
                 self.baseline_points,
                 self.baseline_squares,
             );
-            elevated = self.elevated(&measurement) && chatters >= u64::from(self.config.min_chatters());
+            elevated = self.elevated(&people) && chatters >= u64::from(self.config.min_chatters());
+            measurement = Some(people);
         }
         if let Some(reported) = self.burst {
             if !elevated || second - reported >= i64::from(self.config.hold_cap_seconds()) {
@@ -300,7 +332,7 @@ impl CrowdDetector {
         }
         let cooling =
             self.last_fire.is_some_and(|fired| second - fired <= i64::from(self.config.cooldown_seconds()));
-        if elevated && !cooling {
+        if let Some(measurement) = measurement.filter(|_| elevated && !cooling) {
             out.push(Detection {
                 broadcaster_id: self.broadcaster_id,
                 peak_second: second,
@@ -341,18 +373,18 @@ impl CrowdDetector {
 
     /// Serialises the whole state.
     pub(super) fn encode_state(&self) -> Vec<u8> {
-        let mut out = Vec::with_capacity(64 + self.points.len() * 2 + self.sketches.len() * 4);
+        let mut out = Vec::with_capacity(64 + self.seconds.len() * 2 + self.sketches.len() * 4);
         let flags = if self.clock.first_second.is_some() { HAS_FIRST } else { 0 }
             | if self.burst.is_some() { HAS_BURST } else { 0 }
             | if self.last_fire.is_some() { HAS_LAST_FIRE } else { 0 };
-        let rings = [self.points.len(), self.sketches.len()];
+        let rings = [self.seconds.len(), self.sketches.len()];
         write_state_head(&mut out, STATE_VERSION, self.broadcaster_id, &self.config, &rings, flags);
         if let Some(first) = self.clock.first_second {
             varint::put_i64(&mut out, first);
             varint::put_i64(&mut out, self.clock.watermark_ms);
-            for (&points, &messages) in self.points.iter().zip(self.messages.iter()) {
-                varint::put_u64(&mut out, u64::from(points));
-                varint::put_u64(&mut out, u64::from(messages));
+            for counts in self.seconds.iter() {
+                varint::put_u64(&mut out, u64::from(counts.points));
+                varint::put_u64(&mut out, u64::from(counts.messages));
             }
             for (sketch, &anonymous) in self.sketches.iter().zip(self.anonymous.iter()) {
                 varint::put_u64(&mut out, u64::from(anonymous));
@@ -381,19 +413,20 @@ impl CrowdDetector {
             u32::try_from(value).map_err(|_| E::OutOfRange(what))
         };
         let mut detector = Self::new(broadcaster_id, config);
-        let rings = [detector.points.len(), detector.sketches.len()];
+        let rings = [detector.seconds.len(), detector.sketches.len()];
         let known = HAS_FIRST | HAS_BURST | HAS_LAST_FIRE;
         let flags = read_state_head(&mut reader, STATE_VERSION, broadcaster_id, &config, &rings, known)?;
         if flags & HAS_FIRST != 0 {
             let first = plausible_second(&mut reader, "first second")?;
             let watermark = reader.i64().map_err(|_| E::Truncated("watermark"))?;
             detector.clock.restore(first, watermark)?;
-            for slot in 0..detector.points.len() {
-                detector.points[slot] = u32_field(&mut reader, "points")?;
-                detector.messages[slot] = u32_field(&mut reader, "messages")?;
-                if (detector.points[slot] == 0) != (detector.messages[slot] == 0) {
+            for slot in 0..detector.seconds.len() {
+                let points = u32_field(&mut reader, "points")?;
+                let messages = u32_field(&mut reader, "messages")?;
+                if (points == 0) != (messages == 0) {
                     return Err(E::OutOfRange("points"));
                 }
+                detector.seconds[slot] = SecondCounts { points, messages };
             }
             for slot in 0..detector.sketches.len() {
                 detector.anonymous[slot] = u32_field(&mut reader, "anonymous")?;
@@ -421,7 +454,7 @@ impl CrowdDetector {
         for second in first_kept..first_kept + self.sketches.len() as i64 {
             let recent = ring_slot(second, self.sketches.len());
             let voted = self.anonymous[recent] != 0 || self.sketches[recent].iter().any(|&w| w != 0);
-            if voted && self.points[ring_slot(second, self.points.len())] == 0 {
+            if voted && self.seconds[ring_slot(second, self.seconds.len())].points == 0 {
                 return Err(StateDecodeError::OutOfRange("sketch"));
             }
         }
@@ -432,9 +465,9 @@ impl CrowdDetector {
         let last = self.clock.next_second - 1;
         let window = i64::from(self.config.window_seconds());
         let baseline = i64::from(self.config.baseline_seconds());
-        let ring = self.points.len();
-        let points = |second: i64| u64::from(self.points[ring_slot(second, ring)]);
-        let messages = |second: i64| u64::from(self.messages[ring_slot(second, ring)]);
+        let ring = self.seconds.len();
+        let points = |second: i64| u64::from(self.seconds[ring_slot(second, ring)].points);
+        let messages = |second: i64| u64::from(self.seconds[ring_slot(second, ring)].messages);
         let baseline_seconds = last - window - baseline + 1..=last - window;
         self.window_points = (last - window + 1..=last).map(points).sum();
         self.window_messages = (last - window + 1..=last).map(messages).sum();

@@ -352,8 +352,23 @@ impl ChannelDetector {
 
     /// Observes a whole batch (messages, then its watermark), tallying the messages.
     pub fn observe_batch(&mut self, batch: &ChatBatch, tally: &mut Tally, out: &mut Vec<Detection>) {
-        for message in &batch.messages {
-            tally.record(self.observe_message(message.sent_at_ms, message.chatter(), &message.text, out));
+        // The mode is matched once per batch, not per message: this is the Lambda's hot loop.
+        match self {
+            Self::Seed(d) => {
+                for message in &batch.messages {
+                    tally.record(d.observe_message(message.sent_at_ms, &message.text, out));
+                }
+            }
+            Self::Crowd(d) => {
+                for message in &batch.messages {
+                    tally.record(d.observe_message(
+                        message.sent_at_ms,
+                        message.chatter(),
+                        &message.text,
+                        out,
+                    ));
+                }
+            }
         }
         self.observe_watermark(batch.watermark_ms, out);
     }
