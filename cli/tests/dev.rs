@@ -213,6 +213,17 @@ async fn live_chat_from_twitch_irc_becomes_a_moment_the_api_lists() {
 /// in Chromium; the browser side is `web/tests/dev-live.mjs`.
 #[tokio::test]
 async fn the_open_page_shows_a_new_moment_without_reloading() {
+    open_page_sees_a_new_moment("stream", "page").await;
+}
+
+/// Behind API Gateway nothing streams: the page polls in insertion order instead.
+#[tokio::test]
+async fn the_open_page_shows_a_new_moment_by_polling_when_the_server_cannot_stream() {
+    open_page_sees_a_new_moment("poll", "page-poll").await;
+}
+
+/// Runs web/tests/dev-live.mjs against `highlights dev --channel` with `LIVE_TRANSPORT=transport`.
+async fn open_page_sees_a_new_moment(transport: &str, name: &str) {
     use tokio::io::AsyncBufReadExt as _;
     let web = repository().join("web");
     assert!(
@@ -225,7 +236,7 @@ async fn the_open_page_shows_a_new_moment_without_reloading() {
         "{chromium} is missing: install Debian's chromium (scripts/test does)"
     );
     let irc = FakeIrc::start(&[("alpha", 515151)]).await;
-    let data = data_dir("page");
+    let data = data_dir(name);
     let mut args = vec!["--channel", "alpha"];
     args.extend(QUICK_DETECTOR);
     let served = dev(&data, &args, &[("TWITCH_IRC_ADDR", &irc.url())]);
@@ -235,6 +246,7 @@ async fn the_open_page_shows_a_new_moment_without_reloading() {
         .current_dir(&web)
         .env("SITE_URL", &served.url)
         .env("CHROMIUM_PATH", &chromium)
+        .env("LIVE_TRANSPORT", transport)
         .stdout(Stdio::piped())
         .kill_on_drop(true)
         .spawn()
