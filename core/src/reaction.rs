@@ -23,33 +23,8 @@ pub enum Tone {
 /// Messages longer than this many bytes, or with more than [`LONG_WORDS`] words, are [`Tone::Long`].
 pub const LONG_BYTES: usize = 120;
 pub const LONG_WORDS: usize = 16;
-// Word positions are kept in bytes.
-const _: () = assert!(LONG_BYTES <= u8::MAX as usize);
 /// Only the first words are examined: a reaction says what it says early.
 const WORDS_EXAMINED: usize = 8;
-
-/// Byte classes for [`tone`]'s single pass: ASCII whitespace, ASCII letter, capital letter.
-const SPACE: u8 = 1;
-const LETTER: u8 = 2;
-const CAPITAL: u8 = 4;
-const CLASSES: [u8; 256] = {
-    let mut classes = [0u8; 256];
-    let mut byte = 0;
-    while byte < 256 {
-        let b = byte as u8;
-        classes[byte] = if b.is_ascii_whitespace() {
-            SPACE
-        } else if b.is_ascii_uppercase() {
-            LETTER | CAPITAL
-        } else if b.is_ascii_lowercase() {
-            LETTER
-        } else {
-            0
-        };
-        byte += 1;
-    }
-    classes
-};
 
 /// Classifies `text`.
 pub fn tone(text: &str) -> Tone {
@@ -57,42 +32,67 @@ pub fn tone(text: &str) -> Tone {
     if bytes.len() > LONG_BYTES {
         return Tone::Long;
     }
-    // One branch-free pass over at most 120 bytes counts words, letters and capitals and notes
-    // where the first words are; only then are those words looked at, until one is a reaction.
-    let (mut words, mut letters, mut capitals) = (0usize, 0u32, 0u32);
-    let mut starts = [0u8; WORDS_EXAMINED];
-    let mut ends = [0u8; WORDS_EXAMINED];
-    let mut in_word = false;
-    for (index, &byte) in bytes.iter().enumerate() {
-        let class = CLASSES[usize::from(byte)];
-        let word_byte = class & SPACE == 0;
-        if word_byte != in_word {
-            // Positions fit in a byte: the text is at most LONG_BYTES long.
-            if word_byte {
-                if words < WORDS_EXAMINED {
-                    starts[words] = index as u8;
-                }
-                words += 1;
-            } else if words <= WORDS_EXAMINED {
-                ends[words - 1] = index as u8;
-            }
-            in_word = word_byte;
-        }
-        letters += u32::from((class & LETTER) >> 1);
-        capitals += u32::from((class & CAPITAL) >> 2);
+    // Words, letters and capitals are counted eight bytes at a time; only then are the first
+    // words looked at, until one is a reaction.
+    let (mut words, mut letters, mut capitals) = (0u32, 0u32, 0u32);
+    // 0x80 when the byte before the current chunk is whitespace (the text's start counts as it).
+    let mut space_before = HIGH;
+    let mut count = |lanes: u64| {
+        let classes = Classes::of(lanes);
+        let follows_space = (classes.space << 8) | (space_before & 0x80);
+        words += (!classes.space & HIGH & follows_space).count_ones();
+        letters += classes.letter.count_ones();
+        capitals += classes.capital.count_ones();
+        space_before = classes.space >> 56;
+    };
+    let mut chunks = bytes.chunks_exact(8);
+    for chunk in &mut chunks {
+        count(u64::from_le_bytes(chunk.try_into().expect("eight bytes")));
     }
-    if in_word && words <= WORDS_EXAMINED {
-        ends[words - 1] = bytes.len() as u8;
+    // The tail, padded with spaces, built in a register (a copy through memory would stall the load).
+    let tail = chunks.remainder();
+    if !tail.is_empty() {
+        let lanes = tail.iter().enumerate().fold(ONES * u64::from(b' '), |lanes, (i, &byte)| {
+            lanes & !(0xff << (8 * i)) | u64::from(byte) << (8 * i)
+        });
+        count(lanes);
     }
-    if words > LONG_WORDS {
+    if words as usize > LONG_WORDS {
         return Tone::Long;
     }
-    let examined = words.min(WORDS_EXAMINED);
-    let reaction = (0..examined).any(|i| {
-        // Word boundaries are ASCII whitespace, so each slice is whole UTF-8.
-        is_reaction_word(&text[usize::from(starts[i])..usize::from(ends[i])])
-    });
+    let reaction = text.split_ascii_whitespace().take(WORDS_EXAMINED).any(is_reaction_word);
     if reaction || (letters >= 4 && capitals * 5 >= letters * 4) { Tone::Reaction } else { Tone::Plain }
+}
+
+const ONES: u64 = 0x0101_0101_0101_0101;
+const HIGH: u64 = 0x8080_8080_8080_8080;
+const LOW7: u64 = 0x7f7f_7f7f_7f7f_7f7f;
+
+/// Per byte of eight, 0x80 when the byte is ASCII whitespace, an ASCII letter, a capital.
+struct Classes {
+    space: u64,
+    letter: u64,
+    capital: u64,
+}
+
+impl Classes {
+    #[inline]
+    fn of(lanes: u64) -> Self {
+        // 0x80 in each zero byte, exactly (no borrow runs into the next byte).
+        let zero = |x: u64| !(((x & LOW7) + LOW7) | x | LOW7);
+        let equal = |byte: u8| zero(lanes ^ (ONES * u64::from(byte)));
+        let space = equal(b' ') | equal(b'\t') | equal(b'\n') | equal(0x0c) | equal(b'\r');
+        let ascii = !lanes & HIGH;
+        // Lower-cased 7-bit values; adding (0x80 - bound) sets the high bit when value >= bound,
+        // and cannot carry out of the byte (at most 0x7f + 0x1f).
+        let folded = (lanes | ONES * 0x20) & LOW7;
+        let at_least_a = (folded + ONES * u64::from(0x80 - b'a')) & HIGH;
+        let beyond_z = (folded + ONES * u64::from(0x80 - b'z' - 1)) & HIGH;
+        let letter = ascii & at_least_a & !beyond_z;
+        // Bit 5 (0x20) set means lower case; moved to the high bit of its own byte.
+        let capital = letter & !((lanes << 2) & HIGH);
+        Self { space, letter, capital }
+    }
 }
 
 fn is_reaction_word(word: &str) -> bool {
@@ -267,7 +267,7 @@ mod tests {
 
     proptest::proptest! {
         #[test]
-        fn the_one_pass_classifier_agrees_with_the_word_by_word_rules(
+        fn the_eight_bytes_at_a_time_classifier_agrees_with_the_word_by_word_rules(
             words in proptest::collection::vec(
                 proptest::prop_oneof![
                     proptest::sample::select(vec![
