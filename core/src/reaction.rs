@@ -85,7 +85,7 @@ impl Classes {
         let ascii = !lanes & HIGH;
         // Lower-cased 7-bit values; adding (0x80 - bound) sets the high bit when value >= bound,
         // and cannot carry out of the byte (at most 0x7f + 0x1f).
-        let folded = (lanes | ONES * 0x20) & LOW7;
+        let folded = (lanes | (ONES * 0x20)) & LOW7;
         let at_least_a = (folded + ONES * u64::from(0x80 - b'a')) & HIGH;
         let beyond_z = (folded + ONES * u64::from(0x80 - b'z' - 1)) & HIGH;
         let letter = ascii & at_least_a & !beyond_z;
