@@ -19,10 +19,11 @@ use std::time::Duration;
 
 use aws_sdk_dynamodb::Client;
 use aws_sdk_dynamodb::error::DisplayErrorContext;
-use aws_sdk_dynamodb::types::{AttributeValue, KeysAndAttributes};
+use aws_sdk_dynamodb::types::AttributeValue;
 use highlights_core::{BroadcasterId, ChannelSettings};
 use tokio::time::Instant;
 
+use crate::detector_state::{batch_get_by_broadcaster, broadcaster_key};
 use crate::resources::keys;
 
 /// One channel's stored settings.
@@ -184,8 +185,6 @@ const K: &str = "k";
 const COOLDOWN: &str = "cooldown_seconds";
 const MIN_CHATTERS: &str = "min_chatters";
 const CLIPS_PER_HOUR: &str = "clips_per_hour";
-/// BatchGetItem accepts at most 100 keys.
-const BATCH_GET_LIMIT: usize = 100;
 
 fn unavailable<E: std::error::Error + 'static>(error: E) -> SettingsStoreError {
     SettingsStoreError::Unavailable(DisplayErrorContext(&error).to_string())
@@ -194,10 +193,6 @@ fn unavailable<E: std::error::Error + 'static>(error: E) -> SettingsStoreError {
 impl DynamoChannelSettings {
     pub fn new(client: Client, table: impl Into<String>) -> Self {
         Self { client, table: table.into() }
-    }
-
-    fn key(id: BroadcasterId) -> HashMap<String, AttributeValue> {
-        HashMap::from([(keys::BROADCASTER_ID.to_owned(), AttributeValue::S(id.to_string()))])
     }
 
     /// An item as stored; `Err` says what is wrong with one written by hand.
@@ -243,42 +238,12 @@ impl ChannelSettingsStore for DynamoChannelSettings {
         &self,
         ids: &[BroadcasterId],
     ) -> Result<HashMap<BroadcasterId, ChannelSettings>, SettingsStoreError> {
-        let mut found = HashMap::new();
-        for chunk in ids.chunks(BATCH_GET_LIMIT) {
-            let mut pending = KeysAndAttributes::builder()
-                .set_keys(Some(chunk.iter().map(|&id| Self::key(id)).collect()))
-                .build()
-                .map_err(unavailable)?;
-            // Unprocessed keys (throttling) are asked again a few times; settings are not worth
-            // waiting long for: the cache keeps the last known.
-            for attempt in 0..4u32 {
-                let response = self
-                    .client
-                    .batch_get_item()
-                    .request_items(&self.table, pending.clone())
-                    .send()
-                    .await
-                    .map_err(unavailable)?;
-                for item in response.responses().and_then(|r| r.get(&self.table)).into_iter().flatten() {
-                    if let Some(entry) = Self::parse_logged(item) {
-                        found.insert(entry.broadcaster_id, entry.settings);
-                    }
-                }
-                match response.unprocessed_keys().and_then(|u| u.get(&self.table)) {
-                    Some(rest) if !rest.keys().is_empty() && attempt < 3 => {
-                        pending = rest.clone();
-                        tokio::time::sleep(Duration::from_millis(20 << attempt)).await;
-                    }
-                    Some(rest) if !rest.keys().is_empty() => {
-                        return Err(SettingsStoreError::Unavailable(
-                            "BatchGetItem kept returning unprocessed keys".into(),
-                        ));
-                    }
-                    _ => break,
-                }
-            }
-        }
-        Ok(found)
+        // Eventually consistent and few retries: settings are not worth waiting for, the cache
+        // keeps the last known, and a minute's delay is what `channel set` promises anyway.
+        let items = batch_get_by_broadcaster(&self.client, &self.table, ids, false, 4)
+            .await
+            .map_err(SettingsStoreError::Unavailable)?;
+        Ok(items.iter().filter_map(Self::parse_logged).map(|e| (e.broadcaster_id, e.settings)).collect())
     }
 
     async fn list(&self) -> Result<Vec<ChannelEntry>, SettingsStoreError> {
@@ -332,7 +297,7 @@ impl ChannelSettingsStore for DynamoChannelSettings {
             .client
             .delete_item()
             .table_name(&self.table)
-            .set_key(Some(Self::key(id)))
+            .set_key(Some(broadcaster_key(id)))
             .return_values(aws_sdk_dynamodb::types::ReturnValue::AllOld)
             .send()
             .await

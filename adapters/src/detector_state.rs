@@ -134,13 +134,54 @@ const LAST_FIRE: &str = "last_fire";
 /// BatchGetItem accepts at most 100 keys.
 const BATCH_GET_LIMIT: usize = 100;
 
+/// The key of a table with one item per broadcaster.
+pub(crate) fn broadcaster_key(id: BroadcasterId) -> HashMap<String, AttributeValue> {
+    HashMap::from([(keys::BROADCASTER_ID.to_owned(), AttributeValue::S(id.to_string()))])
+}
+
+/// The items of `ids` that exist in `table` (keyed by broadcaster), in batches of 100; keys
+/// DynamoDB leaves unprocessed (throttling) are asked again, at most `attempts` times in all.
+pub(crate) async fn batch_get_by_broadcaster(
+    client: &Client,
+    table: &str,
+    ids: &[BroadcasterId],
+    consistent: bool,
+    attempts: u32,
+) -> Result<Vec<HashMap<String, AttributeValue>>, String> {
+    let describe = |error: &dyn std::error::Error| DisplayErrorContext(error).to_string();
+    let mut found = Vec::new();
+    for chunk in ids.chunks(BATCH_GET_LIMIT) {
+        let mut pending = KeysAndAttributes::builder()
+            .set_keys(Some(chunk.iter().map(|&id| broadcaster_key(id)).collect()))
+            .consistent_read(consistent)
+            .build()
+            .map_err(|e| describe(&e))?;
+        for attempt in 0..attempts {
+            let response = client
+                .batch_get_item()
+                .request_items(table, pending.clone())
+                .send()
+                .await
+                .map_err(|e| describe(&e))?;
+            found.extend(response.responses().and_then(|r| r.get(table)).into_iter().flatten().cloned());
+            match response.unprocessed_keys().and_then(|u| u.get(table)) {
+                Some(rest) if !rest.keys().is_empty() => {
+                    if attempt + 1 == attempts {
+                        return Err("BatchGetItem kept returning unprocessed keys".into());
+                    }
+                    pending = rest.clone();
+                    tokio::time::sleep(Duration::from_millis(20 << attempt.min(5))).await;
+                }
+                _ => break,
+            }
+        }
+    }
+    Ok(found)
+}
+
 impl DynamoStateStore {
     pub fn new(client: Client, table: impl Into<String>) -> Self {
         Self { client, table: table.into() }
-    }
-
-    fn key(id: BroadcasterId) -> HashMap<String, AttributeValue> {
-        HashMap::from([(keys::BROADCASTER_ID.to_owned(), AttributeValue::S(id.to_string()))])
     }
 
     fn parse(item: &HashMap<String, AttributeValue>) -> Option<StoredState> {
@@ -220,42 +261,11 @@ impl StateStore for DynamoStateStore {
         &self,
         ids: &[BroadcasterId],
     ) -> Result<HashMap<BroadcasterId, StoredState>, StoreError> {
-        let mut found = HashMap::new();
-        for chunk in ids.chunks(BATCH_GET_LIMIT) {
-            let mut pending = KeysAndAttributes::builder()
-                .set_keys(Some(chunk.iter().map(|&id| Self::key(id)).collect()))
-                .consistent_read(true)
-                .build()
-                .map_err(unavailable)?;
-            // Unprocessed keys (throttling) are retried a bounded number of times.
-            for attempt in 0..8u32 {
-                let response = self
-                    .client
-                    .batch_get_item()
-                    .request_items(&self.table, pending.clone())
-                    .send()
-                    .await
-                    .map_err(unavailable)?;
-                for item in response.responses().and_then(|r| r.get(&self.table)).into_iter().flatten() {
-                    if let Some(state) = Self::parse(item) {
-                        found.insert(state.broadcaster_id, state);
-                    }
-                }
-                match response.unprocessed_keys().and_then(|u| u.get(&self.table)) {
-                    Some(rest) if !rest.keys().is_empty() => {
-                        pending = rest.clone();
-                        tokio::time::sleep(Duration::from_millis(20 << attempt.min(5))).await;
-                    }
-                    _ => break,
-                }
-                if attempt == 7 {
-                    return Err(StoreError::Unavailable(
-                        "BatchGetItem kept returning unprocessed keys".into(),
-                    ));
-                }
-            }
-        }
-        Ok(found)
+        // Consistent reads: the state must be the one the last invocation saved.
+        let items = batch_get_by_broadcaster(&self.client, &self.table, ids, true, 8)
+            .await
+            .map_err(StoreError::Unavailable)?;
+        Ok(items.iter().filter_map(Self::parse).map(|state| (state.broadcaster_id, state)).collect())
     }
 
     async fn save(&self, state: &StoredState, expected_version: u64) -> Result<(), StoreError> {
@@ -305,7 +315,7 @@ impl StateStore for DynamoStateStore {
                 .client
                 .update_item()
                 .table_name(&self.table)
-                .set_key(Some(Self::key(id)))
+                .set_key(Some(broadcaster_key(id)))
                 .update_expression(
                     "SET #version = if_not_exists(#version, :zero) + :one, #updated = :now REMOVE #detector",
                 )

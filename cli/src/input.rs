@@ -5,7 +5,6 @@
 //! by line, so memory does not grow with the file; a TwitchDownloader file is one JSON document
 //! and is read whole.
 
-use std::borrow::Cow;
 use std::fs::File;
 use std::io::{BufRead, BufReader, Read};
 use std::path::Path;
@@ -98,30 +97,6 @@ fn detect(reader: &mut BufReader<File>) -> std::io::Result<Format> {
     })
 }
 
-#[derive(Deserialize)]
-struct JsonlLine<'a> {
-    #[serde(deserialize_with = "twitch_id")]
-    broadcaster_id: u64,
-    sent_at: i64,
-    #[serde(borrow)]
-    text: Cow<'a, str>,
-    #[serde(default, borrow)]
-    user_id: Option<Cow<'a, str>>,
-    #[serde(default, borrow)]
-    login: Option<Cow<'a, str>>,
-    #[serde(default, borrow)]
-    channel: Option<Cow<'a, str>>,
-}
-
-/// A JSONL line's chatter: a numeric `user_id`, else the `user_id` string or `login` as a name.
-fn jsonl_chatter(user_id: Option<&str>, login: Option<&str>) -> ChatterKey {
-    match user_id.map(|id| (id, id.parse::<u64>())) {
-        Some((_, Ok(id))) if id != 0 => id,
-        Some((name, _)) if !name.is_empty() => chatter_key(0, name),
-        _ => chatter_key(0, login.unwrap_or("")),
-    }
-}
-
 fn read_lines(
     reader: &mut impl BufRead,
     format: Format,
@@ -130,40 +105,34 @@ fn read_lines(
     on_progress: &mut dyn FnMut(u64),
 ) -> std::io::Result<ReadStats> {
     let mut stats = ReadStats::default();
-    let mut line = Vec::with_capacity(4096);
     let mut consumed = 0u64;
     let mut line_number = 0u64;
-    loop {
-        line.clear();
-        let read = reader.read_until(b'\n', &mut line)?;
-        if read == 0 {
-            break;
-        }
-        consumed += read as u64;
+    for_each_line(reader, |line| {
+        consumed += line.len() as u64;
         line_number += 1;
         if line_number.is_multiple_of(65_536) {
             on_progress(consumed);
         }
         if line.iter().all(u8::is_ascii_whitespace) {
             stats.ignored += 1;
-            continue;
+            return;
         }
         let bad = |reason: String| BadRecord { position: format!("line {line_number}"), reason };
         match format {
-            Format::Jsonl => match serde_json::from_slice::<JsonlLine<'_>>(&line) {
-                Ok(parsed) => on_event(ChatEvent {
-                    broadcaster_id: parsed.broadcaster_id,
-                    sent_at_ms: parsed.sent_at,
-                    chatter: jsonl_chatter(parsed.user_id.as_deref(), parsed.login.as_deref()),
-                    text: &parsed.text,
-                    channel: parsed.channel.as_deref().filter(|c| !c.is_empty()),
+            Format::Jsonl => match crate::jsonl::parse_line(line) {
+                Ok(record) => on_event(ChatEvent {
+                    broadcaster_id: record.broadcaster_id,
+                    sent_at_ms: record.sent_at,
+                    chatter: record.chatter(),
+                    text: &record.text,
+                    channel: record.channel.as_deref().filter(|c| !c.is_empty()),
                 }),
-                Err(error) => {
+                Err(reason) => {
                     stats.bad += 1;
-                    on_bad(bad(error.to_string()));
+                    on_bad(bad(reason));
                 }
             },
-            _ => match std::str::from_utf8(&line)
+            _ => match std::str::from_utf8(line)
                 .map_err(|e| e.to_string())
                 .and_then(|text| irc::parse_line(text).map_err(|e| e.to_string()))
             {
@@ -181,9 +150,38 @@ fn read_lines(
                 }
             },
         }
-    }
+    })?;
     on_progress(consumed);
     Ok(stats)
+}
+
+/// Calls `each` with every line of `reader` (its `\n` included). Lines that lie whole in the
+/// reader's buffer are handed over in place; only a line cut by a refill is copied.
+fn for_each_line(reader: &mut impl BufRead, mut each: impl FnMut(&[u8])) -> std::io::Result<()> {
+    let mut cut = Vec::new();
+    loop {
+        let buffer = reader.fill_buf()?;
+        if buffer.is_empty() {
+            if !cut.is_empty() {
+                each(&cut);
+            }
+            return Ok(());
+        }
+        let mut start = 0;
+        for end in memchr::memchr_iter(b'\n', buffer) {
+            if cut.is_empty() {
+                each(&buffer[start..=end]);
+            } else {
+                cut.extend_from_slice(&buffer[start..=end]);
+                each(&cut);
+                cut.clear();
+            }
+            start = end + 1;
+        }
+        cut.extend_from_slice(&buffer[start..]);
+        let length = buffer.len();
+        reader.consume(length);
+    }
 }
 
 #[derive(Deserialize)]
@@ -290,7 +288,7 @@ fn parse_rfc3339_ms(text: &str) -> Result<i64, String> {
 }
 
 /// Twitch ids arrive as strings in most APIs and as numbers in some exports: accept both.
-fn twitch_id<'de, D: serde::Deserializer<'de>>(deserializer: D) -> Result<u64, D::Error> {
+pub(crate) fn twitch_id<'de, D: serde::Deserializer<'de>>(deserializer: D) -> Result<u64, D::Error> {
     struct Visitor;
     impl serde::de::Visitor<'_> for Visitor {
         type Value = u64;
@@ -419,6 +417,21 @@ mod tests {
         };
         assert_eq!(channel_of(&downloader("TheLtWilson")), [Some("theltwilson".to_owned()), None]);
         assert_eq!(channel_of(&downloader("한국어")), [None, None]);
+    }
+
+    #[test]
+    fn lines_cut_by_a_buffer_refill_are_whole_again() {
+        let text = "first line\n\nsecond, longer line\nno newline at the end";
+        for capacity in [1, 3, 7, 64] {
+            let mut reader = std::io::BufReader::with_capacity(capacity, text.as_bytes());
+            let mut lines = Vec::new();
+            for_each_line(&mut reader, |line| lines.push(String::from_utf8(line.to_vec()).unwrap())).unwrap();
+            assert_eq!(
+                lines,
+                ["first line\n", "\n", "second, longer line\n", "no newline at the end"],
+                "capacity {capacity}"
+            );
+        }
     }
 
     #[test]

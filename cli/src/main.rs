@@ -8,6 +8,7 @@ mod channel;
 mod clips;
 mod dev;
 mod input;
+mod jsonl;
 mod labels;
 mod local_run;
 mod replay;
