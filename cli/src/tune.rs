@@ -5,7 +5,8 @@
 //! The search is over `k` alone, the setting that scales how often a channel fires; the others
 //! (cooldown, minimum chatters) are about what a moment is and stay the deployment's. Each
 //! candidate replays the channel's chat through the same detector `backtest` runs, so a
-//! suggestion reproduces exactly with `backtest --k`.
+//! suggestion reproduces exactly with `backtest --k` on each recording (`backtest` given several
+//! files runs them through one detector; tune starts each recording afresh, as a new stream does).
 
 use std::path::PathBuf;
 
