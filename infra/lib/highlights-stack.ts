@@ -97,22 +97,18 @@ export class HighlightsStack extends cdk.Stack {
     const lifecycleStream = stream('StreamLifecycle', resources.kinesis.stream_lifecycle.name);
 
     // --- DynamoDB -----------------------------------------------------------------------------
-    const detectorState = new dynamodb.Table(this, 'DetectorState', {
-      tableName: resources.dynamodb.detector_state.name,
-      partitionKey: { name: resources.dynamodb.detector_state.partition_key, type: dynamodb.AttributeType.STRING },
-      billingMode: dynamodb.BillingMode.PAY_PER_REQUEST,
-      pointInTimeRecoverySpecification: { pointInTimeRecoveryEnabled: true },
-      removalPolicy: cdk.RemovalPolicy.RETAIN,
-    });
-    // Each channel's own detector settings (`highlights channel set --cloud`): read by the
-    // detector, written by operators.
-    const channelSettings = new dynamodb.Table(this, 'ChannelSettings', {
-      tableName: resources.dynamodb.channel_settings.name,
-      partitionKey: { name: resources.dynamodb.channel_settings.partition_key, type: dynamodb.AttributeType.STRING },
-      billingMode: dynamodb.BillingMode.PAY_PER_REQUEST,
-      pointInTimeRecoverySpecification: { pointInTimeRecoveryEnabled: true },
-      removalPolicy: cdk.RemovalPolicy.RETAIN,
-    });
+    // One item per broadcaster: the detector's state, and each channel's own settings
+    // (`highlights channel set --cloud`: read by the detector, written by operators).
+    const broadcasterTable = (id: string, table: { name: string; partition_key: string }) =>
+      new dynamodb.Table(this, id, {
+        tableName: table.name,
+        partitionKey: { name: table.partition_key, type: dynamodb.AttributeType.STRING },
+        billingMode: dynamodb.BillingMode.PAY_PER_REQUEST,
+        pointInTimeRecoverySpecification: { pointInTimeRecoveryEnabled: true },
+        removalPolicy: cdk.RemovalPolicy.RETAIN,
+      });
+    const detectorState = broadcasterTable('DetectorState', resources.dynamodb.detector_state);
+    const channelSettings = broadcasterTable('ChannelSettings', resources.dynamodb.channel_settings);
     const highlights = new dynamodb.Table(this, 'Highlights', {
       tableName: resources.dynamodb.highlights.name,
       partitionKey: { name: resources.dynamodb.highlights.partition_key, type: dynamodb.AttributeType.STRING },
