@@ -137,12 +137,9 @@ impl Store {
         Ok(self.list().await?.into_iter().find(|entry| entry.login.eq_ignore_ascii_case(login)))
     }
 
-    /// The broadcaster id of `login`: stored settings first, then what `highlights dev` has seen
-    /// or Twitch's Get Users (with the deployment's app credentials).
-    async fn resolve(&self, login: &str, twitch: &TwitchUrls) -> anyhow::Result<BroadcasterId> {
-        if let Some(entry) = self.find(login).await? {
-            return Ok(entry.broadcaster_id);
-        }
+    /// The broadcaster id of a `login` that has no stored settings: what `highlights dev` has
+    /// seen, or Twitch's Get Users (with the deployment's app credentials).
+    async fn look_up(&self, login: &str, twitch: &TwitchUrls) -> anyhow::Result<BroadcasterId> {
         match self {
             Self::Dev(store) => store.broadcaster_id_of(login)?.with_context(|| {
                 format!(
@@ -211,11 +208,16 @@ async fn set(args: SetArgs) -> anyhow::Result<()> {
         wanted.apply(&base).context("invalid channel settings")?;
     }
     let store = Store::open(&args.target, args.broadcaster_id.is_some()).await?;
+    // One read of the stored entries serves both the login and the settings to merge with.
+    let entries = store.list().await?;
     let broadcaster_id = match args.broadcaster_id {
         Some(id) => id,
-        None => store.resolve(&login, &args.twitch).await?,
+        None => match entries.iter().find(|entry| entry.login.eq_ignore_ascii_case(&login)) {
+            Some(stored) => stored.broadcaster_id,
+            None => store.look_up(&login, &args.twitch).await?,
+        },
     };
-    let previous = store.list().await?.into_iter().find(|e| e.broadcaster_id == broadcaster_id);
+    let previous = entries.iter().find(|e| e.broadcaster_id == broadcaster_id);
     let settings = previous.map_or(ChannelSettings::default(), |p| p.settings).updated_with(wanted);
     let entry = ChannelEntry { broadcaster_id, login, settings, updated_at_ms: unix_ms() };
     store.put(&entry).await?;

@@ -114,13 +114,16 @@ fn with_serde(line: &[u8]) -> Result<JsonlRecord<'_>, String> {
 /// The scanner's position in a line (valid UTF-8, checked once for the whole line).
 struct Cursor<'a> {
     text: &'a str,
-    bytes: &'a [u8],
     at: usize,
 }
 
 impl<'a> Cursor<'a> {
+    fn bytes(&self) -> &'a [u8] {
+        self.text.as_bytes()
+    }
+
     fn peek(&self) -> Option<u8> {
-        self.bytes.get(self.at).copied()
+        self.bytes().get(self.at).copied()
     }
 
     fn next(&mut self) -> Option<u8> {
@@ -142,7 +145,7 @@ impl<'a> Cursor<'a> {
     /// A string without escapes or control characters.
     fn raw_string(&mut self) -> Option<&'a str> {
         self.expect(b'"')?;
-        let rest = &self.bytes[self.at..];
+        let rest = &self.bytes()[self.at..];
         // Values are short: a plain loop beats a vectorised search's set-up, and checks for
         // control characters on the way.
         let end = rest.iter().position(|&b| b == b'"' || b == b'\\' || b < 0x20)?;
@@ -170,7 +173,7 @@ impl<'a> Cursor<'a> {
         while self.peek().is_some_and(|b| b.is_ascii_digit()) {
             self.at += 1;
         }
-        let digits = &self.bytes[start..self.at];
+        let digits = &self.bytes()[start..self.at];
         let well_formed = !digits.is_empty() && (digits[0] != b'0' || digits.len() == 1);
         let ends = matches!(self.peek(), Some(b',' | b'}' | b' ' | b'\t' | b'\n' | b'\r'));
         (well_formed && ends).then_some((negative, digits))
@@ -194,7 +197,7 @@ impl<'a> Cursor<'a> {
         match self.peek()? {
             b'"' => self.raw_string().map(drop),
             b't' | b'f' | b'n' => {
-                let rest = &self.bytes[self.at..];
+                let rest = &self.bytes()[self.at..];
                 let literal = [&b"true"[..], b"false", b"null"].into_iter().find(|l| rest.starts_with(l))?;
                 self.at += literal.len();
                 Some(())
@@ -212,7 +215,7 @@ fn digits_value(digits: &[u8]) -> Option<u64> {
 /// The fast path: `Some` only for lines whose every part it understands.
 fn scan(line: &[u8]) -> Option<JsonlRecord<'_>> {
     let whole = std::str::from_utf8(line).ok()?;
-    let mut cursor = Cursor { text: whole, bytes: line, at: 0 };
+    let mut cursor = Cursor { text: whole, at: 0 };
     let (mut broadcaster_id, mut sent_at, mut text) = (None, None, None);
     let (mut user_id, mut login, mut channel) = (None, None, None);
     cursor.skip_whitespace();

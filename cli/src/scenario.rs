@@ -259,6 +259,11 @@ fn regular(channel: &Channel, rng: &mut SplitMix64) -> u64 {
     ((u * u * u) * channel.population as f64) as u64
 }
 
+/// Who joins a highlight: a regular half the time, else someone from the event's own crowd.
+fn crowd_member(channel: &Channel, event: &Event, rng: &mut SplitMix64) -> u64 {
+    if rng.unit() < 0.5 { regular(channel, rng) } else { event.first_chatter + rng.below(100_000) }
+}
+
 fn resting(channel: &Channel, rng: &mut SplitMix64, out: &mut Vec<(i64, u64, &'static str)>) {
     for _ in 0..rng.poisson(channel.rate) {
         let roll = rng.unit();
@@ -285,11 +290,7 @@ fn event_messages(
     match event.kind {
         Kind::Reaction => {
             for _ in 0..rng.poisson(event.intensity) {
-                let chatter = if rng.unit() < 0.5 {
-                    regular(channel, rng)
-                } else {
-                    event.first_chatter + rng.below(100_000)
-                };
+                let chatter = crowd_member(channel, event, rng);
                 let text = if rng.unit() < 0.8 { pick(REACTIONS, rng) } else { pick(PLAIN, rng) };
                 out.push((offset(rng), chatter, text));
             }
@@ -297,11 +298,7 @@ fn event_messages(
         Kind::Hype => {
             let ramp = f64::from(into + 1) / f64::from(event.length);
             for _ in 0..rng.poisson(event.intensity * ramp) {
-                let chatter = if rng.unit() < 0.5 {
-                    regular(channel, rng)
-                } else {
-                    event.first_chatter + rng.below(100_000)
-                };
+                let chatter = crowd_member(channel, event, rng);
                 let text = if rng.unit() < 0.7 { pick(HYPE, rng) } else { pick(REACTIONS, rng) };
                 out.push((offset(rng), chatter, text));
             }
