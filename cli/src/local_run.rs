@@ -38,9 +38,14 @@ pub struct RunArgs {
     /// Pause between polls of an idle shard, milliseconds.
     #[arg(long, default_value_t = 50)]
     poll_ms: u64,
-    /// Failed attempts before records go to the dead-letter queue.
-    #[arg(long, default_value_t = 3)]
-    max_retries: u32,
+    /// Failed attempts before a record goes to the dead-letter queue (default: no limit but
+    /// --max-retry-seconds, as the deployed event-source mappings).
+    #[arg(long)]
+    max_retries: Option<u32>,
+    /// How long a record may keep failing (retried with back-off up to 5 s) before it goes to
+    /// the dead-letter queue: the deployed clipper mapping's maximum record age.
+    #[arg(long, default_value_t = 600)]
+    max_retry_seconds: u64,
     /// Where shard checkpoints are kept.
     #[arg(long, default_value = ".local/runner/checkpoints.json")]
     checkpoints: PathBuf,
@@ -161,6 +166,7 @@ pub fn run(args: RunArgs) -> anyhow::Result<()> {
             batch_size: args.batch_size.max(1),
             poll_interval: Duration::from_millis(args.poll_ms),
             max_retries: args.max_retries,
+            max_retry_time: Duration::from_secs(args.max_retry_seconds),
             region: sdk.region().map_or_else(|| "us-east-1".to_owned(), |r| r.to_string()),
             ..RunnerOptions::default()
         };

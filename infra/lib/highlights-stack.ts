@@ -275,7 +275,9 @@ export class HighlightsStack extends cdk.Stack {
         parallelizationFactor: 1, // order per broadcaster (partition key)
         reportBatchItemFailures: true,
         bisectBatchOnError: true,
-        retryAttempts: 5,
+        // No attempt limit: a dependency down for minutes (DynamoDB, the database) delays the
+        // shard and loses nothing; only a record failing for an hour is dead-lettered. Poison
+        // records never get here: the handlers skip what they cannot decode.
         maxRecordAge: cdk.Duration.hours(1),
         onFailure: new sources.SqsDlq(queue),
       });
@@ -288,7 +290,8 @@ export class HighlightsStack extends cdk.Stack {
         parallelizationFactor: 10, // clips of different broadcasters in parallel
         reportBatchItemFailures: true,
         bisectBatchOnError: true,
-        retryAttempts: 10,
+        // No attempt limit (see above): the database down for less than 10 minutes delays the
+        // clip row and never dead-letters a highlight whose clip Twitch made.
         maxRecordAge: cdk.Duration.minutes(10),
         onFailure: new sources.SqsDlq(clipperDlq),
         filters: [lambda.FilterCriteria.filter({ eventName: lambda.FilterRule.isEqual('INSERT') })],

@@ -5,8 +5,12 @@
 //! (INSERT records only, like the clipper's filter criteria) — it polls records, builds the very
 //! event payload Lambda would, calls the consumer (the same handler the Lambda binary calls)
 //! in-process, and honours partial batch responses: the next attempt starts at the lowest failed
-//! sequence number. After `max_retries` failed attempts the failing record goes to the mapping's
-//! dead-letter queue (SQS) and the shard moves on past it. Progress is checkpointed to a file
+//! sequence number. Retries back off exponentially (capped) and go on, like the deployed
+//! mappings' unlimited retry attempts, until the record has kept failing for `max_retry_time`
+//! (the mappings' maximum record age) or, when set, `max_retries` attempts: then the failing
+//! record goes to the mapping's dead-letter queue (SQS) and the shard moves on past it. A
+//! dependency that is down for a minute (the database, the AWS endpoint) so costs a delay, never
+//! a dead-lettered record. Progress is checkpointed to a file
 //! after every successful batch, so a restarted runner resumes where it stopped (records after
 //! the checkpoint may be delivered again, exactly as with Lambda: handlers are idempotent).
 //!
@@ -69,10 +73,14 @@ pub struct RunnerOptions {
     pub batch_size: usize,
     /// Pause between polls of an idle shard.
     pub poll_interval: Duration,
-    /// Failed attempts of the same record before it goes to the dead-letter queue.
-    pub max_retries: u32,
-    /// Pause before a retry, multiplied by the attempt number.
+    /// Failed attempts of the same record before it goes to the dead-letter queue (`None`: no
+    /// limit but `max_retry_time`, as the deployed mappings).
+    pub max_retries: Option<u32>,
+    /// How long the same record may keep failing before it goes to the dead-letter queue.
+    pub max_retry_time: Duration,
+    /// Pause before the first retry; it doubles with each failed attempt, up to `max_backoff`.
     pub retry_backoff: Duration,
+    pub max_backoff: Duration,
     pub region: String,
 }
 
@@ -81,8 +89,11 @@ impl Default for RunnerOptions {
         Self {
             batch_size: 100,
             poll_interval: Duration::from_millis(50),
-            max_retries: 3,
+            max_retries: None,
+            // The clipper mapping's maximum record age (infra), the shortest of the mappings.
+            max_retry_time: Duration::from_secs(600),
             retry_backoff: Duration::from_millis(200),
+            max_backoff: Duration::from_secs(5),
             region: "us-east-1".into(),
         }
     }
@@ -199,6 +210,7 @@ async fn poll<S: Shard>(shard: S, context: PollerContext, mut stop: watch::Recei
     let mut iterator: Option<String> = None;
     let mut shard_open = true;
     let mut attempts = 0u32;
+    let mut failing_since: Option<tokio::time::Instant> = None;
     while !*stop.borrow() {
         if iterator.is_none() && shard_open {
             let after =
@@ -246,17 +258,22 @@ async fn poll<S: Shard>(shard: S, context: PollerContext, mut stop: watch::Recei
         let first_failed = batch.iter().position(|r| failed.iter().any(|f| f == S::sequence(r)));
         let done = match first_failed {
             None => {
-                attempts = 0;
+                (attempts, failing_since) = (0, None);
                 batch.len()
             }
             Some(index) => {
                 context.stats.failed_invocations.fetch_add(1, Ordering::Relaxed);
+                // The clock runs from the first failure of the record now first in line.
+                if index > 0 || attempts == 0 {
+                    (attempts, failing_since) = (0, Some(tokio::time::Instant::now()));
+                }
                 attempts += 1;
-                if attempts > options.max_retries {
+                let too_long = failing_since.is_some_and(|since| since.elapsed() > options.max_retry_time);
+                if too_long || options.max_retries.is_some_and(|max| attempts > max) {
                     // Like bisect-on-error narrowed down to the failing record: only it is set
                     // aside; the records after it are delivered again.
                     dead_letter(&shard, &context, &batch[index..=index]).await;
-                    attempts = 0;
+                    (attempts, failing_since) = (0, None);
                     index + 1
                 } else {
                     index
@@ -271,9 +288,14 @@ async fn poll<S: Shard>(shard: S, context: PollerContext, mut stop: watch::Recei
             }
         }
         if first_failed.is_some() && attempts > 0 {
-            pause(&mut stop, options.retry_backoff * attempts).await;
+            pause(&mut stop, backoff(options, attempts)).await;
         }
     }
+}
+
+/// The pause after failed attempt `attempts` (1, 2, ...): doubling from `retry_backoff`, capped.
+fn backoff(options: &RunnerOptions, attempts: u32) -> Duration {
+    options.retry_backoff.saturating_mul(1 << attempts.saturating_sub(1).min(20)).min(options.max_backoff)
 }
 
 /// Sends records that exhausted their retries to the dead-letter queue, with their content
@@ -290,5 +312,20 @@ async fn dead_letter<S: Shard>(shard: &S, context: &PollerContext, records: &[S:
         Err(error) => {
             tracing::error!(shard = %shard.key(), error = %DisplayErrorContext(&error), "cannot reach the dead-letter queue; the records are skipped");
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn retries_back_off_doubling_up_to_the_cap() {
+        let options = RunnerOptions::default();
+        let pauses: Vec<u64> = (1..=8).map(|n| backoff(&options, n).as_millis() as u64).collect();
+        assert_eq!(pauses, [200, 400, 800, 1600, 3200, 5000, 5000, 5000]);
+        assert_eq!(backoff(&options, u32::MAX), options.max_backoff);
+        // Ten minutes of retries at most 5 s apart: an outage of a minute is ridden out.
+        assert!(options.max_retries.is_none() && options.max_retry_time >= Duration::from_secs(600));
     }
 }

@@ -75,7 +75,7 @@ async fn run_until(
     let options = RunnerOptions {
         batch_size: 4,
         poll_interval: Duration::from_millis(5),
-        max_retries: 2,
+        max_retries: Some(2),
         retry_backoff: Duration::from_millis(5),
         ..RunnerOptions::default()
     };

@@ -173,13 +173,18 @@ impl FakeIrc {
         self.lock().unanswered_joins.insert(channel.to_owned(), count);
     }
 
-    /// Sends a raw line to every client that joined `#channel` (or to all, for `None`).
-    pub fn send_raw(&self, channel: Option<&str>, line: &str) {
+    /// Sends a raw line to every client that joined `#channel` (or to all, for `None`); returns
+    /// how many connections it went to (0: nobody was there to receive it, as on Twitch).
+    pub fn send_raw(&self, channel: Option<&str>, line: &str) -> usize {
+        let mut sent = 0;
         for connection in &self.lock().connections {
-            if channel.is_none_or(|c| connection.joined.contains(c)) {
-                let _ = connection.writer.send(Some(line.to_owned()));
+            if channel.is_none_or(|c| connection.joined.contains(c))
+                && connection.writer.send(Some(line.to_owned())).is_ok()
+            {
+                sent += 1;
             }
         }
+        sent
     }
 
     /// A chat message as Twitch sends it, with the tags the ingester reads.

@@ -118,6 +118,10 @@ impl TempPostgres {
         format!("postgres://highlights@127.0.0.1:{}/{database}?sslmode=disable", self.port)
     }
 
+    pub fn port(&self) -> u16 {
+        self.port
+    }
+
     pub fn dir(&self) -> &Path {
         &self.dir
     }

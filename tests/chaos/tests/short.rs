@@ -1,0 +1,35 @@
+//! The chaos suite's short variant, run by `scripts/test`: the AWS endpoint cut off, PostgreSQL
+//! stopped, Twitch misbehaving and the runner SIGKILLed, each at small scale through the real
+//! binaries, with the full run's assertions: no moment lost, no clip doubled, the API listing
+//! every clip, and the detector's metrics within their stated bound.
+//!
+//! Needs the binaries of `highlights-cli` and `ingest-fargate` next to this test's (`cargo test
+//! --workspace` builds them; `scripts/chaos` too) and the emulator in `.venv` (`localstack/up`).
+
+use highlights_chaos::scenario;
+use highlights_chaos::world::Binaries;
+
+const IN_CI: [&str; 4] = ["aws-cut", "postgres-stopped", "twitch-errors", "runner-killed"];
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn faults_lose_and_double_no_moment() {
+    let repository = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../..");
+    let binaries = Binaries::locate(&repository).unwrap_or_else(|e| panic!("{e}"));
+    let chosen: Vec<_> = scenario::all(true).into_iter().filter(|s| IN_CI.contains(&s.name)).collect();
+    assert_eq!(chosen.len(), IN_CI.len());
+    let mut rows = Vec::new();
+    for (n, scenario) in chosen.iter().enumerate() {
+        rows.push(
+            scenario::run(&binaries, scenario, 100 + n as u32).await.unwrap_or_else(|e| panic!("{e:#}")),
+        );
+    }
+    let table = highlights_chaos::report::table(&rows);
+    for row in &rows {
+        assert!(row.lossless(), "{} lost or doubled moments:\n{table}", row.name);
+        assert!(
+            row.metrics_within_bound(),
+            "{}: the detector's metrics are out of their bound:\n{table}",
+            row.name
+        );
+    }
+}
