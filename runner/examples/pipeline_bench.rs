@@ -154,7 +154,7 @@ async fn main() {
     }
     let messages: i64 = (0..320).flat_map(|s| channels.iter().map(move |&id| resting(s, id) * 10)).sum();
     put_all(&kinesis, &resources.chat_stream.name, &warmup, 8).await.unwrap();
-    let checkpoint_key_prefix = format!("kinesis/{}/", resources.chat_stream.name);
+    let checkpoint_key_prefix = format!("kinesis/{}@", resources.chat_stream.name);
     let runner = {
         let sdk = sdk.clone();
         let checkpoints = checkpoints.clone();

@@ -10,7 +10,7 @@ use base64::Engine as _;
 use highlights_adapters::lambda_events::{DynamoRecordIn, dynamodb_event};
 use serde_json::{Value, json};
 
-use crate::{DynamoConsumer, RunnerError, Shard};
+use crate::{Discovered, DynamoConsumer, RunnerError, Shard};
 
 pub(crate) struct DynamoShard {
     client: aws_sdk_dynamodbstreams::Client,
@@ -27,7 +27,7 @@ pub(crate) async fn shards(
     table: &str,
     consumer: Arc<dyn DynamoConsumer>,
     region: &str,
-) -> Result<Vec<DynamoShard>, RunnerError> {
+) -> Result<Discovered<DynamoShard>, RunnerError> {
     let error =
         |action, message: String| RunnerError::Source { action, source_name: table.to_owned(), message };
     let described = aws_sdk_dynamodb::Client::new(sdk)
@@ -42,6 +42,9 @@ pub(crate) async fn shards(
             "the table has no stream (run `highlights local provision`)".into(),
         ));
     };
+    // The stream's label (its creation time): a table deleted and created again may reuse shard
+    // ids (the emulator does), so the label is part of the checkpoint keys.
+    let label = arn.rsplit_once("/stream/").map_or(arn.as_str(), |(_, label)| label).to_owned();
     let client = aws_sdk_dynamodbstreams::Client::new(sdk);
     let stream = client
         .describe_stream()
@@ -50,7 +53,7 @@ pub(crate) async fn shards(
         .await
         .map_err(|e| error("describe the stream of", DisplayErrorContext(&e).to_string()))?;
     let shards = stream.stream_description().map(|d| d.shards().to_vec()).unwrap_or_default();
-    Ok(shards
+    let shards = shards
         .iter()
         .filter_map(|shard| shard.shard_id())
         .map(|shard_id| DynamoShard {
@@ -58,10 +61,12 @@ pub(crate) async fn shards(
             stream_arn: arn.clone(),
             shard_id: shard_id.to_owned(),
             region: region.to_owned(),
-            key: format!("dynamodb/{table}/{shard_id}"),
+            key: format!("dynamodb/{table}@{label}/{shard_id}"),
             consumer: consumer.clone(),
         })
-        .collect())
+        .collect();
+    // The stream ARN names its creation (a label per stream): a new table is a new identity.
+    Ok(Discovered { identity: arn, name: table.to_owned(), shards })
 }
 
 /// DynamoDB JSON (`{"S": ...}`) of a stream attribute value.

@@ -8,7 +8,7 @@ use aws_sdk_kinesis::types::ShardIteratorType;
 use base64::Engine as _;
 use highlights_adapters::lambda_events::{KinesisRecordIn, kinesis_event};
 
-use crate::{KinesisConsumer, RunnerError, Shard};
+use crate::{Discovered, KinesisConsumer, RunnerError, Shard};
 
 pub(crate) struct KinesisShard {
     client: aws_sdk_kinesis::Client,
@@ -20,13 +20,26 @@ pub(crate) struct KinesisShard {
     consumer: Arc<dyn KinesisConsumer>,
 }
 
+/// The checkpoint key of a shard of one incarnation of `stream` (created at `created_ms`, Unix
+/// milliseconds): a stream deleted and created again reuses shard ids and sequence numbers, so
+/// its creation time is part of the key.
+pub fn checkpoint_key(stream: &str, created_ms: i64, shard_id: &str) -> String {
+    format!("kinesis/{stream}@{created_ms}/{shard_id}")
+}
+
+/// When the stream was created, Unix milliseconds: tells its incarnations apart.
+pub fn created_ms(summary: &aws_sdk_kinesis::types::StreamDescriptionSummary) -> i64 {
+    let at = summary.stream_creation_timestamp();
+    at.secs() * 1000 + i64::from(at.subsec_nanos() / 1_000_000)
+}
+
 /// Every shard of `stream`.
 pub(crate) async fn shards(
     sdk: &SdkConfig,
     stream: &str,
     consumer: Arc<dyn KinesisConsumer>,
     region: &str,
-) -> Result<Vec<KinesisShard>, RunnerError> {
+) -> Result<Discovered<KinesisShard>, RunnerError> {
     let client = aws_sdk_kinesis::Client::new(sdk);
     let error = |action, e: &dyn std::error::Error| RunnerError::Source {
         action,
@@ -39,10 +52,12 @@ pub(crate) async fn shards(
         .send()
         .await
         .map_err(|e| error("describe", &e))?;
-    let arn = summary.stream_description_summary().map(|s| s.stream_arn().to_owned()).unwrap_or_default();
+    let described = summary.stream_description_summary();
+    let arn = described.map(|s| s.stream_arn().to_owned()).unwrap_or_default();
+    let created_ms = described.map_or(0, created_ms);
     let listed =
         client.list_shards().stream_name(stream).send().await.map_err(|e| error("list the shards of", &e))?;
-    Ok(listed
+    let shards = listed
         .shards()
         .iter()
         .map(|shard| KinesisShard {
@@ -51,10 +66,11 @@ pub(crate) async fn shards(
             stream_arn: arn.clone(),
             shard_id: shard.shard_id().to_owned(),
             region: region.to_owned(),
-            key: format!("kinesis/{stream}/{}", shard.shard_id()),
+            key: checkpoint_key(stream, created_ms, shard.shard_id()),
             consumer: consumer.clone(),
         })
-        .collect())
+        .collect();
+    Ok(Discovered { identity: format!("{arn}@{created_ms}"), name: stream.to_owned(), shards })
 }
 
 impl Shard for KinesisShard {

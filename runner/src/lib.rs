@@ -34,6 +34,7 @@ use aws_sdk_kinesis::error::DisplayErrorContext;
 use tokio::sync::watch;
 
 pub use checkpoints::Checkpoints;
+pub use kinesis_source::{checkpoint_key as kinesis_checkpoint_key, created_ms as kinesis_stream_created_ms};
 
 /// A Lambda function on a Kinesis stream: takes the event, returns the sequence numbers of the
 /// failed records (the partial batch response).
@@ -168,25 +169,128 @@ pub async fn run(
             options: options.clone(),
             stats: stats.clone(),
         };
+        // A source missing at start is an error the user can act on; one that vanishes later
+        // (the emulator restarted) is waited for by its supervisor.
         match mapping.source {
             Source::Kinesis { stream, consumer } => {
-                for shard in kinesis_source::shards(sdk, &stream, consumer, &options.region).await? {
-                    tasks.spawn(poll(shard, context.clone(), stop.clone()));
-                }
+                let (sdk, region) = (sdk.clone(), options.region.clone());
+                let discover = move || {
+                    let (sdk, stream, consumer, region) =
+                        (sdk.clone(), stream.clone(), consumer.clone(), region.clone());
+                    async move { kinesis_source::shards(&sdk, &stream, consumer, &region).await }
+                };
+                let first = discover().await?;
+                tasks.spawn(supervise(first, discover, context, stop.clone()));
             }
             Source::DynamoInserts { table, consumer } => {
-                for shard in dynamo_source::shards(sdk, &table, consumer, &options.region).await? {
-                    tasks.spawn(poll(shard, context.clone(), stop.clone()));
-                }
+                let (sdk, region) = (sdk.clone(), options.region.clone());
+                let discover = move || {
+                    let (sdk, table, consumer, region) =
+                        (sdk.clone(), table.clone(), consumer.clone(), region.clone());
+                    async move { dynamo_source::shards(&sdk, &table, consumer, &region).await }
+                };
+                let first = discover().await?;
+                tasks.spawn(supervise(first, discover, context, stop.clone()));
             }
         }
     }
     while let Some(joined) = tasks.join_next().await {
         if let Err(error) = joined {
-            tracing::error!(%error, "a shard poller stopped unexpectedly");
+            tracing::error!(%error, "a source supervisor stopped unexpectedly");
         }
     }
     Ok(stats)
+}
+
+/// How often a source is looked up again, to notice it was deleted and created anew.
+const REDISCOVER_EVERY: Duration = Duration::from_secs(2);
+
+/// The shards of one incarnation of a source (a stream deleted and created again with the same
+/// name is another incarnation: its `identity` differs, and so do its checkpoint keys).
+pub(crate) struct Discovered<S> {
+    pub identity: String,
+    pub name: String,
+    pub shards: Vec<S>,
+}
+
+/// The pollers of one incarnation, stopped together.
+struct Generation {
+    stop: watch::Sender<bool>,
+    pollers: tokio::task::JoinSet<()>,
+}
+
+impl Generation {
+    fn start<S: Shard>(shards: Vec<S>, context: &PollerContext) -> Self {
+        let (stop, stopped) = watch::channel(false);
+        let mut pollers = tokio::task::JoinSet::new();
+        for shard in shards {
+            pollers.spawn(poll(shard, context.clone(), stopped.clone()));
+        }
+        Self { stop, pollers }
+    }
+
+    async fn retire(mut self) {
+        let _ = self.stop.send(true);
+        while let Some(joined) = self.pollers.join_next().await {
+            if let Err(error) = joined {
+                tracing::error!(%error, "a shard poller stopped unexpectedly");
+            }
+        }
+    }
+}
+
+/// Polls a source's shards and looks the source up every [`REDISCOVER_EVERY`]: when it is gone,
+/// says so once (and how to bring it back); when it is back as a new incarnation (the local
+/// emulator restarted and `highlights local provision` ran), reads the new one from its start
+/// under new checkpoint keys, so an old checkpoint never skips the new stream's records.
+async fn supervise<S, F, Fut>(
+    first: Discovered<S>,
+    discover: F,
+    context: PollerContext,
+    mut stop: watch::Receiver<bool>,
+) where
+    S: Shard,
+    F: Fn() -> Fut + Send + 'static,
+    Fut: Future<Output = Result<Discovered<S>, RunnerError>> + Send,
+{
+    let (name, mut identity) = (first.name, first.identity);
+    let mut current = Generation::start(first.shards, &context);
+    let mut retiring = tokio::task::JoinSet::new();
+    let mut missing = false;
+    loop {
+        pause(&mut stop, REDISCOVER_EVERY).await;
+        if *stop.borrow() {
+            break;
+        }
+        match discover().await {
+            Ok(found) if found.identity != identity => {
+                tracing::error!(
+                    source = %name,
+                    "the source was deleted and created anew (the emulator restarted?): reading the new one from its start; records of the old one that were not read are gone with it"
+                );
+                identity = found.identity;
+                let old = std::mem::replace(&mut current, Generation::start(found.shards, &context));
+                retiring.spawn(old.retire());
+                missing = false;
+            }
+            Ok(_) if missing => {
+                tracing::info!(source = %name, "the source is reachable again");
+                missing = false;
+            }
+            Ok(_) => {}
+            Err(error) if !missing => {
+                tracing::error!(
+                    source = %name,
+                    %error,
+                    "the source cannot be found or reached; if the local emulator was restarted, `highlights local provision` creates it again and the runner picks it up by itself"
+                );
+                missing = true;
+            }
+            Err(_) => {}
+        }
+    }
+    current.retire().await;
+    while retiring.join_next().await.is_some() {}
 }
 
 #[derive(Clone)]

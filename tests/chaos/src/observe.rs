@@ -30,10 +30,12 @@ pub struct ChatStream {
     /// Records of each shard, in order.
     pub shards: BTreeMap<String, Vec<KinesisRecordIn>>,
     pub stream_arn: String,
+    /// When the stream was created (Unix ms): part of the runner's checkpoint keys.
+    pub created_ms: i64,
     /// Chat messages in all records, repeats included.
     pub messages: u64,
     /// Distinct message ids.
-    pub distinct: u64,
+    pub ids: BTreeSet<String>,
     /// The most messages one record holds.
     pub max_record_messages: u64,
 }
@@ -44,7 +46,8 @@ impl ChatStream {
         self.shards
             .iter()
             .filter_map(|(shard, records)| {
-                Some((format!("kinesis/{stream}/{shard}"), records.last()?.sequence_number.clone()))
+                let key = highlights_runner::kinesis_checkpoint_key(stream, self.created_ms, shard);
+                Some((key, records.last()?.sequence_number.clone()))
             })
             .collect()
     }
@@ -54,14 +57,12 @@ pub async fn read_chat_stream(world: &World) -> anyhow::Result<ChatStream> {
     let client = aws_sdk_kinesis::Client::new(&world.sdk().await);
     let stream = &world.resources.chat_stream.name;
     let summary = client.describe_stream_summary().stream_name(stream).send().await?;
+    let described = summary.stream_description_summary();
     let mut contents = ChatStream {
-        stream_arn: summary
-            .stream_description_summary()
-            .map(|s| s.stream_arn().to_owned())
-            .unwrap_or_default(),
+        stream_arn: described.map(|s| s.stream_arn().to_owned()).unwrap_or_default(),
+        created_ms: described.map_or(0, highlights_runner::kinesis_stream_created_ms),
         ..ChatStream::default()
     };
-    let mut ids = BTreeSet::new();
     let shards = client.list_shards().stream_name(stream).send().await?;
     for shard in shards.shards() {
         let mut iterator = client
@@ -84,7 +85,7 @@ pub async fn read_chat_stream(world: &World) -> anyhow::Result<ChatStream> {
                     contents.messages += batch.messages.len() as u64;
                     contents.max_record_messages =
                         contents.max_record_messages.max(batch.messages.len() as u64);
-                    ids.extend(batch.messages.into_iter().map(|m| m.id));
+                    contents.ids.extend(batch.messages.into_iter().map(|m| m.id));
                 }
                 records.push(KinesisRecordIn {
                     shard_id: shard.shard_id().to_owned(),
@@ -102,7 +103,6 @@ pub async fn read_chat_stream(world: &World) -> anyhow::Result<ChatStream> {
             }
         }
     }
-    contents.distinct = ids.len() as u64;
     Ok(contents)
 }
 

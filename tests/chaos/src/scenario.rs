@@ -40,6 +40,20 @@ pub enum Fault {
     /// The ingester SIGKILLed and restarted; later the IRC connection cut by the server; later
     /// Twitch's RECONNECT.
     IngesterKilled,
+    /// The AWS emulator killed (its state is gone) and a new, empty one started, between two
+    /// rounds of bursts; `highlights local provision` runs this many seconds later.
+    EmulatorRestarted { provision_after: u32 },
+}
+
+/// When the emulator is restarted: between every channel's first and second burst, so no
+/// moment is in flight (a moment whose highlight item dies with the emulator is lost, and
+/// counted so).
+const RESTART_AT: u32 = 27;
+
+/// What the old emulator held, read just before it was killed.
+struct BeforeRestart {
+    stream: observe::ChatStream,
+    detections: Vec<(highlights_core::Detection, Option<String>)>,
 }
 
 #[derive(Debug, Clone)]
@@ -68,6 +82,9 @@ impl Scenario {
                 .into(),
             Fault::RunnerKilled { times, seed } => format!("kill -9 the runner {times}x (seed {seed}), restarted"),
             Fault::IngesterKilled => "kill -9 the ingester + restart; IRC connection cut; RECONNECT".into(),
+            Fault::EmulatorRestarted { provision_after } => format!(
+                "kill -9 the AWS emulator, start an empty one; `highlights local provision` {provision_after} s later"
+            ),
         }
     }
 }
@@ -93,6 +110,12 @@ pub fn all(short: bool) -> Vec<Scenario> {
             channels,
         },
         Scenario { name: "ingester-killed", fault: Fault::IngesterKilled, seconds, channels },
+        Scenario {
+            name: "emulator-restarted",
+            fault: Fault::EmulatorRestarted { provision_after: scale(20, 12) },
+            seconds: seconds.max(RESTART_AT + scale(20, 12) + 25),
+            channels,
+        },
     ]
 }
 
@@ -109,6 +132,8 @@ pub struct Row {
     /// What may be dropped: 0, or when the ingester is killed, the chat of the two seconds
     /// before (what it may still hold unsent: the batch being filled and the put in flight).
     pub chat_dropped_at_most: u64,
+    /// Whether the components said what happened where a user must act (the emulator restart).
+    pub said_clearly: bool,
     /// Channels live in the `streamers` table at the end, and how many should be.
     pub live_channels: (i64, i64),
     /// Messages in Kinesis more than once (a put retried after an answer was lost).
@@ -157,6 +182,7 @@ impl Row {
             && self.chat_dropped >= 0
             && self.chat_dropped as u64 <= self.chat_dropped_at_most
             && self.live_channels.0 == self.live_channels.1
+            && self.said_clearly
             && self.unexpected_detections == 0
             && self.api_listed == self.rows
             && self.reference_detections > 0
@@ -185,7 +211,8 @@ pub async fn run(binaries: &Binaries, scenario: &Scenario, run_id: u32) -> anyho
 }
 
 async fn run_in(world: &mut World, scenario: &Scenario, run_id: u32) -> anyhow::Result<Row> {
-    let mut row = Row { name: scenario.name.into(), how: scenario.how(), ..Row::default() };
+    let mut row =
+        Row { name: scenario.name.into(), how: scenario.how(), said_clearly: true, ..Row::default() };
     if scenario.fault == Fault::Twitch {
         world.twitch.script(&[
             CreateAnswer::Status(500),
@@ -213,9 +240,10 @@ async fn run_in(world: &mut World, scenario: &Scenario, run_id: u32) -> anyhow::
     let mut log = SendLog::default();
     let begin = tokio::time::Instant::now();
     let mut fault_end = None;
+    let mut before_restart = None;
     for second in 0..scenario.seconds {
         tokio::time::sleep_until(begin + Duration::from_secs(u64::from(second))).await;
-        if let Some(ended) = inject(world, scenario, second, &kill_seconds).await? {
+        if let Some(ended) = inject(world, scenario, second, &kill_seconds, &mut before_restart).await? {
             fault_end = Some(ended);
         }
         send_second(&world.irc, &world.plan, second, run_id, &mut log);
@@ -234,15 +262,25 @@ async fn run_in(world: &mut World, scenario: &Scenario, run_id: u32) -> anyhow::
         row.notes.push("the ingester exited non-zero (chat given up at the drain deadline)".into());
     }
     let stream = observe::read_chat_stream(world).await?;
-    row.chat_dropped = row.sent as i64 - stream.distinct as i64;
-    row.kinesis_repeats = stream.messages - stream.distinct;
-    row.messages_in_kinesis = stream.messages;
+    let mut reference = observe::reference_detections(&stream, &world.detector_flags).await?;
+    // Chat and moments of a restarted emulator's old incarnation count too: read before the kill.
+    let mut earlier = Vec::new();
+    let (mut ids, mut messages) = (stream.ids.clone(), stream.messages);
+    if let Some(old) = &before_restart {
+        let BeforeRestart { stream: old_stream, detections } = old;
+        ids.extend(old_stream.ids.iter().cloned());
+        messages += old_stream.messages;
+        reference.extend(observe::reference_detections(old_stream, &world.detector_flags).await?);
+        earlier.clone_from(detections);
+    }
+    row.chat_dropped = row.sent as i64 - ids.len() as i64;
+    row.kinesis_repeats = messages - ids.len() as u64;
+    row.messages_in_kinesis = messages;
     row.metrics_lost_at_most =
         kill_seconds.len() as u64 * stream.shards.len() as u64 * RUNNER_BATCH * stream.max_record_messages;
-    let reference = observe::reference_detections(&stream, &world.detector_flags).await?;
     row.reference_detections = reference.len();
 
-    let settled = settle(world, &stream, &reference).await;
+    let settled = settle(world, &stream, &reference, &earlier).await;
     if let Err(error) = &settled {
         row.notes.push(format!("not settled: {error}"));
     }
@@ -259,12 +297,25 @@ async fn run_in(world: &mut World, scenario: &Scenario, run_id: u32) -> anyhow::
     }
     watcher.abort();
 
-    let system = observe::system_detections(world).await?;
+    let mut system = observe::system_detections(world).await?;
+    system.extend(earlier);
     let db = world.database().await?;
     let rows = observe::clip_rows(&db).await?;
     let live = db.query_one("SELECT count(*) FROM streamers WHERE is_live", &[]).await?.get::<_, i64>(0);
     let late = matches!(scenario.fault, Fault::PostgresStopped { .. });
     row.live_channels = (live, scenario.channels as i64 + i64::from(late));
+    if matches!(scenario.fault, Fault::EmulatorRestarted { .. }) {
+        let said = std::fs::read_to_string(world.dir.join("runner-1.log")).unwrap_or_default();
+        for (what, text) in [
+            ("that the chat stream is gone", "the source cannot be found or reached"),
+            ("that it reads the new stream from its start", "deleted and created anew"),
+        ] {
+            if !said.contains(text) {
+                row.said_clearly = false;
+                row.notes.push(format!("the runner never said {what}"));
+            }
+        }
+    }
     if live != row.live_channels.1 {
         row.notes.push(format!("{live} channels live in Postgres, {} expected", row.live_channels.1));
     }
@@ -284,6 +335,7 @@ async fn inject(
     scenario: &Scenario,
     second: u32,
     kill_seconds: &BTreeSet<u32>,
+    before_restart: &mut Option<BeforeRestart>,
 ) -> anyhow::Result<Option<Instant>> {
     let ended = Some(Instant::now());
     match scenario.fault {
@@ -328,6 +380,24 @@ async fn inject(
                 if kill_seconds.last() == Some(&second) {
                     return Ok(ended);
                 }
+            }
+        }
+        Fault::EmulatorRestarted { provision_after } => {
+            if second == RESTART_AT {
+                // Nothing more reaches the old emulator: puts and reads in flight fail and are
+                // retried against the new one, so the snapshot is all it ever held.
+                world.aws_proxy.set(ProxyFault::Blackhole);
+                let stream = observe::read_chat_stream(world).await?;
+                let detections = observe::system_detections(world).await?;
+                *before_restart = Some(BeforeRestart { stream, detections });
+                world.restart_emulator().await?;
+                // Connections to the dead emulator are cut, as its death would have cut them.
+                world.aws_proxy.set(ProxyFault::Reset);
+            } else if second == RESTART_AT + 1 {
+                world.aws_proxy.set(ProxyFault::Pass);
+            } else if second == RESTART_AT + provision_after {
+                world.provision().await?;
+                return Ok(ended);
             }
         }
         Fault::IngesterKilled => {
@@ -390,11 +460,17 @@ async fn settle(
     world: &World,
     stream: &observe::ChatStream,
     reference: &[highlights_core::Detection],
+    earlier: &[(highlights_core::Detection, Option<String>)],
 ) -> anyhow::Result<()> {
     let ends = stream.ends(&world.resources.chat_stream.name);
     let checkpoints = world.dir.join("checkpoints.json");
     let expected: BTreeSet<String> = reference.iter().map(key).collect();
-    poll(Duration::from_secs(180), "the pipeline to settle", || async {
+    let waiting_for = Mutex::new(String::new());
+    let settled = poll(Duration::from_secs(180), "the pipeline to settle", || async {
+        let why = |what: String| {
+            *waiting_for.lock().expect("not poisoned") = what;
+            false
+        };
         let read: BTreeMap<String, String> = std::fs::read(&checkpoints)
             .ok()
             .and_then(|bytes| serde_json::from_slice(&bytes).ok())
@@ -403,20 +479,40 @@ async fn settle(
             read.get(shard).is_some_and(|at| at.len() > last.len() || (at.len() == last.len() && at >= last))
         });
         if !caught_up {
-            return false;
+            return why(format!("the runner to read to {ends:?} (checkpoints {read:?})"));
         }
-        let Ok(system) = observe::system_detections(world).await else { return false };
+        let mut system = match observe::system_detections(world).await {
+            Ok(system) => system,
+            Err(error) => return why(format!("the highlights table ({error:#})")),
+        };
+        system.extend_from_slice(earlier);
         let found: BTreeSet<String> = system.iter().map(|(d, _)| key(d)).collect();
-        let Ok(db) = world.database().await else { return false };
-        let Ok(rows) = observe::clip_rows(&db).await else { return false };
+        let rows = match world.database().await {
+            Ok(db) => observe::clip_rows(&db).await,
+            Err(error) => Err(error),
+        };
+        let rows = match rows {
+            Ok(rows) => rows,
+            Err(error) => return why(format!("the clips table ({error:#})")),
+        };
         let clipped: BTreeSet<(u64, i64)> =
             rows.iter().map(|r| (r.broadcaster_id, r.detected_at_s)).collect();
-        expected.is_subset(&found)
-            && system.iter().all(|(d, status)| {
-                clipped.contains(&(d.broadcaster_id, d.peak_second)) || status.as_deref() == Some("failed")
+        let missing: Vec<&String> = expected.difference(&found).collect();
+        if !missing.is_empty() {
+            return why(format!("detections {missing:?}"));
+        }
+        let unclipped: Vec<String> = system
+            .iter()
+            .filter(|(d, status)| {
+                !clipped.contains(&(d.broadcaster_id, d.peak_second)) && status.as_deref() != Some("failed")
             })
+            .map(|(d, status)| format!("{} at {} ({status:?})", d.broadcaster_id, d.peak_second))
+            .collect();
+        unclipped.is_empty() || why(format!("clip rows for {unclipped:?}"))
     })
-    .await
+    .await;
+    settled
+        .map_err(|e| anyhow::anyhow!("{e}: still waiting for {}", waiting_for.lock().expect("not poisoned")))
 }
 
 async fn api_count(url: &str) -> anyhow::Result<usize> {
