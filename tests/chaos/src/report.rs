@@ -2,14 +2,14 @@
 
 use crate::scenario::Row;
 
-const HEADER: &str = "| fault | injected how | messages sent | not delivered by IRC | chat dropped (at most) | repeats in Kinesis | counted by the detector (in Kinesis) | detections (reference) | Create Clip calls | clips made | rows in Postgres (confirmed) | API lists | moments lost | duplicate clips | time to recover |\n|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|";
+const HEADER: &str = "| fault | injected how | messages sent | not delivered by IRC | chat dropped (at most) | repeats in Kinesis | counted by the detector (in Kinesis) | detections (reference) | Create Clip calls | clips made | rows in Postgres (confirmed) | API lists | moments lost | duplicate clips | time to recover | metrics: ingester received/sent, detections, clips |\n|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|";
 
 pub fn table(rows: &[Row]) -> String {
     let mut out = String::from(HEADER);
     for row in rows {
         let recovery = row.recovery.map_or("–".to_owned(), |d| format!("{:.1} s", d.as_secs_f64()));
         out.push_str(&format!(
-            "\n| {} | {} | {} | {} | {} ({}) | {} | {} ({}) | {} ({}) | {} | {} | {} ({}) | {} | {} | {} | {} |",
+            "\n| {} | {} | {} | {} | {} ({}) | {} | {} ({}) | {} ({}) | {} | {} | {} ({}) | {} | {} | {} | {} | {}/{}, {}, {} {} |",
             row.name,
             row.how,
             row.sent,
@@ -29,6 +29,11 @@ pub fn table(rows: &[Row]) -> String {
             row.moments_lost,
             row.duplicate_clips,
             recovery,
+            row.metrics.ingester_received,
+            row.metrics.ingester_sent,
+            row.metrics.detections,
+            row.metrics.clips,
+            if row.metrics_within_bound() { "(within bound)" } else { "(OUT OF BOUND)" },
         ));
     }
     for row in rows.iter().filter(|r| !r.notes.is_empty()) {

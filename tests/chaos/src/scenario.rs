@@ -50,6 +50,15 @@ pub enum Fault {
 /// counted so).
 const RESTART_AT: u32 = 27;
 
+/// What a scenario saw while its fault lasted.
+#[derive(Default)]
+struct DuringFault {
+    before_restart: Option<BeforeRestart>,
+    /// The API's status code for a clip list while PostgreSQL was down (`None`: no answer),
+    /// asked aside so the chat goes on meanwhile.
+    api_while_database_down: Option<tokio::task::JoinHandle<Option<u16>>>,
+}
+
 /// What the old emulator held, read just before it was killed.
 struct BeforeRestart {
     stream: observe::ChatStream,
@@ -132,6 +141,10 @@ pub struct Row {
     /// What may be dropped: 0, or when the ingester is killed, the chat of the two seconds
     /// before (what it may still hold unsent: the batch being filled and the put in flight).
     pub chat_dropped_at_most: u64,
+    pub metrics: Metrics,
+    pub runner_kills: u64,
+    pub chat_shards: u64,
+    pub channels: u64,
     /// Whether the components said what happened where a user must act (the emulator restart).
     pub said_clearly: bool,
     /// Channels live in the `streamers` table at the end, and how many should be.
@@ -165,14 +178,47 @@ pub struct Row {
 /// Records per detector invocation (`highlights local run`'s default batch size).
 const RUNNER_BATCH: u64 = 100;
 
+/// The components' own metrics (their EMF lines summed over every process, killed ones too).
+#[derive(Debug, Clone, Default)]
+pub struct Metrics {
+    /// Ingester: `messages_received`, `messages_sent`.
+    pub ingester_received: u64,
+    pub ingester_sent: u64,
+    /// Detector: `anomalies_detected`.
+    pub detections: u64,
+    /// Clipper: `clips_created` + `clips_reconciled` (clips it made, and clips of unknown
+    /// outcome it found and adopted).
+    pub clips: u64,
+}
+
+/// Highlights per clipper invocation (the clipper mapping's batch size).
+const CLIPPER_BATCH: u64 = 10;
+
 impl Row {
-    /// The detector's metrics count every message in Kinesis once, except that a SIGKILL may
-    /// take the metrics line of the invocation in flight with it: then the sum falls short by
-    /// at most that invocation's messages (the records it applied are skipped on restart; those
-    /// it did not apply are counted when redone).
+    /// Each component's metrics against the durable counts. Exact, except that a SIGKILL takes
+    /// the metrics not yet printed with it, so the sums may fall short by at most:
+    /// - the ingester: the chat of the last seconds before the kill (its metrics go out every
+    ///   second), the same bound as the chat it may drop;
+    /// - the detector: the messages, and the detections, of the invocation in flight (one per
+    ///   chat shard) at each kill (records it applied are skipped on restart, the others are
+    ///   counted when redone);
+    /// - the clipper: the highlights of the invocation in flight at each kill.
     pub fn metrics_within_bound(&self) -> bool {
-        self.counted_by_detector <= self.messages_in_kinesis
-            && self.counted_by_detector + self.metrics_lost_at_most >= self.messages_in_kinesis
+        let kills = self.runner_kills;
+        let within = |counted: u64, durable: u64, lost_at_most: u64| {
+            counted <= durable && counted + lost_at_most >= durable
+        };
+        let delivered = self.sent;
+        let in_kinesis = self.sent.saturating_sub(self.chat_dropped.max(0) as u64);
+        within(self.counted_by_detector, self.messages_in_kinesis, self.metrics_lost_at_most)
+            && within(self.metrics.ingester_received, delivered, self.chat_dropped_at_most)
+            && within(self.metrics.ingester_sent, in_kinesis, self.chat_dropped_at_most)
+            && within(
+                self.metrics.detections,
+                self.detections as u64,
+                kills * self.chat_shards * self.channels,
+            )
+            && within(self.metrics.clips, self.clips_made as u64, kills * CLIPPER_BATCH)
     }
 
     /// The figures every scenario must meet.
@@ -240,10 +286,10 @@ async fn run_in(world: &mut World, scenario: &Scenario, run_id: u32) -> anyhow::
     let mut log = SendLog::default();
     let begin = tokio::time::Instant::now();
     let mut fault_end = None;
-    let mut before_restart = None;
+    let mut during = DuringFault::default();
     for second in 0..scenario.seconds {
         tokio::time::sleep_until(begin + Duration::from_secs(u64::from(second))).await;
-        if let Some(ended) = inject(world, scenario, second, &kill_seconds, &mut before_restart).await? {
+        if let Some(ended) = inject(world, scenario, second, &kill_seconds, &mut during).await? {
             fault_end = Some(ended);
         }
         send_second(&world.irc, &world.plan, second, run_id, &mut log);
@@ -266,7 +312,14 @@ async fn run_in(world: &mut World, scenario: &Scenario, run_id: u32) -> anyhow::
     // Chat and moments of a restarted emulator's old incarnation count too: read before the kill.
     let mut earlier = Vec::new();
     let (mut ids, mut messages) = (stream.ids.clone(), stream.messages);
-    if let Some(old) = &before_restart {
+    if let Some(probe) = during.api_while_database_down.take()
+        && let answer = probe.await?
+        && answer != Some(503)
+    {
+        row.said_clearly = false;
+        row.notes.push(format!("with PostgreSQL down the API answered {answer:?}, not 503"));
+    }
+    if let Some(old) = &during.before_restart {
         let BeforeRestart { stream: old_stream, detections } = old;
         ids.extend(old_stream.ids.iter().cloned());
         messages += old_stream.messages;
@@ -320,7 +373,17 @@ async fn run_in(world: &mut World, scenario: &Scenario, run_id: u32) -> anyhow::
         row.notes.push(format!("{live} channels live in Postgres, {} expected", row.live_channels.1));
     }
     count(&mut row, &reference, &system, &rows, world);
-    row.counted_by_detector = observe::metric_sum(&world.runner_outputs, "MessagesProcessed").0 as u64;
+    let sum = |files: &[std::path::PathBuf], name: &str| observe::metric_sum(files, name).0 as u64;
+    row.counted_by_detector = sum(&world.runner_outputs, "MessagesProcessed");
+    row.metrics = Metrics {
+        ingester_received: sum(&world.ingester_outputs, "messages_received"),
+        ingester_sent: sum(&world.ingester_outputs, "messages_sent"),
+        detections: sum(&world.runner_outputs, "anomalies_detected"),
+        clips: sum(&world.runner_outputs, "clips_created") + sum(&world.runner_outputs, "clips_reconciled"),
+    };
+    row.runner_kills = kill_seconds.len() as u64;
+    row.chat_shards = stream.shards.len() as u64;
+    row.channels = scenario.channels as u64;
     if let Some(ended) = fault_end {
         let timeline = timeline.lock().expect("not poisoned");
         let before = timeline.iter().take_while(|(at, _)| *at <= ended).last().map_or(0, |(_, n)| *n);
@@ -335,7 +398,7 @@ async fn inject(
     scenario: &Scenario,
     second: u32,
     kill_seconds: &BTreeSet<u32>,
-    before_restart: &mut Option<BeforeRestart>,
+    during: &mut DuringFault,
 ) -> anyhow::Result<Option<Instant>> {
     let ended = Some(Instant::now());
     match scenario.fault {
@@ -356,6 +419,15 @@ async fn inject(
                 postgres.stop().map_err(|e| anyhow::anyhow!("cannot stop PostgreSQL: {e}"))?;
             } else if second == FAULT_AT + 2 {
                 world.go_live_late_channel();
+            } else if second == FAULT_AT + 3
+                && let Some((_, url)) = &world.server
+            {
+                let (client, url) =
+                    (reqwest::Client::builder().timeout(Duration::from_secs(5)).build()?, url.clone());
+                during.api_while_database_down = Some(tokio::spawn(async move {
+                    let answer = client.get(format!("{url}v1.0/clip")).send().await;
+                    answer.ok().map(|r| r.status().as_u16())
+                }));
             } else if second == FAULT_AT + seconds {
                 world.postgres.resume().map_err(|e| anyhow::anyhow!("cannot restart PostgreSQL: {e}"))?;
                 return Ok(ended);
@@ -389,7 +461,7 @@ async fn inject(
                 world.aws_proxy.set(ProxyFault::Blackhole);
                 let stream = observe::read_chat_stream(world).await?;
                 let detections = observe::system_detections(world).await?;
-                *before_restart = Some(BeforeRestart { stream, detections });
+                during.before_restart = Some(BeforeRestart { stream, detections });
                 world.restart_emulator().await?;
                 // Connections to the dead emulator are cut, as its death would have cut them.
                 world.aws_proxy.set(ProxyFault::Reset);

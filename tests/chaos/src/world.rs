@@ -146,8 +146,9 @@ pub struct World {
     pub runner: Option<Process>,
     pub ingester: Option<Process>,
     pub server: Option<(Process, String)>,
-    /// Every runner's stdout (EMF metrics lines), including killed ones.
+    /// Every runner's and ingester's stdout (EMF metrics lines), including killed ones.
     pub runner_outputs: Vec<PathBuf>,
+    pub ingester_outputs: Vec<PathBuf>,
 }
 
 /// A channel that is configured but offline until a scenario puts it live (no chat): the
@@ -234,6 +235,7 @@ impl World {
             ingester: None,
             server: None,
             runner_outputs: Vec::new(),
+            ingester_outputs: Vec::new(),
         };
         world.provision().await?;
         world.highlights(&["migrate", "--create-database", "--login-users"]).await?;
@@ -309,7 +311,9 @@ impl World {
             .env("INGEST_METRICS_SECONDS", "1")
             .env("INGEST_DRAIN_SECONDS", "30")
             .env("DATABASE_URL", ingester_url);
-        self.ingester = Some(self.spawn("ingester", command)?);
+        let process = self.spawn("ingester", command)?;
+        self.ingester_outputs.push(process.stdout.clone());
+        self.ingester = Some(process);
         Ok(())
     }
 
