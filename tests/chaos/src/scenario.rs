@@ -242,16 +242,12 @@ pub async fn run(binaries: &Binaries, scenario: &Scenario, run_id: u32) -> anyho
     let plan = ChatPlan::new(scenario.channels, scenario.seconds);
     let mut world = World::build(binaries, scenario.name, plan.clone()).await?;
     let outcome = run_in(&mut world, scenario, run_id).await;
-    match &outcome {
-        Ok(row) if row.lossless() => {
-            drop(world);
-        }
-        _ => {
-            let dir = world.dir.clone();
-            drop(world);
-            eprintln!("chaos: {}: logs kept in {}", scenario.name, dir.display());
-            return outcome;
-        }
+    let dir = world.dir.clone();
+    drop(world);
+    if outcome.as_ref().is_ok_and(|row| row.lossless() && row.metrics_within_bound()) {
+        let _ = std::fs::remove_dir_all(&dir);
+    } else {
+        eprintln!("chaos: {}: logs kept in {}", scenario.name, dir.display());
     }
     outcome
 }
@@ -301,6 +297,18 @@ async fn run_in(world: &mut World, scenario: &Scenario, run_id: u32) -> anyhow::
         row.chat_dropped_at_most = before_kill.iter().sum();
     }
 
+    // On SIGTERM the ingester stops reading chat at once (what is still in the socket is lost, as
+    // when ECS stops a task): first let it read what was sent, as its per-second metrics tell,
+    // or until they stop moving (chat lost to a kill never arrives).
+    let received = || observe::metric_sum(&world.ingester_outputs, "messages_received").0 as u64;
+    let (mut last, mut moved_at) = (received(), Instant::now());
+    while last < log.delivered && moved_at.elapsed() < Duration::from_secs(3) {
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        let now = received();
+        if now != last {
+            (last, moved_at) = (now, Instant::now());
+        }
+    }
     // The ingester drains what it holds and exits 0 when everything reached Kinesis.
     if let Some(ingester) = world.ingester.take()
         && !tokio::task::spawn_blocking(move || ingester.terminate()).await?
