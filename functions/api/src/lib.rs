@@ -107,8 +107,14 @@ pub fn router_with_cors(state: ApiState, site_origin: Option<&str>) -> Router {
             }),
         )
         .with_state(state)
+        .fallback(not_found)
         .layer(cors)
         .layer(axum::middleware::from_fn(log_request))
+}
+
+/// Any other path: the seed's answer, `{"error": "Not found"}` with 404.
+async fn not_found() -> Response {
+    (StatusCode::NOT_FOUND, Json(serde_json::json!({ "error": "Not found" }))).into_response()
 }
 
 /// The routes without CORS (same-origin use, tests).
@@ -120,7 +126,9 @@ pub fn router(state: ApiState) -> Router {
 /// what `highlights serve` runs locally.
 pub fn site_router(state: ApiState, web_dir: &FsPath) -> Router {
     let live = Router::new().route("/v1.0/live", axum::routing::get(live_clips)).with_state(state.clone());
-    router(state).merge(live).fallback_service(tower_http::services::ServeDir::new(web_dir))
+    let site = tower_http::services::ServeDir::new(web_dir)
+        .not_found_service(axum::routing::get(not_found).with_state::<()>(()));
+    router(state).merge(live).fallback_service(site)
 }
 
 /// How often the live stream looks for new clips.
@@ -189,11 +197,13 @@ struct ClipParams {
     /// Only clips at least this intense (standard deviations above the channel's baseline).
     #[param(minimum = 0, default = 0)]
     min_intensity: Option<f64>,
-    /// Clips per page.
-    #[param(minimum = 1, maximum = 100, default = 24)]
+    /// Clips per page, 1 to 100; as in the seed, a value outside is clamped (the value used is
+    /// echoed in `query.limit`).
+    #[param(default = 24)]
     limit: Option<i64>,
-    /// Clips to skip (the seed's paging; at most 10000, not with `cursor`).
-    #[param(minimum = 0, maximum = 10000, default = 0)]
+    /// Clips to skip (the seed's paging; not with `cursor`). A negative value counts as 0, as in
+    /// the seed; past 10000 it is refused (400): use `cursor` for deeper pages.
+    #[param(maximum = 10000, default = 0)]
     offset: Option<i64>,
     /// Only this channel (Twitch user id).
     #[param(pattern = "^[0-9]{1,20}$")]
@@ -333,7 +343,7 @@ async fn list_streamers(State(state): State<ApiState>) -> Result<Response, ApiEr
 
 #[derive(Serialize, ToSchema)]
 pub struct Health {
-    /// `ok` or `unavailable`.
+    /// `healthy` or `unhealthy` (the seed's words).
     pub status: String,
     /// `ok` or `unreachable`.
     pub database: String,
@@ -350,11 +360,11 @@ pub struct Health {
 async fn health(State(state): State<ApiState>) -> Response {
     let ok = state.reader.ping().await;
     let (status, body) = if ok {
-        (StatusCode::OK, Health { status: "ok".into(), database: "ok".into() })
+        (StatusCode::OK, Health { status: "healthy".into(), database: "ok".into() })
     } else {
         (
             StatusCode::SERVICE_UNAVAILABLE,
-            Health { status: "unavailable".into(), database: "unreachable".into() },
+            Health { status: "unhealthy".into(), database: "unreachable".into() },
         )
     };
     (status, [(header::CACHE_CONTROL, "no-store")], Json(body)).into_response()

@@ -118,22 +118,33 @@ pub(crate) fn parse_query(raw: Option<&str>) -> Result<(ClipQuery, Option<(i64, 
             .map(|v| v.parse::<i64>().map_err(|_| ApiError::bad(name, "must be an integer")))
             .transpose()
     };
+    // `min_intensity`, `limit` and `offset` are the seed's parameters: its clients get its
+    // answers (its error texts; out-of-range limits and negative offsets clamped, the values
+    // used echoed in `query`). Only an offset past MAX_OFFSET is refused, pointing to the cursor.
+    let seed_number = |name: &str| -> Result<Option<i64>, ApiError> {
+        params
+            .get(name)
+            .map(|v| {
+                v.trim().parse::<i64>().map_err(|_| ApiError::bad(name, format!("Invalid {name} parameter")))
+            })
+            .transpose()
+    };
     let min_intensity = match params.get("min_intensity") {
         None => 0.0,
-        Some(v) => match v.parse::<f64>() {
+        Some(v) => match v.trim().parse::<f64>() {
             Ok(x) if x.is_finite() && x >= 0.0 => x,
-            _ => return Err(ApiError::bad("min_intensity", "must be a number >= 0")),
+            Ok(x) if x < 0.0 => {
+                return Err(ApiError::bad("min_intensity", "min_intensity must be non-negative"));
+            }
+            _ => return Err(ApiError::bad("min_intensity", "Invalid min_intensity parameter")),
         },
     };
-    let limit = number("limit")?.unwrap_or(DEFAULT_LIMIT);
-    if !(1..=MAX_LIMIT).contains(&limit) {
-        return Err(ApiError::bad("limit", format!("must be between 1 and {MAX_LIMIT}")));
-    }
-    let offset = number("offset")?.unwrap_or(0);
-    if !(0..=MAX_OFFSET).contains(&offset) {
+    let limit = seed_number("limit")?.unwrap_or(DEFAULT_LIMIT).clamp(1, MAX_LIMIT);
+    let offset = seed_number("offset")?.unwrap_or(0).max(0);
+    if offset > MAX_OFFSET {
         return Err(ApiError::bad(
             "offset",
-            format!("must be between 0 and {MAX_OFFSET} (use cursor for deeper pages)"),
+            format!("Invalid offset parameter: at most {MAX_OFFSET} (use cursor for deeper pages)"),
         ));
     }
     let broadcaster_id = params.get("broadcaster_id").cloned();
@@ -236,11 +247,34 @@ mod tests {
     fn defaults_and_validation() {
         let (query, position) = parse_query(None).unwrap();
         assert_eq!((query.limit, query.offset, query.min_intensity, position), (24, 0, 0.0, None));
+        // The seed's parameters clamp what is out of range, as the seed does.
+        for (raw, limit, offset) in [
+            ("limit=0", 1, 0),
+            ("limit=500", 100, 0),
+            ("limit=-3", 1, 0),
+            ("offset=-1", 24, 0),
+            ("limit=%2050", 50, 0),
+        ] {
+            let (query, _) = parse_query(Some(raw)).unwrap();
+            assert_eq!((query.limit, query.offset), (limit, offset), "{raw}");
+        }
+        // ... and answer the seed's error texts, naming the parameter as ours do.
+        for (raw, parameter, text) in [
+            ("limit=abc", "limit", "Invalid limit parameter"),
+            ("offset=1.5", "offset", "Invalid offset parameter"),
+            ("min_intensity=high", "min_intensity", "Invalid min_intensity parameter"),
+            ("min_intensity=-1", "min_intensity", "min_intensity must be non-negative"),
+        ] {
+            let error = parse_query(Some(raw)).unwrap_err();
+            assert_eq!(
+                (error.parameter.as_deref(), error.message.as_str()),
+                (Some(parameter), text),
+                "{raw}"
+            );
+        }
         for (raw, parameter) in [
-            ("limit=0", "limit"),
-            ("limit=101", "limit"),
             ("limit=abc", "limit"),
-            ("offset=-1", "offset"),
+            ("offset=10001", "offset"),
             ("min_intensity=-1", "min_intensity"),
             ("min_intensity=NaN", "min_intensity"),
             ("min_intensity=inf", "min_intensity"),

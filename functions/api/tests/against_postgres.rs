@@ -137,6 +137,23 @@ async fn offset_paging_matches_the_seed_contract() {
         get(&db, &format!("/v1.0/clip?limit=10&cursor={}", first["next_cursor"].as_str().unwrap())).await;
     assert_eq!(ids(&second), ids(&by_cursor));
     assert_eq!(second["query"]["offset"], 10);
+    // The seed's clients: out-of-range values are clamped and the values used echoed.
+    for (uri, limit, offset, count) in [
+        ("/v1.0/clip?limit=500", 100, 0, 30),
+        ("/v1.0/clip?limit=0", 1, 0, 1),
+        ("/v1.0/clip?limit=5&offset=-20", 5, 0, 5),
+    ] {
+        let (status, body) = get(&db, uri).await;
+        assert_eq!(status, StatusCode::OK, "{uri}: {body}");
+        assert_eq!(
+            (body["query"]["limit"].as_i64(), body["query"]["offset"].as_i64()),
+            (Some(limit), Some(offset))
+        );
+        assert_eq!(body["clips"].as_array().unwrap().len(), count, "{uri}");
+    }
+    let (status, body) = get(&db, "/v1.0/clip?offset=10001").await;
+    assert_eq!(status, StatusCode::BAD_REQUEST, "{body}");
+    assert!(body["error"].as_str().unwrap().contains("cursor"), "{body}");
 }
 
 #[tokio::test]
@@ -163,7 +180,7 @@ async fn filters_narrow_the_list() {
 async fn bad_input_is_a_400_naming_the_parameter() {
     let db = database("bad").await;
     for (uri, parameter) in [
-        ("/v1.0/clip?limit=1000", "limit"),
+        ("/v1.0/clip?limit=many", "limit"),
         ("/v1.0/clip?min_intensity=-2", "min_intensity"),
         ("/v1.0/clip?offset=1%27%3B%20DROP%20TABLE%20clips%3B--", "offset"),
         ("/v1.0/clip?streamer=x%27%20OR%201%3D1", "streamer"),
@@ -174,6 +191,18 @@ async fn bad_input_is_a_400_naming_the_parameter() {
         assert_eq!(status, StatusCode::BAD_REQUEST, "{uri}: {body}");
         assert_eq!(body["parameter"], parameter, "{uri}: {body}");
     }
+    // The seed's texts for the seed's parameters.
+    for (uri, text) in [
+        ("/v1.0/clip?limit=many", "Invalid limit parameter"),
+        ("/v1.0/clip?offset=x", "Invalid offset parameter"),
+        ("/v1.0/clip?min_intensity=x", "Invalid min_intensity parameter"),
+        ("/v1.0/clip?min_intensity=-2", "min_intensity must be non-negative"),
+    ] {
+        let (_, body) = get(&db, uri).await;
+        assert_eq!(body["error"], text, "{uri}");
+    }
+    let (status, body) = get(&db, "/v1.0/nothing/here").await;
+    assert_eq!((status, body), (StatusCode::NOT_FOUND, serde_json::json!({ "error": "Not found" })));
     let (status, _) = get(&db, "/v1.0/clip").await;
     assert_eq!(status, StatusCode::OK, "the table survived");
 }
@@ -207,11 +236,12 @@ async fn single_clips_streamers_and_health() {
     assert_eq!(streamers["streamers"].as_array().unwrap().len(), 3);
     assert_eq!(streamers["streamers"][0]["clip_count"], 1);
     let (status, health) = get(&db, "/health").await;
-    assert_eq!((status, health["database"].as_str()), (StatusCode::OK, Some("ok")));
+    assert_eq!((status, health["status"].as_str()), (StatusCode::OK, Some("healthy")), "the seed's word");
+    assert_eq!(health["database"], "ok");
     let down = Database::from_url("postgres://highlights@127.0.0.1:9/highlights").unwrap();
     let (status, health) = get(&down, "/health").await;
     assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE);
-    assert_eq!(health["status"], "unavailable");
+    assert_eq!(health["status"], "unhealthy");
     let (status, body) = get(&down, "/v1.0/clip").await;
     assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE);
     assert!(!body.to_string().contains("127.0.0.1"), "no internals leak: {body}");
