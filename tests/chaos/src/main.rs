@@ -11,7 +11,7 @@ struct Args {
     #[arg(long)]
     short: bool,
     /// Only these scenarios (by name; default: all).
-    #[arg(long = "scenario")]
+    #[arg(long = "scenario", num_args = 1..)]
     only: Vec<String>,
 }
 
@@ -20,14 +20,13 @@ async fn main() -> anyhow::Result<()> {
     let args = Args::parse();
     let repository = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../..");
     let binaries = Binaries::locate(&repository)?;
-    let chosen: Vec<Scenario> = scenario::all(args.short)
-        .into_iter()
-        .filter(|s| args.only.is_empty() || args.only.iter().any(|o| o == s.name))
-        .collect();
-    if chosen.is_empty() {
-        let names: Vec<&str> = scenario::all(false).iter().map(|s| s.name).collect();
-        anyhow::bail!("no such scenario; the scenarios are: {}", names.join(", "));
+    let every = scenario::all(args.short);
+    let names: Vec<&str> = every.iter().map(|s| s.name).collect();
+    if let Some(unknown) = args.only.iter().find(|o| !names.contains(&o.as_str())) {
+        anyhow::bail!("no scenario {unknown:?}; the scenarios are: {}", names.join(", "));
     }
+    let chosen: Vec<Scenario> =
+        every.into_iter().filter(|s| args.only.is_empty() || args.only.iter().any(|o| o == s.name)).collect();
     let mut rows = Vec::new();
     for (n, scenario) in chosen.iter().enumerate() {
         eprintln!("chaos: [{}/{}] {}: {}", n + 1, chosen.len(), scenario.name, scenario.how());
@@ -43,9 +42,9 @@ async fn main() -> anyhow::Result<()> {
         rows.push(row);
     }
     println!("{}", report::table(&rows));
-    if rows.iter().all(scenario::Row::lossless) {
+    if rows.iter().all(|row| row.lossless() && row.metrics_within_bound()) {
         Ok(())
     } else {
-        anyhow::bail!("some scenario lost or doubled moments")
+        anyhow::bail!("some scenario lost or doubled moments, or its metrics are out of their bound")
     }
 }

@@ -40,6 +40,10 @@ pub enum Fault {
     /// The ingester SIGKILLed and restarted; later the IRC connection cut by the server; later
     /// Twitch's RECONNECT.
     IngesterKilled,
+    /// The ingester replaced as an ECS deploy does (`maxHealthyPercent` 200): a new one starts,
+    /// and the old one is stopped (SIGTERM, drained) this many seconds later; both read the same
+    /// chat meanwhile.
+    IngesterReplaced { overlap: u32 },
     /// The AWS emulator killed (its state is gone) and a new, empty one started, between two
     /// rounds of bursts; `highlights local provision` runs this many seconds later.
     EmulatorRestarted { provision_after: u32 },
@@ -57,6 +61,8 @@ struct DuringFault {
     /// The API's status code for a clip list while PostgreSQL was down (`None`: no answer),
     /// asked aside so the chat goes on meanwhile.
     api_while_database_down: Option<tokio::task::JoinHandle<Option<u16>>>,
+    /// The ingester being replaced, until it is stopped.
+    replaced_ingester: Option<crate::world::Process>,
 }
 
 /// What the old emulator held, read just before it was killed.
@@ -91,6 +97,9 @@ impl Scenario {
                 .into(),
             Fault::RunnerKilled { times, seed } => format!("kill -9 the runner {times}x (seed {seed}), restarted"),
             Fault::IngesterKilled => "kill -9 the ingester + restart; IRC connection cut; RECONNECT".into(),
+            Fault::IngesterReplaced { overlap } => {
+                format!("a second ingester started, the first stopped (SIGTERM) {overlap} s later, as a deploy")
+            }
             Fault::EmulatorRestarted { provision_after } => format!(
                 "kill -9 the AWS emulator, start an empty one; `highlights local provision` {provision_after} s later"
             ),
@@ -120,6 +129,12 @@ pub fn all(short: bool) -> Vec<Scenario> {
         },
         Scenario { name: "ingester-killed", fault: Fault::IngesterKilled, seconds, channels },
         Scenario {
+            name: "ingester-replaced",
+            fault: Fault::IngesterReplaced { overlap: scale(10, 5) },
+            seconds,
+            channels,
+        },
+        Scenario {
             name: "emulator-restarted",
             fault: Fault::EmulatorRestarted { provision_after: scale(20, 12) },
             seconds: seconds.max(RESTART_AT + scale(20, 12) + 25),
@@ -142,6 +157,8 @@ pub struct Row {
     /// before (what it may still hold unsent: the batch being filled and the put in flight).
     pub chat_dropped_at_most: u64,
     pub metrics: Metrics,
+    /// Chat two ingesters may both have received (the overlap of a replacement).
+    pub received_twice_at_most: u64,
     pub runner_kills: u64,
     pub chat_shards: u64,
     pub channels: u64,
@@ -210,9 +227,18 @@ impl Row {
         };
         let delivered = self.sent;
         let in_kinesis = self.sent.saturating_sub(self.chat_dropped.max(0) as u64);
+        // While two ingesters overlap (a deploy), both receive and send the same chat: their
+        // counts exceed the chat by at most the chat of the overlap.
+        let twice = self.received_twice_at_most;
+        let ingester = if twice > 0 {
+            (delivered..=delivered + twice).contains(&self.metrics.ingester_received)
+                && self.metrics.ingester_sent == self.messages_in_kinesis
+        } else {
+            within(self.metrics.ingester_received, delivered, self.chat_dropped_at_most)
+                && within(self.metrics.ingester_sent, in_kinesis, self.chat_dropped_at_most)
+        };
         within(self.counted_by_detector, self.messages_in_kinesis, self.metrics_lost_at_most)
-            && within(self.metrics.ingester_received, delivered, self.chat_dropped_at_most)
-            && within(self.metrics.ingester_sent, in_kinesis, self.chat_dropped_at_most)
+            && ingester
             && within(
                 self.metrics.detections,
                 self.detections as u64,
@@ -292,6 +318,10 @@ async fn run_in(world: &mut World, scenario: &Scenario, run_id: u32) -> anyhow::
     }
     row.sent = log.delivered;
     row.undelivered = log.undelivered;
+    if let Fault::IngesterReplaced { overlap } = scenario.fault {
+        let during_overlap = &log.per_second[FAULT_AT as usize..(FAULT_AT + overlap) as usize];
+        row.received_twice_at_most = during_overlap.iter().sum();
+    }
     if scenario.fault == Fault::IngesterKilled {
         let before_kill = &log.per_second[(FAULT_AT - 2) as usize..FAULT_AT as usize];
         row.chat_dropped_at_most = before_kill.iter().sum();
@@ -477,6 +507,19 @@ async fn inject(
                 world.aws_proxy.set(ProxyFault::Pass);
             } else if second == RESTART_AT + provision_after {
                 world.provision().await?;
+                return Ok(ended);
+            }
+        }
+        Fault::IngesterReplaced { overlap } => {
+            if second == FAULT_AT {
+                during.replaced_ingester = world.ingester.take();
+                world.start_ingester()?;
+            } else if second == FAULT_AT + overlap
+                && let Some(old) = during.replaced_ingester.take()
+            {
+                if !tokio::task::spawn_blocking(move || old.terminate()).await? {
+                    anyhow::bail!("the replaced ingester did not drain and exit 0");
+                }
                 return Ok(ended);
             }
         }
