@@ -54,7 +54,7 @@ impl ChatStream {
 }
 
 pub async fn read_chat_stream(world: &World) -> anyhow::Result<ChatStream> {
-    let client = aws_sdk_kinesis::Client::new(&world.sdk().await);
+    let client = aws_sdk_kinesis::Client::new(world.sdk());
     let stream = &world.resources.chat_stream.name;
     let summary = client.describe_stream_summary().stream_name(stream).send().await?;
     let described = summary.stream_description_summary();
@@ -135,7 +135,7 @@ pub async fn reference_detections(stream: &ChatStream, flags: &[String]) -> anyh
 /// The highlights the system wrote (DynamoDB), with the clipper's progress on each.
 pub async fn system_detections(world: &World) -> anyhow::Result<Vec<(Detection, Option<String>)>> {
     let table = DynamoHighlights::new(
-        aws_sdk_dynamodb::Client::new(&world.sdk().await),
+        aws_sdk_dynamodb::Client::new(world.sdk()),
         &world.resources.highlights_table.name,
     );
     let mut all = Vec::new();

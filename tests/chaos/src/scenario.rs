@@ -589,6 +589,7 @@ async fn settle(
     let checkpoints = world.dir.join("checkpoints.json");
     let expected: BTreeSet<String> = reference.iter().map(key).collect();
     let waiting_for = Mutex::new(String::new());
+    let database = tokio::sync::Mutex::new(None::<tokio_postgres::Client>);
     let settled = poll(Duration::from_secs(180), "the pipeline to settle", || async {
         let why = |what: String| {
             *waiting_for.lock().expect("not poisoned") = what;
@@ -610,9 +611,14 @@ async fn settle(
         };
         system.extend_from_slice(earlier);
         let found: BTreeSet<String> = system.iter().map(|(d, _)| key(d)).collect();
-        let rows = match world.database().await {
-            Ok(db) => observe::clip_rows(&db).await,
-            Err(error) => Err(error),
+        // One connection for the whole wait, opened again only once it broke.
+        let mut db = database.lock().await;
+        if db.as_ref().is_none_or(tokio_postgres::Client::is_closed) {
+            *db = world.database().await.ok();
+        }
+        let rows = match db.as_ref() {
+            Some(db) => observe::clip_rows(db).await,
+            None => Err(anyhow::anyhow!("no connection")),
         };
         let rows = match rows {
             Ok(rows) => rows,

@@ -138,6 +138,7 @@ pub struct World {
     pub irc: FakeIrc,
     pub plan: ChatPlan,
     pub resources: Resources,
+    sdk: aws_config::SdkConfig,
     env: Vec<(String, String)>,
     /// Detector flags of the runner; the reference detector parses the same ones.
     pub detector_flags: Vec<String>,
@@ -200,6 +201,13 @@ impl World {
         let irc = FakeIrc::start(&rooms).await;
 
         let resources = Resources::defaults();
+        let sdk = aws::local(&LocalAws {
+            endpoint_url: format!("http://127.0.0.1:{}", emulator.port),
+            region: "us-east-1".into(),
+            access_key_id: "test".into(),
+            secret_access_key: "test".into(),
+        })
+        .await;
         let owner = format!("postgres://highlights@{}/highlights?sslmode=disable", postgres_proxy.address());
         let mut env: Vec<(String, String)> = vec![
             ("AWS_ENDPOINT_URL".into(), format!("http://{}", aws_proxy.address())),
@@ -228,6 +236,7 @@ impl World {
             irc,
             plan,
             resources,
+            sdk,
             env,
             detector_flags: QUICK_DETECTOR.iter().map(|s| (*s).to_owned()).collect(),
             started: Default::default(),
@@ -347,15 +356,10 @@ impl World {
         self.env.iter().rev().find(|(k, _)| k == key).map(|(_, v)| v.as_str())
     }
 
-    /// The AWS SDK straight to the emulator (not through the proxy): the harness's own view.
-    pub async fn sdk(&self) -> aws_config::SdkConfig {
-        aws::local(&LocalAws {
-            endpoint_url: format!("http://127.0.0.1:{}", self.emulator.port),
-            region: "us-east-1".into(),
-            access_key_id: "test".into(),
-            secret_access_key: "test".into(),
-        })
-        .await
+    /// The AWS SDK straight to the emulator (not through the proxy): the harness's own view,
+    /// built once (a restarted emulator keeps its port).
+    pub fn sdk(&self) -> &aws_config::SdkConfig {
+        &self.sdk
     }
 
     /// The database as its owner, straight (not through the proxy).
