@@ -49,6 +49,37 @@ pub trait ClipStore: Send + Sync {
     fn not_published_yet(&self, clip_id: &str) -> impl Future<Output = Result<(), ClipStoreError>> + Send;
 }
 
+impl<T: ClipStore> ClipStore for std::sync::Arc<T> {
+    fn insert(
+        &self,
+        clip_id: &str,
+        detection: &Detection,
+    ) -> impl Future<Output = Result<String, ClipStoreError>> + Send {
+        T::insert(self, clip_id, detection)
+    }
+    fn clip_of(
+        &self,
+        detection: &Detection,
+    ) -> impl Future<Output = Result<Option<String>, ClipStoreError>> + Send {
+        T::clip_of(self, detection)
+    }
+    fn confirm(&self, info: &ClipInfo) -> impl Future<Output = Result<(), ClipStoreError>> + Send {
+        T::confirm(self, info)
+    }
+    fn mark_clipping_restricted(
+        &self,
+        broadcaster_id: BroadcasterId,
+    ) -> impl Future<Output = Result<(), ClipStoreError>> + Send {
+        T::mark_clipping_restricted(self, broadcaster_id)
+    }
+    fn unconfirmed(&self, limit: u32) -> impl Future<Output = Result<Vec<String>, ClipStoreError>> + Send {
+        T::unconfirmed(self, limit)
+    }
+    fn not_published_yet(&self, clip_id: &str) -> impl Future<Output = Result<(), ClipStoreError>> + Send {
+        T::not_published_yet(self, clip_id)
+    }
+}
+
 /// The URLs of a clip follow from its id.
 pub fn clip_urls(clip_id: &str) -> (String, String) {
     (format!("https://clips.twitch.tv/{clip_id}"), format!("https://clips.twitch.tv/embed?clip={clip_id}"))

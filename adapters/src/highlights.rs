@@ -87,6 +87,46 @@ pub trait HighlightProgress: Send + Sync {
     ) -> impl Future<Output = Result<(), StoreError>> + Send;
 }
 
+impl<T: HighlightProgress> HighlightProgress for std::sync::Arc<T> {
+    fn progress(
+        &self,
+        detection: &Detection,
+    ) -> impl Future<Output = Result<Option<Progress>, StoreError>> + Send {
+        T::progress(self, detection)
+    }
+    fn record_intent(
+        &self,
+        detection: &Detection,
+        attempt: u32,
+        at_ms: i64,
+    ) -> impl Future<Output = Result<bool, StoreError>> + Send {
+        T::record_intent(self, detection, attempt, at_ms)
+    }
+    fn record_clip(
+        &self,
+        detection: &Detection,
+        clip_id: &str,
+        attempts: u32,
+    ) -> impl Future<Output = Result<(), StoreError>> + Send {
+        T::record_clip(self, detection, clip_id, attempts)
+    }
+    fn record_failure(
+        &self,
+        detection: &Detection,
+        reason: &str,
+        attempts: u32,
+    ) -> impl Future<Output = Result<(), StoreError>> + Send {
+        T::record_failure(self, detection, reason, attempts)
+    }
+    fn record_stored(
+        &self,
+        detection: &Detection,
+        confirmed: bool,
+    ) -> impl Future<Output = Result<(), StoreError>> + Send {
+        T::record_stored(self, detection, confirmed)
+    }
+}
+
 const CLIP_ID: &str = "clip_id";
 const ATTEMPTS: &str = "attempts";
 const REASON: &str = "reason";

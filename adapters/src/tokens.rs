@@ -1,12 +1,16 @@
-//! The Twitch user token, kept in Secrets Manager and cached across warm invocations.
+//! The Twitch user token that creates clips, kept in a vault (Secrets Manager in the cloud, a
+//! private file for `highlights dev`) and cached across warm invocations.
 //!
 //! A token that is about to expire, or that Twitch rejected with a 401, is refreshed once and the
-//! new access and refresh tokens are written back to the secret (the seed's refresh callback).
-//! Concurrent refreshes must not lose the newest refresh token: before refreshing, the secret is
+//! new access and refresh tokens are written back to the vault (the seed's refresh callback).
+//! Concurrent refreshes must not lose the newest refresh token: before refreshing, the vault is
 //! read again, and if another process already replaced the rejected token, that newer token is
 //! used instead of refreshing a second time.
+//!
+//! Tokens never appear in errors or logs: errors name the vault, never its contents.
 
 use std::future::Future;
+use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
 
 use aws_sdk_secretsmanager::error::DisplayErrorContext;
@@ -16,12 +20,13 @@ use crate::twitch::{AppCredentials, Secret, TwitchError, TwitchOAuth, UserToken,
 
 #[derive(Debug, thiserror::Error)]
 pub enum TokenError {
-    #[error("cannot read secret {secret}: {message}")]
-    Read { secret: String, message: String },
-    #[error("secret {0} does not hold the expected JSON (run `highlights tokens seed`)")]
+    /// `place` names the vault: "secret NAME" or "token file PATH".
+    #[error("cannot read {place}: {message}")]
+    Read { place: String, message: String },
+    #[error("{0} does not hold the expected JSON (run `highlights tokens seed`)")]
     Malformed(String),
-    #[error("cannot write secret {secret}: {message}")]
-    Write { secret: String, message: String },
+    #[error("cannot write {place}: {message}")]
+    Write { place: String, message: String },
     #[error("token refresh failed: {0}")]
     Refresh(#[from] TwitchError),
 }
@@ -41,15 +46,122 @@ pub trait TokenSource: Send + Sync {
     fn user_id(&self) -> impl Future<Output = Result<Option<String>, TokenError>> + Send;
 }
 
-/// Secrets Manager + Twitch OAuth.
-pub struct SecretsTokenSource {
+/// Where the app credentials and the user token are kept.
+pub trait TokenVault: Send + Sync {
+    fn app(&self) -> impl Future<Output = Result<AppCredentials, TokenError>> + Send;
+    fn token(&self) -> impl Future<Output = Result<UserToken, TokenError>> + Send;
+    fn store_token(&self, token: &UserToken) -> impl Future<Output = Result<(), TokenError>> + Send;
+    /// The vault's name for logs ("secret NAME", "token file PATH"); never its contents.
+    fn place(&self) -> String;
+}
+
+/// Secrets Manager: one secret for the app credentials, one for the user token.
+pub struct SecretsVault {
     secrets: aws_sdk_secretsmanager::Client,
     app_secret: String,
     token_secret: String,
+}
+
+impl TokenVault for SecretsVault {
+    async fn app(&self) -> Result<AppCredentials, TokenError> {
+        read_secret_json(&self.secrets, &self.app_secret).await
+    }
+
+    async fn token(&self) -> Result<UserToken, TokenError> {
+        read_secret_json(&self.secrets, &self.token_secret).await
+    }
+
+    async fn store_token(&self, token: &UserToken) -> Result<(), TokenError> {
+        let text = serde_json::to_string(token).expect("a token serialises");
+        self.secrets
+            .put_secret_value()
+            .secret_id(&self.token_secret)
+            .secret_string(text)
+            .send()
+            .await
+            .map_err(|e| TokenError::Write {
+                place: self.place(),
+                message: DisplayErrorContext(&e).to_string(),
+            })?;
+        Ok(())
+    }
+
+    fn place(&self) -> String {
+        format!("secret {}", self.token_secret)
+    }
+}
+
+/// A file written by `highlights tokens seed --out` (mode 0600), with the app credentials given
+/// apart (the environment): `highlights dev` on one machine, no cloud.
+pub struct FileVault {
+    app: AppCredentials,
+    path: PathBuf,
+}
+
+impl FileVault {
+    pub fn new(app: AppCredentials, path: impl Into<PathBuf>) -> Self {
+        Self { app, path: path.into() }
+    }
+
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+}
+
+impl TokenVault for FileVault {
+    async fn app(&self) -> Result<AppCredentials, TokenError> {
+        Ok(self.app.clone())
+    }
+
+    async fn token(&self) -> Result<UserToken, TokenError> {
+        let text = tokio::fs::read_to_string(&self.path)
+            .await
+            .map_err(|e| TokenError::Read { place: self.place(), message: e.to_string() })?;
+        serde_json::from_str(&text).map_err(|_| TokenError::Malformed(self.place()))
+    }
+
+    /// Written to a private temporary file, then renamed over the old one: a crash leaves the
+    /// old token or the new one, never half of either.
+    async fn store_token(&self, token: &UserToken) -> Result<(), TokenError> {
+        let text = serde_json::to_string_pretty(token).expect("a token serialises");
+        let (path, place) = (self.path.clone(), self.place());
+        tokio::task::spawn_blocking(move || write_private_file(&path, text.as_bytes()))
+            .await
+            .map_err(|e| TokenError::Write { place: place.clone(), message: e.to_string() })?
+            .map_err(|e| TokenError::Write { place, message: e.to_string() })
+    }
+
+    fn place(&self) -> String {
+        format!("token file {}", self.path.display())
+    }
+}
+
+/// Writes `contents` to `path`, readable and writable by the owner only, atomically.
+pub fn write_private_file(path: &Path, contents: &[u8]) -> std::io::Result<()> {
+    use std::io::Write as _;
+    use std::os::unix::fs::OpenOptionsExt as _;
+    let mut temporary = path.as_os_str().to_owned();
+    temporary.push(".new");
+    let temporary = PathBuf::from(temporary);
+    let mut file =
+        std::fs::OpenOptions::new().write(true).create(true).truncate(true).mode(0o600).open(&temporary)?;
+    // A leftover temporary file keeps its mode on open: tighten it explicitly.
+    std::fs::set_permissions(&temporary, std::os::unix::fs::PermissionsExt::from_mode(0o600))?;
+    file.write_all(contents)?;
+    file.sync_all()?;
+    std::fs::rename(&temporary, path)
+}
+
+/// A vault + Twitch OAuth: refreshes when needed and writes the new tokens back.
+pub struct StoredTokenSource<V> {
+    vault: V,
     oauth: TwitchOAuth,
     cache: Mutex<Option<(AppCredentials, UserToken)>>,
     refreshes: AtomicU64,
 }
+
+/// The cloud's token source.
+pub type SecretsTokenSource = StoredTokenSource<SecretsVault>;
 
 impl SecretsTokenSource {
     pub fn new(
@@ -58,18 +170,16 @@ impl SecretsTokenSource {
         token_secret: impl Into<String>,
         oauth: TwitchOAuth,
     ) -> Self {
-        Self {
-            secrets,
-            app_secret: app_secret.into(),
-            token_secret: token_secret.into(),
+        Self::with_vault(
+            SecretsVault { secrets, app_secret: app_secret.into(), token_secret: token_secret.into() },
             oauth,
-            cache: Mutex::new(None),
-            refreshes: AtomicU64::new(0),
-        }
+        )
     }
+}
 
-    async fn read<T: serde::de::DeserializeOwned>(&self, secret: &str) -> Result<T, TokenError> {
-        read_secret_json(&self.secrets, secret).await
+impl<V: TokenVault> StoredTokenSource<V> {
+    pub fn with_vault(vault: V, oauth: TwitchOAuth) -> Self {
+        Self { vault, oauth, cache: Mutex::new(None), refreshes: AtomicU64::new(0) }
     }
 
     /// The app credentials (client id and secret).
@@ -82,7 +192,7 @@ impl SecretsTokenSource {
         if let Some(cached) = cache.as_ref() {
             return Ok(cached.clone());
         }
-        let loaded = (self.read(&self.app_secret).await?, self.read(&self.token_secret).await?);
+        let loaded = (self.vault.app().await?, self.vault.token().await?);
         *cache = Some(loaded.clone());
         Ok(loaded)
     }
@@ -93,8 +203,8 @@ impl SecretsTokenSource {
         cache: &mut Option<(AppCredentials, UserToken)>,
         stale: &Secret,
     ) -> Result<Secret, TokenError> {
-        let app: AppCredentials = self.read(&self.app_secret).await?;
-        let stored: UserToken = self.read(&self.token_secret).await?;
+        let app = self.vault.app().await?;
+        let stored = self.vault.token().await?;
         if &stored.access_token != stale && !stored.is_expiring(now_s()) {
             let access = stored.access_token.clone();
             *cache = Some((app, stored));
@@ -104,16 +214,14 @@ impl SecretsTokenSource {
         if fresh.user_id.is_none() {
             fresh.user_id = self.validated_user(&fresh.access_token).await;
         }
-        self.store(&fresh).await?;
+        self.vault.store_token(&fresh).await?;
         self.refreshes.fetch_add(1, Ordering::Relaxed);
-        tracing::info!(secret = %self.token_secret, "refreshed the Twitch user token and stored it");
+        tracing::info!(vault = %self.vault.place(), "refreshed the Twitch user token and stored it");
         let access = fresh.access_token.clone();
         *cache = Some((app, fresh));
         Ok(access)
     }
-}
 
-impl SecretsTokenSource {
     /// The token's user from Twitch, or `None` (logged) when Twitch cannot say now.
     async fn validated_user(&self, access: &Secret) -> Option<String> {
         match self.oauth.user_id(access).await {
@@ -124,24 +232,9 @@ impl SecretsTokenSource {
             }
         }
     }
-
-    async fn store(&self, token: &UserToken) -> Result<(), TokenError> {
-        let text = serde_json::to_string(token).expect("a token serialises");
-        self.secrets
-            .put_secret_value()
-            .secret_id(&self.token_secret)
-            .secret_string(text)
-            .send()
-            .await
-            .map_err(|e| TokenError::Write {
-                secret: self.token_secret.clone(),
-                message: DisplayErrorContext(&e).to_string(),
-            })?;
-        Ok(())
-    }
 }
 
-impl TokenSource for SecretsTokenSource {
+impl<V: TokenVault> TokenSource for StoredTokenSource<V> {
     async fn access_token(&self) -> Result<Secret, TokenError> {
         let (_, token) = self.loaded().await?;
         if !token.is_expiring(now_s()) {
@@ -178,7 +271,7 @@ impl TokenSource for SecretsTokenSource {
         }
         token.user_id = self.validated_user(&token.access_token).await;
         if token.user_id.is_some() {
-            self.store(&token).await?;
+            self.vault.store_token(&token).await?;
             *cache = Some((app, token.clone()));
         }
         Ok(token.user_id)
@@ -192,9 +285,9 @@ pub async fn read_secret_json<T: serde::de::DeserializeOwned>(
     secret: &str,
 ) -> Result<T, TokenError> {
     let value = secrets.get_secret_value().secret_id(secret).send().await.map_err(|e| TokenError::Read {
-        secret: secret.to_owned(),
+        place: format!("secret {secret}"),
         message: DisplayErrorContext(&e).to_string(),
     })?;
     serde_json::from_str(value.secret_string().unwrap_or_default())
-        .map_err(|_| TokenError::Malformed(secret.to_owned()))
+        .map_err(|_| TokenError::Malformed(format!("secret {secret}")))
 }

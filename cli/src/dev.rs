@@ -18,12 +18,20 @@ use std::time::{Duration, Instant};
 
 use anyhow::{Context as _, bail};
 use api_function::{ApiState, site_router};
+use clipper_function::ClipperHandler;
 use detector_function::DetectorHandler;
 use highlights_adapters::channel_settings::SETTINGS_REFRESH;
+use highlights_adapters::highlights::detection_item;
 use highlights_adapters::kinesis_out::OutRecord;
-use highlights_adapters::lambda_events::{KinesisRecordIn, kinesis_event};
-use highlights_adapters::settings::DetectorSettings;
-use highlights_core::{ChatBatch, wire};
+use highlights_adapters::lambda_events::{
+    DynamoRecordIn, KinesisRecordIn, dynamodb_event, item_json, kinesis_event,
+};
+use highlights_adapters::resources::keys;
+use highlights_adapters::settings::{DetectorSettings, TwitchUrls};
+use highlights_adapters::tokens::{FileVault, StoredTokenSource, TokenVault as _};
+use highlights_adapters::twitch::{AppCredentials, HelixClips, Secret, TwitchOAuth};
+use highlights_core::clip_policy::ClipPolicy;
+use highlights_core::{ChatBatch, Detection, wire};
 use highlights_embedded::Embedded;
 use ingest_fargate::producer::{EntryResults, RecordSink, SinkError};
 use tokio::sync::watch;
@@ -41,6 +49,14 @@ const IDLE_POLL: Duration = Duration::from_millis(20);
 const DEMO_CHANNELS: [(&str, &str); 3] =
     [("demo_pixel", "Demo Pixel"), ("demo_speedrun", "Demo Speedrun"), ("demo_cozy", "Demo Cozy")];
 const STREAM_ARN: &str = "arn:aws:kinesis:local:000000000000:stream/dev-chat";
+const HIGHLIGHTS_STREAM_ARN: &str = "arn:aws:dynamodb:local:000000000000:table/dev-highlights/stream/dev";
+/// The consumer that turns highlights into clips or moments (one name whichever it is, so that
+/// adding credentials to a data directory neither redoes nor skips highlights).
+const MOMENTS: &str = "moments";
+/// Highlights handed to the clipper per invocation (the cloud mapping's batch size).
+const CLIP_BATCH: usize = 10;
+/// How often clips Twitch had not published yet are asked about again (the cloud's schedule).
+const CONFIRM_SWEEP_EVERY: Duration = Duration::from_secs(120);
 
 #[derive(clap::Args, Debug)]
 pub struct DevArgs {
@@ -68,6 +84,19 @@ pub struct DevArgs {
     web_dir: PathBuf,
     #[command(flatten)]
     detector: DetectorSettings,
+    /// Live channels get real Twitch clips with this token file (written by `highlights tokens
+    /// seed --out FILE`) and the app's TWITCH_CLIENT_ID and TWITCH_CLIENT_SECRET; without it,
+    /// each highlight is stored as a moment.
+    #[arg(long, env = "TWITCH_TOKEN_FILE", value_name = "FILE")]
+    twitch_tokens: Option<PathBuf>,
+    /// The Twitch application's client id (with --twitch-tokens).
+    #[arg(long, env = "TWITCH_CLIENT_ID")]
+    client_id: Option<String>,
+    /// The application's client secret (prefer the environment variable to the command line).
+    #[arg(long, env = "TWITCH_CLIENT_SECRET", hide_env_values = true)]
+    client_secret: Option<String>,
+    #[command(flatten)]
+    twitch: TwitchUrls,
     /// Exit once a replay is fully detected and stored (scripts, tests); otherwise keep serving.
     #[arg(long, requires = "replay")]
     exit_when_done: bool,
@@ -99,6 +128,7 @@ struct Progress {
     records_detected: AtomicU64,
     detections: AtomicU64,
     moments: AtomicU64,
+    clips: AtomicU64,
     source_done: AtomicBool,
     /// Why the source stopped, when it failed: ends the run with that error.
     source_error: std::sync::Mutex<Option<String>>,
@@ -115,8 +145,13 @@ pub fn run(args: DevArgs) -> anyhow::Result<()> {
     for file in &args.replay {
         std::fs::File::open(file).with_context(|| format!("cannot read {}", file.display()))?;
     }
+    let vault = token_vault(&args)?;
     let store = Arc::new(Embedded::open(&args.data_dir)?);
     crate::stack::runtime()?.block_on(async move {
+        if let Some(vault) = &vault {
+            // Read once now, so that a bad file stops the start, not the first clip.
+            vault.token().await.context("the Twitch token file cannot be used")?;
+        }
         let progress = Arc::new(Progress::default());
         let (stop_tx, stop) = watch::channel(false);
         let listener = tokio::net::TcpListener::bind(args.listen)
@@ -139,7 +174,22 @@ pub fn run(args: DevArgs) -> anyhow::Result<()> {
         let handler = DetectorHandler::new(config, store.clone(), store.clone())
             .with_channel_settings(store.clone(), SETTINGS_REFRESH);
         let detector = tokio::spawn(detect(store.clone(), handler, progress.clone(), stop.clone()));
-        let moments = tokio::spawn(store_moments(store.clone(), progress.clone(), stop.clone()));
+        let moments = match vault {
+            Some(vault) => {
+                let http = reqwest::Client::new();
+                let app = vault.app().await?;
+                eprintln!("dev: live highlights become Twitch clips (tokens in {})", vault.path().display());
+                let clipper = ClipperHandler::new(
+                    HelixClips::new(http.clone(), &args.twitch.helix_url, app.client_id),
+                    StoredTokenSource::with_vault(vault, TwitchOAuth::new(http, &args.twitch.oauth2_url)),
+                    store.clone(),
+                    store.clone(),
+                    ClipPolicy::default(),
+                );
+                tokio::spawn(clip_highlights(store.clone(), clipper, progress.clone(), stop.clone()))
+            }
+            None => tokio::spawn(store_moments(store.clone(), progress.clone(), stop.clone())),
+        };
         let source = {
             let (store, progress, stop) = (store.clone(), progress.clone(), stop.clone());
             let lateness = args.detector.lateness_ms;
@@ -180,9 +230,10 @@ pub fn run(args: DevArgs) -> anyhow::Result<()> {
             source.abort();
         }
         eprintln!(
-            "dev: {} messages, {} detections, {} moments stored",
+            "dev: {} messages, {} detections, {} clips and {} moments stored",
             progress.messages_in.load(Ordering::Relaxed),
             progress.detections.load(Ordering::Relaxed),
+            progress.clips.load(Ordering::Relaxed),
             progress.moments.load(Ordering::Relaxed)
         );
         outcome
@@ -220,15 +271,16 @@ async fn supervise(
         }
         let caught_up = progress.source_done.load(Ordering::SeqCst)
             && store.position("detector")? >= store.stream_end()?
-            && store.position("moments")? >= store.highlights_end()?;
+            && store.position(MOMENTS)? >= store.highlights_end()?;
         if exit_when_done && caught_up {
             return Ok(());
         }
         if last_print.elapsed() >= Duration::from_secs(2) {
             let line = format!(
-                "dev: {} messages in, {} detections, {} moments",
+                "dev: {} messages in, {} detections, {} clips, {} moments",
                 progress.messages_in.load(Ordering::Relaxed),
                 progress.detections.load(Ordering::Relaxed),
+                progress.clips.load(Ordering::Relaxed),
                 progress.moments.load(Ordering::Relaxed)
             );
             if line != last_line {
@@ -296,18 +348,115 @@ async fn store_moments(
     progress: Arc<Progress>,
     stop: watch::Receiver<bool>,
 ) -> anyhow::Result<()> {
-    let mut position = store.position("moments")?;
+    let mut position = store.position(MOMENTS)?;
     while !*stop.borrow() {
         let highlights = store.highlights_after(position, 100)?;
-        let Some((last, _)) = highlights.last() else {
+        let Some(&(last, _)) = highlights.last() else {
             tokio::time::sleep(IDLE_POLL).await;
             continue;
         };
-        let stored = store.store_moments("moments", &highlights, unix_ms())?;
+        let moments: Vec<Detection> = highlights.iter().map(|(_, d)| *d).collect();
+        let stored = store.store_moments(MOMENTS, &moments, last, unix_ms())?;
         progress.moments.fetch_add(stored as u64, Ordering::Relaxed);
-        position = *last;
+        position = last;
     }
     Ok(())
+}
+
+type DevClipper = ClipperHandler<HelixClips, StoredTokenSource<FileVault>, Arc<Embedded>, Arc<Embedded>>;
+
+/// The clipper's event-source mapping: the clipper Lambda's handler on each new highlight, in
+/// order, as the cloud delivers the highlights table's stream. A highlight that ends without a
+/// clip (the channel is not live, does not allow clips, the moment is too old: every replayed
+/// one) is stored as a moment instead. Highlights the handler hands back are delivered again,
+/// from the first of them, after a pause; the handler's progress on each highlight makes the
+/// redelivery create no second clip, also after `kill -9`.
+async fn clip_highlights(
+    store: Arc<Embedded>,
+    clipper: DevClipper,
+    progress: Arc<Progress>,
+    mut stop: watch::Receiver<bool>,
+) -> anyhow::Result<()> {
+    let mut position = store.position(MOMENTS)?;
+    let mut last_sweep = Instant::now();
+    while !*stop.borrow() {
+        if last_sweep.elapsed() >= CONFIRM_SWEEP_EVERY {
+            match clipper.confirm_sweep(100).await {
+                Ok(report) => {
+                    tracing::info!(checked = report.checked, confirmed = report.confirmed, "confirm sweep")
+                }
+                Err(error) => tracing::warn!(%error, "confirm sweep failed"),
+            }
+            last_sweep = Instant::now();
+        }
+        let highlights = store.highlights_after(position, CLIP_BATCH)?;
+        if highlights.is_empty() {
+            tokio::time::sleep(IDLE_POLL).await;
+            continue;
+        }
+        let (response, report) = clipper.handle(&highlight_event(&highlights)).await;
+        progress.clips.fetch_add(report.clips_created + report.clips_reconciled, Ordering::Relaxed);
+        let first_failed = response
+            .batch_item_failures
+            .iter()
+            .filter_map(|f| f.item_identifier.as_deref()?.parse::<i64>().ok())
+            .min();
+        let done: Vec<(i64, Detection)> =
+            highlights.into_iter().take_while(|(seq, _)| first_failed.is_none_or(|f| *seq < f)).collect();
+        if let Some(&(last, _)) = done.last() {
+            let moments: Vec<Detection> =
+                store.failed_highlights(&done)?.into_iter().map(|(_, d)| d).collect();
+            let stored = store.store_moments(MOMENTS, &moments, last, unix_ms())?;
+            progress.moments.fetch_add(stored as u64, Ordering::Relaxed);
+            position = last;
+        }
+        if let Some(sequence) = first_failed {
+            tracing::warn!(sequence, "the clipper handed a highlight back; delivering it again");
+            let _ = tokio::time::timeout(Duration::from_secs(1), stop.wait_for(|s| *s)).await;
+        }
+    }
+    Ok(())
+}
+
+/// The highlights table's stream event for `highlights` (new items; sequence = row number).
+fn highlight_event(highlights: &[(i64, Detection)]) -> aws_lambda_events::event::dynamodb::Event {
+    let now_ms = unix_ms();
+    let records: Vec<DynamoRecordIn> = highlights
+        .iter()
+        .map(|(seq, detection)| {
+            let image = item_json(&detection_item(detection, now_ms));
+            DynamoRecordIn {
+                event_id: seq.to_string(),
+                event_name: "INSERT".into(),
+                sequence_number: seq.to_string(),
+                keys: serde_json::json!({
+                    keys::BROADCASTER_ID: image[keys::BROADCASTER_ID],
+                    keys::PEAK_AT: image[keys::PEAK_AT],
+                }),
+                new_image: image,
+                approximate_creation_s: now_ms / 1000,
+            }
+        })
+        .collect();
+    dynamodb_event(HIGHLIGHTS_STREAM_ARN, "local", &records)
+}
+
+/// The token file and the app credentials, when clips are asked for; a clear error when they
+/// are incomplete (the file's content and the secret never appear in it).
+fn token_vault(args: &DevArgs) -> anyhow::Result<Option<FileVault>> {
+    let Some(path) = &args.twitch_tokens else { return Ok(None) };
+    let (Some(client_id), Some(client_secret)) = (&args.client_id, &args.client_secret) else {
+        bail!(
+            "--twitch-tokens needs the Twitch app's credentials too: set TWITCH_CLIENT_ID and TWITCH_CLIENT_SECRET"
+        );
+    };
+    if args.channels.is_empty() {
+        eprintln!("dev: only live channels (--channel) are clipped; recorded chat becomes moments");
+        return Ok(None);
+    }
+    let app =
+        AppCredentials { client_id: client_id.clone(), client_secret: Secret::new(client_secret.clone()) };
+    Ok(Some(FileVault::new(app, path)))
 }
 
 /// Replays `files` batched in event time, paced at `speed`, resuming after the records a previous

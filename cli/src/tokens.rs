@@ -139,7 +139,8 @@ async fn receive_code(listener: &tokio::net::TcpListener, state: &str) -> anyhow
 async fn store(args: &SeedArgs, app: &AppCredentials, token: &UserToken) -> anyhow::Result<()> {
     let json = serde_json::to_string_pretty(token)?;
     if let Some(path) = &args.out {
-        write_private(path, &json)?;
+        highlights_adapters::tokens::write_private_file(path, json.as_bytes())
+            .with_context(|| format!("cannot write {}", path.display()))?;
         eprintln!("tokens stored in {} (mode 0600)", path.display());
         return Ok(());
     }
@@ -163,21 +164,5 @@ async fn store(args: &SeedArgs, app: &AppCredentials, token: &UserToken) -> anyh
         put(resources.twitch_app_secret.name.clone(), serde_json::to_string(app)?).await?;
         eprintln!("app credentials stored in secret {}", resources.twitch_app_secret.name);
     }
-    Ok(())
-}
-
-fn write_private(path: &std::path::Path, contents: &str) -> anyhow::Result<()> {
-    use std::io::Write as _;
-    use std::os::unix::fs::OpenOptionsExt as _;
-    let mut file = std::fs::OpenOptions::new()
-        .write(true)
-        .create(true)
-        .truncate(true)
-        .mode(0o600)
-        .open(path)
-        .with_context(|| format!("cannot write {}", path.display()))?;
-    // An existing file keeps its mode on open: tighten it explicitly.
-    std::fs::set_permissions(path, std::os::unix::fs::PermissionsExt::from_mode(0o600))?;
-    file.write_all(contents.as_bytes())?;
     Ok(())
 }

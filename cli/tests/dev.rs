@@ -8,6 +8,7 @@ use std::time::{Duration, Instant};
 
 use highlights_embedded::Embedded;
 use highlights_test_support::irc::FakeIrc;
+use highlights_test_support::{CreateAnswer, FakeTwitch, OUR_USER_ID};
 
 const DEADLINE: Duration = Duration::from_secs(120);
 
@@ -210,6 +211,99 @@ async fn live_chat_from_twitch_irc_becomes_a_moment_the_api_lists() {
     assert_eq!(beta["count"], 0, "no chat, no moment");
     drop(served);
     std::fs::remove_dir_all(&data).unwrap();
+}
+
+/// With a token file and the app's credentials, a burst in a live channel becomes a real Twitch
+/// clip through the clipper's handler: exactly one, although Twitch's answer to Create Clip is
+/// cut after the clip was made. The expired token is refreshed first and the new one written back
+/// to the file (still private); no token or secret reaches the output.
+#[tokio::test(flavor = "multi_thread")]
+async fn with_twitch_credentials_a_live_burst_becomes_exactly_one_twitch_clip() {
+    use std::os::unix::fs::PermissionsExt as _;
+    let irc = FakeIrc::start(&[("alpha", 515151)]).await;
+    let twitch = FakeTwitch::start().await;
+    twitch.allow_refresh("old-refresh-value", "fresh-access-value", "next-refresh-value");
+    twitch.script(&[CreateAnswer::AcceptThenReset]);
+    let data = data_dir("clips");
+    let token_file = data.with_extension("tokens.json");
+    std::fs::write(
+        &token_file,
+        serde_json::json!({
+            "access_token": "old-access-value", "refresh_token": "old-refresh-value", "expires_at": 1,
+            "scopes": ["clips:edit"], "user_id": OUR_USER_ID,
+        })
+        .to_string(),
+    )
+    .unwrap();
+    let mut args = vec!["--channel", "alpha", "--twitch-tokens", token_file.to_str().unwrap()];
+    args.extend(QUICK_DETECTOR);
+    let (helix, oauth) = (twitch.helix_url(), twitch.oauth_url());
+    let served = dev(
+        &data,
+        &args,
+        &[
+            ("TWITCH_IRC_ADDR", &irc.url()),
+            ("TWITCH_CLIENT_ID", "dev-client"),
+            ("TWITCH_CLIENT_SECRET", "app-secret-value"),
+            ("TWITCH_HELIX_URL", &helix),
+            ("TWITCH_OAUTH2_URL", &oauth),
+        ],
+    );
+    assert!(irc.wait_joined(&["alpha"], DEADLINE).await, "never joined: {}", served.stderr.lock().unwrap());
+    let (burst_s, _) = send_live_chat_with_a_burst(&irc, "alpha", 515151).await;
+    let started = Instant::now();
+    let clip = loop {
+        let page: serde_json::Value = reqwest::get(format!("{}v1.0/clip?broadcaster_id=515151", served.url))
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        if page["count"].as_u64().unwrap() > 0 && page["clips"][0]["confirmed"] == true {
+            break page["clips"][0].clone();
+        }
+        assert!(started.elapsed() < DEADLINE, "no confirmed clip: {page} {}", served.stderr.lock().unwrap());
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    };
+    let made = twitch.clips_made();
+    assert_eq!(made.len(), 1, "one Twitch clip: {made:?}");
+    assert_eq!(twitch.create_calls().len(), 1, "the lost answer was looked up, not retried");
+    assert!(
+        twitch.create_calls().iter().all(|c| c.token == "fresh-access-value"),
+        "refreshed before the call"
+    );
+    assert_eq!(clip["kind"], "clip");
+    assert_eq!(clip["clip_id"], made[0].0);
+    assert_eq!(clip["url"], format!("https://clips.twitch.tv/{}", made[0].0));
+    let peak = time::OffsetDateTime::parse(
+        clip["detected_at"].as_str().unwrap(),
+        &time::format_description::well_known::Rfc3339,
+    )
+    .unwrap()
+    .unix_timestamp();
+    assert!((burst_s..burst_s + 3).contains(&peak), "the peak is in the burst ({burst_s}..): {clip}");
+    let stored: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(&token_file).unwrap()).unwrap();
+    assert_eq!(
+        (stored["access_token"].as_str(), stored["refresh_token"].as_str()),
+        (Some("fresh-access-value"), Some("next-refresh-value"))
+    );
+    assert_eq!(std::fs::metadata(&token_file).unwrap().permissions().mode() & 0o777, 0o600);
+    assert_eq!(twitch.refresh_calls(), 1);
+    let output = served.stderr.lock().unwrap().clone();
+    drop(served);
+    assert!(output.contains("Create Clip gave no clear answer"), "the answer was cut: {output}");
+    for secret in [
+        "old-access-value",
+        "old-refresh-value",
+        "fresh-access-value",
+        "next-refresh-value",
+        "app-secret-value",
+    ] {
+        assert!(!output.contains(secret), "a secret reached the output: {output}");
+    }
+    std::fs::remove_dir_all(&data).unwrap();
+    std::fs::remove_file(&token_file).unwrap();
 }
 
 /// The open page of `highlights dev` shows a new moment without reloading (Server-Sent Events),

@@ -48,15 +48,15 @@ fn clip_from_row(row: &rusqlite::Row<'_>) -> rusqlite::Result<(Clip, (i64, i64))
 }
 
 impl Embedded {
-    /// Stores `highlights` as moments and moves consumer `consumer` past the last of them, in one
-    /// transaction. Returns how many were new (a moment already stored is left as it is).
+    /// Stores `moments` and moves consumer `consumer` to `position`, in one transaction. Returns
+    /// how many were new (a moment already stored, or a highlight with a clip, is left as it is).
     pub fn store_moments(
         &self,
         consumer: &str,
-        highlights: &[(i64, Detection)],
+        moments: &[Detection],
+        position: i64,
         now_ms: i64,
     ) -> Result<usize, EmbeddedError> {
-        let Some((last, _)) = highlights.last() else { return Ok(0) };
         let mut connection = self.writer();
         let transaction = connection.transaction()?;
         let mut stored = 0;
@@ -66,7 +66,7 @@ impl Embedded {
                      intensity, message_count, baseline_mean, baseline_std) \
                  VALUES ('moment', ?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)",
             )?;
-            for (_, detection) in highlights {
+            for detection in moments {
                 stored += insert.execute(rusqlite::params![
                     moment_id(detection),
                     detection.broadcaster_id.to_string(),
@@ -80,7 +80,7 @@ impl Embedded {
                 ])?;
             }
         }
-        set_position_in(&transaction, consumer, *last)?;
+        set_position_in(&transaction, consumer, position)?;
         transaction.commit()?;
         Ok(stored)
     }
@@ -103,7 +103,7 @@ impl Embedded {
     }
 
     fn list(&self, query: &ClipQuery, position: Option<(i64, i64)>) -> Result<ClipRows, EmbeddedError> {
-        let mut filters = vec!["c.intensity >= ?".to_owned()];
+        let mut filters = vec!["c.intensity >= ?".to_owned(), "NOT c.unpublished".to_owned()];
         let mut params = vec![Value::Real(query.min_intensity)];
         if let Some(id) = &query.broadcaster_id {
             filters.push("c.broadcaster_id = ?".into());
@@ -245,9 +245,9 @@ mod tests {
     async fn moments_are_stored_once_with_the_consumer_position_and_listed_newest_first() {
         let (store, dir) = temporary();
         let store = Arc::new(store);
-        let batch = [(1, detection(5, 100, 6.0)), (2, detection(6, 300, 9.0)), (3, detection(5, 200, 4.0))];
-        assert_eq!(store.store_moments("moments", &batch, 1_000).unwrap(), 3);
-        assert_eq!(store.store_moments("moments", &batch[..1], 1_000).unwrap(), 0, "stored once");
+        let batch = [detection(5, 100, 6.0), detection(6, 300, 9.0), detection(5, 200, 4.0)];
+        assert_eq!(store.store_moments("moments", &batch, 3, 1_000).unwrap(), 3);
+        assert_eq!(store.store_moments("moments", &batch[..1], 1, 1_000).unwrap(), 0, "stored once");
         assert_eq!(store.position("moments").unwrap(), 1);
         store.upsert_streamer(5, "five", Some("Five"), true).unwrap();
 

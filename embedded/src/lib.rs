@@ -11,7 +11,8 @@
 //! - `detector_state`, `highlights`: the detector's ports ([`state`]) with DynamoDB's
 //!   conditional-write semantics.
 //! - `clips`, `streamers`: what the API lists ([`clips`]); a moment stored without a Twitch clip
-//!   is a clip of kind `moment`.
+//!   is a clip of kind `moment`. With Twitch credentials the clipper's ports ([`clipper`]) keep
+//!   its progress on the `highlights` rows and its clips in `clips`.
 //! - `channel_settings`: each channel's own detector settings ([`channel_settings`]), the
 //!   cloud's `channel-settings` table.
 //!
@@ -19,6 +20,7 @@
 //! detector decides.
 
 pub mod channel_settings;
+pub mod clipper;
 pub mod clips;
 pub mod state;
 pub mod stream;
@@ -33,7 +35,7 @@ use rusqlite::Connection;
 pub const FILE_NAME: &str = "highlights.sqlite3";
 /// Connections that serve the API's reads (WAL lets them read while the pipeline writes).
 const READERS: usize = 4;
-const SCHEMA_VERSION: i64 = 2;
+const SCHEMA_VERSION: i64 = 3;
 
 const SCHEMA: &str = "
 CREATE TABLE stream (
@@ -97,7 +99,8 @@ CREATE TABLE streamers (
 ";
 
 /// What each schema version adds to the one before (index 0: version 1 to 2).
-const MIGRATIONS: [&str; 1] = ["
+const MIGRATIONS: [&str; 2] = [
+    "
 CREATE TABLE channel_settings (
     broadcaster_id   INTEGER PRIMARY KEY,
     login            TEXT NOT NULL,
@@ -107,7 +110,18 @@ CREATE TABLE channel_settings (
     clips_per_hour   INTEGER,
     updated_at       INTEGER NOT NULL
 );
-"];
+",
+    "
+ALTER TABLE highlights ADD COLUMN status TEXT NOT NULL DEFAULT 'pending';
+ALTER TABLE highlights ADD COLUMN clip_id TEXT;
+ALTER TABLE highlights ADD COLUMN attempts INTEGER NOT NULL DEFAULT 0;
+ALTER TABLE highlights ADD COLUMN reason TEXT;
+ALTER TABLE highlights ADD COLUMN intent_at_ms INTEGER;
+ALTER TABLE clips ADD COLUMN confirm_attempts INTEGER NOT NULL DEFAULT 0;
+ALTER TABLE clips ADD COLUMN next_confirm_at_ms INTEGER NOT NULL DEFAULT 0;
+ALTER TABLE clips ADD COLUMN unpublished INTEGER NOT NULL DEFAULT 0;
+",
+];
 
 #[derive(Debug, thiserror::Error)]
 pub enum EmbeddedError {
@@ -234,17 +248,24 @@ mod tests {
     #[test]
     fn a_store_of_schema_1_gains_the_tables_of_later_versions_and_keeps_its_data() {
         let (store, dir) = temporary();
-        {
-            let writer = store.writer();
-            writer.execute_batch("DROP TABLE channel_settings; PRAGMA user_version = 1;").unwrap();
-            writer.execute_batch("INSERT INTO positions VALUES ('x', 3)").unwrap();
-        }
         drop(store);
+        std::fs::remove_file(dir.join(FILE_NAME)).unwrap();
+        {
+            let version_1 = Connection::open(dir.join(FILE_NAME)).unwrap();
+            version_1.execute_batch(&format!("{SCHEMA} PRAGMA user_version = 1;")).unwrap();
+            version_1.execute_batch("INSERT INTO positions VALUES ('x', 3)").unwrap();
+            version_1
+                .execute_batch("INSERT INTO highlights VALUES (1, 5, 100, 103, 6.0, 40, 2.0, 1.0)")
+                .unwrap();
+        }
         let again = Embedded::open(&dir).unwrap();
         assert_eq!(again.position("x").unwrap(), 3);
         let version: i64 = again.writer().query_row("PRAGMA user_version", [], |r| r.get(0)).unwrap();
         assert_eq!(version, SCHEMA_VERSION);
         again.writer().execute_batch("SELECT count(*) FROM channel_settings").unwrap();
+        let status: String =
+            again.writer().query_row("SELECT status FROM highlights", [], |r| r.get(0)).unwrap();
+        assert_eq!(status, "pending", "highlights recorded before the clipper's columns are pending");
         std::fs::remove_dir_all(dir).unwrap();
     }
 
