@@ -213,6 +213,51 @@ async fn live_chat_from_twitch_irc_becomes_a_moment_the_api_lists() {
     std::fs::remove_dir_all(&data).unwrap();
 }
 
+/// `highlights dev --channel alpha` with clips: the token file and the app's credentials, Helix
+/// and OAuth on `twitch`.
+fn dev_with_clips(data: &Path, irc: &FakeIrc, twitch: &FakeTwitch, token_file: &Path) -> common::Dev {
+    let mut args = vec!["--channel", "alpha", "--twitch-tokens", token_file.to_str().unwrap()];
+    args.extend(QUICK_DETECTOR);
+    let (irc, helix, oauth) = (irc.url(), twitch.helix_url(), twitch.oauth_url());
+    dev(
+        data,
+        &args,
+        &[
+            ("TWITCH_IRC_ADDR", &irc),
+            ("TWITCH_CLIENT_ID", "dev-client"),
+            ("TWITCH_CLIENT_SECRET", "app-secret-value"),
+            ("TWITCH_HELIX_URL", &helix),
+            ("TWITCH_OAUTH2_URL", &oauth),
+        ],
+    )
+}
+
+fn write_token_file(path: &Path, access: &str, refresh: &str, expires_at: i64) {
+    let token = serde_json::json!({
+        "access_token": access, "refresh_token": refresh, "expires_at": expires_at,
+        "scopes": ["clips:edit"], "user_id": OUR_USER_ID,
+    });
+    std::fs::write(path, token.to_string()).unwrap();
+}
+
+/// The clips the API lists for broadcaster 515151, once the first is confirmed.
+async fn confirmed_clips(served: &common::Dev) -> serde_json::Value {
+    let started = Instant::now();
+    loop {
+        let page: serde_json::Value = reqwest::get(format!("{}v1.0/clip?broadcaster_id=515151", served.url))
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        if page["count"].as_u64().unwrap() > 0 && page["clips"][0]["confirmed"] == true {
+            return page;
+        }
+        assert!(started.elapsed() < DEADLINE, "no confirmed clip: {page} {}", served.stderr.lock().unwrap());
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
 /// With a token file and the app's credentials, a burst in a live channel becomes a real Twitch
 /// clip through the clipper's handler: exactly one, although Twitch's answer to Create Clip is
 /// cut after the clip was made. The expired token is refreshed first and the new one written back
@@ -226,48 +271,15 @@ async fn with_twitch_credentials_a_live_burst_becomes_exactly_one_twitch_clip() 
     twitch.script(&[CreateAnswer::AcceptThenReset]);
     let data = data_dir("clips");
     let token_file = data.with_extension("tokens.json");
-    std::fs::write(
-        &token_file,
-        serde_json::json!({
-            "access_token": "old-access-value", "refresh_token": "old-refresh-value", "expires_at": 1,
-            "scopes": ["clips:edit"], "user_id": OUR_USER_ID,
-        })
-        .to_string(),
-    )
-    .unwrap();
-    let mut args = vec!["--channel", "alpha", "--twitch-tokens", token_file.to_str().unwrap()];
-    args.extend(QUICK_DETECTOR);
-    let (helix, oauth) = (twitch.helix_url(), twitch.oauth_url());
-    let served = dev(
-        &data,
-        &args,
-        &[
-            ("TWITCH_IRC_ADDR", &irc.url()),
-            ("TWITCH_CLIENT_ID", "dev-client"),
-            ("TWITCH_CLIENT_SECRET", "app-secret-value"),
-            ("TWITCH_HELIX_URL", &helix),
-            ("TWITCH_OAUTH2_URL", &oauth),
-        ],
-    );
+    write_token_file(&token_file, "old-access-value", "old-refresh-value", 1);
+    let served = dev_with_clips(&data, &irc, &twitch, &token_file);
     assert!(irc.wait_joined(&["alpha"], DEADLINE).await, "never joined: {}", served.stderr.lock().unwrap());
     let (burst_s, _) = send_live_chat_with_a_burst(&irc, "alpha", 515151).await;
-    let started = Instant::now();
-    let clip = loop {
-        let page: serde_json::Value = reqwest::get(format!("{}v1.0/clip?broadcaster_id=515151", served.url))
-            .await
-            .unwrap()
-            .json()
-            .await
-            .unwrap();
-        if page["count"].as_u64().unwrap() > 0 && page["clips"][0]["confirmed"] == true {
-            break page["clips"][0].clone();
-        }
-        assert!(started.elapsed() < DEADLINE, "no confirmed clip: {page} {}", served.stderr.lock().unwrap());
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    };
+    let page = confirmed_clips(&served).await;
+    let clip = &page["clips"][0];
     let made = twitch.clips_made();
     assert_eq!(made.len(), 1, "one Twitch clip: {made:?}");
-    assert_eq!(twitch.create_calls().len(), 1, "the lost answer was looked up, not retried");
+    assert_eq!((page["count"].as_u64(), twitch.create_calls().len()), (Some(1), 1), "looked up, not retried");
     assert!(
         twitch.create_calls().iter().all(|c| c.token == "fresh-access-value"),
         "refreshed before the call"
@@ -302,6 +314,41 @@ async fn with_twitch_credentials_a_live_burst_becomes_exactly_one_twitch_clip() 
     ] {
         assert!(!output.contains(secret), "a secret reached the output: {output}");
     }
+    std::fs::remove_dir_all(&data).unwrap();
+    std::fs::remove_file(&token_file).unwrap();
+}
+
+/// `kill -9` while Twitch holds its answer to a Create Clip that made the clip, then the same
+/// command again: the restarted clipper finds its recorded intent, looks the clip up and adopts
+/// it. One Twitch clip, one listed.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_kill_9_while_create_clip_is_unanswered_still_leaves_exactly_one_clip() {
+    let irc = FakeIrc::start(&[("alpha", 515151)]).await;
+    let twitch = FakeTwitch::start().await;
+    twitch.accept_token("access-value");
+    twitch.script(&[CreateAnswer::AcceptThenHang]);
+    let data = data_dir("clips-kill");
+    let token_file = data.with_extension("tokens.json");
+    write_token_file(&token_file, "access-value", "refresh-value", i64::from(i32::MAX));
+    let mut first = dev_with_clips(&data, &irc, &twitch, &token_file);
+    assert!(irc.wait_joined(&["alpha"], DEADLINE).await, "never joined: {}", first.stderr.lock().unwrap());
+    send_live_chat_with_a_burst(&irc, "alpha", 515151).await;
+    let started = Instant::now();
+    while twitch.create_calls().is_empty() {
+        assert!(started.elapsed() < DEADLINE, "no Create Clip: {}", first.stderr.lock().unwrap());
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    first.child.kill().unwrap(); // SIGKILL, with the call in flight
+    first.child.wait().unwrap();
+    assert_eq!(twitch.clips_made().len(), 1, "the hanging call made its clip");
+    let again = dev_with_clips(&data, &irc, &twitch, &token_file);
+    let page = confirmed_clips(&again).await;
+    let made = twitch.clips_made();
+    assert_eq!(made.len(), 1, "no second clip: {made:?}");
+    assert_eq!(twitch.create_calls().len(), 1, "adopted, not made again");
+    assert_eq!(page["count"], 1);
+    assert_eq!(page["clips"][0]["clip_id"], made[0].0);
+    drop(again);
     std::fs::remove_dir_all(&data).unwrap();
     std::fs::remove_file(&token_file).unwrap();
 }
