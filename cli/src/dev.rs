@@ -73,6 +73,8 @@ pub struct DevArgs {
     channels: Vec<String>,
     #[arg(long, env = "TWITCH_IRC_ADDR", default_value = "irc://irc.chat.twitch.tv:6667", hide = true)]
     irc_addr: String,
+    #[command(flatten)]
+    joins: ingest_fargate::irc_client::JoinSettings,
     /// Address of the site and API (port 0 picks a free port; the chosen address is printed).
     #[arg(long, default_value = "127.0.0.1:8080")]
     listen: SocketAddr,
@@ -193,6 +195,7 @@ pub fn run(args: DevArgs) -> anyhow::Result<()> {
         let source = {
             let (store, progress, stop) = (store.clone(), progress.clone(), stop.clone());
             let lateness = args.detector.lateness_ms;
+            let join_limit = args.joins.limit();
             let (replay, format, speed, channels, irc, data_dir) = (
                 args.replay.clone(),
                 args.format,
@@ -203,7 +206,7 @@ pub fn run(args: DevArgs) -> anyhow::Result<()> {
             );
             tokio::spawn(async move {
                 let result = if !channels.is_empty() {
-                    live(&store, channels, &irc, &progress, stop).await
+                    live(&store, channels, &irc, join_limit, &progress, stop).await
                 } else if !replay.is_empty() {
                     replay_files(&store, &replay, format, lateness, speed, &progress, stop).await
                 } else {
@@ -595,15 +598,16 @@ async fn live(
     store: &Arc<Embedded>,
     channels: Vec<String>,
     irc_addr: &str,
+    join_limit: ingest_fargate::irc_client::JoinLimit,
     progress: &Arc<Progress>,
     stop: watch::Receiver<bool>,
 ) -> anyhow::Result<()> {
-    use ingest_fargate::irc_client::{CONFIRM_JOINS_WITHIN, ChatClient, IrcLogin, JoinLimit};
+    use ingest_fargate::irc_client::{CONFIRM_JOINS_WITHIN, ChatClient, IrcLogin};
     let counters = Arc::new(ingest_fargate::metrics::Counters::default());
     let chat = ChatClient {
         address: irc_addr.parse().with_context(|| format!("{irc_addr} is not an IRC address"))?,
         login: IrcLogin::Anonymous,
-        join_limit: JoinLimit::default(),
+        join_limit,
         confirm_joins_within: CONFIRM_JOINS_WITHIN,
         counters,
     };

@@ -94,7 +94,8 @@ impl HighlightOutbox for Embedded {
             .writer()
             .prepare_cached(
                 "INSERT OR IGNORE INTO highlights (broadcaster_id, peak_second, fired_second, intensity, \
-                     message_count, baseline_mean, baseline_std) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
+                     message_count, baseline_mean, baseline_std, recorded_at_ms) \
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
             )
             .and_then(|mut insert| {
                 insert.execute(rusqlite::params![
@@ -104,7 +105,10 @@ impl HighlightOutbox for Embedded {
                     detection.intensity,
                     detection.message_count as i64,
                     detection.baseline_mean,
-                    detection.baseline_std
+                    detection.baseline_std,
+                    std::time::SystemTime::now()
+                        .duration_since(std::time::UNIX_EPOCH)
+                        .map_or(0, |d| d.as_millis() as i64)
                 ])
             })
             .map_err(unavailable)?;
@@ -112,7 +116,41 @@ impl HighlightOutbox for Embedded {
     }
 }
 
+/// A highlight as recorded, with the clipper's status (for tools and tests).
+#[derive(Debug, Clone, PartialEq)]
+pub struct RecordedHighlight {
+    pub detection: Detection,
+    /// When the detector recorded it (Unix ms; absent for rows older than schema 3).
+    pub recorded_at_ms: Option<i64>,
+    pub status: String,
+}
+
 impl Embedded {
+    /// Every highlight, in the order they were recorded.
+    pub fn recorded_highlights(&self) -> Result<Vec<RecordedHighlight>, EmbeddedError> {
+        let connection = self.writer();
+        let mut select = connection.prepare_cached(
+            "SELECT broadcaster_id, peak_second, fired_second, intensity, message_count, baseline_mean, \
+                 baseline_std, recorded_at_ms, status FROM highlights ORDER BY seq",
+        )?;
+        let rows = select.query_map([], |row| {
+            Ok(RecordedHighlight {
+                detection: Detection {
+                    broadcaster_id: row.get::<_, i64>(0)? as u64,
+                    peak_second: row.get(1)?,
+                    fired_second: row.get(2)?,
+                    intensity: row.get(3)?,
+                    message_count: row.get::<_, i64>(4)? as u64,
+                    baseline_mean: row.get(5)?,
+                    baseline_std: row.get(6)?,
+                },
+                recorded_at_ms: row.get(7)?,
+                status: row.get(8)?,
+            })
+        })?;
+        Ok(rows.collect::<Result<_, _>>()?)
+    }
+
     /// The newest highlight's row (0: none).
     pub fn highlights_end(&self) -> Result<i64, EmbeddedError> {
         Ok(self.writer().query_row("SELECT coalesce(max(seq), 0) FROM highlights", [], |row| row.get(0))?)

@@ -21,7 +21,7 @@ use highlights_adapters::tokens::{SecretsTokenSource, read_secret_json};
 use highlights_adapters::twitch::{AppCredentials, TwitchOAuth};
 use highlights_adapters::twitch_streams::HelixStreams;
 use ingest_fargate::irc_client::{
-    CONFIRM_JOINS_WITHIN, ChatClient, IrcAddress, IrcLogin, JoinLimit, TWITCH_IRC,
+    CONFIRM_JOINS_WITHIN, ChatClient, IrcAddress, IrcLogin, JoinSettings, TWITCH_IRC,
 };
 use ingest_fargate::lifecycle::{NoChannelSource, Poller, PollerSettings};
 use ingest_fargate::metrics::Counters;
@@ -48,11 +48,8 @@ struct Settings {
     database_url: Option<String>,
     #[command(flatten)]
     twitch: TwitchUrls,
-    /// JOINs allowed per window (Twitch: 20 per 10 s; 2000 for verified bots).
-    #[arg(long, env = "INGEST_JOIN_LIMIT", default_value_t = 20)]
-    join_limit: usize,
-    #[arg(long, env = "INGEST_JOIN_WINDOW_SECONDS", default_value_t = 10)]
-    join_window_seconds: u64,
+    #[command(flatten)]
+    joins: JoinSettings,
     /// Log in to chat as this user, with the user token from the `twitch-user-token` secret
     /// (refreshed and written back when Twitch refuses it); anonymous read-only login when unset.
     #[arg(long, env = "INGEST_CHAT_LOGIN")]
@@ -147,10 +144,7 @@ async fn main() -> anyhow::Result<()> {
             },
             None => IrcLogin::Anonymous,
         },
-        join_limit: JoinLimit {
-            joins: settings.join_limit.max(1),
-            per: Duration::from_secs(settings.join_window_seconds),
-        },
+        join_limit: settings.joins.limit(),
         confirm_joins_within: CONFIRM_JOINS_WITHIN,
         counters: counters.clone(),
     };

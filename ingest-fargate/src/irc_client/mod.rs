@@ -105,6 +105,22 @@ impl Default for JoinLimit {
     }
 }
 
+/// The JOIN rate as the command line sets it (the ingester, `highlights dev`).
+#[derive(clap::Args, Debug, Clone)]
+pub struct JoinSettings {
+    /// JOINs allowed per window (Twitch: 20 per 10 s; 2000 for verified bots).
+    #[arg(long, env = "INGEST_JOIN_LIMIT", default_value_t = 20)]
+    pub join_limit: usize,
+    #[arg(long, env = "INGEST_JOIN_WINDOW_SECONDS", default_value_t = 10)]
+    pub join_window_seconds: u64,
+}
+
+impl JoinSettings {
+    pub fn limit(&self) -> JoinLimit {
+        JoinLimit { joins: self.join_limit.max(1), per: Duration::from_secs(self.join_window_seconds.max(1)) }
+    }
+}
+
 impl JoinLimit {
     /// Channels per pooled connection. twitch-irc rejoins a lost connection's channels at once,
     /// so a connection holds no more than one window's worth of JOINs.

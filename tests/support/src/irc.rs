@@ -231,6 +231,26 @@ impl FakeIrc {
         self.lock().received.clone()
     }
 
+    /// Waits (up to `deadline`) until every one of `channels` is joined by some open connection
+    /// (a client with many channels spreads them over several connections).
+    pub async fn wait_joined_anywhere(&self, channels: &[&str], deadline: Duration) -> bool {
+        let result = tokio::time::timeout(deadline, async {
+            loop {
+                let notified = self.changed.notified();
+                {
+                    let world = self.lock();
+                    let joined = |c: &&str| world.connections.iter().any(|k| k.joined.contains(*c));
+                    if channels.iter().all(joined) {
+                        return;
+                    }
+                }
+                notified.await;
+            }
+        })
+        .await;
+        result.is_ok()
+    }
+
     /// Waits (up to `deadline`) until some open connection has joined exactly `channels`.
     pub async fn wait_joined(&self, channels: &[&str], deadline: Duration) -> bool {
         let want: BTreeSet<String> = channels.iter().map(|c| (*c).to_owned()).collect();
