@@ -648,6 +648,13 @@ impl RecordSink for StreamSink {
         self.store.append("live", 0, &decoded).map_err(|e| SinkError(e.to_string()))?;
         Ok(vec![None; records.len()])
     }
+
+    /// The site and `highlights channel set LOGIN` know a live channel by its login.
+    fn joined(&self, channel: &str, broadcaster_id: highlights_core::BroadcasterId) {
+        if let Err(error) = self.store.upsert_streamer(broadcaster_id, channel, None, true) {
+            tracing::warn!(%error, channel, "cannot record the channel's login");
+        }
+    }
 }
 
 fn unix_ms() -> i64 {

@@ -201,6 +201,7 @@ async fn live_chat_from_twitch_irc_becomes_a_moment_the_api_lists() {
     .unix_timestamp();
     assert!((burst_s..burst_s + 3).contains(&peak), "the peak is in the burst ({burst_s}..): {moment}");
     assert_eq!(moment["clip_id"], format!("moment-515151-{peak}"));
+    assert_eq!(moment["streamer_login"], "alpha", "named by the login Twitch confirmed: {moment}");
     assert!(moment["url"].is_null() && moment["embed_url"].is_null(), "{moment}");
     let beta: serde_json::Value = reqwest::get(format!("{}v1.0/clip?broadcaster_id=525252", served.url))
         .await

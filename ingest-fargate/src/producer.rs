@@ -12,6 +12,7 @@ use std::sync::atomic::Ordering;
 use std::time::Duration;
 
 use highlights_adapters::kinesis_out::{self, OutRecord};
+use highlights_core::BroadcasterId;
 use tokio::sync::{mpsc, watch};
 use tokio::time::Instant;
 
@@ -29,6 +30,9 @@ pub struct SinkError(pub String);
 /// The port for one PutRecords call.
 pub trait RecordSink: Send + Sync + 'static {
     fn put(&self, records: &[&OutRecord]) -> impl Future<Output = Result<EntryResults, SinkError>> + Send;
+    /// Twitch confirmed that `channel` is room `broadcaster_id`. Nothing to do in the cloud (the
+    /// lifecycle path names channels there); `highlights dev` records the login for its site.
+    fn joined(&self, _channel: &str, _broadcaster_id: BroadcasterId) {}
 }
 
 /// The Kinesis stream `chat-messages`.
@@ -110,7 +114,10 @@ pub async fn run<S: RecordSink>(
         tokio::select! {
             event = events.recv() => match event {
                 Some(ChatEvent::Chat(chat)) => batcher.push(chat),
-                Some(ChatEvent::Joined { broadcaster_id, .. }) => batcher.joined(broadcaster_id, now_ms()),
+                Some(ChatEvent::Joined { broadcaster_id, channel }) => {
+                    sink.joined(&channel, broadcaster_id);
+                    batcher.joined(broadcaster_id, now_ms());
+                }
                 Some(ChatEvent::Parted { broadcaster_id, .. }) => batcher.parted(broadcaster_id),
                 None => break,
             },
