@@ -145,6 +145,25 @@ function embedSource(clip) {
   return url.toString();
 }
 
+const SVG_NS = "http://www.w3.org/2000/svg";
+
+// The burst's shape: chat messages per second up to the second the moment was reported
+// (`curve`, oldest first), drawn to the card's width with the peak at the top.
+function curveGraph(curve) {
+  const svg = document.createElementNS(SVG_NS, "svg");
+  svg.classList.add("curve");
+  const peak = Math.max(...curve, 1);
+  svg.setAttribute("viewBox", `0 0 ${curve.length - 1} 20`);
+  svg.setAttribute("preserveAspectRatio", "none");
+  svg.setAttribute("role", "img");
+  svg.setAttribute("aria-label", `Chat over ${curve.length} seconds, up to ${peak} messages a second`);
+  const line = document.createElementNS(SVG_NS, "polyline");
+  line.setAttribute("points", curve.map((count, i) => `${i},${(20 - (count / peak) * 19).toFixed(2)}`).join(" "));
+  line.setAttribute("vector-effect", "non-scaling-stroke");
+  svg.append(line);
+  return svg;
+}
+
 function card(clip) {
   const node = $("clip-template").content.firstElementChild.cloneNode(true);
   const moment = clip.kind === "moment";
@@ -162,6 +181,9 @@ function card(clip) {
   when.title = detected.toLocaleString();
   node.querySelector(".intensity").textContent =
     `Intensity ${clip.intensity.toFixed(1)} · ${clip.message_count} messages`;
+  if (Array.isArray(clip.curve) && clip.curve.length > 1) {
+    node.querySelector(".intensity").after(curveGraph(clip.curve));
+  }
 
   const play = node.querySelector(".play");
   if (moment) {

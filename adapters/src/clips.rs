@@ -80,6 +80,12 @@ impl<T: ClipStore> ClipStore for std::sync::Arc<T> {
     }
 }
 
+/// A curve as the `clips.curve` column holds it (`NULL` when empty).
+fn curve_column(curve: &highlights_core::ChatCurve) -> Option<Vec<i32>> {
+    (!curve.is_empty())
+        .then(|| curve.counts().iter().map(|&c| i32::try_from(c).unwrap_or(i32::MAX)).collect())
+}
+
 /// The URLs of a clip follow from its id.
 pub fn clip_urls(clip_id: &str) -> (String, String) {
     (format!("https://clips.twitch.tv/{clip_id}"), format!("https://clips.twitch.tv/embed?clip={clip_id}"))
@@ -109,8 +115,8 @@ impl ClipStore for PgClips {
         let row = client
             .query_one(
                 "INSERT INTO clips (clip_id, broadcaster_id, url, embed_url, detected_at, fired_at, intensity, \
-                     message_count, baseline_mean, baseline_std) \
-                 VALUES ($1, $2, $3, $4, to_timestamp($5::bigint), to_timestamp($6::bigint), $7, $8, $9, $10) \
+                     message_count, baseline_mean, baseline_std, curve) \
+                 VALUES ($1, $2, $3, $4, to_timestamp($5::bigint), to_timestamp($6::bigint), $7, $8, $9, $10, $11) \
                  ON CONFLICT (broadcaster_id, detected_at) DO UPDATE SET clip_id = clips.clip_id \
                  RETURNING clip_id",
                 &[
@@ -124,6 +130,7 @@ impl ClipStore for PgClips {
                     &message_count,
                     &detection.baseline_mean,
                     &detection.baseline_std,
+                    &curve_column(&detection.curve),
                 ],
             )
             .await

@@ -140,6 +140,7 @@ const INTENSITY: &str = "intensity";
 const MESSAGE_COUNT: &str = "message_count";
 const BASELINE_MEAN: &str = "baseline_mean";
 const BASELINE_STD: &str = "baseline_std";
+const CURVE: &str = "curve";
 const STATUS: &str = "status";
 const CREATED_AT: &str = "created_at";
 
@@ -155,6 +156,10 @@ pub fn detection_item(detection: &Detection, now_ms: i64) -> HashMap<String, Att
         (MESSAGE_COUNT.to_owned(), number(detection.message_count.to_string())),
         (BASELINE_MEAN.to_owned(), number(format!("{}", detection.baseline_mean))),
         (BASELINE_STD.to_owned(), number(format!("{}", detection.baseline_std))),
+        (
+            CURVE.to_owned(),
+            AttributeValue::L(detection.curve.counts().iter().map(|c| number(c.to_string())).collect()),
+        ),
         (STATUS.to_owned(), AttributeValue::S("pending".into())),
         (CREATED_AT.to_owned(), number(now_ms.to_string())),
         (keys::EXPIRES_AT.to_owned(), number((now_ms / 1000 + RETENTION.as_secs() as i64).to_string())),
@@ -175,7 +180,18 @@ pub fn parse_detection(item: &HashMap<String, AttributeValue>) -> Option<Detecti
         message_count: text(MESSAGE_COUNT)?.parse().ok()?,
         baseline_mean: text(BASELINE_MEAN)?.parse().ok()?,
         baseline_std: text(BASELINE_STD)?.parse().ok()?,
+        curve: parse_curve(item.get(CURVE)),
     })
+}
+
+/// A highlight's chat curve (a list of numbers); absent or unreadable (items written before it
+/// existed): an empty curve.
+pub fn parse_curve(value: Option<&AttributeValue>) -> highlights_core::ChatCurve {
+    let counts: Vec<u32> = match value {
+        Some(AttributeValue::L(list)) => list.iter().filter_map(|v| v.as_n().ok()?.parse().ok()).collect(),
+        _ => Vec::new(),
+    };
+    highlights_core::ChatCurve::from_counts(&counts)
 }
 
 #[derive(Debug, Clone)]
@@ -476,6 +492,7 @@ mod tests {
             message_count: 10,
             baseline_mean: 0.05,
             baseline_std: 0.2470562472346305,
+            curve: highlights_core::ChatCurve::from_counts(&[0, 1, 0, 0, 9]),
         };
         let item = detection_item(&detection, 1_733_098_533_000);
         assert_eq!(parse_detection(&item), Some(detection));

@@ -57,6 +57,8 @@ struct DetectionLine {
     message_count: u64,
     baseline_mean: f64,
     baseline_std: f64,
+    /// Messages per second up to `fired_at`, oldest first (what a moment card draws).
+    curve: Vec<u32>,
 }
 
 impl From<&Detection> for DetectionLine {
@@ -69,6 +71,7 @@ impl From<&Detection> for DetectionLine {
             message_count: d.message_count,
             baseline_mean: d.baseline_mean,
             baseline_std: d.baseline_std,
+            curve: d.curve.counts().to_vec(),
         }
     }
 }

@@ -169,6 +169,7 @@ mod tests {
             message_count: 10,
             baseline_mean: 1.0,
             baseline_std: 1.0,
+            curve: Default::default(),
         }
     }
 

@@ -202,6 +202,9 @@ async fn live_chat_from_twitch_irc_becomes_a_moment_the_api_lists() {
     assert!((burst_s..burst_s + 3).contains(&peak), "the peak is in the burst ({burst_s}..): {moment}");
     assert_eq!(moment["clip_id"], format!("moment-515151-{peak}"));
     assert_eq!(moment["streamer_login"], "alpha", "named by the login Twitch confirmed: {moment}");
+    let curve: Vec<u64> = moment["curve"].as_array().unwrap().iter().filter_map(|v| v.as_u64()).collect();
+    assert_eq!(curve.iter().max(), Some(&60), "the card's curve reaches the burst's 60 a second: {moment}");
+    assert!(curve.len() >= 10 && curve[0] <= 3, "calm chat before the burst: {curve:?}");
     assert!(moment["url"].is_null() && moment["embed_url"].is_null(), "{moment}");
     let beta: serde_json::Value = reqwest::get(format!("{}v1.0/clip?broadcaster_id=525252", served.url))
         .await

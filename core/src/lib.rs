@@ -28,7 +28,9 @@ mod varint;
 pub mod wire;
 
 pub use config::{ChannelSettings, ConfigError, DetectorConfig, DetectorMode};
-pub use detector::{BroadcasterMap, ChannelDetector, Detection, Detector, Outcome, StateDecodeError, Tally};
+pub use detector::{
+    BroadcasterMap, ChannelDetector, ChatCurve, Detection, Detector, Outcome, StateDecodeError, Tally,
+};
 pub use model::{
     BroadcasterId, ChatBatch, ChatMessage, ChatterKey, LifecycleEvent, StreamOffline, StreamOnline,
     UNKNOWN_CHATTER, chatter_key,

@@ -161,8 +161,8 @@ impl ClipStore for Embedded {
             .writer()
             .prepare_cached(
                 "INSERT INTO clips (kind, clip_id, broadcaster_id, url, embed_url, detected_at, fired_at, created_at_ms, \
-                     intensity, message_count, baseline_mean, baseline_std, next_confirm_at_ms) \
-                 VALUES ('clip', ?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?7) \
+                     intensity, message_count, baseline_mean, baseline_std, next_confirm_at_ms, curve) \
+                 VALUES ('clip', ?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?7, ?12) \
                  ON CONFLICT (broadcaster_id, detected_at) DO UPDATE SET clip_id = clips.clip_id \
                  RETURNING clip_id",
             )
@@ -179,7 +179,8 @@ impl ClipStore for Embedded {
                         detection.intensity,
                         detection.message_count as i64,
                         detection.baseline_mean,
-                        detection.baseline_std
+                        detection.baseline_std,
+                        crate::state::curve_text(&detection.curve)
                     ],
                     |row| row.get(0),
                 )
@@ -303,6 +304,7 @@ mod tests {
             message_count: 40,
             baseline_mean: 2.0,
             baseline_std: 1.0,
+            curve: Default::default(),
         }
     }
 

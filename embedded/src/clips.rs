@@ -17,7 +17,7 @@ pub fn moment_id(detection: &Detection) -> String {
 
 const COLUMNS: &str = "c.id, c.kind, c.clip_id, c.broadcaster_id, c.url, c.embed_url, c.thumbnail_url, c.title, \
      c.duration, c.vod_offset, c.detected_at, c.created_at_ms, c.intensity, c.message_count, c.view_count, \
-     c.confirmed, s.login, s.display_name";
+     c.confirmed, s.login, s.display_name, c.curve";
 const FROM: &str = "clips c LEFT JOIN streamers s ON s.broadcaster_id = c.broadcaster_id";
 
 fn clip_from_row(row: &rusqlite::Row<'_>) -> rusqlite::Result<(Clip, (i64, i64))> {
@@ -43,6 +43,10 @@ fn clip_from_row(row: &rusqlite::Row<'_>) -> rusqlite::Result<(Clip, (i64, i64))
         confirmed: row.get(15)?,
         streamer_login: login.filter(|l| !l.is_empty()),
         streamer_name: row.get(17)?,
+        curve: {
+            let text: Option<String> = row.get(18)?;
+            text.map(|t| crate::state::curve_from_text(Some(&t)).counts().iter().map(|&c| c as i32).collect())
+        },
     };
     Ok((clip, (detected_us, id)))
 }
@@ -63,8 +67,8 @@ impl Embedded {
         {
             let mut insert = transaction.prepare_cached(
                 "INSERT OR IGNORE INTO clips (kind, clip_id, broadcaster_id, detected_at, fired_at, created_at_ms, \
-                     intensity, message_count, baseline_mean, baseline_std) \
-                 VALUES ('moment', ?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)",
+                     intensity, message_count, baseline_mean, baseline_std, curve) \
+                 VALUES ('moment', ?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10)",
             )?;
             for detection in moments {
                 stored += insert.execute(rusqlite::params![
@@ -76,7 +80,8 @@ impl Embedded {
                     detection.intensity,
                     detection.message_count as i64,
                     detection.baseline_mean,
-                    detection.baseline_std
+                    detection.baseline_std,
+                    crate::state::curve_text(&detection.curve)
                 ])?;
             }
         }
@@ -224,6 +229,7 @@ mod tests {
             message_count: 40,
             baseline_mean: 2.0,
             baseline_std: 1.0,
+            curve: Default::default(),
         }
     }
 

@@ -6,7 +6,7 @@ use std::collections::HashMap;
 
 use highlights_adapters::detector_state::{BrokenVersion, StateStore, StoreError, StoredState};
 use highlights_adapters::highlights::HighlightOutbox;
-use highlights_core::{BroadcasterId, Detection};
+use highlights_core::{BroadcasterId, ChatCurve, Detection};
 use rusqlite::OptionalExtension as _;
 
 use crate::{Embedded, EmbeddedError};
@@ -94,8 +94,8 @@ impl HighlightOutbox for Embedded {
             .writer()
             .prepare_cached(
                 "INSERT OR IGNORE INTO highlights (broadcaster_id, peak_second, fired_second, intensity, \
-                     message_count, baseline_mean, baseline_std, recorded_at_ms) \
-                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
+                     message_count, baseline_mean, baseline_std, recorded_at_ms, curve) \
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)",
             )
             .and_then(|mut insert| {
                 insert.execute(rusqlite::params![
@@ -108,12 +108,38 @@ impl HighlightOutbox for Embedded {
                     detection.baseline_std,
                     std::time::SystemTime::now()
                         .duration_since(std::time::UNIX_EPOCH)
-                        .map_or(0, |d| d.as_millis() as i64)
+                        .map_or(0, |d| d.as_millis() as i64),
+                    curve_text(&detection.curve)
                 ])
             })
             .map_err(unavailable)?;
         Ok(inserted == 1)
     }
+}
+
+/// A chat curve as stored: its counts separated by commas (`NULL`: none).
+pub(crate) fn curve_text(curve: &ChatCurve) -> Option<String> {
+    (!curve.is_empty()).then(|| curve.counts().iter().map(u32::to_string).collect::<Vec<_>>().join(","))
+}
+
+pub(crate) fn curve_from_text(text: Option<&str>) -> ChatCurve {
+    let counts: Vec<u32> = text.unwrap_or("").split(',').filter_map(|c| c.parse().ok()).collect();
+    ChatCurve::from_counts(&counts)
+}
+
+/// The detection in columns `at..at + 8` (broadcaster, peak, fired, intensity, messages, mean,
+/// std, curve).
+fn detection_from_row(row: &rusqlite::Row<'_>, at: usize) -> rusqlite::Result<Detection> {
+    Ok(Detection {
+        broadcaster_id: row.get::<_, i64>(at)? as u64,
+        peak_second: row.get(at + 1)?,
+        fired_second: row.get(at + 2)?,
+        intensity: row.get(at + 3)?,
+        message_count: row.get::<_, i64>(at + 4)? as u64,
+        baseline_mean: row.get(at + 5)?,
+        baseline_std: row.get(at + 6)?,
+        curve: curve_from_text(row.get::<_, Option<String>>(at + 7)?.as_deref()),
+    })
 }
 
 /// A highlight as recorded, with the clipper's status (for tools and tests).
@@ -131,21 +157,13 @@ impl Embedded {
         let connection = self.writer();
         let mut select = connection.prepare_cached(
             "SELECT broadcaster_id, peak_second, fired_second, intensity, message_count, baseline_mean, \
-                 baseline_std, recorded_at_ms, status FROM highlights ORDER BY seq",
+                 baseline_std, curve, recorded_at_ms, status FROM highlights ORDER BY seq",
         )?;
         let rows = select.query_map([], |row| {
             Ok(RecordedHighlight {
-                detection: Detection {
-                    broadcaster_id: row.get::<_, i64>(0)? as u64,
-                    peak_second: row.get(1)?,
-                    fired_second: row.get(2)?,
-                    intensity: row.get(3)?,
-                    message_count: row.get::<_, i64>(4)? as u64,
-                    baseline_mean: row.get(5)?,
-                    baseline_std: row.get(6)?,
-                },
-                recorded_at_ms: row.get(7)?,
-                status: row.get(8)?,
+                detection: detection_from_row(row, 0)?,
+                recorded_at_ms: row.get(8)?,
+                status: row.get(9)?,
             })
         })?;
         Ok(rows.collect::<Result<_, _>>()?)
@@ -161,21 +179,10 @@ impl Embedded {
         let connection = self.writer();
         let mut select = connection.prepare_cached(
             "SELECT seq, broadcaster_id, peak_second, fired_second, intensity, message_count, baseline_mean, \
-                 baseline_std FROM highlights WHERE seq > ?1 ORDER BY seq LIMIT ?2",
+                 baseline_std, curve FROM highlights WHERE seq > ?1 ORDER BY seq LIMIT ?2",
         )?;
         let rows = select.query_map(rusqlite::params![after, limit as i64], |row| {
-            Ok((
-                row.get(0)?,
-                Detection {
-                    broadcaster_id: row.get::<_, i64>(1)? as u64,
-                    peak_second: row.get(2)?,
-                    fired_second: row.get(3)?,
-                    intensity: row.get(4)?,
-                    message_count: row.get::<_, i64>(5)? as u64,
-                    baseline_mean: row.get(6)?,
-                    baseline_std: row.get(7)?,
-                },
-            ))
+            Ok((row.get(0)?, detection_from_row(row, 1)?))
         })?;
         Ok(rows.collect::<Result<_, _>>()?)
     }
@@ -195,6 +202,7 @@ mod tests {
             message_count: 40,
             baseline_mean: 2.0,
             baseline_std: 1.0,
+            curve: Default::default(),
         }
     }
 

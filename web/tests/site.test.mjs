@@ -55,6 +55,10 @@ test("the page lists the seeded clips newest first, with the streamer filter fil
   assert.equal(await cards(page).first().locator(".title").textContent(), "Sample clip 60");
   assert.equal(await page.locator("#summary").textContent(), "60 clips");
   assert.match(await cards(page).first().locator(".intensity").textContent(), /^Intensity \d+\.\d · \d+ messages$/);
+  // Each sample clip's chat curve: 12 seconds, the peak (its message count) at the top.
+  const curve = cards(page).first().locator("svg.curve");
+  assert.equal(await curve.locator("polyline").getAttribute("points").then((p) => p.split(" ").length), 12);
+  assert.match(await curve.getAttribute("aria-label"), /^Chat over 12 seconds, up to 80 messages a second$/);
   const streamers = await page.locator("#streamer option").allTextContents();
   assert.deepEqual(streamers, ["All streamers", "Sample 0", "Sample 1", "Sample 2"]);
   await page.screenshot({ path: `${SHOTS}/desktop.png`, fullPage: false });

@@ -341,10 +341,19 @@ impl CrowdDetector {
                 message_count: self.window_messages,
                 baseline_mean: measurement.rate,
                 baseline_std: measurement.std,
+                curve: self.curve(second),
             });
             self.last_fire = Some(second);
             self.burst = Some(second);
         }
+    }
+
+    /// The chat curve (messages) ending at `second`, just evaluated.
+    fn curve(&self, second: i64) -> super::ChatCurve {
+        let remembered = (self.config.window_seconds() + self.config.baseline_seconds()) as usize;
+        let first = self.clock.first_second.unwrap_or(second);
+        let seconds = &self.seconds;
+        super::ChatCurve::from_ring(second, first, remembered, seconds.len(), |slot| seconds[slot].messages)
     }
 
     fn elevated(&self, measurement: &Measurement) -> bool {

@@ -122,6 +122,7 @@ fn reference(config: &DetectorConfig, messages: &[ChatMessage]) -> Vec<Detection
                 message_count: window.iter().map(|&s| at(&counts, s)).sum(),
                 baseline_mean: measurement.rate,
                 baseline_std: measurement.std,
+                curve: super::super::reference_curve(config, FIRST, second, |s| at(&counts, s) as u32),
             });
             last_fire = Some(second);
             burst = Some(second);

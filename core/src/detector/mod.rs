@@ -50,6 +50,93 @@ pub struct Detection {
     pub baseline_mean: f64,
     /// Baseline sample standard deviation per second at the key second (same unit).
     pub baseline_std: f64,
+    /// Chat messages per second up to the fired second: what a moment card draws.
+    #[serde(default)]
+    pub curve: ChatCurve,
+}
+
+/// Most seconds a [`ChatCurve`] holds.
+pub const CURVE_SECONDS: usize = 30;
+
+/// Messages per second of the seconds that end at a detection's fired second, oldest first: the
+/// last [`CURVE_SECONDS`] at most, fewer when the detector remembers fewer (its window and
+/// baseline) or saw chat for fewer. Read from the detector's own ring when it reports, so it costs
+/// nothing per message and nothing in the saved state. Fixed-size, so a detection stays `Copy`.
+#[derive(Clone, Copy, PartialEq, Eq, Default)]
+pub struct ChatCurve {
+    len: u8,
+    counts: [u32; CURVE_SECONDS],
+}
+
+impl ChatCurve {
+    /// The last [`CURVE_SECONDS`] of `counts` (oldest first).
+    pub fn from_counts(counts: &[u32]) -> Self {
+        let kept = &counts[counts.len().saturating_sub(CURVE_SECONDS)..];
+        let mut curve = Self { len: kept.len() as u8, counts: [0; CURVE_SECONDS] };
+        curve.counts[..kept.len()].copy_from_slice(kept);
+        curve
+    }
+
+    /// Messages per second, oldest first; the last is the fired second.
+    pub fn counts(&self) -> &[u32] {
+        &self.counts[..usize::from(self.len)]
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len == 0
+    }
+
+    /// The curve of `second - n + 1 ..= second` read from a per-second ring indexed by
+    /// `second mod len`, where `count(slot)` reads a slot; `n` is bounded by what the ring still
+    /// holds (`remembered` seconds ending at `second`) and by the first second seen.
+    pub(crate) fn from_ring(
+        second: i64,
+        first_second: i64,
+        remembered: usize,
+        ring_len: usize,
+        count: impl Fn(usize) -> u32,
+    ) -> Self {
+        let seen = usize::try_from(second - first_second + 1).unwrap_or(0);
+        let n = CURVE_SECONDS.min(remembered).min(seen).min(ring_len);
+        let mut curve = Self { len: n as u8, counts: [0; CURVE_SECONDS] };
+        for (i, at) in (second + 1 - n as i64..=second).enumerate() {
+            curve.counts[i] = count(at.rem_euclid(ring_len as i64) as usize);
+        }
+        curve
+    }
+}
+
+/// The curve the specification asks for: messages of the seconds ending at `second`, as many as
+/// the window and baseline (at most `CURVE_SECONDS`), none before the first second.
+#[cfg(test)]
+pub(crate) fn reference_curve(
+    config: &DetectorConfig,
+    first: i64,
+    second: i64,
+    at: impl Fn(i64) -> u32,
+) -> crate::ChatCurve {
+    let remembered = i64::from(config.window_seconds() + config.baseline_seconds());
+    let from = first.max(second + 1 - remembered.min(CURVE_SECONDS as i64));
+    crate::ChatCurve::from_counts(&(from..=second).map(at).collect::<Vec<u32>>())
+}
+
+impl std::fmt::Debug for ChatCurve {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_list().entries(self.counts()).finish()
+    }
+}
+
+impl Serialize for ChatCurve {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        self.counts().serialize(serializer)
+    }
+}
+
+impl<'de> Deserialize<'de> for ChatCurve {
+    /// A longer list keeps its last [`CURVE_SECONDS`] seconds.
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        Ok(Self::from_counts(&Vec::<u32>::deserialize(deserializer)?))
+    }
 }
 
 /// What happened to one observed message.

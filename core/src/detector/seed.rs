@@ -203,10 +203,18 @@ impl SeedDetector {
                 message_count: hold.peak.message_count,
                 baseline_mean: hold.peak.mean,
                 baseline_std: hold.peak.std,
+                curve: self.curve(second),
             });
             self.last_fire = Some(second);
             self.hold = None;
         }
+    }
+
+    /// The chat curve ending at `second`, just evaluated: the ring holds the window and baseline.
+    fn curve(&self, second: i64) -> super::ChatCurve {
+        let remembered = (self.config.window_seconds() + self.config.baseline_seconds()) as usize;
+        let first = self.clock.first_second.unwrap_or(second);
+        super::ChatCurve::from_ring(second, first, remembered, self.counts.len(), |slot| self.counts[slot])
     }
 
     fn measure(&self, second: i64) -> Option<Measurement> {

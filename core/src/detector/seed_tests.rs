@@ -104,6 +104,7 @@ fn reference(config: &DetectorConfig, first: i64, counts: &[u32]) -> Vec<Detecti
                 message_count: peak.message_count,
                 baseline_mean: peak.mean,
                 baseline_std: peak.std,
+                curve: super::super::reference_curve(config, first, second, |s| at(s) as u32),
             });
             last_fire = Some(second);
             hold = None;

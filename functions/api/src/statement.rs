@@ -17,7 +17,7 @@ pub const TOTAL_COUNT_CAP: i64 = 10_000;
 pub(crate) const CLIP_COLUMNS: &str = "c.id, c.clip_id, c.broadcaster_id, c.url, c.embed_url, c.thumbnail_url, \
      c.title, c.duration, c.vod_offset, (extract(epoch FROM c.detected_at) * 1000000)::bigint, \
      (extract(epoch FROM c.created_at) * 1000000)::bigint, c.intensity, c.message_count, c.view_count, \
-     c.confirmed";
+     c.confirmed, c.curve";
 
 /// One clip as the API returns it (the seed's fields and more).
 #[derive(Debug, Clone, Serialize, ToSchema)]
@@ -55,6 +55,10 @@ pub struct Clip {
     pub view_count: Option<i32>,
     /// Twitch's Get Clips has returned the clip.
     pub confirmed: bool,
+    /// Chat messages per second up to the second the moment was reported, oldest first (at most
+    /// 30): the shape of the burst. Null for clips stored before curves existed.
+    #[schema(example = json!([3, 2, 4, 3, 41, 58, 60]))]
+    pub curve: Option<Vec<i32>>,
     pub streamer_login: Option<String>,
     pub streamer_name: Option<String>,
 }
@@ -81,6 +85,7 @@ impl Clip {
             message_count: row.get(12),
             view_count: row.get(13),
             confirmed: row.get(14),
+            curve: row.get(15),
             streamer_login: None,
             streamer_name: None,
         };

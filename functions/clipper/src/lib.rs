@@ -113,6 +113,9 @@ struct HighlightImage {
     message_count: u64,
     baseline_mean: f64,
     baseline_std: f64,
+    /// Absent from items written before curves existed.
+    #[serde(default)]
+    curve: highlights_core::ChatCurve,
 }
 
 /// How one highlight ended in this invocation.
@@ -222,6 +225,7 @@ impl<A: ClipsApi, T: TokenSource, C: ClipStore, P: HighlightProgress> ClipperHan
                             message_count: image.message_count,
                             baseline_mean: image.baseline_mean,
                             baseline_std: image.baseline_std,
+                            curve: image.curve,
                         };
                         work.push((record.change.sequence_number.clone(), detection));
                     }

@@ -160,6 +160,7 @@ fn detection(broadcaster_id: u64) -> Detection {
         message_count: 80,
         baseline_mean: 2.0,
         baseline_std: 1.5,
+        curve: Default::default(),
     }
 }
 

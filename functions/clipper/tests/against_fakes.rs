@@ -108,6 +108,7 @@ fn detection(broadcaster_id: u64) -> Detection {
         message_count: 120,
         baseline_mean: 2.5,
         baseline_std: 1.25,
+        curve: Default::default(),
     }
 }
 
