@@ -298,6 +298,14 @@ async fn with_twitch_credentials_a_live_burst_becomes_exactly_one_twitch_clip() 
     .unwrap()
     .unix_timestamp();
     assert!((burst_s..burst_s + 3).contains(&peak), "the peak is in the burst ({burst_s}..): {clip}");
+    // Timed on the moment: the clip begins a few seconds before the burst, and is no longer.
+    let call = &twitch.create_calls()[0];
+    let (duration, call_s) = (call.duration.expect("a timed clip") as i64, (call.at_unix_ms / 1000) as i64);
+    assert!((10..=20).contains(&duration), "{duration} s");
+    assert!(
+        call_s - duration <= burst_s - 4,
+        "begins before the burst ({burst_s}): {duration} s at {call_s}"
+    );
     let stored: serde_json::Value =
         serde_json::from_str(&std::fs::read_to_string(&token_file).unwrap()).unwrap();
     assert_eq!(

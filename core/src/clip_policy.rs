@@ -9,7 +9,12 @@
 //! may have made the clip anyway (the outcome is unknown). Such an attempt is never simply
 //! repeated: the caller first looks for the clip ([`ClipPolicy::reconcile_pauses`], about 15 s,
 //! since Twitch lists new clips late) and creates again only when none turned up and a clip made
-//! now still reaches back to the moment ([`ClipPolicy::duration_reaching`]).
+//! now still reaches back to the moment ([`ClipPolicy::duration_for`]).
+//!
+//! Timing: Create Clip keeps the last `duration` seconds of the stream before the call, so each
+//! call asks for just enough to begin [`ClipPolicy::lead`] before the burst began ([`burst_start`],
+//! read from the detection's chat curve) and to end now, after the peak: a clip on the moment
+//! rather than Twitch's default 30 s wherever the moment fell in them.
 //!
 //! Creation is asynchronous: the clip is polled with Get Clips, with a growing pause, for up to
 //! Twitch's documented 60 s.
@@ -113,10 +118,11 @@ pub struct ClipPolicy {
     /// new clips late), and the first pause between lookups (it grows by half, up to 4 s).
     pub reconcile_window: Duration,
     pub reconcile_first_pause: Duration,
-    /// The longest clip Create Clip makes (`duration`, 5–60 s) and the default one.
+    /// The longest clip Create Clip makes (`duration`, 5–60 s) and the shortest we ask for.
     pub longest_clip: Duration,
-    pub default_clip: Duration,
-    /// How long before the peak a clip should begin, so the build-up is in it.
+    pub shortest_clip: Duration,
+    /// How long before the burst began a clip should begin: chat reacts a few seconds after what
+    /// it reacts to (viewers' delay, then typing), so the cause is in the clip.
     pub lead: Duration,
     /// How long one highlight's work (creating, looking for an unknown outcome, confirming) may
     /// take within one invocation: inside the clipper's 90 s timeout, with room for the writes.
@@ -136,7 +142,7 @@ impl Default for ClipPolicy {
             reconcile_window: Duration::from_secs(15),
             reconcile_first_pause: Duration::from_secs(1),
             longest_clip: Duration::from_secs(60),
-            default_clip: Duration::from_secs(30),
+            shortest_clip: Duration::from_secs(10),
             lead: Duration::from_secs(5),
             inline_budget: Duration::from_secs(80),
         }
@@ -196,14 +202,42 @@ impl ClipPolicy {
         growing_pauses(self.reconcile_first_pause, Duration::from_secs(4), self.reconcile_window)
     }
 
-    /// After an unknown outcome and a lookup that found nothing: the `duration` (whole seconds)
-    /// of a clip made at `now_s` that still begins [`ClipPolicy::lead`] before `peak_second`,
-    /// at least the default length; `None` when even the longest clip would miss the moment.
-    pub fn duration_reaching(&self, peak_second: i64, now_s: i64) -> Option<u32> {
-        let needed = now_s.saturating_sub(peak_second).saturating_add(self.lead.as_secs() as i64);
+    /// Create Clip's `duration` for a call at `now_s`: from [`ClipPolicy::lead`] before the burst
+    /// of `detection` began to now, at least `shortest_clip`, at most `longest_clip`; `None` when
+    /// even the longest clip made now would begin after the peak (lead included).
+    pub fn duration_for(&self, detection: &crate::Detection, now_s: i64) -> Option<u32> {
+        let lead = self.lead.as_secs() as i64;
         let longest = self.longest_clip.as_secs() as i64;
-        (needed <= longest).then(|| needed.clamp(self.default_clip.as_secs() as i64, longest) as u32)
+        let reaching_peak = now_s.saturating_sub(detection.peak_second).saturating_add(lead);
+        if !(0..=longest).contains(&reaching_peak) {
+            return None;
+        }
+        let wanted = now_s.saturating_sub(burst_start(detection)).saturating_add(lead);
+        Some(wanted.clamp(self.shortest_clip.as_secs() as i64, longest) as u32)
     }
+}
+
+/// The second a detection's burst began, read from its chat curve (which ends at the fired
+/// second): walking back from the peak, the earliest second of the unbroken run of seconds above
+/// the calm level, where calm is the curve's median and "above" is more than twice it and at
+/// least 2 messages more. The peak itself without a curve (older items).
+pub fn burst_start(detection: &crate::Detection) -> i64 {
+    let counts = detection.curve.counts();
+    let back_from_fired = detection.fired_second.saturating_sub(detection.peak_second);
+    let Some(peak_index) =
+        usize::try_from(back_from_fired).ok().and_then(|back| counts.len().checked_sub(back + 1))
+    else {
+        return detection.peak_second;
+    };
+    let mut sorted = counts.to_vec();
+    sorted.sort_unstable();
+    let calm = sorted[sorted.len() / 2];
+    let above = |count: u32| count > calm.saturating_mul(2).max(calm.saturating_add(2));
+    let mut start = peak_index;
+    while start > 0 && above(counts[start - 1]) {
+        start -= 1;
+    }
+    detection.peak_second - (peak_index - start) as i64
 }
 
 /// Pauses starting at `first`, each half as long again as the one before up to `max`, adding up
@@ -321,17 +355,50 @@ mod tests {
         assert_eq!(pauses[0], S(1));
     }
 
+    fn detection(peak: i64, fired: i64, curve: &[u32]) -> crate::Detection {
+        crate::Detection {
+            broadcaster_id: 1,
+            peak_second: peak,
+            fired_second: fired,
+            intensity: 6.0,
+            message_count: 40,
+            baseline_mean: 2.0,
+            baseline_std: 1.0,
+            curve: crate::ChatCurve::from_counts(curve),
+        }
+    }
+
     #[test]
-    fn a_new_clip_is_made_only_while_it_can_still_reach_the_moment() {
+    fn the_burst_begins_where_chat_left_its_calm_level_before_the_peak() {
+        // Calm 2–3 a second, a build-up from 990, the peak at 993, reported at 995.
+        let curve = [2, 3, 2, 2, 3, 2, 9, 20, 40, 60, 30, 3];
+        assert_eq!(curve.len(), 12);
+        assert_eq!(burst_start(&detection(993, 995, &curve)), 990, "9 a second is above calm 2–3");
+        // v2 reports at the first elevated second: the peak is the last second of the curve.
+        assert_eq!(burst_start(&detection(995, 995, &[1, 0, 1, 1, 14, 22])), 994);
+        // A quiet channel: one second of 7 among zeros and ones.
+        assert_eq!(burst_start(&detection(24, 25, &[0, 1, 0, 0, 7, 1])), 24);
+        // No curve (an item written before curves) or a peak outside it: the peak.
+        assert_eq!(burst_start(&detection(500, 501, &[])), 500);
+        assert_eq!(burst_start(&detection(500, 540, &[5, 5])), 500);
+    }
+
+    #[test]
+    fn a_clip_begins_a_lead_before_the_burst_and_ends_at_the_call() {
         let policy = ClipPolicy::default();
-        // 10 s after the peak: the default 30 s clip begins 20 s before it.
-        assert_eq!(policy.duration_reaching(1_000, 1_010), Some(30));
-        // 40 s after: 45 s reaches 5 s before the peak.
-        assert_eq!(policy.duration_reaching(1_000, 1_040), Some(45));
-        assert_eq!(policy.duration_reaching(1_000, 1_055), Some(60));
-        assert_eq!(policy.duration_reaching(1_000, 1_056), None);
+        let build_up = detection(993, 995, &[2, 3, 2, 2, 3, 2, 9, 20, 40, 60, 30, 3]);
+        // Called at 998: from 990 - 5 = 985 to 998.
+        assert_eq!(policy.duration_for(&build_up, 998), Some(13));
+        // A sharp burst called at once still gets the shortest clip.
+        let sharp = detection(995, 995, &[1, 0, 1, 1, 14, 22]);
+        assert_eq!(policy.duration_for(&sharp, 996), Some(10));
+        // Later calls reach back further, up to 60 s, while the peak (with its lead) is in reach.
+        assert_eq!(policy.duration_for(&sharp, 1_040), Some(51));
+        assert_eq!(policy.duration_for(&sharp, 1_050), Some(60));
+        assert_eq!(policy.duration_for(&sharp, 1_051), None);
         // Out-of-range seconds neither overflow nor allow a clip.
-        assert_eq!(policy.duration_reaching(i64::MIN, i64::MAX), None);
+        assert_eq!(policy.duration_for(&detection(i64::MIN, i64::MIN, &[]), i64::MAX), None);
+        assert_eq!(policy.duration_for(&detection(i64::MAX, i64::MAX, &[]), i64::MIN), None);
     }
 
     #[test]

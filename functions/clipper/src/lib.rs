@@ -395,7 +395,6 @@ impl<A: ClipsApi, T: TokenSource, C: ClipStore, P: HighlightProgress> ClipperHan
             }
         }
         let mut attempts = progress.attempts;
-        let mut duration = None;
         for _round in 0..MAX_UNKNOWN_ROUNDS {
             if let Some(intent_at_ms) = unknown_since {
                 match self.find_own_clip(detection, intent_at_ms, claimed, outcome.deadline).await {
@@ -407,7 +406,7 @@ impl<A: ClipsApi, T: TokenSource, C: ClipStore, P: HighlightProgress> ClipperHan
                         return Ok(clip_id);
                     }
                     Lookup::Unavailable => {
-                        let reachable = self.policy.duration_reaching(detection.peak_second, now_ms() / 1000);
+                        let reachable = self.policy.duration_for(detection, now_ms() / 1000);
                         tracing::warn!(
                             broadcaster_id = id,
                             "Twitch did not answer the lookups for an unknown outcome"
@@ -417,29 +416,26 @@ impl<A: ClipsApi, T: TokenSource, C: ClipStore, P: HighlightProgress> ClipperHan
                             None => NoClip::Failed(ClipFailure::OutcomeUnknown),
                         });
                     }
-                    Lookup::NotFound => {
-                        match self.policy.duration_reaching(detection.peak_second, now_ms() / 1000) {
-                            Some(seconds) => {
-                                tracing::warn!(
-                                    broadcaster_id = id,
-                                    duration = seconds,
-                                    "no clip found after an unknown outcome; making one"
-                                );
-                                outcome.recreated_after_unknown += 1;
-                                duration = Some(seconds);
-                            }
-                            None => {
-                                tracing::warn!(
-                                    broadcaster_id = id,
-                                    "no clip found after an unknown outcome, and too late for another"
-                                );
-                                return Err(NoClip::Failed(ClipFailure::OutcomeUnknown));
-                            }
+                    Lookup::NotFound => match self.policy.duration_for(detection, now_ms() / 1000) {
+                        Some(seconds) => {
+                            tracing::warn!(
+                                broadcaster_id = id,
+                                duration = seconds,
+                                "no clip found after an unknown outcome; making one"
+                            );
+                            outcome.recreated_after_unknown += 1;
                         }
-                    }
+                        None => {
+                            tracing::warn!(
+                                broadcaster_id = id,
+                                "no clip found after an unknown outcome, and too late for another"
+                            );
+                            return Err(NoClip::Failed(ClipFailure::OutcomeUnknown));
+                        }
+                    },
                 }
             }
-            match self.create(detection, &mut attempts, duration, outcome).await {
+            match self.create(detection, &mut attempts, outcome).await {
                 CreateEnd::Created(clip_id) => {
                     outcome.created = true;
                     outcome.detection_to_clip_ms =
@@ -471,15 +467,10 @@ impl<A: ClipsApi, T: TokenSource, C: ClipStore, P: HighlightProgress> ClipperHan
         }
     }
 
-    /// Create Clip on the policy's schedule, each call preceded by its recorded intent.
-    /// `attempts` counts this highlight's calls across deliveries.
-    async fn create(
-        &self,
-        detection: &Detection,
-        attempts: &mut u32,
-        duration: Option<u32>,
-        outcome: &mut Outcome,
-    ) -> CreateEnd {
+    /// Create Clip on the policy's schedule, each call preceded by its recorded intent and timed
+    /// on the moment (`duration` from before the burst to the call). `attempts` counts this
+    /// highlight's calls across deliveries.
+    async fn create(&self, detection: &Detection, attempts: &mut u32, outcome: &mut Outcome) -> CreateEnd {
         let id = detection.broadcaster_id;
         let mut token = match self.tokens.access_token().await {
             Ok(token) => token,
@@ -497,6 +488,10 @@ impl<A: ClipsApi, T: TokenSource, C: ClipStore, P: HighlightProgress> ClipperHan
                 return CreateEnd::Stop(NoClip::Failed(ClipFailure::DeadlineExceeded));
             };
             let intent_at_ms = now_ms();
+            let Some(duration) = self.policy.duration_for(detection, intent_at_ms / 1000) else {
+                tracing::warn!(broadcaster_id = id, "too late for a clip that reaches the moment");
+                return CreateEnd::Stop(NoClip::Failed(ClipFailure::DeadlineExceeded));
+            };
             match self.progress.record_intent(detection, *attempts + 1, intent_at_ms).await {
                 Ok(true) => {}
                 Ok(false) => return CreateEnd::Superseded,
@@ -508,7 +503,7 @@ impl<A: ClipsApi, T: TokenSource, C: ClipStore, P: HighlightProgress> ClipperHan
             }
             *attempts += 1;
             outcome.attempts += 1;
-            let result = self.api.create_clip(&token, id, Some(&title), duration, timeout).await;
+            let result = self.api.create_clip(&token, id, Some(&title), Some(duration), timeout).await;
             match result {
                 AttemptResult::Created { clip_id, .. } => return CreateEnd::Created(clip_id),
                 AttemptResult::Unauthorized if !refreshed => {

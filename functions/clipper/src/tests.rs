@@ -223,10 +223,11 @@ async fn a_server_error_is_not_repeated_before_the_lookups_find_nothing() {
     let handler = handler(vec![AttemptResult::ServerError(500), created("Clip2")]);
     let event = insert_event(&handler, &[detection(7)]).await;
     let (_, report) = handler.handle(&event).await;
-    // Lookups at 0, 1, 2.5, 4.75, 8.125 and 12.125 s find nothing: then one new clip, as long as
-    // the default clip (the peak was 3 s before the wall clock, which paused time does not move).
+    // Lookups at 0, 1, 2.5, 4.75, 8.125 and 12.125 s find nothing: then one new clip. Both reach
+    // 5 s before the peak (3 s before the wall clock, which paused time does not move; no curve,
+    // so the burst begins at the peak): 8 s, so the shortest clip.
     assert_eq!(handler.api().call_times(), vec![S(0), Duration::from_millis(12_125)]);
-    assert_eq!(*handler.api().durations.lock().unwrap(), vec![None, Some(30)]);
+    assert_eq!(*handler.api().durations.lock().unwrap(), vec![Some(10), Some(10)]);
     assert_eq!(handler.api().lookups.load(Ordering::SeqCst), 6);
     assert_eq!(
         (report.clips_created, report.clips_recreated_after_unknown, report.clips_reconciled),
