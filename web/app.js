@@ -164,6 +164,14 @@ function curveGraph(curve) {
   return svg;
 }
 
+// 3723 -> "1:02:03", 83 -> "1:23".
+function clock(seconds) {
+  const s = Math.max(0, Math.floor(seconds));
+  const [h, m, r] = [Math.floor(s / 3600), Math.floor(s / 60) % 60, s % 60];
+  const two = (n) => String(n).padStart(2, "0");
+  return h > 0 ? `${h}:${two(m)}:${two(r)}` : `${m}:${two(r)}`;
+}
+
 function card(clip) {
   const node = $("clip-template").content.firstElementChild.cloneNode(true);
   const moment = clip.kind === "moment";
@@ -183,6 +191,15 @@ function card(clip) {
     `Intensity ${clip.intensity.toFixed(1)} · ${clip.message_count} messages`;
   if (Array.isArray(clip.curve) && clip.curve.length > 1) {
     node.querySelector(".intensity").after(curveGraph(clip.curve));
+  }
+  if (clip.vod_url && clip.vod_offset != null) {
+    // The moment in the recording on Twitch.
+    const link = document.createElement("a");
+    link.className = "vod";
+    link.href = clip.vod_url;
+    link.rel = "noopener";
+    link.textContent = `Watch the VOD at ${clock(clip.vod_offset)}`;
+    node.querySelector(".intensity").parentElement.append(link);
   }
 
   const play = node.querySelector(".play");

@@ -165,7 +165,7 @@ impl ClipStore for PgClips {
         client
             .execute(
                 "UPDATE clips SET url = $2, embed_url = $3, thumbnail_url = NULLIF($4, ''), title = NULLIF($5, ''), \
-                     duration = $6, vod_offset = $7, view_count = $8, confirmed = TRUE \
+                     duration = $6, vod_offset = $7, view_count = $8, video_id = NULLIF($9, ''), confirmed = TRUE \
                  WHERE clip_id = $1",
                 &[
                     &info.id,
@@ -176,6 +176,7 @@ impl ClipStore for PgClips {
                     &(info.duration as f32),
                     &info.vod_offset.and_then(|v| i32::try_from(v).ok()),
                     &i32::try_from(info.view_count).ok(),
+                    &info.video_id,
                 ],
             )
             .await

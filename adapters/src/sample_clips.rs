@@ -40,12 +40,14 @@ impl SampleClips {
         let inserted = client
             .execute(
                 "INSERT INTO clips (clip_id, broadcaster_id, url, embed_url, title, duration, detected_at, \
-                     fired_at, created_at, intensity, message_count, baseline_mean, baseline_std, confirmed, curve) \
+                     fired_at, created_at, intensity, message_count, baseline_mean, baseline_std, confirmed, curve, \
+                     video_id, vod_offset) \
                  SELECT 'Sample' || g, ($1::bigint + g % $2::bigint)::text, \
                      'https://clips.twitch.tv/Sample' || g, 'https://clips.twitch.tv/embed?clip=Sample' || g, \
                      'Sample clip ' || g, 30, to_timestamp($3::bigint + g), to_timestamp($3::bigint + g + 5), \
                      to_timestamp($3::bigint + g + 6), 4 + (g % 100) / 10.0, 20 + g % 200, 2, 1, TRUE, \
-                     ARRAY[2, 3, 1, 2, 4, 2, 3, (20 + g % 200) / 4, (20 + g % 200) / 2, 20 + g % 200, 9, 5] \
+                     ARRAY[2, 3, 1, 2, 4, 2, 3, (20 + g % 200) / 4, (20 + g % 200) / 2, 20 + g % 200, 9, 5], \
+                     '1900000000', 60 * g + 3 \
                  FROM generate_series(1, $4::bigint) AS g ON CONFLICT DO NOTHING",
                 &[&SAMPLE_BROADCASTER_BASE, &channels, &self.first_detected_unix, &(self.count as i64)],
             )

@@ -86,6 +86,9 @@ pub struct ClipInfo {
     pub vod_offset: Option<i64>,
     #[serde(default)]
     pub view_count: i64,
+    /// The VOD the clip was cut from ("" when Twitch keeps none).
+    #[serde(default)]
+    pub video_id: String,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -280,6 +283,7 @@ impl ClipsApi for HelixClips {
             duration: clip.duration,
             vod_offset: clip.vod_offset,
             view_count: clip.view_count,
+            video_id: clip.video_id.to_string(),
         }))
     }
 

@@ -473,11 +473,15 @@ async fn replay_files(
     progress: &Progress,
     stop: watch::Receiver<bool>,
 ) -> anyhow::Result<()> {
-    let crate::replay::Replay { batches, messages, channels } =
+    let crate::replay::Replay { batches, messages, channels, vods } =
         crate::replay::event_time_batches(files, format, lateness_ms)?;
     // The site and `highlights channel set LOGIN` know the channels by the logins the files name.
     for (id, login) in &channels {
         store.upsert_streamer(*id, login, None, false)?;
+    }
+    // A moment of a VOD's chat links to its second in the VOD.
+    for vod in &vods {
+        store.upsert_vod(&vod.video_id, vod.broadcaster_id, vod.started_at_s, vod.length_s)?;
     }
     let source = replay_source_name(files)?;
     let done = store.position(&source)?.max(0) as usize;

@@ -47,11 +47,22 @@ pub enum Format {
 }
 
 /// Counts of what a reader did besides emitting events.
-#[derive(Debug, Default, Clone, Copy)]
+#[derive(Debug, Default, Clone)]
 pub struct ReadStats {
     pub bad: u64,
     /// Lines that are valid but not chat (IRC `PING`, `JOIN`, blank lines).
     pub ignored: u64,
+    /// The recording the chat belongs to, when the file says (a TwitchDownloader export of a VOD).
+    pub vod: Option<Vod>,
+}
+
+/// A VOD on Twitch: a moment at Unix second `s` is at `s - started_at_s` into it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Vod {
+    pub broadcaster_id: u64,
+    pub video_id: String,
+    pub started_at_s: i64,
+    pub length_s: i64,
 }
 
 const READ_BUFFER: usize = 1 << 20;
@@ -188,7 +199,20 @@ fn for_each_line(reader: &mut impl BufRead, mut each: impl FnMut(&[u8])) -> std:
 struct DownloaderFile {
     #[serde(default)]
     streamer: Option<DownloaderStreamer>,
+    #[serde(default)]
+    video: Option<DownloaderVideo>,
     comments: Vec<serde_json::Value>,
+}
+
+/// The exported video: a VOD (numeric id) whose second 0 is `created_at`.
+#[derive(Deserialize)]
+struct DownloaderVideo {
+    #[serde(default)]
+    id: String,
+    #[serde(default)]
+    created_at: String,
+    #[serde(default)]
+    length: i64,
 }
 
 #[derive(Deserialize)]
@@ -241,6 +265,17 @@ fn read_twitch_downloader(
         .map(|s| s.name.to_ascii_lowercase())
         .filter(|name| !name.is_empty() && name.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_'));
     let fallback_id = file.streamer.as_ref().map(|s| s.id);
+    // A clip's export names a clip's slug, not a VOD's number: only VODs can be linked to.
+    stats.vod = file.video.as_ref().zip(fallback_id).and_then(|(video, broadcaster_id)| {
+        let numeric = !video.id.is_empty() && video.id.bytes().all(|b| b.is_ascii_digit());
+        let started_at_ms = parse_rfc3339_ms(&video.created_at).ok()?;
+        numeric.then(|| Vod {
+            broadcaster_id,
+            video_id: video.id.clone(),
+            started_at_s: started_at_ms.div_euclid(1000),
+            length_s: video.length.max(0),
+        })
+    });
     for (index, value) in file.comments.into_iter().enumerate() {
         let bad = |reason: String| BadRecord { position: format!("comment {}", index + 1), reason };
         let comment = match serde_json::from_value::<DownloaderComment>(value) {

@@ -62,6 +62,8 @@ pub struct Replay {
     pub messages: u64,
     /// The channels' logins, where the files name them.
     pub channels: BTreeMap<BroadcasterId, String>,
+    /// The VODs the files are the chat of (TwitchDownloader exports).
+    pub vods: Vec<input::Vod>,
 }
 
 pub fn event_time_batches(files: &[PathBuf], format: Format, lateness_ms: u32) -> anyhow::Result<Replay> {
@@ -71,13 +73,14 @@ pub fn event_time_batches(files: &[PathBuf], format: Format, lateness_ms: u32) -
     let mut batches: Vec<ChatBatch> = Vec::new();
     let mut messages = 0u64;
     let mut channels = BTreeMap::new();
+    let mut vods = Vec::new();
     let empty = |broadcaster_id, second: i64| ChatBatch {
         broadcaster_id,
         watermark_ms: second * 1000 + 999,
         messages: vec![],
     };
     for path in files {
-        input::read_file(
+        let stats = input::read_file(
             path,
             format,
             &mut |event| {
@@ -102,6 +105,7 @@ pub fn event_time_batches(files: &[PathBuf], format: Format, lateness_ms: u32) -
             &mut |bad| eprintln!("{}: {}: {}", path.display(), bad.position, bad.reason),
             &mut |_| {},
         )?;
+        vods.extend(stats.vod);
     }
     let mut ids: Vec<u64> = open.keys().copied().collect();
     ids.sort_unstable();
@@ -112,5 +116,5 @@ pub fn event_time_batches(files: &[PathBuf], format: Format, lateness_ms: u32) -
         let closing = (second + 1) * 1000 + i64::from(lateness_ms);
         batches.push(ChatBatch { broadcaster_id: id, watermark_ms: closing, messages: vec![] });
     }
-    Ok(Replay { batches, messages, channels })
+    Ok(Replay { batches, messages, channels, vods })
 }

@@ -8,7 +8,7 @@ use std::time::{Duration, Instant};
 
 use highlights_embedded::Embedded;
 use highlights_test_support::irc::FakeIrc;
-use highlights_test_support::{CreateAnswer, FakeTwitch, OUR_USER_ID};
+use highlights_test_support::{CreateAnswer, FAKE_VOD_ID, FakeTwitch, OUR_USER_ID};
 
 const DEADLINE: Duration = Duration::from_secs(120);
 
@@ -78,6 +78,24 @@ async fn listed(url: &str) -> Vec<(String, i64, String)> {
     found
 }
 
+/// `(video id, started at, length)` of the VOD each TwitchDownloader file is the chat of.
+fn vods_of(files: &[PathBuf]) -> Vec<(String, i64, i64)> {
+    files
+        .iter()
+        .map(|file| {
+            let export: serde_json::Value = serde_json::from_slice(&std::fs::read(file).unwrap()).unwrap();
+            let video = &export["video"];
+            let started = time::OffsetDateTime::parse(
+                video["created_at"].as_str().unwrap(),
+                &time::format_description::well_known::Rfc3339,
+            )
+            .unwrap()
+            .unix_timestamp();
+            (video["id"].as_str().unwrap().to_owned(), started, video["length"].as_i64().unwrap())
+        })
+        .collect()
+}
+
 fn recorded_chat() -> Vec<PathBuf> {
     let dir = repository().join("../shared/data/chat");
     let mut files: Vec<PathBuf> = std::fs::read_dir(&dir)
@@ -113,6 +131,29 @@ async fn a_replay_lists_exactly_the_detections_backtest_prints() {
     args.extend(names.iter().map(String::as_str));
     let again = dev(&data, &args, &[]);
     assert_eq!(listed(&again.url).await, expected);
+    // Each moment links to its second in the VOD whose chat it came from.
+    let vods = vods_of(&files);
+    let page: serde_json::Value =
+        reqwest::get(format!("{}v1.0/clip?limit=100", again.url)).await.unwrap().json().await.unwrap();
+    for moment in page["clips"].as_array().unwrap() {
+        let at = time::OffsetDateTime::parse(
+            moment["detected_at"].as_str().unwrap(),
+            &time::format_description::well_known::Rfc3339,
+        )
+        .unwrap()
+        .unix_timestamp();
+        let (video, started, _) =
+            vods.iter().find(|(_, started, length)| (*started..=started + length).contains(&at)).unwrap();
+        let offset = at - started;
+        assert_eq!(moment["vod_offset"], offset, "{moment}");
+        let link = format!(
+            "https://www.twitch.tv/videos/{video}?t={}h{}m{}s",
+            offset / 3600,
+            offset / 60 % 60,
+            offset % 60
+        );
+        assert_eq!(moment["vod_url"], link, "{moment}");
+    }
     drop(again);
     std::fs::remove_dir_all(data).unwrap();
 }
@@ -291,6 +332,11 @@ async fn with_twitch_credentials_a_live_burst_becomes_exactly_one_twitch_clip() 
     assert_eq!(clip["kind"], "clip");
     assert_eq!(clip["clip_id"], made[0].0);
     assert_eq!(clip["url"], format!("https://clips.twitch.tv/{}", made[0].0));
+    assert_eq!(
+        clip["vod_url"],
+        format!("https://www.twitch.tv/videos/{FAKE_VOD_ID}?t=0h20m34s"),
+        "vod_offset 1234"
+    );
     let peak = time::OffsetDateTime::parse(
         clip["detected_at"].as_str().unwrap(),
         &time::format_description::well_known::Rfc3339,

@@ -218,7 +218,7 @@ impl ClipStore for Embedded {
         self.writer()
             .execute(
                 "UPDATE clips SET url = ?2, embed_url = ?3, thumbnail_url = NULLIF(?4, ''), title = NULLIF(?5, ''), \
-                     duration = ?6, vod_offset = ?7, view_count = ?8, confirmed = 1 \
+                     duration = ?6, vod_offset = ?7, view_count = ?8, video_id = NULLIF(?9, ''), confirmed = 1 \
                  WHERE clip_id = ?1",
                 rusqlite::params![
                     info.id,
@@ -228,7 +228,8 @@ impl ClipStore for Embedded {
                     info.title,
                     info.duration,
                     info.vod_offset,
-                    info.view_count
+                    info.view_count,
+                    info.video_id
                 ],
             )
             .map(drop)
@@ -363,6 +364,7 @@ mod tests {
             duration: 30.0,
             vod_offset: Some(640),
             view_count: 3,
+            video_id: "2316053889".into(),
         };
         store.confirm(&info).await.unwrap();
         let (confirmed, title): (bool, String) = store

@@ -17,7 +17,7 @@ pub fn moment_id(detection: &Detection) -> String {
 
 const COLUMNS: &str = "c.id, c.kind, c.clip_id, c.broadcaster_id, c.url, c.embed_url, c.thumbnail_url, c.title, \
      c.duration, c.vod_offset, c.detected_at, c.created_at_ms, c.intensity, c.message_count, c.view_count, \
-     c.confirmed, s.login, s.display_name, c.curve";
+     c.confirmed, s.login, s.display_name, c.curve, c.video_id";
 const FROM: &str = "clips c LEFT JOIN streamers s ON s.broadcaster_id = c.broadcaster_id";
 
 fn clip_from_row(row: &rusqlite::Row<'_>) -> rusqlite::Result<(Clip, (i64, i64))> {
@@ -43,6 +43,7 @@ fn clip_from_row(row: &rusqlite::Row<'_>) -> rusqlite::Result<(Clip, (i64, i64))
         confirmed: row.get(15)?,
         streamer_login: login.filter(|l| !l.is_empty()),
         streamer_name: row.get(17)?,
+        vod_url: api_function::statement::vod_url(row.get(19)?, row.get(9)?),
         curve: {
             let text: Option<String> = row.get(18)?;
             text.map(|t| crate::state::curve_from_text(Some(&t)).counts().iter().map(|&c| c as i32).collect())
@@ -67,8 +68,10 @@ impl Embedded {
         {
             let mut insert = transaction.prepare_cached(
                 "INSERT OR IGNORE INTO clips (kind, clip_id, broadcaster_id, detected_at, fired_at, created_at_ms, \
-                     intensity, message_count, baseline_mean, baseline_std, curve) \
-                 VALUES ('moment', ?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10)",
+                     intensity, message_count, baseline_mean, baseline_std, curve, video_id, vod_offset) \
+                 SELECT 'moment', ?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, v.video_id, ?3 - v.started_at \
+                 FROM (SELECT 1) LEFT JOIN vods v ON v.broadcaster_id = ?2 \
+                     AND ?3 BETWEEN v.started_at AND v.started_at + v.length_s",
             )?;
             for detection in moments {
                 stored += insert.execute(rusqlite::params![
@@ -88,6 +91,23 @@ impl Embedded {
         set_position_in(&transaction, consumer, position)?;
         transaction.commit()?;
         Ok(stored)
+    }
+
+    /// Records a VOD whose chat is replayed: moments within it link to their second in it.
+    pub fn upsert_vod(
+        &self,
+        video_id: &str,
+        broadcaster_id: BroadcasterId,
+        started_at_s: i64,
+        length_s: i64,
+    ) -> Result<(), EmbeddedError> {
+        self.writer().execute(
+            "INSERT INTO vods (video_id, broadcaster_id, started_at, length_s) VALUES (?1, ?2, ?3, ?4) \
+             ON CONFLICT (video_id) DO UPDATE SET broadcaster_id = excluded.broadcaster_id, \
+                 started_at = excluded.started_at, length_s = excluded.length_s",
+            rusqlite::params![video_id, broadcaster_id.to_string(), started_at_s, length_s],
+        )?;
+        Ok(())
     }
 
     /// Records a channel's login (and display name), as the lifecycle consumer does in the cloud.

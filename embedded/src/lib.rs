@@ -120,6 +120,13 @@ ALTER TABLE highlights ADD COLUMN intent_at_ms INTEGER;
 ALTER TABLE highlights ADD COLUMN recorded_at_ms INTEGER;
 ALTER TABLE highlights ADD COLUMN curve TEXT;
 ALTER TABLE clips ADD COLUMN curve TEXT;
+ALTER TABLE clips ADD COLUMN video_id TEXT;
+CREATE TABLE vods (
+    video_id       TEXT PRIMARY KEY,
+    broadcaster_id TEXT NOT NULL,
+    started_at     INTEGER NOT NULL,
+    length_s       INTEGER NOT NULL
+);
 ALTER TABLE clips ADD COLUMN confirm_attempts INTEGER NOT NULL DEFAULT 0;
 ALTER TABLE clips ADD COLUMN next_confirm_at_ms INTEGER NOT NULL DEFAULT 0;
 ALTER TABLE clips ADD COLUMN unpublished INTEGER NOT NULL DEFAULT 0;

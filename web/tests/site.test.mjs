@@ -59,6 +59,10 @@ test("the page lists the seeded clips newest first, with the streamer filter fil
   const curve = cards(page).first().locator("svg.curve");
   assert.equal(await curve.locator("polyline").getAttribute("points").then((p) => p.split(" ").length), 12);
   assert.match(await curve.getAttribute("aria-label"), /^Chat over 12 seconds, up to 80 messages a second$/);
+  // ... and its second in the VOD (60 * 60 + 3 s into it).
+  const vod = cards(page).first().locator("a.vod");
+  assert.equal(await vod.textContent(), "Watch the VOD at 1:00:03");
+  assert.equal(await vod.getAttribute("href"), "https://www.twitch.tv/videos/1900000000?t=1h0m3s");
   const streamers = await page.locator("#streamer option").allTextContents();
   assert.deepEqual(streamers, ["All streamers", "Sample 0", "Sample 1", "Sample 2"]);
   await page.screenshot({ path: `${SHOTS}/desktop.png`, fullPage: false });

@@ -17,7 +17,7 @@ pub const TOTAL_COUNT_CAP: i64 = 10_000;
 pub(crate) const CLIP_COLUMNS: &str = "c.id, c.clip_id, c.broadcaster_id, c.url, c.embed_url, c.thumbnail_url, \
      c.title, c.duration, c.vod_offset, (extract(epoch FROM c.detected_at) * 1000000)::bigint, \
      (extract(epoch FROM c.created_at) * 1000000)::bigint, c.intensity, c.message_count, c.view_count, \
-     c.confirmed, c.curve";
+     c.confirmed, c.curve, c.video_id";
 
 /// One clip as the API returns it (the seed's fields and more).
 #[derive(Debug, Clone, Serialize, ToSchema)]
@@ -40,8 +40,12 @@ pub struct Clip {
     pub title: Option<String>,
     /// Seconds.
     pub duration: Option<f32>,
-    /// Seconds into the VOD, when Twitch knows it.
+    /// Seconds into the VOD, when Twitch knows it (for a moment: when the chat was replayed from a
+    /// VOD's chat export).
     pub vod_offset: Option<i32>,
+    /// The moment in the recording on Twitch (`https://www.twitch.tv/videos/<id>?t=1h2m3s`), when
+    /// the VOD and the offset are known.
+    pub vod_url: Option<String>,
     /// The detection's peak second (RFC 3339).
     #[schema(format = DateTime)]
     pub detected_at: String,
@@ -86,12 +90,24 @@ impl Clip {
             view_count: row.get(13),
             confirmed: row.get(14),
             curve: row.get(15),
+            vod_url: vod_url(row.get(16), row.get(8)),
             streamer_login: None,
             streamer_name: None,
         };
         let position = (detected_us, clip.id);
         (clip, position)
     }
+}
+
+/// The link to second `offset` of VOD `video_id` on Twitch.
+pub fn vod_url(video_id: Option<String>, offset: Option<i32>) -> Option<String> {
+    let (video_id, offset) = (video_id.filter(|v| !v.is_empty())?, offset?.max(0));
+    Some(format!(
+        "https://www.twitch.tv/videos/{video_id}?t={}h{}m{}s",
+        offset / 3600,
+        offset / 60 % 60,
+        offset % 60
+    ))
 }
 
 /// RFC 3339 text of a Unix time in microseconds.

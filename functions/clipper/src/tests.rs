@@ -112,6 +112,7 @@ impl ClipsApi for ScriptedTwitch {
             duration: 30.0,
             vod_offset: Some(100),
             view_count: 1,
+            video_id: "1000".into(),
         }))
     }
 }

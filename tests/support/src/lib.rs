@@ -47,6 +47,9 @@ pub enum CreateAnswer {
 /// The Twitch user every user token of the fake belongs to (`/oauth2/validate`, `creator_id`).
 pub const OUR_USER_ID: &str = "1";
 
+/// The VOD every clip of the fake is cut from, at `vod_offset` 1234.
+pub const FAKE_VOD_ID: &str = "2000000001";
+
 /// A recorded Create Clip call.
 #[derive(Debug, Clone, PartialEq)]
 pub struct CreateCall {
@@ -436,7 +439,7 @@ fn clip_json(id: &str, broadcaster: &str, creator: &str, made_s: i64) -> serde_j
         "broadcaster_name": "Fake",
         "creator_id": creator,
         "creator_name": "highlights",
-        "video_id": "",
+        "video_id": FAKE_VOD_ID,
         "game_id": "509658",
         "language": "en",
         "title": "Chat exploded",
