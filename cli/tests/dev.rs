@@ -15,6 +15,13 @@ const DEADLINE: Duration = Duration::from_secs(120);
 mod common;
 use common::{QUICK_DETECTOR, data_dir, dev, repository, send_live_chat_with_a_burst};
 
+/// Unix seconds of an RFC 3339 time, as the API writes them.
+fn unix_seconds(rfc3339: &str) -> i64 {
+    time::OffsetDateTime::parse(rfc3339, &time::format_description::well_known::Rfc3339)
+        .unwrap()
+        .unix_timestamp()
+}
+
 /// Runs `highlights dev --exit-when-done` to the end.
 fn dev_to_the_end(data: &Path, files: &[PathBuf], extra: &[&str]) {
     let mut args: Vec<&str> = vec!["--exit-when-done"];
@@ -58,14 +65,9 @@ async fn listed(url: &str) -> Vec<(String, i64, String)> {
         let page: serde_json::Value = reqwest::get(&page_url).await.unwrap().json().await.unwrap();
         for clip in page["clips"].as_array().unwrap() {
             assert_eq!(clip["kind"], "moment", "{clip}");
-            let at = time::OffsetDateTime::parse(
-                clip["detected_at"].as_str().unwrap(),
-                &time::format_description::well_known::Rfc3339,
-            )
-            .unwrap();
             found.push((
                 clip["broadcaster_id"].as_str().unwrap().to_owned(),
-                at.unix_timestamp(),
+                unix_seconds(clip["detected_at"].as_str().unwrap()),
                 format!("{:.6}", clip["intensity"].as_f64().unwrap()),
             ));
         }
@@ -85,12 +87,7 @@ fn vods_of(files: &[PathBuf]) -> Vec<(String, i64, i64)> {
         .map(|file| {
             let export: serde_json::Value = serde_json::from_slice(&std::fs::read(file).unwrap()).unwrap();
             let video = &export["video"];
-            let started = time::OffsetDateTime::parse(
-                video["created_at"].as_str().unwrap(),
-                &time::format_description::well_known::Rfc3339,
-            )
-            .unwrap()
-            .unix_timestamp();
+            let started = unix_seconds(video["created_at"].as_str().unwrap());
             (video["id"].as_str().unwrap().to_owned(), started, video["length"].as_i64().unwrap())
         })
         .collect()
@@ -136,12 +133,7 @@ async fn a_replay_lists_exactly_the_detections_backtest_prints() {
     let page: serde_json::Value =
         reqwest::get(format!("{}v1.0/clip?limit=100", again.url)).await.unwrap().json().await.unwrap();
     for moment in page["clips"].as_array().unwrap() {
-        let at = time::OffsetDateTime::parse(
-            moment["detected_at"].as_str().unwrap(),
-            &time::format_description::well_known::Rfc3339,
-        )
-        .unwrap()
-        .unix_timestamp();
+        let at = unix_seconds(moment["detected_at"].as_str().unwrap());
         let (video, started, _) =
             vods.iter().find(|(_, started, length)| (*started..=started + length).contains(&at)).unwrap();
         let offset = at - started;
@@ -234,12 +226,7 @@ async fn live_chat_from_twitch_irc_becomes_a_moment_the_api_lists() {
     };
     let moment = &moments["clips"][0];
     assert_eq!(moment["kind"], "moment");
-    let peak = time::OffsetDateTime::parse(
-        moment["detected_at"].as_str().unwrap(),
-        &time::format_description::well_known::Rfc3339,
-    )
-    .unwrap()
-    .unix_timestamp();
+    let peak = unix_seconds(moment["detected_at"].as_str().unwrap());
     assert!((burst_s..burst_s + 3).contains(&peak), "the peak is in the burst ({burst_s}..): {moment}");
     assert_eq!(moment["clip_id"], format!("moment-515151-{peak}"));
     assert_eq!(moment["streamer_login"], "alpha", "named by the login Twitch confirmed: {moment}");
@@ -337,12 +324,7 @@ async fn with_twitch_credentials_a_live_burst_becomes_exactly_one_twitch_clip() 
         format!("https://www.twitch.tv/videos/{FAKE_VOD_ID}?t=0h20m34s"),
         "vod_offset 1234"
     );
-    let peak = time::OffsetDateTime::parse(
-        clip["detected_at"].as_str().unwrap(),
-        &time::format_description::well_known::Rfc3339,
-    )
-    .unwrap()
-    .unix_timestamp();
+    let peak = unix_seconds(clip["detected_at"].as_str().unwrap());
     assert!((burst_s..burst_s + 3).contains(&peak), "the peak is in the burst ({burst_s}..): {clip}");
     // Timed on the moment: the clip begins a few seconds before the burst, and is no longer.
     let call = &twitch.create_calls()[0];

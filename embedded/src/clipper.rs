@@ -395,17 +395,7 @@ mod tests {
             )
             .unwrap();
         assert_eq!(store.unconfirmed(10).await.unwrap(), ["New"]);
-        let query = api_function::ClipQuery {
-            min_intensity: 0.0,
-            limit: 10,
-            offset: 0,
-            broadcaster_id: None,
-            streamer: None,
-            since: None,
-            until: None,
-            cursor: None,
-            after_id: None,
-        };
+        let query = crate::clips::tests::query(10);
         let listed = store.page(&query, None).await.unwrap();
         assert_eq!(listed.clips.iter().map(|(c, _)| c.clip_id.as_str()).collect::<Vec<_>>(), ["New"]);
         std::fs::remove_dir_all(dir).unwrap();

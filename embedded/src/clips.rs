@@ -234,7 +234,7 @@ impl ClipReader for Embedded {
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use std::sync::Arc;
 
     use super::*;
@@ -253,7 +253,7 @@ mod tests {
         }
     }
 
-    fn query(limit: i64) -> ClipQuery {
+    pub(crate) fn query(limit: i64) -> ClipQuery {
         ClipQuery {
             min_intensity: 0.0,
             limit,
