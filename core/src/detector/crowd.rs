@@ -10,8 +10,11 @@
 //!   unknown chatters (sources without user ids) each vote: text signals alone.
 //! - **Who voted** in a second is a 1,024-bit sketch (one bit per chatter hash), kept only for
 //!   the window's seconds and the seconds still open; older seconds keep counts only. A sketch
-//!   collision merges two chatters; the sketch is part of the specification, so a reference
-//!   model reproduces it exactly.
+//!   collision merges two chatters; when the second closes, its points are scaled by the
+//!   chatters the sketch's occupancy stands for over its bits ([`corrected_points`]: linear
+//!   counting), which changes nothing below about 30 chatters a second and keeps 1,000 a second
+//!   measurable. The sketch is part of the specification, so a reference model reproduces it
+//!   exactly.
 //! - **Elevated** second `S`: the window `[S - window + 1, S]` against the `baseline` seconds
 //!   before it, with `x` the window's votes (points / [`VOTE_POINTS`]), `λ` the baseline's votes
 //!   per second (at least one vote over the whole baseline) and `μ = λ · window`:
@@ -161,10 +164,35 @@ pub fn sketch_bit(chatter: ChatterKey) -> usize {
 
 /// Distinct chatters estimated from the union sketch of a window (linear counting), rounded.
 pub fn estimate_chatters(union: &Sketch) -> u64 {
-    let zeros = union.iter().map(|word| word.count_zeros()).sum::<u32>();
-    let bits = SKETCH_BITS as f64;
-    let estimate = if zeros == 0 { bits * bits.ln() } else { -bits * (f64::from(zeros) / bits).ln() };
+    chatters_behind(union.iter().map(|word| word.count_ones()).sum::<u32>())
+}
+
+/// Distinct chatters behind `bits` set bits of one sketch (linear counting, `−m·ln(1 − bits/m)`),
+/// rounded; a full sketch counts as `m·ln m`.
+pub fn chatters_behind(bits: u32) -> u64 {
+    let m = SKETCH_BITS as f64;
+    let zeros = (SKETCH_BITS as u32).saturating_sub(bits);
+    let estimate = if zeros == 0 { m * m.ln() } else { -m * (f64::from(zeros) / m).ln() };
     estimate.round() as u64
+}
+
+/// The people a window's score counts: its distinct chatters, at most its votes. A window with
+/// more chatters than the sketch has bits is a crowd whatever the exact number (its union sketch
+/// saturates there and would undercount it), so its votes stand.
+pub fn window_people(chatters: u64, votes: u64) -> u64 {
+    if chatters >= SKETCH_BITS as u64 { votes } else { chatters.min(votes) }
+}
+
+/// A closed second's vote points with the chatters its sketch merged counted back in:
+/// `points · chatters_behind(bits) / bits`. A chatter whose bit another already set does not vote,
+/// so near 1,000 chatters a second the sketch would hide most of a crowd (2,500 viewers would
+/// weigh 1.6 times 880). Below about 30 chatters a second the estimate rounds to the bits: nothing
+/// changes. Seconds with unknown chatters (sources without user ids) are left as they are.
+pub fn corrected_points(points: u32, bits: u32, anonymous: u32) -> u32 {
+    if bits == 0 || anonymous != 0 {
+        return points;
+    }
+    (u64::from(points) * chatters_behind(bits) / u64::from(bits)).min(u64::from(u32::MAX)) as u32
 }
 
 impl CrowdDetector {
@@ -264,6 +292,11 @@ impl CrowdDetector {
         let baseline = i64::from(self.config.baseline_seconds());
         let ring = self.seconds.len();
         let entering = ring_slot(second, ring);
+        // The second is closed: its votes are final, and counted back in once, here.
+        let closed = ring_slot(second, self.sketches.len());
+        let bits = self.sketches[closed].iter().map(|w| w.count_ones()).sum::<u32>();
+        self.seconds[entering].points =
+            corrected_points(self.seconds[entering].points, bits, self.anonymous[closed]);
         let to_baseline = ring_slot(second - window, ring);
         let leaving = ring_slot(second - window - baseline, ring);
         let (enter, move_, leave) = (
@@ -311,7 +344,7 @@ impl CrowdDetector {
             // window's mean vote. A few accounts posting every second cannot make a crowd. The
             // votes are an upper bound of the people, so this can only lower the score.
             let (chatters, votes) = self.window_chatters(second);
-            let people_points = (u128::from(self.window_points) * u128::from(chatters.min(votes)))
+            let people_points = (u128::from(self.window_points) * u128::from(window_people(chatters, votes)))
                 .checked_div(u128::from(votes))
                 .unwrap_or(0) as u64;
             let people = Measurement::new(
@@ -374,7 +407,7 @@ impl CrowdDetector {
             }
             anonymous += u64::from(self.anonymous[slot]);
             votes += u64::from(self.anonymous[slot])
-                + u64::from(self.sketches[slot].iter().map(|w| w.count_ones()).sum::<u32>());
+                + chatters_behind(self.sketches[slot].iter().map(|w| w.count_ones()).sum::<u32>());
         }
         let known = if union.iter().all(|&word| word == 0) { 0 } else { estimate_chatters(&union) };
         (known + anonymous, votes)

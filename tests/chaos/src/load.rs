@@ -32,9 +32,9 @@ use crate::world::Binaries;
 const DEV_STREAM_ARN: &str = "arn:aws:kinesis:local:000000000000:stream/dev-chat";
 const ACCESS: &str = "load-access";
 
-/// Calm chat of a busy channel is talk, not reactions: v2 weighs reactions double, and its
-/// 1,024-bit chatter sketch saturates near 1,000 chatters a second (docs/detection.md), so a
-/// burst of reactions over calm reactions at this rate would be only 1.6 times the usual.
+/// Calm chat of a busy channel is mostly talk; the bursts are reactions (which v2 weighs double).
+/// With calm chat as reactive as the bursts, this load found v2's sketch saturating near 1,000
+/// chatters a second (docs/detection.md); the row in docs/reliability.md was measured with these.
 const BUSY_CALM: [&str; 4] = ["nice", "where is he from", "what is this build", "hi chat"];
 const BUSY_REACTIONS: [&str; 5] = ["PogChamp", "KEKW KEKW", "OMEGALUL", "NO WAY", "CLIP IT"];
 const QUIET_CALM: [&str; 3] = ["hi", "how was your day", "!discord"];
