@@ -164,6 +164,29 @@ function curveGraph(curve) {
   return svg;
 }
 
+// This page with the clip on top (`?clip=ID`): a click copies it when the browser lets us, and
+// otherwise follows it.
+function shareLink(clip, title) {
+  const link = document.createElement("a");
+  link.className = "share";
+  const target = new URL(window.location.pathname, window.location.origin);
+  target.searchParams.set("clip", clip.clip_id);
+  link.href = target.toString();
+  link.textContent = "Share";
+  link.setAttribute("aria-label", `Share: ${title}`);
+  link.addEventListener("click", async (event) => {
+    if (!navigator.clipboard) return;
+    event.preventDefault();
+    try {
+      await navigator.clipboard.writeText(link.href);
+      link.textContent = "Link copied";
+    } catch {
+      window.location.href = link.href;
+    }
+  });
+  return link;
+}
+
 // 3723 -> "1:02:03", 83 -> "1:23".
 function clock(seconds) {
   const s = Math.max(0, Math.floor(seconds));
@@ -192,6 +215,7 @@ function card(clip) {
   if (Array.isArray(clip.curve) && clip.curve.length > 1) {
     node.querySelector(".intensity").after(curveGraph(clip.curve));
   }
+  node.querySelector(".meta").append(shareLink(clip, title));
   if (clip.vod_url && clip.vod_offset != null) {
     // The moment in the recording on Twitch.
     const link = document.createElement("a");
@@ -406,6 +430,26 @@ function applyFilters(event) {
   loadFirstPage();
 }
 
+// A shared clip (`?clip=ID`) shows above the list, whatever the filters.
+async function loadShared() {
+  const id = new URLSearchParams(window.location.search).get("clip");
+  if (!id) return;
+  const holder = $("shared-clip");
+  try {
+    const clip = await getJson(`/v1.0/clip/${encodeURIComponent(id)}`);
+    // Not part of the list: it must not count as listed for live updates.
+    const newest = state.newestId;
+    holder.replaceChildren(card(clip));
+    state.newestId = newest;
+    if (!$("grid").querySelector(`[data-clip-id="${CSS.escape(clip.clip_id)}"]`)) state.shown.delete(clip.clip_id);
+  } catch {
+    const gone = document.createElement("p");
+    gone.textContent = "The shared clip is not listed any more.";
+    holder.replaceChildren(gone);
+  }
+  $("shared").hidden = false;
+}
+
 async function main() {
   $("filters").addEventListener("submit", applyFilters);
   streamerSelect.addEventListener("change", applyFilters);
@@ -423,7 +467,7 @@ async function main() {
 
   await loadConfig();
   readFiltersFromUrl();
-  await Promise.all([loadStreamers(), loadFirstPage()]);
+  await Promise.all([loadStreamers(), loadFirstPage(), loadShared()]);
 }
 
 main();

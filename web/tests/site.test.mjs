@@ -70,6 +70,25 @@ test("the page lists the seeded clips newest first, with the streamer filter fil
   await context.close();
 });
 
+test("each clip has a share link that opens the page with that clip on top of the list", async () => {
+  const { page, context, errors } = await openPage({ viewport: { width: 1280, height: 900 } });
+  await page.goto(SITE_URL);
+  await cards(page).first().waitFor(WAIT);
+  const href = await cards(page).nth(3).locator("a.share").getAttribute("href");
+  assert.equal(new URL(href).searchParams.get("clip"), "Sample57");
+  await page.goto(href);
+  const shared = page.locator("#shared .card");
+  await shared.waitFor(WAIT);
+  assert.equal(await shared.getAttribute("data-clip-id"), "Sample57");
+  assert.equal(await shared.locator(".title").textContent(), "Sample clip 57");
+  await cards(page).first().waitFor(WAIT);
+  assert.equal(await cards(page).first().getAttribute("data-clip-id"), "Sample60", "the list loads below it");
+  await page.goto(`${SITE_URL}?clip=NoSuchClip`);
+  await page.locator("#shared").getByText("The shared clip is not listed any more.").waitFor(WAIT);
+  assert.deepEqual(errors, []);
+  await context.close();
+});
+
 // "Sample60" … "Sample1": every seeded clip, newest first.
 const ALL_CLIPS_NEWEST_FIRST = Array.from({ length: 60 }, (_, i) => `Sample${60 - i}`);
 const clipIds = (page) => cards(page).evaluateAll((nodes) => nodes.map((n) => n.dataset.clipId));
