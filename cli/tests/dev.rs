@@ -210,20 +210,7 @@ async fn live_chat_from_twitch_irc_becomes_a_moment_the_api_lists() {
         served.stderr.lock().unwrap()
     );
     let (burst_s, _) = send_live_chat_with_a_burst(&irc, "alpha", 515151).await;
-    let started = Instant::now();
-    let moments = loop {
-        let page: serde_json::Value = reqwest::get(format!("{}v1.0/clip?broadcaster_id=515151", served.url))
-            .await
-            .unwrap()
-            .json()
-            .await
-            .unwrap();
-        if page["count"].as_u64().unwrap() > 0 {
-            break page;
-        }
-        assert!(started.elapsed() < DEADLINE, "no moment: {}", served.stderr.lock().unwrap());
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    };
+    let moments = clips_of_515151(&served, "a moment", |page| page["count"].as_u64().unwrap() > 0).await;
     let moment = &moments["clips"][0];
     assert_eq!(moment["kind"], "moment");
     let peak = unix_seconds(moment["detected_at"].as_str().unwrap());
@@ -272,8 +259,12 @@ fn write_token_file(path: &Path, access: &str, refresh: &str, expires_at: i64) {
     std::fs::write(path, token.to_string()).unwrap();
 }
 
-/// The clips the API lists for broadcaster 515151, once the first is confirmed.
-async fn confirmed_clips(served: &common::Dev) -> serde_json::Value {
+/// The API's page of broadcaster 515151's clips, polled until `done` holds for it.
+async fn clips_of_515151(
+    served: &common::Dev,
+    what: &str,
+    done: impl Fn(&serde_json::Value) -> bool,
+) -> serde_json::Value {
     let started = Instant::now();
     loop {
         let page: serde_json::Value = reqwest::get(format!("{}v1.0/clip?broadcaster_id=515151", served.url))
@@ -282,12 +273,20 @@ async fn confirmed_clips(served: &common::Dev) -> serde_json::Value {
             .json()
             .await
             .unwrap();
-        if page["count"].as_u64().unwrap() > 0 && page["clips"][0]["confirmed"] == true {
+        if done(&page) {
             return page;
         }
-        assert!(started.elapsed() < DEADLINE, "no confirmed clip: {page} {}", served.stderr.lock().unwrap());
+        assert!(started.elapsed() < DEADLINE, "no {what}: {page} {}", served.stderr.lock().unwrap());
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
+}
+
+/// The clips the API lists for broadcaster 515151, once the first is confirmed.
+async fn confirmed_clips(served: &common::Dev) -> serde_json::Value {
+    clips_of_515151(served, "confirmed clip", |page| {
+        page["count"].as_u64().unwrap() > 0 && page["clips"][0]["confirmed"] == true
+    })
+    .await
 }
 
 /// With a token file and the app's credentials, a burst in a live channel becomes a real Twitch
