@@ -480,19 +480,13 @@ async fn listed_kinds(url: &str) -> anyhow::Result<(usize, usize)> {
 /// dev's stream as the detector read it: one shard, in append order.
 fn dev_stream(store: &Embedded) -> anyhow::Result<ChatStream> {
     let mut stream = ChatStream { stream_arn: DEV_STREAM_ARN.into(), ..ChatStream::default() };
-    let mut records = Vec::new();
     let mut after = 0;
     loop {
         let page = store.read_stream(after, 10_000)?;
         let Some(last) = page.last() else { break };
         after = last.sequence;
         for record in page {
-            if let Ok(batch) = wire::decode(&record.data) {
-                stream.messages += batch.messages.len() as u64;
-                stream.max_record_messages = stream.max_record_messages.max(batch.messages.len() as u64);
-                stream.ids.extend(batch.messages.into_iter().map(|m| m.id));
-            }
-            records.push(KinesisRecordIn {
+            stream.push(KinesisRecordIn {
                 shard_id: "shardId-000000000000".into(),
                 sequence_number: record.sequence.to_string(),
                 partition_key: record.partition_key.to_string(),
@@ -501,7 +495,6 @@ fn dev_stream(store: &Embedded) -> anyhow::Result<ChatStream> {
             });
         }
     }
-    stream.shards = BTreeMap::from([("shardId-000000000000".to_owned(), records)]);
     Ok(stream)
 }
 

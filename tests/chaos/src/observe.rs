@@ -41,6 +41,16 @@ pub struct ChatStream {
 }
 
 impl ChatStream {
+    /// Adds `record` to its shard, counting the chat it carries.
+    pub fn push(&mut self, record: KinesisRecordIn) {
+        if let Ok(batch) = wire::decode(&record.data) {
+            self.messages += batch.messages.len() as u64;
+            self.max_record_messages = self.max_record_messages.max(batch.messages.len() as u64);
+            self.ids.extend(batch.messages.into_iter().map(|m| m.id));
+        }
+        self.shards.entry(record.shard_id.clone()).or_default().push(record);
+    }
+
     /// The runner's checkpoint key and the last sequence number of each non-empty shard.
     pub fn ends(&self, stream: &str) -> BTreeMap<String, String> {
         self.shards
@@ -74,20 +84,14 @@ pub async fn read_chat_stream(world: &World) -> anyhow::Result<ChatStream> {
             .await?
             .shard_iterator
             .context("no shard iterator")?;
-        let records = contents.shards.entry(shard.shard_id().to_owned()).or_default();
+        contents.shards.entry(shard.shard_id().to_owned()).or_default();
         loop {
             let page = client.get_records().shard_iterator(&iterator).limit(10_000).send().await?;
             if page.records().is_empty() {
                 break;
             }
             for record in page.records() {
-                if let Ok(batch) = wire::decode(record.data().as_ref()) {
-                    contents.messages += batch.messages.len() as u64;
-                    contents.max_record_messages =
-                        contents.max_record_messages.max(batch.messages.len() as u64);
-                    contents.ids.extend(batch.messages.into_iter().map(|m| m.id));
-                }
-                records.push(KinesisRecordIn {
+                contents.push(KinesisRecordIn {
                     shard_id: shard.shard_id().to_owned(),
                     sequence_number: record.sequence_number().to_owned(),
                     partition_key: record.partition_key().unwrap_or_default().to_owned(),
