@@ -215,6 +215,13 @@ function card(clip) {
   if (Array.isArray(clip.curve) && clip.curve.length > 1) {
     node.querySelector(".intensity").after(curveGraph(clip.curve));
   }
+  if (Array.isArray(clip.phrases) && clip.phrases.length > 0) {
+    // What chat repeated most around the moment, and how many said it.
+    const said = document.createElement("p");
+    said.className = "phrases";
+    said.textContent = `Chat: ${clip.phrases.map((p) => `${p.phrase} ×${p.count}`).join(" · ")}`;
+    node.querySelector(".intensity").after(said);
+  }
   node.querySelector(".meta").append(shareLink(clip, title));
   if (clip.vod_url && clip.vod_offset != null) {
     // The moment in the recording on Twitch.

@@ -86,6 +86,11 @@ fn curve_column(curve: &highlights_core::ChatCurve) -> Option<Vec<i32>> {
         .then(|| curve.counts().iter().map(|&c| i32::try_from(c).unwrap_or(i32::MAX)).collect())
 }
 
+/// Top phrases as the `clips.phrases` and `clips.phrase_counts` columns hold them.
+fn phrase_columns(phrases: &highlights_core::TopPhrases) -> (Vec<&str>, Vec<i32>) {
+    phrases.entries().map(|e| (e.phrase.as_str(), i32::try_from(e.count).unwrap_or(i32::MAX))).unzip()
+}
+
 /// The URLs of a clip follow from its id.
 pub fn clip_urls(clip_id: &str) -> (String, String) {
     (format!("https://clips.twitch.tv/{clip_id}"), format!("https://clips.twitch.tv/embed?clip={clip_id}"))
@@ -111,12 +116,14 @@ impl ClipStore for PgClips {
         let client = self.pool.get().await.map_err(unavailable)?;
         let (url, embed_url) = clip_urls(clip_id);
         let message_count = i32::try_from(detection.message_count).unwrap_or(i32::MAX);
+        let (phrases, phrase_counts) = phrase_columns(&detection.phrases);
         // The no-op update makes RETURNING answer the row that was already there.
         let row = client
             .query_one(
                 "INSERT INTO clips (clip_id, broadcaster_id, url, embed_url, detected_at, fired_at, intensity, \
-                     message_count, baseline_mean, baseline_std, curve) \
-                 VALUES ($1, $2, $3, $4, to_timestamp($5::bigint), to_timestamp($6::bigint), $7, $8, $9, $10, $11) \
+                     message_count, baseline_mean, baseline_std, curve, phrases, phrase_counts) \
+                 VALUES ($1, $2, $3, $4, to_timestamp($5::bigint), to_timestamp($6::bigint), $7, $8, $9, $10, $11, \
+                     $12, $13) \
                  ON CONFLICT (broadcaster_id, detected_at) DO UPDATE SET clip_id = clips.clip_id \
                  RETURNING clip_id",
                 &[
@@ -131,6 +138,8 @@ impl ClipStore for PgClips {
                     &detection.baseline_mean,
                     &detection.baseline_std,
                     &curve_column(&detection.curve),
+                    &phrases,
+                    &phrase_counts,
                 ],
             )
             .await

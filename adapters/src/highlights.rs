@@ -141,6 +141,7 @@ const MESSAGE_COUNT: &str = "message_count";
 const BASELINE_MEAN: &str = "baseline_mean";
 const BASELINE_STD: &str = "baseline_std";
 const CURVE: &str = "curve";
+const PHRASES: &str = "phrases";
 const STATUS: &str = "status";
 const CREATED_AT: &str = "created_at";
 
@@ -160,6 +161,7 @@ pub fn detection_item(detection: &Detection, now_ms: i64) -> HashMap<String, Att
             CURVE.to_owned(),
             AttributeValue::L(detection.curve.counts().iter().map(|c| number(c.to_string())).collect()),
         ),
+        (PHRASES.to_owned(), phrases_value(&detection.phrases)),
         (STATUS.to_owned(), AttributeValue::S("pending".into())),
         (CREATED_AT.to_owned(), number(now_ms.to_string())),
         (keys::EXPIRES_AT.to_owned(), number((now_ms / 1000 + RETENTION.as_secs() as i64).to_string())),
@@ -181,7 +183,36 @@ pub fn parse_detection(item: &HashMap<String, AttributeValue>) -> Option<Detecti
         baseline_mean: text(BASELINE_MEAN)?.parse().ok()?,
         baseline_std: text(BASELINE_STD)?.parse().ok()?,
         curve: parse_curve(item.get(CURVE)),
+        phrases: parse_phrases(item.get(PHRASES)),
     })
+}
+
+/// Top phrases as an item holds them: a list of `{phrase: S, count: N}` (the JSON shape, so the
+/// clipper reads the stream image with serde).
+fn phrases_value(phrases: &highlights_core::TopPhrases) -> AttributeValue {
+    AttributeValue::L(
+        phrases
+            .entries()
+            .map(|entry| {
+                AttributeValue::M(HashMap::from([
+                    ("phrase".to_owned(), AttributeValue::S(entry.phrase.as_str().to_owned())),
+                    ("count".to_owned(), AttributeValue::N(entry.count.to_string())),
+                ]))
+            })
+            .collect(),
+    )
+}
+
+/// A highlight's top phrases; absent (items written before them) or unreadable entries: none.
+fn parse_phrases(value: Option<&AttributeValue>) -> highlights_core::TopPhrases {
+    let Some(AttributeValue::L(list)) = value else { return Default::default() };
+    highlights_core::TopPhrases::from_entries(list.iter().filter_map(|entry| {
+        let entry = entry.as_m().ok()?;
+        Some(highlights_core::PhraseCount {
+            phrase: highlights_core::detector::Phrase::parse(entry.get("phrase")?.as_s().ok()?)?,
+            count: entry.get("count")?.as_n().ok()?.parse().ok()?,
+        })
+    }))
 }
 
 /// A highlight's chat curve (a list of numbers); absent or unreadable (items written before it
@@ -493,7 +524,10 @@ mod tests {
             baseline_mean: 0.05,
             baseline_std: 0.2470562472346305,
             curve: highlights_core::ChatCurve::from_counts(&[0, 1, 0, 0, 9]),
+            phrases: serde_json::from_str(r#"[{"phrase":"KEKW","count":7},{"phrase":"W","count":3}]"#)
+                .unwrap(),
         };
+        assert_eq!(detection.phrases.entries().count(), 2);
         let item = detection_item(&detection, 1_733_098_533_000);
         assert_eq!(parse_detection(&item), Some(detection));
         assert_eq!(item[keys::EXPIRES_AT], AttributeValue::N((1_733_098_533 + 30 * 24 * 3600).to_string()));

@@ -41,13 +41,13 @@ impl SampleClips {
             .execute(
                 "INSERT INTO clips (clip_id, broadcaster_id, url, embed_url, title, duration, detected_at, \
                      fired_at, created_at, intensity, message_count, baseline_mean, baseline_std, confirmed, curve, \
-                     video_id, vod_offset) \
+                     video_id, vod_offset, phrases, phrase_counts) \
                  SELECT 'Sample' || g, ($1::bigint + g % $2::bigint)::text, \
                      'https://clips.twitch.tv/Sample' || g, 'https://clips.twitch.tv/embed?clip=Sample' || g, \
                      'Sample clip ' || g, 30, to_timestamp($3::bigint + g), to_timestamp($3::bigint + g + 5), \
                      to_timestamp($3::bigint + g + 6), 4 + (g % 100) / 10.0, 20 + g % 200, 2, 1, TRUE, \
                      ARRAY[2, 3, 1, 2, 4, 2, 3, (20 + g % 200) / 4, (20 + g % 200) / 2, 20 + g % 200, 9, 5], \
-                     '1900000000', 60 * g + 3 \
+                     '1900000000', 60 * g + 3, ARRAY['KEKW', 'W'], ARRAY[(20 + g % 200) / 3, 4] \
                  FROM generate_series(1, $4::bigint) AS g ON CONFLICT DO NOTHING",
                 &[&SAMPLE_BROADCASTER_BASE, &channels, &self.first_detected_unix, &(self.count as i64)],
             )

@@ -308,7 +308,8 @@ async fn migrations_apply_to_an_empty_database_and_then_do_nothing() {
             "V2__one_clip_per_highlight".to_owned(),
             "V3__confirmation_that_finishes".to_owned(),
             "V4__roles".to_owned(),
-            "V5__moment_curve_and_vod".to_owned()
+            "V5__moment_curve_and_vod".to_owned(),
+            "V6__moment_phrases".to_owned()
         ]
     );
     assert!(database.migrate().await.unwrap().is_empty());

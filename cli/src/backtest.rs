@@ -59,6 +59,8 @@ struct DetectionLine {
     baseline_std: f64,
     /// Messages per second up to `fired_at`, oldest first (what a moment card draws).
     curve: Vec<u32>,
+    /// The phrases chat repeated most up to `fired_at`, most said first (what a title quotes).
+    phrases: highlights_core::TopPhrases,
 }
 
 impl From<&Detection> for DetectionLine {
@@ -72,6 +74,7 @@ impl From<&Detection> for DetectionLine {
             baseline_mean: d.baseline_mean,
             baseline_std: d.baseline_std,
             curve: d.curve.counts().to_vec(),
+            phrases: d.phrases,
         }
     }
 }

@@ -31,6 +31,7 @@ use highlights_adapters::settings::{DetectorSettings, TwitchUrls};
 use highlights_adapters::tokens::{FileVault, StoredTokenSource, TokenVault as _};
 use highlights_adapters::twitch::{AppCredentials, HelixClips, Secret, TwitchOAuth};
 use highlights_core::clip_policy::ClipPolicy;
+use highlights_core::title::TitleRules;
 use highlights_core::{ChatBatch, Detection, wire};
 use highlights_embedded::Embedded;
 use ingest_fargate::producer::{EntryResults, RecordSink, SinkError};
@@ -99,6 +100,10 @@ pub struct DevArgs {
     client_secret: Option<String>,
     #[command(flatten)]
     twitch: TwitchUrls,
+    /// Terms that must never appear in a clip's or moment's title or on its card, one per line or
+    /// separated by commas, on top of the built-in list of slurs.
+    #[arg(long, value_name = "FILE")]
+    title_blocklist: Option<PathBuf>,
     /// Exit once a replay is fully detected and stored (scripts, tests); otherwise keep serving.
     #[arg(long, requires = "replay")]
     exit_when_done: bool,
@@ -148,6 +153,7 @@ pub fn run(args: DevArgs) -> anyhow::Result<()> {
         std::fs::File::open(file).with_context(|| format!("cannot read {}", file.display()))?;
     }
     let vault = token_vault(&args)?;
+    let titles = title_rules(args.title_blocklist.as_deref())?;
     let store = Arc::new(Embedded::open(&args.data_dir)?);
     crate::stack::runtime()?.block_on(async move {
         if let Some(vault) = &vault {
@@ -187,10 +193,11 @@ pub fn run(args: DevArgs) -> anyhow::Result<()> {
                     store.clone(),
                     store.clone(),
                     ClipPolicy::default(),
-                );
+                )
+                .with_title_rules(titles);
                 tokio::spawn(clip_highlights(store.clone(), clipper, progress.clone(), stop.clone()))
             }
-            None => tokio::spawn(store_moments(store.clone(), progress.clone(), stop.clone())),
+            None => tokio::spawn(store_moments(store.clone(), titles, progress.clone(), stop.clone())),
         };
         let source = {
             let (store, progress, stop) = (store.clone(), progress.clone(), stop.clone());
@@ -348,6 +355,7 @@ async fn detect(
 /// The clipper's place without Twitch credentials: every highlight becomes a moment, stored once.
 async fn store_moments(
     store: Arc<Embedded>,
+    titles: TitleRules,
     progress: Arc<Progress>,
     stop: watch::Receiver<bool>,
 ) -> anyhow::Result<()> {
@@ -359,7 +367,7 @@ async fn store_moments(
             continue;
         };
         let moments: Vec<Detection> = highlights.iter().map(|(_, d)| *d).collect();
-        let stored = store.store_moments(MOMENTS, &moments, last, unix_ms())?;
+        let stored = store.store_moments(MOMENTS, &moments, last, unix_ms(), &titles)?;
         progress.moments.fetch_add(stored as u64, Ordering::Relaxed);
         position = last;
     }
@@ -409,7 +417,7 @@ async fn clip_highlights(
         if let Some(&(last, _)) = done.last() {
             let moments: Vec<Detection> =
                 store.failed_highlights(&done)?.into_iter().map(|(_, d)| d).collect();
-            let stored = store.store_moments(MOMENTS, &moments, last, unix_ms())?;
+            let stored = store.store_moments(MOMENTS, &moments, last, unix_ms(), clipper.titles())?;
             progress.moments.fetch_add(stored as u64, Ordering::Relaxed);
             position = last;
         }
@@ -442,6 +450,20 @@ fn highlight_event(highlights: &[(i64, Detection)]) -> aws_lambda_events::event:
         })
         .collect();
     dynamodb_event(HIGHLIGHTS_STREAM_ARN, "local", &records)
+}
+
+/// The built-in title rules, extended by the operator's list when there is one.
+fn title_rules(blocklist: Option<&Path>) -> anyhow::Result<TitleRules> {
+    let Some(path) = blocklist else { return Ok(TitleRules::default()) };
+    let list = std::fs::read_to_string(path).with_context(|| format!("cannot read {}", path.display()))?;
+    let rules = TitleRules::extended(&list);
+    eprintln!(
+        "dev: titles avoid {} blocked terms ({} added by {})",
+        rules.blocked_terms(),
+        rules.blocked_terms() - TitleRules::default().blocked_terms(),
+        path.display()
+    );
+    Ok(rules)
 }
 
 /// The token file and the app credentials, when clips are asked for; a clear error when they

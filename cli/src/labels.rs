@@ -170,6 +170,7 @@ mod tests {
             baseline_mean: 1.0,
             baseline_std: 1.0,
             curve: Default::default(),
+            phrases: Default::default(),
         }
     }
 

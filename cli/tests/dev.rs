@@ -220,6 +220,13 @@ async fn live_chat_from_twitch_irc_becomes_a_moment_the_api_lists() {
     let curve: Vec<u64> = moment["curve"].as_array().unwrap().iter().filter_map(|v| v.as_u64()).collect();
     assert_eq!(curve.iter().max(), Some(&60), "the card's curve reaches the burst's 60 a second: {moment}");
     assert!(curve.len() >= 10 && curve[0] <= 3, "calm chat before the burst: {curve:?}");
+    // The burst's 50 chatters all say "KEKW KEKW", 60 messages a second for 3 seconds: one
+    // voice per chatter and second (a second of sending may straddle two of event time).
+    let phrase = &moment["phrases"][0];
+    assert_eq!(phrase["phrase"], "KEKW", "what chat said, normalised: {moment}");
+    let voices = phrase["count"].as_u64().unwrap();
+    assert!((50..=180).contains(&voices), "a voice per chatter and second, no more: {moment}");
+    assert_eq!(moment["title"], format!("KEKW ×{voices}"), "the moment is titled by it");
     assert!(moment["url"].is_null() && moment["embed_url"].is_null(), "{moment}");
     let beta: serde_json::Value = reqwest::get(format!("{}v1.0/clip?broadcaster_id=525252", served.url))
         .await

@@ -531,6 +531,12 @@ async fn twitch_chat_becomes_a_clip_the_api_lists() {
     assert_eq!(clips[0]["clip_id"], "FakeClip1");
     assert!(clips[0]["embed_url"].as_str().unwrap().contains("clip=FakeClip1"), "{page}");
     assert!(clips[0]["intensity"].as_f64().unwrap() >= 4.0, "{page}");
+    // What chat said travels with the highlight to the clip: its title and its card.
+    let said = &clips[0]["phrases"][0];
+    assert_eq!(said["phrase"], "KEKW", "{page}");
+    let title = format!("KEKW ×{}", said["count"]);
+    assert_eq!(calls[0].title.as_deref(), Some(title.as_str()), "Create Clip was asked for it");
+    assert_eq!(clips[0]["title"], title, "and Twitch's clip carries it: {page}");
 }
 
 // Multi-threaded: the fake Twitch answers while the test waits for the command.

@@ -13,6 +13,7 @@
 //! - [`detector`]: the two detectors (`seed`: messages per second; `v2`: people per second),
 //!   event time, sliding windows, scoring, hold and cooldown.
 //! - [`reaction`]: what a message's text says (reaction, plain, copypasta), for `v2`.
+//! - [`title`]: clip titles from what chat said around a moment.
 //! - [`irc`]: parsing of raw Twitch IRC `PRIVMSG` lines with IRCv3 tags.
 //!
 //! What must not live here: network or file access, clocks, randomness, logging setup.
@@ -24,12 +25,14 @@ pub mod filter;
 pub mod irc;
 pub mod model;
 pub mod reaction;
+pub mod title;
 mod varint;
 pub mod wire;
 
 pub use config::{ChannelSettings, ConfigError, DetectorConfig, DetectorMode};
 pub use detector::{
-    BroadcasterMap, ChannelDetector, ChatCurve, Detection, Detector, Outcome, StateDecodeError, Tally,
+    BroadcasterMap, ChannelDetector, ChatCurve, Detection, Detector, Outcome, PhraseCount, StateDecodeError,
+    Tally, TopPhrases,
 };
 pub use model::{
     BroadcasterId, ChatBatch, ChatMessage, ChatterKey, LifecycleEvent, StreamOffline, StreamOnline,

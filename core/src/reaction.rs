@@ -152,7 +152,7 @@ fn is_laughter(word: &[u8]) -> bool {
         && word.iter().all(|&b| matches!(b, b'h' | b'a' | b'j' | b'e'))
 }
 
-fn is_reaction_emote(word: &str) -> bool {
+pub(crate) fn is_reaction_emote(word: &str) -> bool {
     matches!(
         word,
         "LUL"

@@ -161,8 +161,8 @@ impl ClipStore for Embedded {
             .writer()
             .prepare_cached(
                 "INSERT INTO clips (kind, clip_id, broadcaster_id, url, embed_url, detected_at, fired_at, created_at_ms, \
-                     intensity, message_count, baseline_mean, baseline_std, next_confirm_at_ms, curve) \
-                 VALUES ('clip', ?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?7, ?12) \
+                     intensity, message_count, baseline_mean, baseline_std, next_confirm_at_ms, curve, phrases) \
+                 VALUES ('clip', ?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?7, ?12, ?13) \
                  ON CONFLICT (broadcaster_id, detected_at) DO UPDATE SET clip_id = clips.clip_id \
                  RETURNING clip_id",
             )
@@ -180,7 +180,8 @@ impl ClipStore for Embedded {
                         detection.message_count as i64,
                         detection.baseline_mean,
                         detection.baseline_std,
-                        crate::state::curve_text(&detection.curve)
+                        crate::state::curve_text(&detection.curve),
+                        crate::state::phrases_text(&detection.phrases)
                     ],
                     |row| row.get(0),
                 )
@@ -306,6 +307,7 @@ mod tests {
             baseline_mean: 2.0,
             baseline_std: 1.0,
             curve: Default::default(),
+            phrases: Default::default(),
         }
     }
 

@@ -5,6 +5,7 @@
 use api_function::reader::{ClipReader, ClipRows, ReadError};
 use api_function::statement::rfc3339_from_us;
 use api_function::{Clip, ClipQuery, Streamer, TOTAL_COUNT_CAP};
+use highlights_core::title::TitleRules;
 use highlights_core::{BroadcasterId, Detection};
 use rusqlite::types::Value;
 
@@ -17,7 +18,7 @@ pub fn moment_id(detection: &Detection) -> String {
 
 const COLUMNS: &str = "c.id, c.kind, c.clip_id, c.broadcaster_id, c.url, c.embed_url, c.thumbnail_url, c.title, \
      c.duration, c.vod_offset, c.detected_at, c.created_at_ms, c.intensity, c.message_count, c.view_count, \
-     c.confirmed, s.login, s.display_name, c.curve, c.video_id";
+     c.confirmed, s.login, s.display_name, c.curve, c.video_id, c.phrases";
 const FROM: &str = "clips c LEFT JOIN streamers s ON s.broadcaster_id = c.broadcaster_id";
 
 fn clip_from_row(row: &rusqlite::Row<'_>) -> rusqlite::Result<(Clip, (i64, i64))> {
@@ -48,6 +49,15 @@ fn clip_from_row(row: &rusqlite::Row<'_>) -> rusqlite::Result<(Clip, (i64, i64))
             let text: Option<String> = row.get(18)?;
             text.map(|t| crate::state::curve_from_text(Some(&t)).counts().iter().map(|&c| c as i32).collect())
         },
+        phrases: row.get::<_, Option<String>>(20)?.map(|text| {
+            crate::state::phrases_from_text(Some(&text))
+                .entries()
+                .map(|e| api_function::ChatPhrase {
+                    phrase: e.phrase.as_str().to_owned(),
+                    count: i32::try_from(e.count).unwrap_or(i32::MAX),
+                })
+                .collect()
+        }),
     };
     Ok((clip, (detected_us, id)))
 }
@@ -55,12 +65,14 @@ fn clip_from_row(row: &rusqlite::Row<'_>) -> rusqlite::Result<(Clip, (i64, i64))
 impl Embedded {
     /// Stores `moments` and moves consumer `consumer` to `position`, in one transaction. Returns
     /// how many were new (a moment already stored, or a highlight with a clip, is left as it is).
+    /// A moment is titled, and its phrases kept, by `titles`, as a clip would be.
     pub fn store_moments(
         &self,
         consumer: &str,
         moments: &[Detection],
         position: i64,
         now_ms: i64,
+        titles: &TitleRules,
     ) -> Result<usize, EmbeddedError> {
         let mut connection = self.writer();
         let transaction = connection.transaction()?;
@@ -68,8 +80,9 @@ impl Embedded {
         {
             let mut insert = transaction.prepare_cached(
                 "INSERT OR IGNORE INTO clips (kind, clip_id, broadcaster_id, detected_at, fired_at, created_at_ms, \
-                     intensity, message_count, baseline_mean, baseline_std, curve, video_id, vod_offset) \
-                 SELECT 'moment', ?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, v.video_id, ?3 - v.started_at \
+                     intensity, message_count, baseline_mean, baseline_std, curve, video_id, vod_offset, phrases, \
+                     title) \
+                 SELECT 'moment', ?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, v.video_id, ?3 - v.started_at, ?11, ?12 \
                  FROM (SELECT 1) LEFT JOIN vods v ON v.broadcaster_id = ?2 \
                      AND ?3 BETWEEN v.started_at AND v.started_at + v.length_s",
             )?;
@@ -84,7 +97,9 @@ impl Embedded {
                     detection.message_count as i64,
                     detection.baseline_mean,
                     detection.baseline_std,
-                    crate::state::curve_text(&detection.curve)
+                    crate::state::curve_text(&detection.curve),
+                    crate::state::phrases_text(&titles.shown(&detection.phrases)),
+                    titles.title_for(detection)
                 ])?;
             }
         }
@@ -250,6 +265,7 @@ pub(crate) mod tests {
             baseline_mean: 2.0,
             baseline_std: 1.0,
             curve: Default::default(),
+            phrases: Default::default(),
         }
     }
 
@@ -272,8 +288,12 @@ pub(crate) mod tests {
         let (store, dir) = temporary();
         let store = Arc::new(store);
         let batch = [detection(5, 100, 6.0), detection(6, 300, 9.0), detection(5, 200, 4.0)];
-        assert_eq!(store.store_moments("moments", &batch, 3, 1_000).unwrap(), 3);
-        assert_eq!(store.store_moments("moments", &batch[..1], 1, 1_000).unwrap(), 0, "stored once");
+        assert_eq!(store.store_moments("moments", &batch, 3, 1_000, &TitleRules::default()).unwrap(), 3);
+        assert_eq!(
+            store.store_moments("moments", &batch[..1], 1, 1_000, &TitleRules::default()).unwrap(),
+            0,
+            "stored once"
+        );
         assert_eq!(store.position("moments").unwrap(), 1);
         store.upsert_streamer(5, "five", Some("Five"), true).unwrap();
 

@@ -35,7 +35,7 @@ use rusqlite::Connection;
 pub const FILE_NAME: &str = "highlights.sqlite3";
 /// Connections that serve the API's reads (WAL lets them read while the pipeline writes).
 const READERS: usize = 4;
-const SCHEMA_VERSION: i64 = 3;
+const SCHEMA_VERSION: i64 = 4;
 
 const SCHEMA: &str = "
 CREATE TABLE stream (
@@ -99,7 +99,7 @@ CREATE TABLE streamers (
 ";
 
 /// What each schema version adds to the one before (index 0: version 1 to 2).
-const MIGRATIONS: [&str; 2] = [
+const MIGRATIONS: [&str; 3] = [
     "
 CREATE TABLE channel_settings (
     broadcaster_id   INTEGER PRIMARY KEY,
@@ -130,6 +130,10 @@ CREATE TABLE vods (
 ALTER TABLE clips ADD COLUMN confirm_attempts INTEGER NOT NULL DEFAULT 0;
 ALTER TABLE clips ADD COLUMN next_confirm_at_ms INTEGER NOT NULL DEFAULT 0;
 ALTER TABLE clips ADD COLUMN unpublished INTEGER NOT NULL DEFAULT 0;
+",
+    "
+ALTER TABLE highlights ADD COLUMN phrases TEXT;
+ALTER TABLE clips ADD COLUMN phrases TEXT;
 ",
 ];
 

@@ -6,7 +6,7 @@ use std::collections::HashMap;
 
 use highlights_adapters::detector_state::{BrokenVersion, StateStore, StoreError, StoredState};
 use highlights_adapters::highlights::HighlightOutbox;
-use highlights_core::{BroadcasterId, ChatCurve, Detection};
+use highlights_core::{BroadcasterId, ChatCurve, Detection, TopPhrases};
 use rusqlite::OptionalExtension as _;
 
 use crate::{Embedded, EmbeddedError};
@@ -94,8 +94,8 @@ impl HighlightOutbox for Embedded {
             .writer()
             .prepare_cached(
                 "INSERT OR IGNORE INTO highlights (broadcaster_id, peak_second, fired_second, intensity, \
-                     message_count, baseline_mean, baseline_std, recorded_at_ms, curve) \
-                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)",
+                     message_count, baseline_mean, baseline_std, recorded_at_ms, curve, phrases) \
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10)",
             )
             .and_then(|mut insert| {
                 insert.execute(rusqlite::params![
@@ -109,7 +109,8 @@ impl HighlightOutbox for Embedded {
                     std::time::SystemTime::now()
                         .duration_since(std::time::UNIX_EPOCH)
                         .map_or(0, |d| d.as_millis() as i64),
-                    curve_text(&detection.curve)
+                    curve_text(&detection.curve),
+                    phrases_text(&detection.phrases)
                 ])
             })
             .map_err(unavailable)?;
@@ -127,8 +128,18 @@ pub(crate) fn curve_from_text(text: Option<&str>) -> ChatCurve {
     ChatCurve::from_counts(&counts)
 }
 
-/// The detection in columns `at..at + 8` (broadcaster, peak, fired, intensity, messages, mean,
-/// std, curve).
+/// Top phrases as stored: their JSON (`NULL`: none).
+pub(crate) fn phrases_text(phrases: &TopPhrases) -> Option<String> {
+    (!phrases.is_empty()).then(|| serde_json::to_string(phrases).unwrap_or_default())
+}
+
+/// Stored phrases read back; absent or unreadable: none.
+pub(crate) fn phrases_from_text(text: Option<&str>) -> TopPhrases {
+    text.and_then(|text| serde_json::from_str(text).ok()).unwrap_or_default()
+}
+
+/// The detection in columns `at..at + 9` (broadcaster, peak, fired, intensity, messages, mean,
+/// std, curve, phrases).
 fn detection_from_row(row: &rusqlite::Row<'_>, at: usize) -> rusqlite::Result<Detection> {
     Ok(Detection {
         broadcaster_id: row.get::<_, i64>(at)? as u64,
@@ -139,6 +150,7 @@ fn detection_from_row(row: &rusqlite::Row<'_>, at: usize) -> rusqlite::Result<De
         baseline_mean: row.get(at + 5)?,
         baseline_std: row.get(at + 6)?,
         curve: curve_from_text(row.get::<_, Option<String>>(at + 7)?.as_deref()),
+        phrases: phrases_from_text(row.get::<_, Option<String>>(at + 8)?.as_deref()),
     })
 }
 
@@ -157,13 +169,13 @@ impl Embedded {
         let connection = self.writer();
         let mut select = connection.prepare_cached(
             "SELECT broadcaster_id, peak_second, fired_second, intensity, message_count, baseline_mean, \
-                 baseline_std, curve, recorded_at_ms, status FROM highlights ORDER BY seq",
+                 baseline_std, curve, phrases, recorded_at_ms, status FROM highlights ORDER BY seq",
         )?;
         let rows = select.query_map([], |row| {
             Ok(RecordedHighlight {
                 detection: detection_from_row(row, 0)?,
-                recorded_at_ms: row.get(8)?,
-                status: row.get(9)?,
+                recorded_at_ms: row.get(9)?,
+                status: row.get(10)?,
             })
         })?;
         Ok(rows.collect::<Result<_, _>>()?)
@@ -179,7 +191,7 @@ impl Embedded {
         let connection = self.writer();
         let mut select = connection.prepare_cached(
             "SELECT seq, broadcaster_id, peak_second, fired_second, intensity, message_count, baseline_mean, \
-                 baseline_std, curve FROM highlights WHERE seq > ?1 ORDER BY seq LIMIT ?2",
+                 baseline_std, curve, phrases FROM highlights WHERE seq > ?1 ORDER BY seq LIMIT ?2",
         )?;
         let rows = select.query_map(rusqlite::params![after, limit as i64], |row| {
             Ok((row.get(0)?, detection_from_row(row, 1)?))
@@ -203,6 +215,7 @@ mod tests {
             baseline_mean: 2.0,
             baseline_std: 1.0,
             curve: Default::default(),
+            phrases: Default::default(),
         }
     }
 

@@ -44,7 +44,8 @@ test(`a new moment appears on the open page, as a moment card (${TRANSPORT})`, a
   const moment = page.locator("#grid .card.moment");
   await moment.first().waitFor({ timeout: 90000 });
   assert.equal(await moment.count(), 1);
-  assert.equal(await moment.locator(".title").textContent(), "Chat exploded");
+  assert.match(await moment.locator(".title").textContent(), /^KEKW ×\d+$/, "titled by what chat said");
+  assert.match(await moment.locator(".phrases").textContent(), /^Chat: KEKW ×\d+/);
   assert.match(await moment.locator(".moment-panel").textContent(), /messages · \d+\.\d.* no Twitch clip/);
   assert.equal(await page.locator("#empty").isHidden(), true);
   assert.equal(await page.locator("#summary").textContent(), "1 clip");

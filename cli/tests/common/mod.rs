@@ -134,6 +134,9 @@ pub const QUICK_DETECTOR: [&str; 10] =
 /// stamps it: 12 seconds of 0–3 messages a second, then 3 seconds of 60 a second. The pauses
 /// pace the scenario in real time (the ingester's watermarks follow the wall clock); nothing
 /// waits on the system under test. Returns the burst's first second and the messages sent.
+/// What the burst's chatters say: a moment's card and title quote it.
+pub const BURST_TEXT: &str = "KEKW KEKW";
+
 pub async fn send_live_chat_with_a_burst(irc: &FakeIrc, channel: &str, room_id: u64) -> (i64, u64) {
     let unix_ms =
         || std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_millis() as i64;
@@ -147,7 +150,7 @@ pub async fn send_live_chat_with_a_burst(irc: &FakeIrc, channel: &str, room_id: 
         for _ in 0..count {
             let id = format!("00000000-0000-4000-8000-{n:012}");
             let line =
-                FakeIrc::chat_line(channel, room_id, ("viewer", 1000 + n % 50), unix_ms(), &id, "PogChamp");
+                FakeIrc::chat_line(channel, room_id, ("viewer", 1000 + n % 50), unix_ms(), &id, BURST_TEXT);
             irc.send_raw(Some(channel), &line);
             n += 1;
         }

@@ -41,6 +41,7 @@ use crate::model::{BroadcasterId, ChatterKey, UNKNOWN_CHATTER};
 use crate::reaction::{Tone, tone};
 use crate::varint::{self, Reader};
 
+use super::phrases::PhraseSketch;
 use super::{
     Detection, EventClock, Outcome, StateDecodeError, plausible_second, read_state_head, write_state_head,
 };
@@ -55,8 +56,10 @@ pub const SKETCH_BITS: usize = 1024;
 const SKETCH_WORDS: usize = SKETCH_BITS / 64;
 type Sketch = [u64; SKETCH_WORDS];
 
-/// The first byte of a saved v2 state.
-pub(super) const STATE_VERSION: u8 = 2;
+/// The first byte of a saved v2 state: 4 since the phrase sketch, which follows everything else;
+/// a state of version 2 (before it) is read with an empty sketch.
+pub(super) const STATE_VERSION: u8 = 4;
+pub(super) const STATE_VERSIONS: [u8; 2] = [2, STATE_VERSION];
 const HAS_FIRST: u8 = 1;
 const HAS_BURST: u8 = 2;
 const HAS_LAST_FIRE: u8 = 4;
@@ -84,6 +87,8 @@ pub struct CrowdDetector {
     /// The second the open burst was reported, while it lasts.
     burst: Option<i64>,
     pub(super) last_fire: Option<i64>,
+    /// The phrases of the last seconds' votes.
+    phrases: PhraseSketch,
 }
 
 /// One second's counts in the history ring.
@@ -213,6 +218,7 @@ impl CrowdDetector {
             baseline_squares: 0,
             burst: None,
             last_fire: None,
+            phrases: PhraseSketch::new(&config),
         }
     }
 
@@ -252,6 +258,7 @@ impl CrowdDetector {
         };
         if votes {
             slot.points = slot.points.saturating_add(vote_points(text));
+            self.phrases.observe(second, text);
         }
         Outcome::Counted
     }
@@ -375,6 +382,7 @@ impl CrowdDetector {
                 baseline_mean: measurement.rate,
                 baseline_std: measurement.std,
                 curve: self.curve(second),
+                phrases: self.phrases.top(),
             });
             self.last_fire = Some(second);
             self.burst = Some(second);
@@ -439,6 +447,7 @@ impl CrowdDetector {
         if let Some(fired) = self.last_fire {
             varint::put_i64(&mut out, fired);
         }
+        self.phrases.encode(&mut out);
         out
     }
 
@@ -457,7 +466,8 @@ impl CrowdDetector {
         let mut detector = Self::new(broadcaster_id, config);
         let rings = [detector.seconds.len(), detector.sketches.len()];
         let known = HAS_FIRST | HAS_BURST | HAS_LAST_FIRE;
-        let flags = read_state_head(&mut reader, STATE_VERSION, broadcaster_id, &config, &rings, known)?;
+        let (version, flags) =
+            read_state_head(&mut reader, &STATE_VERSIONS, broadcaster_id, &config, &rings, known)?;
         if flags & HAS_FIRST != 0 {
             let first = plausible_second(&mut reader, "first second")?;
             let watermark = reader.i64().map_err(|_| E::Truncated("watermark"))?;
@@ -482,6 +492,9 @@ impl CrowdDetector {
         }
         if flags & HAS_LAST_FIRE != 0 {
             detector.last_fire = Some(plausible_second(&mut reader, "last fire")?);
+        }
+        if version == STATE_VERSION {
+            detector.phrases = PhraseSketch::decode(&mut reader, &config)?;
         }
         if reader.remaining() != 0 {
             return Err(E::TrailingBytes(reader.remaining()));

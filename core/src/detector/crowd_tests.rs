@@ -49,15 +49,19 @@ fn reference(config: &DetectorConfig, messages: &[ChatMessage]) -> Vec<Detection
     let mut counts = vec![0u64; seconds];
     let mut voters: Vec<Vec<usize>> = vec![Vec::new(); seconds];
     let mut anonymous = vec![0u64; seconds];
+    // Each vote's time and text, in order: what the phrase sketch counts.
+    let mut votes: Vec<(i64, &str)> = Vec::new();
     for m in messages.iter().filter(|m| !crate::filter::is_command(&m.text)) {
         let s = (m.sent_at_ms.div_euclid(1000) - FIRST) as usize;
         counts[s] += 1;
         if m.chatter() == crate::model::UNKNOWN_CHATTER {
             anonymous[s] += 1;
             points[s] += u64::from(vote_points(&m.text));
+            votes.push((m.sent_at_ms, &m.text));
         } else if !voters[s].contains(&sketch_bit(m.chatter())) {
             voters[s].push(sketch_bit(m.chatter()));
             points[s] += u64::from(vote_points(&m.text));
+            votes.push((m.sent_at_ms, &m.text));
         }
     }
     // Each second closes with the chatters its sketch merged counted back in.
@@ -128,6 +132,14 @@ fn reference(config: &DetectorConfig, messages: &[ChatMessage]) -> Vec<Detection
                 baseline_mean: measurement.rate,
                 baseline_std: measurement.std,
                 curve: super::super::reference_curve(config, FIRST, second, |s| at(&counts, s) as u32),
+                // The detector reports when the first message past the lateness arrives.
+                phrases: super::super::reference_phrases(
+                    config,
+                    votes
+                        .iter()
+                        .filter(|(ms, _)| *ms < (second + 1) * 1000 + i64::from(config.allowed_lateness_ms()))
+                        .map(|(ms, text)| (ms.div_euclid(1000), *text)),
+                ),
             });
             last_fire = Some(second);
             burst = Some(second);

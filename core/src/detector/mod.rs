@@ -17,6 +17,7 @@
 //! This module must stay free of clocks and I/O: everything is driven by the caller's event times.
 
 pub mod crowd;
+pub mod phrases;
 pub mod seed;
 
 use std::collections::HashMap;
@@ -29,6 +30,7 @@ use crate::model::{BroadcasterId, ChatBatch, ChatterKey};
 use crate::varint::Reader;
 
 pub use crowd::CrowdDetector;
+pub use phrases::{Phrase, PhraseCount, TopPhrases};
 pub use seed::SeedDetector;
 
 /// One detected highlight: a burst of chat whose key second was reported at `fired_second`.
@@ -53,6 +55,10 @@ pub struct Detection {
     /// Chat messages per second up to the fired second: what a moment card draws.
     #[serde(default)]
     pub curve: ChatCurve,
+    /// The phrases chat repeated most in the seconds up to the fired second (see [`phrases`]):
+    /// what a moment card lists and a clip's title quotes.
+    #[serde(default)]
+    pub phrases: TopPhrases,
 }
 
 /// Most seconds a [`ChatCurve`] holds.
@@ -118,6 +124,52 @@ pub(crate) fn reference_curve(
     let remembered = i64::from(config.window_seconds() + config.baseline_seconds());
     let from = first.max(second + 1 - remembered.min(CURVE_SECONDS as i64));
     crate::ChatCurve::from_counts(&(from..=second).map(at).collect::<Vec<u32>>())
+}
+
+/// The top phrases the specification asks for, from the voices (second, text) the detector
+/// counted before it reported, in the order it saw them: Space-Saving per generation over a
+/// list, the newest two generations kept, transcribed from the [`phrases`] module docs.
+#[cfg(test)]
+pub(crate) fn reference_phrases<'a>(
+    config: &DetectorConfig,
+    voices: impl IntoIterator<Item = (i64, &'a str)>,
+) -> TopPhrases {
+    use std::collections::BTreeMap;
+    let span = phrases::span_seconds(config);
+    let mut generations: BTreeMap<i64, Vec<(String, u32, u32)>> = BTreeMap::new();
+    let mut newest: Option<i64> = None;
+    for (second, text) in voices {
+        let Some(phrase) = Phrase::of(text) else { continue };
+        let phrase = phrase.as_str().to_owned();
+        let generation = second.div_euclid(span);
+        let latest = newest.map_or(generation, |n| n.max(generation));
+        newest = Some(latest);
+        if latest - generation > 1 {
+            continue;
+        }
+        let slots = generations.entry(generation).or_default();
+        if let Some(slot) = slots.iter_mut().find(|slot| slot.0 == phrase) {
+            slot.1 += 1;
+        } else if slots.len() < phrases::SKETCH_SLOTS {
+            slots.push((phrase, 1, 0));
+        } else {
+            let floor = slots.iter().map(|slot| slot.1).min().unwrap();
+            let index = slots.iter().position(|slot| slot.1 == floor).unwrap();
+            slots[index] = (phrase, floor + 1, floor);
+        }
+    }
+    let Some(newest) = newest else { return TopPhrases::default() };
+    let mut counts: BTreeMap<String, u32> = BTreeMap::new();
+    for slots in generations.range(newest - 1..=newest).map(|(_, slots)| slots) {
+        for (phrase, count, error) in slots {
+            *counts.entry(phrase.clone()).or_default() += count - error;
+        }
+    }
+    let mut ranked: Vec<(String, u32)> = counts.into_iter().filter(|(_, count)| *count > 0).collect();
+    ranked.sort_by(|a, b| b.1.cmp(&a.1).then_with(|| a.0.cmp(&b.0)));
+    TopPhrases::from_entries(
+        ranked.into_iter().map(|(text, count)| PhraseCount { phrase: Phrase::parse(&text).unwrap(), count }),
+    )
 }
 
 impl std::fmt::Debug for ChatCurve {
@@ -312,19 +364,20 @@ pub(crate) fn write_state_head(
     out.push(flags);
 }
 
-/// Reads a head written by [`write_state_head`] and returns its flags: a state of another
-/// broadcaster, version, settings or ring lengths, or with flags outside `known_flags`, is refused.
+/// Reads a head written by [`write_state_head`] and returns its version and flags: a state of
+/// another broadcaster, settings or ring lengths, of a version not in `versions`, or with flags
+/// outside `known_flags`, is refused.
 pub(crate) fn read_state_head(
     reader: &mut Reader<'_>,
-    version: u8,
+    versions: &[u8],
     broadcaster_id: BroadcasterId,
     config: &DetectorConfig,
     ring_lengths: &[usize],
     known_flags: u8,
-) -> Result<u8, StateDecodeError> {
+) -> Result<(u8, u8), StateDecodeError> {
     use StateDecodeError as E;
     let found_version = reader.u8().ok_or(E::Truncated("version"))?;
-    if found_version != version {
+    if !versions.contains(&found_version) {
         return Err(E::UnsupportedVersion(found_version));
     }
     let mut field = |what| reader.u64().map_err(|_| E::Truncated(what));
@@ -344,7 +397,7 @@ pub(crate) fn read_state_head(
     if flags & !known_flags != 0 {
         return Err(E::OutOfRange("flags"));
     }
-    Ok(flags)
+    Ok((found_version, flags))
 }
 
 /// A second read from saved state, refused unless an event time in ms could have produced it.
@@ -484,13 +537,15 @@ impl ChannelDetector {
     ) -> Result<Self, StateDecodeError> {
         let version = *bytes.first().ok_or(StateDecodeError::Truncated("version"))?;
         match (config.mode(), version) {
-            (DetectorMode::Seed, seed::STATE_VERSION) => {
+            (DetectorMode::Seed, v) if seed::STATE_VERSIONS.contains(&v) => {
                 SeedDetector::decode_state(broadcaster_id, config, bytes).map(Self::Seed)
             }
-            (DetectorMode::V2, crowd::STATE_VERSION) => {
+            (DetectorMode::V2, v) if crowd::STATE_VERSIONS.contains(&v) => {
                 CrowdDetector::decode_state(broadcaster_id, config, bytes).map(Self::Crowd)
             }
-            (_, seed::STATE_VERSION | crowd::STATE_VERSION) => Err(StateDecodeError::ConfigMismatch),
+            (_, v) if seed::STATE_VERSIONS.contains(&v) || crowd::STATE_VERSIONS.contains(&v) => {
+                Err(StateDecodeError::ConfigMismatch)
+            }
             (_, other) => Err(StateDecodeError::UnsupportedVersion(other)),
         }
     }

@@ -30,6 +30,7 @@ use crate::filter::is_command;
 use crate::model::BroadcasterId;
 use crate::varint::{self, Reader};
 
+use super::phrases::PhraseSketch;
 use super::{
     Detection, EventClock, Outcome, StateDecodeError, plausible_second, read_state_head, write_state_head,
 };
@@ -63,10 +64,14 @@ pub struct SeedDetector {
     baseline_squares: u128,
     hold: Option<Hold>,
     pub(super) last_fire: Option<i64>,
+    /// The phrases of the last seconds' messages.
+    phrases: PhraseSketch,
 }
 
-/// The first byte of a saved seed state.
-pub(super) const STATE_VERSION: u8 = 1;
+/// The first byte of a saved seed state: 3 since the phrase sketch, which follows everything
+/// else; a state of version 1 (before it) is read with an empty sketch.
+pub(super) const STATE_VERSION: u8 = 3;
+pub(super) const STATE_VERSIONS: [u8; 2] = [1, STATE_VERSION];
 
 const HAS_FIRST: u8 = 1;
 const HAS_HOLD: u8 = 2;
@@ -84,6 +89,7 @@ impl SeedDetector {
             baseline_squares: 0,
             hold: None,
             last_fire: None,
+            phrases: PhraseSketch::new(&config),
         }
     }
 
@@ -110,6 +116,7 @@ impl SeedDetector {
         }
         let slot = self.slot(second);
         self.counts[slot] = self.counts[slot].saturating_add(1);
+        self.phrases.observe(second, text);
         Outcome::Counted
     }
 
@@ -204,6 +211,7 @@ impl SeedDetector {
                 baseline_mean: hold.peak.mean,
                 baseline_std: hold.peak.std,
                 curve: self.curve(second),
+                phrases: self.phrases.top(),
             });
             self.last_fire = Some(second);
             self.hold = None;
@@ -269,6 +277,7 @@ impl SeedDetector {
         if let Some(fired) = self.last_fire {
             varint::put_i64(&mut out, fired);
         }
+        self.phrases.encode(&mut out);
         out
     }
 
@@ -292,7 +301,8 @@ impl SeedDetector {
         let mut detector = Self::new(broadcaster_id, config);
         let rings = [detector.counts.len()];
         let known = HAS_FIRST | HAS_HOLD | HAS_LAST_FIRE;
-        let flags = read_state_head(&mut reader, STATE_VERSION, broadcaster_id, &config, &rings, known)?;
+        let (version, flags) =
+            read_state_head(&mut reader, &STATE_VERSIONS, broadcaster_id, &config, &rings, known)?;
         if flags & HAS_FIRST != 0 {
             let first = plausible_second(&mut reader, "first second")?;
             let watermark = i64_field(&mut reader, "watermark")?;
@@ -318,6 +328,9 @@ impl SeedDetector {
         }
         if flags & HAS_LAST_FIRE != 0 {
             detector.last_fire = Some(plausible_second(&mut reader, "last fire")?);
+        }
+        if version == STATE_VERSION {
+            detector.phrases = PhraseSketch::decode(&mut reader, &config)?;
         }
         if reader.remaining() != 0 {
             return Err(E::TrailingBytes(reader.remaining()));

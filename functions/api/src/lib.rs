@@ -31,7 +31,7 @@ use utoipa_axum::routes;
 
 pub use query::{ApiError, ClipQuery, DEFAULT_LIMIT, ErrorBody, MAX_LIMIT, MAX_OFFSET};
 pub use reader::{ClipReader, ClipRows, ReadError};
-pub use statement::{Clip, ListStatement, TOTAL_COUNT_CAP, list_statement};
+pub use statement::{ChatPhrase, Clip, ListStatement, TOTAL_COUNT_CAP, list_statement};
 
 /// What the handlers share: the store they read clips from.
 #[derive(Clone)]

@@ -17,7 +17,7 @@ pub const TOTAL_COUNT_CAP: i64 = 10_000;
 pub(crate) const CLIP_COLUMNS: &str = "c.id, c.clip_id, c.broadcaster_id, c.url, c.embed_url, c.thumbnail_url, \
      c.title, c.duration, c.vod_offset, (extract(epoch FROM c.detected_at) * 1000000)::bigint, \
      (extract(epoch FROM c.created_at) * 1000000)::bigint, c.intensity, c.message_count, c.view_count, \
-     c.confirmed, c.curve, c.video_id";
+     c.confirmed, c.curve, c.video_id, c.phrases, c.phrase_counts";
 
 /// One clip as the API returns it (the seed's fields and more).
 #[derive(Debug, Clone, Serialize, ToSchema)]
@@ -63,6 +63,10 @@ pub struct Clip {
     /// 30): the shape of the burst. Null for clips stored before curves existed.
     #[schema(example = json!([3, 2, 4, 3, 41, 58, 60]))]
     pub curve: Option<Vec<i32>>,
+    /// The phrases chat repeated most around the moment, most said first (at most 3): `count` is
+    /// how many said it at least (one voice per chatter and second). Null for clips stored before
+    /// phrases existed.
+    pub phrases: Option<Vec<ChatPhrase>>,
     pub streamer_login: Option<String>,
     pub streamer_name: Option<String>,
 }
@@ -91,12 +95,27 @@ impl Clip {
             confirmed: row.get(14),
             curve: row.get(15),
             vod_url: vod_url(row.get(16), row.get(8)),
+            phrases: chat_phrases(row.get(17), row.get(18)),
             streamer_login: None,
             streamer_name: None,
         };
         let position = (detected_us, clip.id);
         (clip, position)
     }
+}
+
+/// A phrase chat repeated, and how many said it.
+#[derive(Debug, Clone, PartialEq, Serialize, ToSchema)]
+pub struct ChatPhrase {
+    #[schema(example = "KEKW")]
+    pub phrase: String,
+    #[schema(example = 23)]
+    pub count: i32,
+}
+
+/// The phrases of a clip from its two stored columns (texts, counts; same order).
+pub fn chat_phrases(phrases: Option<Vec<String>>, counts: Option<Vec<i32>>) -> Option<Vec<ChatPhrase>> {
+    Some(phrases?.into_iter().zip(counts?).map(|(phrase, count)| ChatPhrase { phrase, count }).collect())
 }
 
 /// The link to second `offset` of VOD `video_id` on Twitch.

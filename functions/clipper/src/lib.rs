@@ -36,7 +36,8 @@ use highlights_adapters::telemetry::{MetricRecord, Unit};
 use highlights_adapters::tokens::TokenSource;
 use highlights_adapters::twitch::ClipsApi;
 use highlights_core::Detection;
-use highlights_core::clip_policy::{AttemptResult, ClipFailure, ClipPolicy, NextStep, clip_title};
+use highlights_core::clip_policy::{AttemptResult, ClipFailure, ClipPolicy, NextStep};
+use highlights_core::title::TitleRules;
 use serde::Deserialize;
 use tokio::time::Instant;
 
@@ -116,6 +117,9 @@ struct HighlightImage {
     /// Absent from items written before curves existed.
     #[serde(default)]
     curve: highlights_core::ChatCurve,
+    /// Absent from items written before phrases existed.
+    #[serde(default)]
+    phrases: highlights_core::TopPhrases,
 }
 
 /// How one highlight ended in this invocation.
@@ -176,6 +180,7 @@ pub struct ClipperHandler<A, T, C, P> {
     clips: C,
     progress: P,
     policy: ClipPolicy,
+    titles: TitleRules,
 }
 
 fn now_ms() -> i64 {
@@ -184,7 +189,18 @@ fn now_ms() -> i64 {
 
 impl<A: ClipsApi, T: TokenSource, C: ClipStore, P: HighlightProgress> ClipperHandler<A, T, C, P> {
     pub fn new(api: A, tokens: T, clips: C, progress: P, policy: ClipPolicy) -> Self {
-        Self { api, tokens, clips, progress, policy }
+        Self { api, tokens, clips, progress, policy, titles: TitleRules::default() }
+    }
+
+    /// The rules titles and listed phrases follow.
+    pub fn titles(&self) -> &TitleRules {
+        &self.titles
+    }
+
+    /// Titles checked against `titles` (the built-in blocklist by default).
+    pub fn with_title_rules(mut self, titles: TitleRules) -> Self {
+        self.titles = titles;
+        self
     }
 
     /// [`confirm_unconfirmed`] with this handler's clients (the scheduled invocation in AWS).
@@ -226,6 +242,8 @@ impl<A: ClipsApi, T: TokenSource, C: ClipStore, P: HighlightProgress> ClipperHan
                             baseline_mean: image.baseline_mean,
                             baseline_std: image.baseline_std,
                             curve: image.curve,
+                            // Only what may be shown is kept (and stored with the clip).
+                            phrases: self.titles.shown(&image.phrases),
                         };
                         work.push((record.change.sequence_number.clone(), detection));
                     }
@@ -480,7 +498,7 @@ impl<A: ClipsApi, T: TokenSource, C: ClipStore, P: HighlightProgress> ClipperHan
             }
         };
         let first = Instant::now();
-        let title = clip_title("", detection.intensity);
+        let title = self.titles.title_for(detection);
         let mut refreshed = false;
         let mut index = 0;
         loop {

@@ -5,6 +5,8 @@
 //! Two kinds of invocation: the `highlights` table's stream (new highlights to clip), and an
 //! EventBridge schedule (`"source": "aws.events"`), which runs the confirm sweep for clips Twitch
 //! published late.
+//!
+//! `TITLE_BLOCKLIST` (comma-separated terms) extends the built-in blocklist of clip titles.
 
 use aws_lambda_events::event::dynamodb::Event as DynamoEvent;
 use aws_lambda_events::event::streams::DynamoDbEventResponse;
@@ -16,6 +18,7 @@ use highlights_adapters::resources::Resources;
 use highlights_adapters::tokens::SecretsTokenSource;
 use highlights_adapters::twitch::{DEFAULT_HELIX_URL, DEFAULT_OAUTH2_URL, HelixClips, TwitchOAuth};
 use highlights_core::clip_policy::ClipPolicy;
+use highlights_core::title::TitleRules;
 use lambda_runtime::{Error, LambdaEvent, service_fn};
 use serde_json::{Value, json};
 
@@ -45,7 +48,8 @@ async fn main() -> Result<(), Error> {
         PgClips::new(pool),
         DynamoHighlights::new(aws_sdk_dynamodb::Client::new(&sdk), resources.highlights_table.name),
         ClipPolicy::default(),
-    );
+    )
+    .with_title_rules(TitleRules::extended(&std::env::var("TITLE_BLOCKLIST").unwrap_or_default()));
     let handler = &handler;
     lambda_runtime::run(service_fn(move |event: LambdaEvent<Value>| async move {
         if clipper_function::is_scheduled_event(&event.payload) {

@@ -24,6 +24,7 @@ struct ScriptedTwitch {
     answers: Mutex<VecDeque<(AttemptResult, Option<&'static str>)>>,
     calls: Mutex<Vec<(Duration, String)>>,
     durations: Mutex<Vec<Option<u32>>>,
+    titles: Mutex<Vec<Option<String>>>,
     /// Every clip Twitch made: (broadcaster, clip), as the listing shows it.
     made: Mutex<Vec<(u64, ListedClip)>>,
     lookups: AtomicU32,
@@ -43,6 +44,7 @@ impl ScriptedTwitch {
             answers: Mutex::new(answers.into()),
             calls: Mutex::new(Vec::new()),
             durations: Mutex::new(Vec::new()),
+            titles: Mutex::new(Vec::new()),
             made: Mutex::new(Vec::new()),
             lookups: AtomicU32::new(0),
             list_from: 1,
@@ -66,11 +68,12 @@ impl ClipsApi for ScriptedTwitch {
         &self,
         token: &Secret,
         broadcaster_id: u64,
-        _: Option<&str>,
+        title: Option<&str>,
         duration: Option<u32>,
         _: Duration,
     ) -> AttemptResult {
         self.calls.lock().unwrap().push((self.start.elapsed(), token.expose().to_owned()));
+        self.titles.lock().unwrap().push(title.map(str::to_owned));
         self.durations.lock().unwrap().push(duration);
         let (answer, lost) = self.answers.lock().unwrap().pop_front().expect("no more scripted answers");
         if let AttemptResult::Created { clip_id, .. } = &answer {
@@ -162,6 +165,7 @@ fn detection(broadcaster_id: u64) -> Detection {
         baseline_mean: 2.0,
         baseline_std: 1.5,
         curve: Default::default(),
+        phrases: Default::default(),
     }
 }
 
@@ -208,6 +212,27 @@ async fn success_on_the_first_attempt_is_stored_and_confirmed() {
     assert_eq!(rows.len(), 1);
     assert_eq!((rows[0].0.as_str(), rows[0].2), ("Clip1", true));
     assert_eq!(handler.progress().progress(&detection(7)).await.unwrap().unwrap().status, "stored");
+}
+
+#[tokio::test(start_paused = true)]
+async fn the_title_quotes_what_chat_said_unless_it_is_blocked() {
+    let phrases: highlights_core::TopPhrases = serde_json::from_value(
+        serde_json::json!([{"phrase": "KEKW", "count": 23}, {"phrase": "W", "count": 9}]),
+    )
+    .unwrap();
+    let said = Detection { phrases, ..detection(7) };
+    let quiet = Detection { phrases: Default::default(), ..detection(8) };
+    for (rules, expected) in [
+        (TitleRules::default(), ["KEKW ×23", "Chat exploded (6.5σ)"]),
+        (TitleRules::extended("kekw"), ["W ×9", "Chat exploded (6.5σ)"]),
+    ] {
+        let handler = handler(vec![created("Clip1"), created("Clip2")]).with_title_rules(rules);
+        // Through the highlight item and its stream image, as in the cloud.
+        let event = insert_event(&handler, &[said, quiet]).await;
+        handler.handle(&event).await;
+        let titles = handler.api().titles.lock().unwrap().clone();
+        assert_eq!(titles, expected.map(|t| Some(t.to_owned())));
+    }
 }
 
 #[tokio::test(start_paused = true)]

@@ -109,6 +109,7 @@ fn detection(broadcaster_id: u64) -> Detection {
         baseline_mean: 2.5,
         baseline_std: 1.25,
         curve: Default::default(),
+        phrases: Default::default(),
     }
 }
 

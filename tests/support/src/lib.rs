@@ -70,6 +70,8 @@ struct World {
     clips: HashMap<String, (String, u32)>,
     /// Every clip made, in order: (id, broadcaster id, creator id, Unix seconds made).
     made: Vec<(String, String, String, i64)>,
+    /// The title Create Clip was given, by clip id (Twitch otherwise uses the stream's title).
+    clip_titles: HashMap<String, String>,
     /// Get Clips by broadcaster lists a clip only from this lookup on after it was made.
     list_after_lookups: u32,
     /// Get Clips by broadcaster calls so far.
@@ -399,7 +401,11 @@ async fn create_clip(State(world): Shared, headers: HeaderMap, Query(query): Que
             }
             _ => {}
         }
-        (answer, make_clip(&mut world, &query.broadcaster_id, OUR_USER_ID))
+        let id = make_clip(&mut world, &query.broadcaster_id, OUR_USER_ID);
+        if let Some(title) = world.create_calls.last().and_then(|call| call.title.clone()) {
+            world.clip_titles.insert(id.clone(), title);
+        }
+        (answer, id)
     };
     match answer {
         (CreateAnswer::AcceptThenHang, _) => std::future::pending().await,
@@ -426,7 +432,7 @@ struct GetQuery {
     started_at: Option<String>,
 }
 
-fn clip_json(id: &str, broadcaster: &str, creator: &str, made_s: i64) -> serde_json::Value {
+fn clip_json(world: &World, id: &str, broadcaster: &str, creator: &str, made_s: i64) -> serde_json::Value {
     let created_at = time::OffsetDateTime::from_unix_timestamp(made_s)
         .ok()
         .and_then(|t| t.format(&time::format_description::well_known::Rfc3339).ok())
@@ -442,7 +448,7 @@ fn clip_json(id: &str, broadcaster: &str, creator: &str, made_s: i64) -> serde_j
         "video_id": FAKE_VOD_ID,
         "game_id": "509658",
         "language": "en",
-        "title": "Chat exploded",
+        "title": world.clip_titles.get(id).map_or("Fake stream", String::as_str),
         "view_count": 3,
         "created_at": created_at,
         "thumbnail_url": format!("https://clips-media-assets2.twitch.tv/{id}-preview-480x272.jpg"),
@@ -471,7 +477,7 @@ async fn get_clips(State(world): Shared, headers: HeaderMap, Query(query): Query
                 .made
                 .iter()
                 .filter(|(_, b, _, made)| b == broadcaster && *made >= since)
-                .map(|(id, b, creator, made)| clip_json(id, b, creator, *made))
+                .map(|(id, b, creator, made)| clip_json(&world, id, b, creator, *made))
                 .collect()
         };
         return Json(json!({"data": listed, "pagination": {}})).into_response();
@@ -489,7 +495,8 @@ async fn get_clips(State(world): Shared, headers: HeaderMap, Query(query): Query
     }
     let broadcaster = broadcaster.clone();
     let made = world.made.iter().find(|(m, ..)| *m == id).map_or(0, |(.., made)| *made);
-    Json(json!({"data": [clip_json(&id, &broadcaster, OUR_USER_ID, made)], "pagination": {}})).into_response()
+    Json(json!({"data": [clip_json(&world, &id, &broadcaster, OUR_USER_ID, made)], "pagination": {}}))
+        .into_response()
 }
 
 #[derive(Deserialize)]
