@@ -127,8 +127,9 @@ pub(crate) fn reference_curve(
 }
 
 /// The top phrases the specification asks for, from the voices (second, text) the detector
-/// counted before it reported, in the order it saw them: Space-Saving per generation over a
-/// list, the newest two generations kept, transcribed from the [`phrases`] module docs.
+/// counted before it reported, in the order it saw them: Space-Saving over texts as typed, per
+/// generation, in a list; the newest two generations kept; each text's guaranteed count given to
+/// the phrase it stands for. Transcribed from the [`phrases`] module docs.
 #[cfg(test)]
 pub(crate) fn reference_phrases<'a>(
     config: &DetectorConfig,
@@ -136,11 +137,12 @@ pub(crate) fn reference_phrases<'a>(
 ) -> TopPhrases {
     use std::collections::BTreeMap;
     let span = phrases::span_seconds(config);
-    let mut generations: BTreeMap<i64, Vec<(String, u32, u32)>> = BTreeMap::new();
+    let mut generations: BTreeMap<i64, Vec<(&str, u32, u32)>> = BTreeMap::new();
     let mut newest: Option<i64> = None;
     for (second, text) in voices {
-        let Some(phrase) = Phrase::of(text) else { continue };
-        let phrase = phrase.as_str().to_owned();
+        if text.is_empty() || text.len() > phrases::PHRASE_BYTES {
+            continue;
+        }
         let generation = second.div_euclid(span);
         let latest = newest.map_or(generation, |n| n.max(generation));
         newest = Some(latest);
@@ -148,21 +150,23 @@ pub(crate) fn reference_phrases<'a>(
             continue;
         }
         let slots = generations.entry(generation).or_default();
-        if let Some(slot) = slots.iter_mut().find(|slot| slot.0 == phrase) {
+        if let Some(slot) = slots.iter_mut().find(|slot| slot.0 == text) {
             slot.1 += 1;
         } else if slots.len() < phrases::SKETCH_SLOTS {
-            slots.push((phrase, 1, 0));
+            slots.push((text, 1, 0));
         } else {
             let floor = slots.iter().map(|slot| slot.1).min().unwrap();
             let index = slots.iter().position(|slot| slot.1 == floor).unwrap();
-            slots[index] = (phrase, floor + 1, floor);
+            slots[index] = (text, floor + 1, floor);
         }
     }
     let Some(newest) = newest else { return TopPhrases::default() };
     let mut counts: BTreeMap<String, u32> = BTreeMap::new();
     for slots in generations.range(newest - 1..=newest).map(|(_, slots)| slots) {
-        for (phrase, count, error) in slots {
-            *counts.entry(phrase.clone()).or_default() += count - error;
+        for (text, count, error) in slots {
+            if let Some(phrase) = Phrase::of(text) {
+                *counts.entry(phrase.as_str().to_owned()).or_default() += count - error;
+            }
         }
     }
     let mut ranked: Vec<(String, u32)> = counts.into_iter().filter(|(_, count)| *count > 0).collect();
