@@ -23,6 +23,7 @@ new HighlightsStack(app, context('stackName') || 'TwitchHighlights', {
   monitoredChannels: context('monitoredChannels').split(',').map((c) => c.trim()).filter(Boolean),
   detectorBatchingWindowSeconds: Number(context('detectorBatchingWindowSeconds') || 1),
   detectorMode: detectorMode(context('detectorMode')),
+  titleBlocklist: context('titleBlocklist').split(',').map((t) => t.trim()).filter(Boolean),
 });
 // cdk-nag's AWS Solutions rules on every synth: an unacknowledged finding fails the synth.
 cdk.Validations.of(app).addPlugins(new AwsSolutionsChecks(app, { verbose: true }));

@@ -56,6 +56,11 @@ export interface HighlightsStackProps extends cdk.StackProps {
   /** Which detector the detector function runs: `v2` (default) or `seed` (docs/detection.md). */
   detectorMode?: 'seed' | 'v2';
   /**
+   * Terms clip titles must never contain, on top of the built-in list of slurs (the clipper's
+   * `TITLE_BLOCKLIST`; matching ignores case, spaces and punctuation).
+   */
+  titleBlocklist?: string[];
+  /**
    * How long Lambda gathers chat before invoking the detector (default 1 s). The detector saves
    * each channel's state once per invocation, so this divides DynamoDB writes (the main cost per
    * channel) at the price of detection latency.
@@ -245,7 +250,11 @@ export class HighlightsStack extends cdk.Stack {
     };
     const detector = fn('detector', { environment: { DETECTOR_MODE: props.detectorMode ?? 'v2' } });
     const lifecycle = fn('lifecycle', { database: databaseUsers.lifecycle });
-    const clipper = fn('clipper', { database: databaseUsers.clipper, timeout: cdk.Duration.seconds(90) });
+    const clipper = fn('clipper', {
+      database: databaseUsers.clipper,
+      timeout: cdk.Duration.seconds(90),
+      environment: { TITLE_BLOCKLIST: (props.titleBlocklist ?? []).join(',') },
+    });
     const api = fn('api', { database: databaseUsers.api, timeout: cdk.Duration.seconds(10), memorySize: 512 });
     // The migration step connects as the owner and sets up every component's login user.
     const migrate = fn('migrate', {

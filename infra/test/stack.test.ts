@@ -330,6 +330,15 @@ test('alarms for iterator age, dead letters, errors, clip failures, dropped chat
   assert.equal(synth().template.findResources('AWS::SNS::Subscription') && Object.keys(synth().template.findResources('AWS::SNS::Subscription')).length, 0);
 });
 
+test("the operator's title blocklist reaches the clipper", () => {
+  const blocklistOf = (s: HighlightsStack) => {
+    const id = s.getLogicalId(s.functions.clipper.node.defaultChild as cdk.CfnElement);
+    return Template.fromStack(s).toJSON().Resources[id].Properties.Environment.Variables.TITLE_BLOCKLIST;
+  };
+  assert.equal(blocklistOf(stack), '');
+  assert.equal(blocklistOf(synth({ titleBlocklist: ['spoiler', 'other term'] }).stack), 'spoiler,other term');
+});
+
 test('the detector runs v2 unless the deployment asks for the seed detector', () => {
   const modeOf = (s: HighlightsStack) => {
     const t = Template.fromStack(s);
