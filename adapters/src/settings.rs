@@ -41,6 +41,10 @@ pub struct DetectorSettings {
     /// v2: a window is elevated only at this multiple of the baseline's rate or more.
     #[arg(long, env = "DETECTOR_MIN_RATIO", default_value_t = RawConfig::default().min_ratio)]
     pub min_ratio: f64,
+    /// At most this many detections per channel in any hour (1–60; a channel's own setting
+    /// wins); past half of it, only moments at least as strong as the hour's median. Unset: no limit.
+    #[arg(long, env = "DETECTOR_CLIPS_PER_HOUR")]
+    pub clips_per_hour: Option<u32>,
 }
 
 #[derive(Parser)]
@@ -83,6 +87,7 @@ impl DetectorSettings {
             mode: self.mode,
             min_chatters: self.min_chatters,
             min_ratio: self.min_ratio,
+            clips_per_hour: self.clips_per_hour,
         })
     }
 }

@@ -222,15 +222,7 @@ async fn set(args: SetArgs) -> anyhow::Result<()> {
     let entry = ChannelEntry { broadcaster_id, login, settings, updated_at_ms: unix_ms() };
     store.put(&entry).await?;
     println!("{}", describe(&entry));
-    eprintln!(
-        "a running detector uses these within {} s{}",
-        SETTINGS_REFRESH.as_secs(),
-        if settings.clips_per_hour.is_some() {
-            "; clips per hour is stored, but nothing enforces it yet (the clip budget comes later)"
-        } else {
-            ""
-        }
-    );
+    eprintln!("a running detector uses these within {} s", SETTINGS_REFRESH.as_secs());
     Ok(())
 }
 

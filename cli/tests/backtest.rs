@@ -347,3 +347,47 @@ fn tune_suggests_per_channel_thresholds_that_backtest_reproduces() {
     assert_eq!(refused.status.code(), Some(1));
     assert!(String::from_utf8_lossy(&refused.stderr).contains("--per-hour must be a positive number"));
 }
+
+/// `--clips-per-hour N`: no channel gets more than N moments in any hour, the ones kept are a
+/// subset of those without a budget, and once half the budget is spent only moments at least as
+/// strong as the hour's median pass.
+#[test]
+fn a_clip_budget_caps_each_channel_s_hour() {
+    let dir = temp_dir("budget");
+    let chat = dir.join("chat.jsonl");
+    let chat = chat.to_str().unwrap();
+    stdout(&highlights(&["synth", "--channels", "6", "--duration", "7200", "--seed", "11", "--out", chat]));
+    let lines = |extra: &[&str]| -> Vec<serde_json::Value> {
+        let mut args = vec!["backtest", chat, "--k", "2.5", "--cooldown", "10"];
+        args.extend(extra);
+        stdout(&highlights(&args)).lines().map(|l| serde_json::from_str(l).unwrap()).collect()
+    };
+    let key = |d: &serde_json::Value| {
+        (d["broadcaster_id"].as_str().unwrap().to_owned(), d["peak_at"].as_i64().unwrap())
+    };
+    let free = lines(&[]);
+    let budgeted = lines(&["--clips-per-hour", "3"]);
+    assert!(budgeted.len() < free.len(), "the budget removed some: {} of {}", budgeted.len(), free.len());
+    let free_keys: std::collections::BTreeSet<_> = free.iter().map(key).collect();
+    for (i, d) in budgeted.iter().enumerate() {
+        assert!(free_keys.contains(&key(d)), "only moments the detector found: {d}");
+        let (id, at) = key(d);
+        let hour: Vec<f64> = budgeted[..i]
+            .iter()
+            .filter(|e| key(e).0 == id && at - key(e).1 < 3600)
+            .map(|e| e["intensity"].as_f64().unwrap())
+            .collect();
+        assert!(hour.len() < 3, "{id}: a fourth moment within the hour of {at}");
+        if !hour.is_empty() && 2 * hour.len() >= 3 {
+            let mut sorted = hour.clone();
+            sorted.sort_by(f64::total_cmp);
+            assert!(
+                d["intensity"].as_f64().unwrap() >= sorted[(hour.len() - 1) / 2],
+                "{d} is weaker than the hour"
+            );
+        }
+    }
+    let refused = highlights(&["backtest", chat, "--clips-per-hour", "0"]);
+    assert_eq!(refused.status.code(), Some(1), "0 is not a budget");
+    assert!(String::from_utf8_lossy(&refused.stderr).contains("clips_per_hour must be between 1 and 60"));
+}

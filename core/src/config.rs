@@ -47,6 +47,8 @@ pub struct RawConfig {
     pub min_chatters: u32,
     /// v2 only: a window is elevated only at this many times the baseline's rate, or more.
     pub min_ratio: f64,
+    /// At most this many detections an hour (`detector::budget`); unset: no limit.
+    pub clips_per_hour: Option<u32>,
 }
 
 /// The detector a deployment runs. Both read the same window, baseline, `k`, hold cap, cooldown,
@@ -119,6 +121,7 @@ impl Default for RawConfig {
             mode: DetectorMode::Seed,
             min_chatters: 5,
             min_ratio: 3.0,
+            clips_per_hour: None,
         }
     }
 }
@@ -198,6 +201,9 @@ impl DetectorConfig {
         if raw.cooldown_seconds > MAX_COOLDOWN_SECONDS {
             return Err(ConfigError::Cooldown(raw.cooldown_seconds));
         }
+        if let Some(clips) = raw.clips_per_hour.filter(|n| !(1..=MAX_CLIPS_PER_HOUR).contains(n)) {
+            return Err(ConfigError::ClipsPerHour(clips));
+        }
         let warmup_seconds = (fraction * f64::from(raw.baseline_seconds)).ceil() as i64;
         Ok(Self { raw, warmup_seconds })
     }
@@ -235,6 +241,9 @@ impl DetectorConfig {
     pub fn min_ratio(&self) -> f64 {
         self.raw.min_ratio
     }
+    pub fn clips_per_hour(&self) -> Option<u32> {
+        self.raw.clips_per_hour
+    }
     /// Whole seconds of observation needed before a window's start: `ceil(fraction × baseline)`.
     pub fn warmup_seconds(&self) -> i64 {
         self.warmup_seconds
@@ -270,8 +279,8 @@ pub struct ChannelSettings {
     /// `v2`: distinct chatters a window needs.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub min_chatters: Option<u32>,
-    /// Clips an hour at most. Stored and validated here; the clip budget that enforces it
-    /// belongs to the clipper.
+    /// Detections (clips or moments) an hour at most, enforced online by the detector
+    /// (`detector::budget`).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub clips_per_hour: Option<u32>,
 }
@@ -304,6 +313,7 @@ impl ChannelSettings {
         raw.k = self.k.unwrap_or(raw.k);
         raw.cooldown_seconds = self.cooldown_seconds.unwrap_or(raw.cooldown_seconds);
         raw.min_chatters = self.min_chatters.unwrap_or(raw.min_chatters);
+        raw.clips_per_hour = self.clips_per_hour.or(raw.clips_per_hour);
         DetectorConfig::new(raw)
     }
 }

@@ -41,6 +41,7 @@ use crate::model::{BroadcasterId, ChatterKey, UNKNOWN_CHATTER};
 use crate::reaction::{Tone, tone};
 use crate::varint::{self, Reader};
 
+use super::budget::ClipBudget;
 use super::phrases::PhraseSketch;
 use super::{
     Detection, EventClock, Outcome, StateDecodeError, plausible_second, read_state_head, write_state_head,
@@ -89,6 +90,7 @@ pub struct CrowdDetector {
     pub(super) last_fire: Option<i64>,
     /// The phrases of the last seconds' votes.
     phrases: PhraseSketch,
+    budget: ClipBudget,
 }
 
 /// One second's counts in the history ring.
@@ -219,6 +221,7 @@ impl CrowdDetector {
             burst: None,
             last_fire: None,
             phrases: PhraseSketch::new(&config),
+            budget: ClipBudget::default(),
         }
     }
 
@@ -373,7 +376,7 @@ impl CrowdDetector {
         let cooling =
             self.last_fire.is_some_and(|fired| second - fired <= i64::from(self.config.cooldown_seconds()));
         if let Some(measurement) = measurement.filter(|_| elevated && !cooling) {
-            out.push(Detection {
+            let detection = Detection {
                 broadcaster_id: self.broadcaster_id,
                 peak_second: second,
                 fired_second: second,
@@ -383,7 +386,11 @@ impl CrowdDetector {
                 baseline_std: measurement.std,
                 curve: self.curve(second),
                 phrases: self.phrases.top(),
-            });
+            };
+            // Over the channel's clip budget: not reported, though the cooldown still runs.
+            if self.budget.admit(self.config.clips_per_hour(), detection.peak_second, detection.intensity) {
+                out.push(detection);
+            }
             self.last_fire = Some(second);
             self.burst = Some(second);
         }
@@ -448,6 +455,7 @@ impl CrowdDetector {
             varint::put_i64(&mut out, fired);
         }
         self.phrases.encode(&mut out);
+        self.budget.encode(&mut out);
         out
     }
 
@@ -495,6 +503,7 @@ impl CrowdDetector {
         }
         if version == STATE_VERSION {
             detector.phrases = PhraseSketch::decode(&mut reader, &config)?;
+            detector.budget = ClipBudget::decode(&mut reader)?;
         }
         if reader.remaining() != 0 {
             return Err(E::TrailingBytes(reader.remaining()));

@@ -145,7 +145,7 @@ fn reference(config: &DetectorConfig, messages: &[ChatMessage]) -> Vec<Detection
             burst = Some(second);
         }
     }
-    out
+    crate::detector::budget::reference_budget(config.clips_per_hour(), out)
 }
 
 /// Random chat: per second a few messages from a small crowd, now and then a burst from many.
@@ -168,10 +168,19 @@ fn arb_chat() -> impl Strategy<Value = Vec<ChatMessage>> {
 }
 
 fn arb_config() -> impl Strategy<Value = DetectorConfig> {
-    ((1u32..6, 4u32..40, 1.0f64..4.0, 1u32..12, 0u32..12), (0.05f64..0.9, 1u32..6, 1.0f64..3.0, 0u32..3_000))
+    (
+        (1u32..6, 4u32..40, 1.0f64..4.0, 1u32..12, 0u32..12),
+        (0.05f64..0.9, 1u32..6, 1.0f64..3.0, 0u32..3_000),
+        prop::option::of(1u32..4),
+    )
         .prop_map(
-            |((window, baseline, k, hold_cap, cooldown), (fraction, min_chatters, min_ratio, lateness))| {
+            |(
+                (window, baseline, k, hold_cap, cooldown),
+                (fraction, min_chatters, min_ratio, lateness),
+                clips,
+            )| {
                 v2(|c| {
+                    c.clips_per_hour = clips;
                     c.window_seconds = window;
                     c.baseline_seconds = baseline;
                     c.k = k;

@@ -16,6 +16,7 @@
 //!
 //! This module must stay free of clocks and I/O: everything is driven by the caller's event times.
 
+pub mod budget;
 pub mod crowd;
 pub mod phrases;
 pub mod seed;

@@ -30,6 +30,7 @@ use crate::filter::is_command;
 use crate::model::BroadcasterId;
 use crate::varint::{self, Reader};
 
+use super::budget::ClipBudget;
 use super::phrases::PhraseSketch;
 use super::{
     Detection, EventClock, Outcome, StateDecodeError, plausible_second, read_state_head, write_state_head,
@@ -66,6 +67,7 @@ pub struct SeedDetector {
     pub(super) last_fire: Option<i64>,
     /// The phrases of the last seconds' messages.
     phrases: PhraseSketch,
+    budget: ClipBudget,
 }
 
 /// The first byte of a saved seed state: 3 since the phrase sketch, which follows everything
@@ -90,6 +92,7 @@ impl SeedDetector {
             hold: None,
             last_fire: None,
             phrases: PhraseSketch::new(&config),
+            budget: ClipBudget::default(),
         }
     }
 
@@ -202,7 +205,7 @@ impl SeedDetector {
             }
         };
         if !elevated || second - hold.start >= i64::from(self.config.hold_cap_seconds()) {
-            out.push(Detection {
+            let detection = Detection {
                 broadcaster_id: self.broadcaster_id,
                 peak_second: hold.peak.second,
                 fired_second: second,
@@ -212,7 +215,11 @@ impl SeedDetector {
                 baseline_std: hold.peak.std,
                 curve: self.curve(second),
                 phrases: self.phrases.top(),
-            });
+            };
+            // Over the channel's clip budget: not reported, though the cooldown still runs.
+            if self.budget.admit(self.config.clips_per_hour(), detection.peak_second, detection.intensity) {
+                out.push(detection);
+            }
             self.last_fire = Some(second);
             self.hold = None;
         }
@@ -278,6 +285,7 @@ impl SeedDetector {
             varint::put_i64(&mut out, fired);
         }
         self.phrases.encode(&mut out);
+        self.budget.encode(&mut out);
         out
     }
 
@@ -331,6 +339,7 @@ impl SeedDetector {
         }
         if version == STATE_VERSION {
             detector.phrases = PhraseSketch::decode(&mut reader, &config)?;
+            detector.budget = ClipBudget::decode(&mut reader)?;
         }
         if reader.remaining() != 0 {
             return Err(E::TrailingBytes(reader.remaining()));

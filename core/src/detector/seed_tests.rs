@@ -124,7 +124,7 @@ fn reference(config: &DetectorConfig, first: i64, counts: &[u32]) -> Vec<Detecti
             hold = None;
         }
     }
-    out
+    crate::detector::budget::reference_budget(config.clips_per_hour(), out)
 }
 
 /// Resting chat with optional bursts: what streams look like, in per-second counts.
@@ -148,9 +148,13 @@ fn arb_counts() -> impl Strategy<Value = Vec<u32>> {
 }
 
 fn arb_config() -> impl Strategy<Value = DetectorConfig> {
-    (1u32..8, 20u32..320, 1.0f64..6.0, 0u32..30, 0u32..60, 0.05f64..0.95, 0u32..4000).prop_map(
-        |(window, baseline, k, cap, cooldown, fraction, lateness)| {
+    (
+        (1u32..8, 20u32..320, 1.0f64..6.0, 0u32..30, 0u32..60, 0.05f64..0.95, 0u32..4000),
+        prop::option::of(1u32..4),
+    )
+        .prop_map(|((window, baseline, k, cap, cooldown, fraction, lateness), clips_per_hour)| {
             config_with(|c| {
+                c.clips_per_hour = clips_per_hour;
                 c.window_seconds = window;
                 c.baseline_seconds = baseline;
                 c.k = k;
@@ -159,8 +163,7 @@ fn arb_config() -> impl Strategy<Value = DetectorConfig> {
                 c.min_baseline_fraction = fraction;
                 c.allowed_lateness_ms = lateness;
             })
-        },
-    )
+        })
 }
 
 const FIRST: i64 = 1_700_000_000;
