@@ -82,7 +82,20 @@ function readFiltersFromUrl() {
   const params = new URLSearchParams(window.location.search);
   state.filters.streamer = (params.get("streamer") || "").toLowerCase();
   state.filters.min_intensity = params.get("min_intensity") || "";
-  minIntensityInput.value = state.filters.min_intensity;
+  showTier(state.filters.min_intensity);
+}
+
+// Selects the tier of `minimum`; a value that is no tier (a link made by hand) gets an option of
+// its own, so the filter still says what the list shows.
+function showTier(minimum) {
+  const tiers = [...minIntensityInput.options].map((option) => option.value);
+  if (!tiers.includes(minimum)) {
+    const custom = document.createElement("option");
+    custom.value = minimum;
+    custom.textContent = `${minimum}σ and up`;
+    minIntensityInput.append(custom);
+  }
+  minIntensityInput.value = minimum;
 }
 
 function writeFiltersToUrl() {
@@ -425,13 +438,7 @@ function watchForScroll() {
 
 function applyFilters(event) {
   event?.preventDefault();
-  const minimum = minIntensityInput.value.trim();
-  if (minimum !== "" && !(Number(minimum) >= 0)) {
-    minIntensityInput.setCustomValidity("Enter a number of 0 or more.");
-    minIntensityInput.reportValidity();
-    return;
-  }
-  minIntensityInput.setCustomValidity("");
+  const minimum = minIntensityInput.value;
   state.filters = { streamer: streamerSelect.value, min_intensity: minimum };
   writeFiltersToUrl();
   loadFirstPage();
@@ -460,6 +467,7 @@ async function loadShared() {
 async function main() {
   $("filters").addEventListener("submit", applyFilters);
   streamerSelect.addEventListener("change", applyFilters);
+  minIntensityInput.addEventListener("change", applyFilters);
   $("retry").addEventListener("click", () => {
     errorBox.hidden = true;
     (state.failedAction || loadFirstPage)();

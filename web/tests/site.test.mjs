@@ -169,8 +169,13 @@ test("filters narrow the list and live in the URL", async () => {
   assert.ok(names.length > 0 && names.every((n) => n === "Sample 1"), names.join(","));
   assert.match(page.url(), /streamer=sample_1/);
 
-  await page.locator("#min-intensity").fill("1000");
-  await page.locator("#filters button[type=submit]").click();
+  // The named tiers: each a minimum intensity.
+  await page.locator("#min-intensity").selectOption({ label: "Big · 8σ and up" });
+  await page.waitForFunction(() => /min_intensity=8/.test(location.search) && document.querySelectorAll("#grid .card:not(.skeleton)").length > 0 && [...document.querySelectorAll("#grid .card:not(.skeleton) .intensity")].every((p) => Number(p.textContent.match(/Intensity ([\d.]+)/)[1]) >= 8), null, WAIT);
+  const shown = await cards(page).locator(".intensity").allTextContents();
+  assert.ok(shown.length > 0 && shown.length < 20, `fewer than the channel's 20: ${shown.length}`);
+  assert.match(page.url(), /streamer=sample_1/, "both filters apply");
+  await page.locator("#min-intensity").selectOption("12");
   await page.locator("#empty").waitFor({ state: "visible", ...WAIT });
   assert.equal(await cards(page).count(), 0);
   await page.screenshot({ path: `${SHOTS}/empty.png` });
