@@ -5,6 +5,7 @@
 //! once and hand them to handlers. Domain logic does not belong here: it lives in
 //! `highlights-core`, which this crate only feeds.
 
+pub mod announce;
 pub mod aws;
 pub mod channel_settings;
 pub mod clips;

@@ -20,6 +20,7 @@ use anyhow::{Context as _, bail};
 use api_function::{ApiState, site_router};
 use clipper_function::ClipperHandler;
 use detector_function::DetectorHandler;
+use highlights_adapters::announce::{AnnounceError, AnnounceFormat, Webhook};
 use highlights_adapters::channel_settings::SETTINGS_REFRESH;
 use highlights_adapters::highlights::detection_item;
 use highlights_adapters::kinesis_out::OutRecord;
@@ -58,6 +59,8 @@ const MOMENTS: &str = "moments";
 const CLIP_BATCH: usize = 10;
 /// How often clips Twitch had not published yet are asked about again (the cloud's schedule).
 const CONFIRM_SWEEP_EVERY: Duration = Duration::from_secs(120);
+/// How often the announcer looks for newly confirmed clips.
+const ANNOUNCE_POLL: Duration = Duration::from_millis(500);
 
 #[derive(clap::Args, Debug)]
 pub struct DevArgs {
@@ -104,6 +107,18 @@ pub struct DevArgs {
     /// separated by commas, on top of the built-in list of slurs.
     #[arg(long, value_name = "FILE")]
     title_blocklist: Option<PathBuf>,
+    /// Announce each confirmed Twitch clip to this webhook: a Discord webhook, or any URL that
+    /// takes a signed JSON body (docs/operations.md). Prefer the environment variable: the URL
+    /// holds a token.
+    #[arg(long, env = "ANNOUNCE_URL", hide_env_values = true, value_name = "URL")]
+    announce_url: Option<String>,
+    /// The webhook's body: `discord`, or `json` (signed with ANNOUNCE_SIGNING_KEY); by default
+    /// `discord` for a Discord URL, `json` otherwise.
+    #[arg(long, value_enum, requires = "announce_url")]
+    announce_format: Option<AnnounceFormat>,
+    /// The key of the JSON body's HMAC-SHA256 signature (X-Highlights-Signature).
+    #[arg(long, env = "ANNOUNCE_SIGNING_KEY", hide_env_values = true, hide = true)]
+    announce_signing_key: Option<String>,
     /// Exit once a replay is fully detected and stored (scripts, tests); otherwise keep serving.
     #[arg(long, requires = "replay")]
     exit_when_done: bool,
@@ -136,6 +151,7 @@ struct Progress {
     detections: AtomicU64,
     moments: AtomicU64,
     clips: AtomicU64,
+    announced: AtomicU64,
     source_done: AtomicBool,
     /// Why the source stopped, when it failed: ends the run with that error.
     source_error: std::sync::Mutex<Option<String>>,
@@ -154,6 +170,7 @@ pub fn run(args: DevArgs) -> anyhow::Result<()> {
     }
     let vault = token_vault(&args)?;
     let titles = title_rules(args.title_blocklist.as_deref())?;
+    let webhook = webhook(&args)?;
     let store = Arc::new(Embedded::open(&args.data_dir)?);
     crate::stack::runtime()?.block_on(async move {
         if let Some(vault) = &vault {
@@ -168,6 +185,21 @@ pub fn run(args: DevArgs) -> anyhow::Result<()> {
         let address = listener.local_addr()?;
         // Tests and scripts read this line to find the port.
         eprintln!("serving http://{address}/ (data in {})", store.path().display());
+        if let Some(webhook) = &webhook {
+            let signed = if webhook.is_signed() { ", signed" } else { "" };
+            eprintln!("dev: confirmed clips are announced to the webhook ({:?}{signed})", webhook.format());
+            if webhook.format() == AnnounceFormat::Json && !webhook.is_signed() {
+                eprintln!("dev: ANNOUNCE_SIGNING_KEY is not set: the webhook's JSON bodies go unsigned");
+            }
+        }
+        if let Some(path) = &args.title_blocklist {
+            let added = titles.blocked_terms() - TitleRules::default().blocked_terms();
+            eprintln!(
+                "dev: titles avoid {} blocked terms ({added} from {})",
+                titles.blocked_terms(),
+                path.display()
+            );
+        }
         let server = {
             let app = site_router(ApiState::from_reader(store.clone()), &args.web_dir);
             let mut stop = stop.clone();
@@ -227,10 +259,12 @@ pub fn run(args: DevArgs) -> anyhow::Result<()> {
                 result
             })
         };
+        let announcer = tokio::spawn(announce_clips(store.clone(), webhook, progress.clone(), stop.clone()));
         let outcome =
-            supervise(&store, &progress, args.exit_when_done, &source, &[&detector, &moments]).await;
+            supervise(&store, &progress, args.exit_when_done, &source, &[&detector, &moments, &announcer])
+                .await;
         let _ = stop_tx.send(true);
-        for task in [detector, moments] {
+        for task in [detector, moments, announcer] {
             task.await.context("a pipeline task panicked")??;
         }
         server.await.context("the server task panicked")?.context("the server failed")?;
@@ -246,6 +280,10 @@ pub fn run(args: DevArgs) -> anyhow::Result<()> {
             progress.clips.load(Ordering::Relaxed),
             progress.moments.load(Ordering::Relaxed)
         );
+        let announced = progress.announced.load(Ordering::Relaxed);
+        if announced > 0 {
+            eprintln!("dev: {announced} clips announced to the webhook");
+        }
         outcome
     })
 }
@@ -452,18 +490,78 @@ fn highlight_event(highlights: &[(i64, Detection)]) -> aws_lambda_events::event:
     dynamodb_event(HIGHLIGHTS_STREAM_ARN, "local", &records)
 }
 
+/// The webhook confirmed clips are announced to, when there is one.
+fn webhook(args: &DevArgs) -> anyhow::Result<Option<Webhook>> {
+    let Some(url) = &args.announce_url else { return Ok(None) };
+    // The URL is a credential: the error never repeats it.
+    let parsed = reqwest::Url::parse(url)
+        .map_err(|_| anyhow::anyhow!("--announce-url (ANNOUNCE_URL) is not a URL"))?;
+    if !matches!(parsed.scheme(), "http" | "https") {
+        bail!("--announce-url (ANNOUNCE_URL) must be an http or https URL");
+    }
+    let format = args.announce_format.unwrap_or_else(|| AnnounceFormat::for_url(url));
+    let key = args.announce_signing_key.clone().filter(|k| !k.is_empty()).map(Secret::new);
+    Ok(Some(Webhook::new(reqwest::Client::new(), Secret::new(url.clone()), format, key)))
+}
+
+/// Announces each confirmed clip to the webhook, beside the clipper (a slow or failing receiver
+/// never holds a clip back), at least once: the delivery is recorded after it is made, so a
+/// clip whose delivery was cut by a stop or a crash is announced again at the next start, with
+/// the same idempotency key. What cannot be delivered is dead-lettered (recorded as failed, with
+/// why, and logged). Clips created more than an hour before the start are not announced: a
+/// webhook configured later does not replay the history.
+async fn announce_clips(
+    store: Arc<Embedded>,
+    webhook: Option<Webhook>,
+    progress: Arc<Progress>,
+    mut stop: watch::Receiver<bool>,
+) -> anyhow::Result<()> {
+    let Some(webhook) = webhook else {
+        let _ = stop.wait_for(|s| *s).await;
+        return Ok(());
+    };
+    let since_ms = unix_ms() - 3_600_000;
+    while !*stop.borrow() {
+        let due = store.clips_to_announce(since_ms, 10)?;
+        if due.is_empty() {
+            let _ = tokio::time::timeout(ANNOUNCE_POLL, stop.wait_for(|s| *s)).await;
+            continue;
+        }
+        for clip in due {
+            let result = tokio::select! {
+                result = webhook.send(&clip) => result,
+                _ = stop.wait_for(|s| *s) => return Ok(()),
+            };
+            match result {
+                Ok(delivered) => {
+                    store.record_announcement(&clip.clip_id, delivered.attempts, None, unix_ms())?;
+                    progress.announced.fetch_add(1, Ordering::Relaxed);
+                }
+                Err(error) => {
+                    tracing::error!(clip_id = %clip.clip_id, %error, "announcement dead-lettered");
+                    eprintln!("dev: clip {} was not announced: {error}", clip.clip_id);
+                    let attempts = match &error {
+                        AnnounceError::Refused(_) => 1,
+                        AnnounceError::GaveUp { attempts, .. } => *attempts,
+                    };
+                    store.record_announcement(
+                        &clip.clip_id,
+                        attempts,
+                        Some(&error.to_string()),
+                        unix_ms(),
+                    )?;
+                }
+            }
+        }
+    }
+    Ok(())
+}
+
 /// The built-in title rules, extended by the operator's list when there is one.
 fn title_rules(blocklist: Option<&Path>) -> anyhow::Result<TitleRules> {
     let Some(path) = blocklist else { return Ok(TitleRules::default()) };
     let list = std::fs::read_to_string(path).with_context(|| format!("cannot read {}", path.display()))?;
-    let rules = TitleRules::extended(&list);
-    eprintln!(
-        "dev: titles avoid {} blocked terms ({} added by {})",
-        rules.blocked_terms(),
-        rules.blocked_terms() - TitleRules::default().blocked_terms(),
-        path.display()
-    );
-    Ok(rules)
+    Ok(TitleRules::extended(&list))
 }
 
 /// The token file and the app credentials, when clips are asked for; a clear error when they

@@ -242,20 +242,84 @@ async fn live_chat_from_twitch_irc_becomes_a_moment_the_api_lists() {
 /// `highlights dev --channel alpha` with clips: the token file and the app's credentials, Helix
 /// and OAuth on `twitch`.
 fn dev_with_clips(data: &Path, irc: &FakeIrc, twitch: &FakeTwitch, token_file: &Path) -> common::Dev {
+    dev_with_clips_and(data, irc, twitch, token_file, &[])
+}
+
+/// [`dev_with_clips`] with more environment.
+fn dev_with_clips_and(
+    data: &Path,
+    irc: &FakeIrc,
+    twitch: &FakeTwitch,
+    token_file: &Path,
+    more: &[(&str, &str)],
+) -> common::Dev {
     let mut args = vec!["--channel", "alpha", "--twitch-tokens", token_file.to_str().unwrap()];
     args.extend(QUICK_DETECTOR);
     let (irc, helix, oauth) = (irc.url(), twitch.helix_url(), twitch.oauth_url());
-    dev(
-        data,
-        &args,
-        &[
-            ("TWITCH_IRC_ADDR", &irc),
-            ("TWITCH_CLIENT_ID", "dev-client"),
-            ("TWITCH_CLIENT_SECRET", "app-secret-value"),
-            ("TWITCH_HELIX_URL", &helix),
-            ("TWITCH_OAUTH2_URL", &oauth),
-        ],
-    )
+    let mut env = vec![
+        ("TWITCH_IRC_ADDR", irc.as_str()),
+        ("TWITCH_CLIENT_ID", "dev-client"),
+        ("TWITCH_CLIENT_SECRET", "app-secret-value"),
+        ("TWITCH_HELIX_URL", &helix),
+        ("TWITCH_OAUTH2_URL", &oauth),
+    ];
+    env.extend(more);
+    dev(data, &args, &env)
+}
+
+/// A confirmed clip is announced to the webhook, signed, at least once and here exactly once
+/// delivered: the receiver's first answer (503) is retried with the same idempotency key; a
+/// restart announces nothing again.
+#[tokio::test]
+async fn a_confirmed_clip_is_announced_to_the_webhook() {
+    use highlights_test_support::webhook::FakeWebhook;
+    let irc = FakeIrc::start(&[("alpha", 515151)]).await;
+    let twitch = FakeTwitch::start().await;
+    let webhook = FakeWebhook::start(&[503]).await;
+    let data = data_dir("announce");
+    let token_file = data.with_extension("tokens.json");
+    twitch.accept_token("access-value");
+    write_token_file(&token_file, "access-value", "refresh-value", 4_000_000_000);
+    let announce = [("ANNOUNCE_URL", webhook.url()), ("ANNOUNCE_SIGNING_KEY", "signing-key-value")];
+    let served = dev_with_clips_and(&data, &irc, &twitch, &token_file, &announce);
+    assert!(irc.wait_joined(&["alpha"], DEADLINE).await, "never joined: {}", served.stderr.lock().unwrap());
+    send_live_chat_with_a_burst(&irc, "alpha", 515151).await;
+    let page = confirmed_clips(&served).await;
+    let clip = &page["clips"][0];
+    assert!(
+        webhook.wait_for(DEADLINE, |seen| seen.len() >= 2).await,
+        "announced: {}",
+        served.stderr.lock().unwrap()
+    );
+    let seen = webhook.seen();
+    assert_eq!(seen.len(), 2, "the 503, then the delivery");
+    for (headers, body) in &seen {
+        assert_eq!(body["idempotency_key"], format!("clip-{}", clip["clip_id"].as_str().unwrap()));
+        assert_eq!(body["clip"]["url"], clip["url"]);
+        assert_eq!(body["clip"]["title"], clip["title"], "Twitch's title, which is ours: {body}");
+        assert!(body["clip"]["title"].as_str().unwrap().starts_with("KEKW ×"), "{body}");
+        let signature = headers["x-highlights-signature"].to_str().unwrap();
+        let timestamp: i64 = headers["x-highlights-timestamp"].to_str().unwrap().parse().unwrap();
+        let expected = highlights_adapters::announce::signature(
+            &highlights_adapters::twitch::Secret::new("signing-key-value"),
+            timestamp,
+            serde_json::to_string(body).unwrap().as_bytes(),
+        );
+        assert_eq!(signature, expected);
+    }
+    let output = served.stderr.lock().unwrap().clone();
+    drop(served);
+    for secret in ["TOPSECRET", "signing-key-value", "access-value"] {
+        assert!(!output.contains(secret), "a secret reached the output: {output}");
+    }
+    let again = dev_with_clips_and(&data, &irc, &twitch, &token_file, &announce);
+    confirmed_clips(&again).await;
+    let store = Embedded::open(&data).unwrap();
+    assert_eq!(store.announcement_counts().unwrap(), [("delivered".to_owned(), 1)]);
+    drop(again);
+    assert_eq!(webhook.seen().len(), 2, "nothing announced twice after the restart");
+    std::fs::remove_dir_all(&data).unwrap();
+    std::fs::remove_file(&token_file).unwrap();
 }
 
 fn write_token_file(path: &Path, access: &str, refresh: &str, expires_at: i64) {

@@ -19,6 +19,7 @@
 //! It must not talk to the network, nor know where chat comes from (files, IRC) or how the
 //! detector decides.
 
+pub mod announcements;
 pub mod channel_settings;
 pub mod clipper;
 pub mod clips;
@@ -35,7 +36,7 @@ use rusqlite::Connection;
 pub const FILE_NAME: &str = "highlights.sqlite3";
 /// Connections that serve the API's reads (WAL lets them read while the pipeline writes).
 const READERS: usize = 4;
-const SCHEMA_VERSION: i64 = 4;
+const SCHEMA_VERSION: i64 = 5;
 
 const SCHEMA: &str = "
 CREATE TABLE stream (
@@ -99,7 +100,7 @@ CREATE TABLE streamers (
 ";
 
 /// What each schema version adds to the one before (index 0: version 1 to 2).
-const MIGRATIONS: [&str; 3] = [
+const MIGRATIONS: [&str; 4] = [
     "
 CREATE TABLE channel_settings (
     broadcaster_id   INTEGER PRIMARY KEY,
@@ -134,6 +135,15 @@ ALTER TABLE clips ADD COLUMN unpublished INTEGER NOT NULL DEFAULT 0;
     "
 ALTER TABLE highlights ADD COLUMN phrases TEXT;
 ALTER TABLE clips ADD COLUMN phrases TEXT;
+",
+    "
+CREATE TABLE announcements (
+    clip_id  TEXT PRIMARY KEY,
+    status   TEXT NOT NULL,
+    attempts INTEGER NOT NULL,
+    at_ms    INTEGER NOT NULL,
+    reason   TEXT
+);
 ",
 ];
 

@@ -13,6 +13,7 @@
 pub mod fault_proxy;
 pub mod irc;
 pub mod postgres;
+pub mod webhook;
 
 use std::collections::{HashMap, VecDeque};
 use std::net::SocketAddr;
