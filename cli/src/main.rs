@@ -34,7 +34,7 @@ struct Cli {
 enum Command {
     /// The whole product in one process: chat in, moments detected, the site on --listen.
     /// Nothing to install: a built-in demo by default, or --replay FILE..., or --channel LOGIN...
-    Dev(dev::DevArgs),
+    Dev(Box<dev::DevArgs>),
     /// Each channel's own detector settings (sensitivity, cooldown, min chatters, clips per hour).
     #[command(subcommand)]
     Channel(channel::ChannelCommand),
@@ -63,7 +63,7 @@ fn main() -> ExitCode {
     highlights_adapters::telemetry::init_json_logs("warn");
     let cli = Cli::parse();
     let result = match cli.command {
-        Command::Dev(args) => dev::run(args),
+        Command::Dev(args) => dev::run(*args),
         Command::Channel(command) => channel::run(command),
         Command::Backtest(args) => backtest::run(args),
         Command::Synth(args) => synth::run(args),
