@@ -154,10 +154,10 @@ impl Webhook {
             .ok()
             .and_then(|t| t.format(&time::format_description::well_known::Rfc3339).ok())
             .unwrap_or_default();
-        let streamer = clip.streamer.clone().unwrap_or_else(|| format!("channel {}", clip.broadcaster_id));
+        let on = clip.streamer.as_ref().map(|streamer| format!(" on {streamer}")).unwrap_or_default();
         let body = match self.format {
             AnnounceFormat::Discord => json!({
-                "content": format!("**{}** on {}\n{}", clip.title, streamer, clip.url),
+                "content": format!("**{}**{on}\n{}", clip.title, clip.url),
                 "allowed_mentions": {"parse": []},
                 "embeds": [{
                     "title": clip.title,

@@ -34,7 +34,11 @@ pub trait ClipStore: Send + Sync {
         detection: &Detection,
     ) -> impl Future<Output = Result<Option<String>, ClipStoreError>> + Send;
     /// Fills in what Get Clips reported and marks the clip confirmed.
-    fn confirm(&self, info: &ClipInfo) -> impl Future<Output = Result<(), ClipStoreError>> + Send;
+    /// Returns the highlight the clip belongs to (broadcaster, key second), when the row exists.
+    fn confirm(
+        &self,
+        info: &ClipInfo,
+    ) -> impl Future<Output = Result<Option<HighlightKey>, ClipStoreError>> + Send;
     /// Twitch answered 403: remember that this channel does not allow our clips.
     fn mark_clipping_restricted(
         &self,
@@ -63,7 +67,10 @@ impl<T: ClipStore> ClipStore for std::sync::Arc<T> {
     ) -> impl Future<Output = Result<Option<String>, ClipStoreError>> + Send {
         T::clip_of(self, detection)
     }
-    fn confirm(&self, info: &ClipInfo) -> impl Future<Output = Result<(), ClipStoreError>> + Send {
+    fn confirm(
+        &self,
+        info: &ClipInfo,
+    ) -> impl Future<Output = Result<Option<HighlightKey>, ClipStoreError>> + Send {
         T::confirm(self, info)
     }
     fn mark_clipping_restricted(
@@ -89,6 +96,14 @@ fn curve_column(curve: &highlights_core::ChatCurve) -> Option<Vec<i32>> {
 /// Top phrases as the `clips.phrases` and `clips.phrase_counts` columns hold them.
 fn phrase_columns(phrases: &highlights_core::TopPhrases) -> (Vec<&str>, Vec<i32>) {
     phrases.entries().map(|e| (e.phrase.as_str(), i32::try_from(e.count).unwrap_or(i32::MAX))).unzip()
+}
+
+/// Which highlight a clip row belongs to.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct HighlightKey {
+    pub broadcaster_id: BroadcasterId,
+    /// The detection's key second (`detected_at`).
+    pub peak_second: i64,
 }
 
 /// The URLs of a clip follow from its id.
@@ -169,13 +184,13 @@ impl ClipStore for PgClips {
         Ok(row.map(|row| row.get(0)))
     }
 
-    async fn confirm(&self, info: &ClipInfo) -> Result<(), ClipStoreError> {
+    async fn confirm(&self, info: &ClipInfo) -> Result<Option<HighlightKey>, ClipStoreError> {
         let client = self.pool.get().await.map_err(unavailable)?;
-        client
-            .execute(
+        let row = client
+            .query_opt(
                 "UPDATE clips SET url = $2, embed_url = $3, thumbnail_url = NULLIF($4, ''), title = NULLIF($5, ''), \
                      duration = $6, vod_offset = $7, view_count = $8, video_id = NULLIF($9, ''), confirmed = TRUE \
-                 WHERE clip_id = $1",
+                 WHERE clip_id = $1 RETURNING broadcaster_id, extract(epoch FROM detected_at)::bigint",
                 &[
                     &info.id,
                     &info.url,
@@ -190,7 +205,12 @@ impl ClipStore for PgClips {
             )
             .await
             .map_err(unavailable)?;
-        Ok(())
+        Ok(row.and_then(|row| {
+            Some(HighlightKey {
+                broadcaster_id: row.get::<_, String>(0).parse().ok()?,
+                peak_second: row.get(1),
+            })
+        }))
     }
 
     async fn mark_clipping_restricted(&self, broadcaster_id: BroadcasterId) -> Result<(), ClipStoreError> {
@@ -294,12 +314,14 @@ impl ClipStore for MemoryClips {
             .map(|(id, _, _)| id.clone()))
     }
 
-    async fn confirm(&self, info: &ClipInfo) -> Result<(), ClipStoreError> {
+    async fn confirm(&self, info: &ClipInfo) -> Result<Option<HighlightKey>, ClipStoreError> {
         self.check()?;
+        let mut key = None;
         for row in self.rows.lock().expect("not poisoned").iter_mut().filter(|(id, _, _)| *id == info.id) {
             row.2 = true;
+            key = Some(HighlightKey { broadcaster_id: row.1.broadcaster_id, peak_second: row.1.peak_second });
         }
-        Ok(())
+        Ok(key)
     }
 
     async fn mark_clipping_restricted(&self, broadcaster_id: BroadcasterId) -> Result<(), ClipStoreError> {

@@ -75,13 +75,17 @@ impl TitleRules {
 
     /// The title for `detection`.
     pub fn title_for(&self, detection: &Detection) -> String {
-        let phrase = detection
-            .phrases
+        self.title(&detection.phrases, detection.intensity)
+    }
+
+    /// The title of a moment whose chat said `phrases`, `intensity` above its usual.
+    pub fn title(&self, phrases: &TopPhrases, intensity: f64) -> String {
+        let phrase = phrases
             .entries()
             .find(|entry| entry.count >= MIN_TITLE_VOICES && self.allows(entry.phrase.as_str()));
         let title = match phrase {
             Some(entry) => format!("{} ×{}", entry.phrase.as_str(), entry.count),
-            None => format!("Chat exploded ({:.1}σ)", detection.intensity),
+            None => format!("Chat exploded ({intensity:.1}σ)"),
         };
         title.chars().take(MAX_TITLE_CHARS).collect()
     }

@@ -3,7 +3,7 @@
 //! cloud), with the same conditions, so that `highlights dev` with Twitch credentials runs the
 //! clipper's handler unchanged and keeps its one-clip-per-moment guarantee.
 
-use highlights_adapters::clips::{ClipStore, ClipStoreError, clip_urls};
+use highlights_adapters::clips::{ClipStore, ClipStoreError, HighlightKey, clip_urls};
 use highlights_adapters::detector_state::StoreError;
 use highlights_adapters::highlights::{HighlightProgress, Progress};
 use highlights_adapters::twitch::ClipInfo;
@@ -215,12 +215,12 @@ impl ClipStore for Embedded {
             .map_err(clips_unavailable)
     }
 
-    async fn confirm(&self, info: &ClipInfo) -> Result<(), ClipStoreError> {
+    async fn confirm(&self, info: &ClipInfo) -> Result<Option<HighlightKey>, ClipStoreError> {
         self.writer()
-            .execute(
+            .query_row(
                 "UPDATE clips SET url = ?2, embed_url = ?3, thumbnail_url = NULLIF(?4, ''), title = NULLIF(?5, ''), \
                      duration = ?6, vod_offset = ?7, view_count = ?8, video_id = NULLIF(?9, ''), confirmed = 1 \
-                 WHERE clip_id = ?1",
+                 WHERE clip_id = ?1 RETURNING broadcaster_id, detected_at",
                 rusqlite::params![
                     info.id,
                     info.url,
@@ -232,8 +232,12 @@ impl ClipStore for Embedded {
                     info.view_count,
                     info.video_id
                 ],
+                |row| Ok((row.get::<_, String>(0)?, row.get::<_, i64>(1)?)),
             )
-            .map(drop)
+            .optional()
+            .map(|row| {
+                row.and_then(|(id, peak_second)| Some(HighlightKey { broadcaster_id: id.parse().ok()?, peak_second }))
+            })
             .map_err(clips_unavailable)
     }
 

@@ -71,7 +71,7 @@ export interface HighlightsStackProps extends cdk.StackProps {
 const REPOSITORY = path.join(__dirname, '..', '..', '..');
 
 export class HighlightsStack extends cdk.Stack {
-  readonly functions: Record<'detector' | 'lifecycle' | 'clipper' | 'api' | 'migrate', lambda.Function>;
+  readonly functions: Record<'detector' | 'lifecycle' | 'clipper' | 'announcer' | 'api' | 'migrate', lambda.Function>;
   readonly ingester: ecs.FargateService;
   readonly httpApi: apigw.HttpApi;
   readonly distribution: cloudfront.Distribution;
@@ -136,6 +136,7 @@ export class HighlightsStack extends cdk.Stack {
     const detectorDlq = dlq('DetectorDlq', resources.sqs.detector_dlq.name);
     const lifecycleDlq = dlq('LifecycleDlq', resources.sqs.lifecycle_dlq.name);
     const clipperDlq = dlq('ClipperDlq', resources.sqs.clipper_dlq.name);
+    const announcerDlq = dlq('AnnouncerDlq', `${resources.sqs.clipper_dlq.name.replace(/clipper/, 'announcer')}`);
 
     // --- Secrets: filled by `highlights tokens seed`, never by the template --------------------
     const twitchApp = new secretsmanager.Secret(this, 'TwitchApp', {
@@ -145,6 +146,10 @@ export class HighlightsStack extends cdk.Stack {
     const twitchUserToken = new secretsmanager.Secret(this, 'TwitchUserToken', {
       secretName: resources.secrets.twitch_user_token.name,
       description: 'Twitch user token with clips:edit (highlights tokens seed); refreshed by the clipper',
+    });
+
+    const announceWebhook = new secretsmanager.Secret(this, 'AnnounceWebhook', {
+      description: 'Optional webhook for confirmed clips {"url","signing_key","format"} (docs/operations.md); any other value: no announcements',
     });
 
     // --- Network and database -----------------------------------------------------------------
@@ -255,6 +260,15 @@ export class HighlightsStack extends cdk.Stack {
       timeout: cdk.Duration.seconds(90),
       environment: { TITLE_BLOCKLIST: (props.titleBlocklist ?? []).join(',') },
     });
+    // Outside the VPC (no database): it reads the stream image and calls the webhook, no NAT.
+    const announcer = fn('announcer', {
+      timeout: cdk.Duration.seconds(60),
+      environment: {
+        ANNOUNCE_SECRET_ARN: announceWebhook.secretArn,
+        TITLE_BLOCKLIST: (props.titleBlocklist ?? []).join(','),
+      },
+    });
+    announceWebhook.grantRead(announcer);
     const api = fn('api', { database: databaseUsers.api, timeout: cdk.Duration.seconds(10), memorySize: 512 });
     // The migration step connects as the owner and sets up every component's login user.
     const migrate = fn('migrate', {
@@ -263,7 +277,7 @@ export class HighlightsStack extends cdk.Stack {
       environment: Object.fromEntries(Object.values(resources.database_users).map((user) => [user.env, user.name])),
     });
     for (const secret of Object.values(databaseUsers)) secret.grantRead(migrate);
-    this.functions = { detector, lifecycle, clipper, api, migrate };
+    this.functions = { detector, lifecycle, clipper, announcer, api, migrate };
 
     // Least privilege: each function gets exactly its tables, streams and secrets.
     detectorState.grantReadWriteData(detector);
@@ -304,6 +318,24 @@ export class HighlightsStack extends cdk.Stack {
         maxRecordAge: cdk.Duration.minutes(10),
         onFailure: new sources.SqsDlq(clipperDlq),
         filters: [lambda.FilterCriteria.filter({ eventName: lambda.FilterRule.isEqual('INSERT') })],
+      }),
+    );
+    // The clipper stores a confirmed clip once per highlight: that modification is announced. In
+    // order per shard (no bisecting); a record still failing after 5 retries is dead-lettered.
+    announcer.addEventSource(
+      new sources.DynamoEventSource(highlights, {
+        startingPosition: lambda.StartingPosition.LATEST,
+        batchSize: 10,
+        reportBatchItemFailures: true,
+        retryAttempts: 5,
+        maxRecordAge: cdk.Duration.hours(1),
+        onFailure: new sources.SqsDlq(announcerDlq),
+        filters: [
+          lambda.FilterCriteria.filter({
+            eventName: lambda.FilterRule.isEqual('MODIFY'),
+            dynamodb: { NewImage: { status: { S: lambda.FilterRule.isEqual('stored') }, confirmed: { BOOL: [true] } } },
+          }),
+        ],
       }),
     );
 
@@ -468,13 +500,13 @@ export class HighlightsStack extends cdk.Stack {
     };
     const emf = (name: string, dimensions: Record<string, string>, statistic = 'Sum', minutes = 1) =>
       new cloudwatch.Metric({ namespace: METRICS_NAMESPACE, metricName: name, dimensionsMap: dimensions, statistic, period: cdk.Duration.minutes(minutes) });
-    for (const [name, f] of Object.entries({ detector, lifecycle, clipper })) {
+    for (const [name, f] of Object.entries({ detector, lifecycle, clipper, announcer })) {
       alarm(`${name}IteratorAge`, f.metric('IteratorAge', { statistic: 'Maximum', period: cdk.Duration.minutes(1) }), 60_000, `${name}: records wait more than a minute`);
     }
-    for (const [name, f] of Object.entries({ detector, lifecycle, clipper, api })) {
+    for (const [name, f] of Object.entries({ detector, lifecycle, clipper, announcer, api })) {
       alarm(`${name}Errors`, f.metricErrors({ period: cdk.Duration.minutes(1) }), 0, `${name}: invocations fail`);
     }
-    for (const [name, q] of Object.entries({ detector: detectorDlq, lifecycle: lifecycleDlq, clipper: clipperDlq })) {
+    for (const [name, q] of Object.entries({ detector: detectorDlq, lifecycle: lifecycleDlq, clipper: clipperDlq, announcer: announcerDlq })) {
       alarm(`${name}DlqDepth`, q.metricApproximateNumberOfMessagesVisible({ period: cdk.Duration.minutes(1), statistic: 'Maximum' }), 0, `${name}: records were dead-lettered`, { evaluationPeriods: 1, datapointsToAlarm: 1 });
     }
     // Per highlight, not per Create Clip attempt: a token that cannot be refreshed fails before
@@ -526,7 +558,7 @@ export class HighlightsStack extends cdk.Stack {
     new cdk.CfnOutput(this, 'DatabaseSecretArn', { value: databaseSecret.secretArn });
 
     this.acknowledgeFindings({
-      detectorDlq, lifecycleDlq, clipperDlq, twitchApp, twitchUserToken, database, task, siteBucket,
+      detectorDlq, lifecycleDlq, clipperDlq, announcerDlq, twitchApp, twitchUserToken, announceWebhook, database, task, siteBucket,
       databaseUsers: Object.values(databaseUsers),
     });
   }
@@ -536,20 +568,23 @@ export class HighlightsStack extends cdk.Stack {
     detectorDlq: sqs.Queue;
     lifecycleDlq: sqs.Queue;
     clipperDlq: sqs.Queue;
+    announcerDlq: sqs.Queue;
     twitchApp: secretsmanager.Secret;
     twitchUserToken: secretsmanager.Secret;
+    announceWebhook: secretsmanager.Secret;
     database: rds.DatabaseInstance;
     task: ecs.FargateTaskDefinition;
     siteBucket: s3.Bucket;
     databaseUsers: secretsmanager.Secret[];
   }) {
     const ack = (scope: Construct, id: string, reason: string) => cdk.Validations.of(scope).acknowledge({ id, reason });
-    for (const queue of [parts.detectorDlq, parts.lifecycleDlq, parts.clipperDlq]) {
+    for (const queue of [parts.detectorDlq, parts.lifecycleDlq, parts.clipperDlq, parts.announcerDlq]) {
       ack(queue, 'AwsSolutions-SQS3', 'This queue is itself the on-failure destination (dead-letter queue) of an event-source mapping.');
     }
     for (const secret of [parts.twitchApp, parts.twitchUserToken]) {
       ack(secret, 'AwsSolutions-SMG4', 'Twitch credentials: the user token is refreshed by the clipper and ingester through Twitch OAuth and written back; Secrets Manager cannot rotate Twitch secrets.');
     }
+    ack(parts.announceWebhook, 'AwsSolutions-SMG4', 'A webhook URL and signing key chosen by the operator; rotating them is changing the receiver.');
     for (const secret of parts.databaseUsers) {
       ack(secret, 'AwsSolutions-SMG4', 'A component\'s database password: rotating it means a new secret value and a redeploy (the migration step sets the password from the secret); see docs/operations.md.');
     }
@@ -566,7 +601,9 @@ export class HighlightsStack extends cdk.Stack {
     for (const policy of ['AWSLambdaBasicExecutionRole', 'AWSLambdaVPCAccessExecutionRole']) {
       ack(this, `AwsSolutions-IAM4[Policy::arn:<AWS::Partition>:iam::aws:policy/service-role/${policy}]`, iam4);
     }
-    ack(this.functions.clipper, 'AwsSolutions-IAM5[Resource::*]', 'dynamodb:ListStreams (added by the DynamoDB event source) exists only on *.');
+    for (const f of [this.functions.clipper, this.functions.announcer]) {
+      ack(f, 'AwsSolutions-IAM5[Resource::*]', 'dynamodb:ListStreams (added by the DynamoDB event source) exists only on *.');
+    }
     ack(parts.task, 'AwsSolutions-IAM5[Resource::*]', 'ecr:GetAuthorizationToken (the execution role pulling the image) exists only on *.');
     const logicalId = (construct: Construct) => this.getLogicalId(construct.node.defaultChild as cdk.CfnElement);
     ack(this, `AwsSolutions-IAM5[Resource::<${logicalId(this.functions.migrate)}.Arn>:*]`, 'The migration provider may invoke any version of the migrate function, and only that function.');

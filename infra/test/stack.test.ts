@@ -12,7 +12,7 @@ import * as rds from 'aws-cdk-lib/aws-rds';
 import { AwsSolutionsChecks } from 'cdk-nag';
 import { HighlightsStack, HighlightsStackProps } from '../lib/highlights-stack';
 
-const FUNCTIONS = ['detector', 'lifecycle', 'clipper', 'api', 'migrate'];
+const FUNCTIONS = ['detector', 'lifecycle', 'clipper', 'announcer', 'api', 'migrate'];
 
 /** Stand-in zips: synthesis only hashes them. */
 function placeholderAssets(): string {
@@ -123,7 +123,8 @@ test('event-source mappings: partial batch responses, bisect, retries bounded by
     MaximumRecordAgeInSeconds: 600,
     FilterCriteria: { Filters: [{ Pattern: JSON.stringify({ eventName: ['INSERT'] }) }] },
   });
-  template.resourceCountIs('AWS::Lambda::EventSourceMapping', 3);
+  // The announcer's mapping keeps order (no bisect) and a bounded number of retries: see its own test.
+  template.resourceCountIs('AWS::Lambda::EventSourceMapping', 4);
 });
 
 /** The roles (logical ids) whose policies allow `action` on `resource`. */
@@ -316,6 +317,7 @@ test('alarms for iterator age, dead letters, errors, clip failures, dropped chat
   for (const expected of [
     'detector: records wait more than a minute',
     'clipper: records were dead-lettered',
+    'announcer: records were dead-lettered',
     'api: invocations fail',
     'more than half of the highlights end without a clip for a reason of ours (Twitch errors, the token)',
     'the ingester is not connected to chat or Kinesis, or not running',
@@ -323,11 +325,32 @@ test('alarms for iterator age, dead letters, errors, clip failures, dropped chat
   ]) {
     assert.ok(descriptions.includes(expected), `missing alarm: ${expected}`);
   }
-  assert.equal(descriptions.length, 3 + 4 + 3 + 3);
+  assert.equal(descriptions.length, 4 + 5 + 4 + 3);
   template.hasResourceProperties('AWS::CloudWatch::Alarm', { AlarmDescription: 'the ingester is not connected to chat or Kinesis, or not running', TreatMissingData: 'breaching' });
   template.hasResourceProperties('AWS::SNS::Subscription', { Protocol: 'email', Endpoint: 'ops@example.com' });
   template.resourceCountIs('AWS::CloudWatch::Dashboard', 1);
   assert.equal(synth().template.findResources('AWS::SNS::Subscription') && Object.keys(synth().template.findResources('AWS::SNS::Subscription')).length, 0);
+});
+
+test('the announcer runs outside the VPC on confirmed clips, dead-letters what fails, and reads only its secret', () => {
+  const resources = template.toJSON().Resources;
+  const id = stack.getLogicalId(stack.functions.announcer.node.defaultChild as cdk.CfnElement);
+  const props = resources[id].Properties;
+  assert.equal(props.VpcConfig, undefined, 'no VPC: no NAT needed');
+  assert.ok(props.Environment.Variables.ANNOUNCE_SECRET_ARN, 'the webhook secret');
+  const mappings = Object.values(template.findResources('AWS::Lambda::EventSourceMapping')).filter(
+    (m: any) => m.Properties.FunctionName.Ref === id,
+  ) as any[];
+  assert.equal(mappings.length, 1);
+  const mapping = mappings[0].Properties;
+  const filter = JSON.parse(mapping.FilterCriteria.Filters[0].Pattern);
+  assert.deepEqual(filter, {
+    eventName: ['MODIFY'],
+    dynamodb: { NewImage: { status: { S: ['stored'] }, confirmed: { BOOL: [true] } } },
+  });
+  assert.ok(mapping.DestinationConfig.OnFailure.Destination, 'failures are dead-lettered');
+  assert.equal(mapping.BisectBatchOnError, undefined, 'order kept: no bisecting');
+  assert.deepEqual(mapping.FunctionResponseTypes, ['ReportBatchItemFailures']);
 });
 
 test("the operator's title blocklist reaches the clipper", () => {

@@ -30,7 +30,7 @@ use std::time::{Instant as WallInstant, SystemTime, UNIX_EPOCH};
 
 use aws_lambda_events::event::dynamodb::Event as DynamoEvent;
 use aws_lambda_events::event::streams::{DynamoDbBatchItemFailure, DynamoDbEventResponse};
-use highlights_adapters::clips::ClipStore;
+use highlights_adapters::clips::{ClipStore, HighlightKey};
 use highlights_adapters::highlights::HighlightProgress;
 use highlights_adapters::telemetry::{MetricRecord, Unit};
 use highlights_adapters::tokens::TokenSource;
@@ -203,9 +203,29 @@ impl<A: ClipsApi, T: TokenSource, C: ClipStore, P: HighlightProgress> ClipperHan
         self
     }
 
-    /// [`confirm_unconfirmed`] with this handler's clients (the scheduled invocation in AWS).
+    /// [`confirm_unconfirmed`] with this handler's clients (the scheduled invocation in AWS);
+    /// each clip it confirms is marked confirmed on its highlight too, which is what announces it.
     pub async fn confirm_sweep(&self, limit: u32) -> Result<SweepReport, String> {
-        confirm_unconfirmed(&self.api, &self.tokens, &self.clips, limit).await
+        let report = confirm_unconfirmed(&self.api, &self.tokens, &self.clips, limit).await?;
+        for key in &report.highlights {
+            let detection = Detection {
+                broadcaster_id: key.broadcaster_id,
+                peak_second: key.peak_second,
+                fired_second: key.peak_second,
+                intensity: 0.0,
+                message_count: 0,
+                baseline_mean: 0.0,
+                baseline_std: 0.0,
+                curve: Default::default(),
+                phrases: Default::default(),
+            };
+            // Only the key is used. A highlight item gone (30-day TTL) or unreachable costs only
+            // its announcement, never the clip.
+            if let Err(error) = self.progress.record_stored(&detection, true).await {
+                tracing::warn!(broadcaster_id = key.broadcaster_id, peak = key.peak_second, %error, "cannot mark the highlight confirmed");
+            }
+        }
+        Ok(report)
     }
 
     pub fn api(&self) -> &A {
@@ -634,10 +654,12 @@ impl<A: ClipsApi, T: TokenSource, C: ClipStore, P: HighlightProgress> ClipperHan
 }
 
 /// What a confirm sweep did.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct SweepReport {
     pub checked: usize,
     pub confirmed: usize,
+    /// The highlights of the clips confirmed.
+    pub highlights: Vec<HighlightKey>,
 }
 
 /// The later confirmation of clips the clipper stored unconfirmed (Twitch had not published
@@ -654,11 +676,13 @@ pub async fn confirm_unconfirmed<A: ClipsApi, T: TokenSource, C: ClipStore>(
 ) -> Result<SweepReport, String> {
     let pending = clips.unconfirmed(limit).await.map_err(|e| e.to_string())?;
     let token = tokens.access_token().await.map_err(|e| e.to_string())?;
-    let mut report = SweepReport { checked: pending.len(), confirmed: 0 };
+    let mut report = SweepReport { checked: pending.len(), confirmed: 0, highlights: Vec::new() };
     for clip_id in pending {
         match api.get_clip(&token, &clip_id).await {
             Ok(Some(info)) => {
-                clips.confirm(&info).await.map_err(|e| e.to_string())?;
+                if let Some(key) = clips.confirm(&info).await.map_err(|e| e.to_string())? {
+                    report.highlights.push(key);
+                }
                 report.confirmed += 1;
             }
             Ok(None) => {

@@ -6,7 +6,7 @@ use std::sync::Mutex;
 use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
 use std::time::Duration;
 
-use highlights_adapters::clips::MemoryClips;
+use highlights_adapters::clips::{HighlightKey, MemoryClips};
 use highlights_adapters::highlights::{HighlightOutbox, MemoryHighlights, detection_item};
 use highlights_adapters::lambda_events::{DynamoRecordIn, dynamodb_event, item_json};
 use highlights_adapters::tokens::TokenError;
@@ -516,14 +516,16 @@ async fn the_sweep_confirms_clips_published_late() {
         MemoryHighlights::default(),
         ClipPolicy::default(),
     );
-    let event = insert_event(&handler, &[detection(7)]).await;
+    let late = detection(7);
+    let event = insert_event(&handler, &[late]).await;
     handler.handle(&event).await;
     // Twitch publishes it afterwards.
     let polls_so_far = handler.api().polls.load(Ordering::SeqCst);
     let mut republished = ScriptedTwitch::new(vec![]);
     republished.publish_after = 0;
     let report = confirm_unconfirmed(&republished, handler.tokens(), handler.clips(), 10).await.unwrap();
-    assert_eq!(report, SweepReport { checked: 1, confirmed: 1 });
+    let key = HighlightKey { broadcaster_id: 7, peak_second: late.peak_second };
+    assert_eq!(report, SweepReport { checked: 1, confirmed: 1, highlights: vec![key] });
     assert!(handler.clips().rows.lock().unwrap()[0].2);
     assert!(polls_so_far > 5, "the clipper polled within its window first");
     let report = confirm_unconfirmed(&republished, handler.tokens(), handler.clips(), 10).await.unwrap();

@@ -403,7 +403,8 @@ async fn clips_twitch_never_publishes_do_not_starve_newer_ones_and_are_given_up_
             .unwrap();
     }
     world.fake.publish_after_polls(u32::MAX);
-    let (_, report) = world.handler.handle(&inserted(&world, &detection(701)).await).await;
+    let late = detection(701);
+    let (_, report) = world.handler.handle(&inserted(&world, &late).await).await;
     assert_eq!(report.unconfirmed, 1);
     world.fake.publish_after_polls(0);
     let sweep = || {
@@ -416,8 +417,16 @@ async fn clips_twitch_never_publishes_do_not_starve_newer_ones_and_are_given_up_
     };
     // The first sweep asks about two of the old ones; they wait their back-off, so the second
     // reaches the new clip.
-    assert_eq!(sweep().await.unwrap(), clipper_function::SweepReport { checked: 2, confirmed: 0 });
-    assert_eq!(sweep().await.unwrap(), clipper_function::SweepReport { checked: 2, confirmed: 1 });
+    assert_eq!(
+        sweep().await.unwrap(),
+        clipper_function::SweepReport { checked: 2, confirmed: 0, highlights: Vec::new() }
+    );
+    // Through the handler, as the schedule runs it: the highlight is marked confirmed too.
+    let key = highlights_adapters::clips::HighlightKey { broadcaster_id: 701, peak_second: late.peak_second };
+    assert_eq!(
+        world.handler.confirm_sweep(2).await.unwrap(),
+        clipper_function::SweepReport { checked: 2, confirmed: 1, highlights: vec![key] }
+    );
     let confirmed: bool = client
         .query_one("SELECT confirmed FROM clips WHERE broadcaster_id = '701'", &[])
         .await
