@@ -282,6 +282,10 @@ impl DynamoHighlights {
             .table_name(&self.table)
             .set_key(Some(Self::key(detection)))
             .update_expression(expression)
+            // Never creates an item: one gone (its TTL) stays gone rather than coming back as a
+            // bare key that no stream consumer can read.
+            .condition_expression("attribute_exists(#peak)")
+            .expression_attribute_names("#peak", keys::PEAK_AT)
             .expression_attribute_names("#status", STATUS);
         for (name, value) in values {
             request = request.expression_attribute_values(name, value);

@@ -37,6 +37,7 @@ struct World {
     secrets: aws_sdk_secretsmanager::Client,
     database: Database,
     highlights: DynamoHighlights,
+    dynamodb: aws_sdk_dynamodb::Client,
 }
 
 fn fast_policy() -> ClipPolicy {
@@ -82,7 +83,7 @@ async fn world_with_database(name: &str, database_url: Option<String>) -> World 
     let http = reqwest::Client::new();
     let secrets = aws_sdk_secretsmanager::Client::new(&sdk);
     let dynamodb = aws_sdk_dynamodb::Client::new(&sdk);
-    let highlights = DynamoHighlights::new(dynamodb, &resources.highlights_table.name);
+    let highlights = DynamoHighlights::new(dynamodb.clone(), &resources.highlights_table.name);
     let handler = ClipperHandler::new(
         HelixClips::new(http.clone(), fake.helix_url(), "cid"),
         SecretsTokenSource::new(
@@ -95,7 +96,7 @@ async fn world_with_database(name: &str, database_url: Option<String>) -> World 
         highlights.clone(),
         fast_policy(),
     );
-    World { fake, handler, resources, secrets, database, highlights }
+    World { fake, handler, resources, secrets, database, highlights, dynamodb }
 }
 
 fn detection(broadcaster_id: u64) -> Detection {
@@ -427,6 +428,20 @@ async fn clips_twitch_never_publishes_do_not_starve_newer_ones_and_are_given_up_
         world.handler.confirm_sweep(2).await.unwrap(),
         clipper_function::SweepReport { checked: 2, confirmed: 1, highlights: vec![key] }
     );
+    // What the announcer is fed: the highlight item now says confirmed.
+    let item = world
+        .dynamodb
+        .get_item()
+        .table_name(&world.resources.highlights_table.name)
+        .key("broadcaster_id", aws_sdk_dynamodb::types::AttributeValue::S("701".into()))
+        .key("peak_at", aws_sdk_dynamodb::types::AttributeValue::N(late.peak_second.to_string()))
+        .send()
+        .await
+        .unwrap()
+        .item
+        .unwrap();
+    assert_eq!(item.get("confirmed"), Some(&aws_sdk_dynamodb::types::AttributeValue::Bool(true)), "{item:?}");
+    assert_eq!(item.get("status"), Some(&aws_sdk_dynamodb::types::AttributeValue::S("stored".into())));
     let confirmed: bool = client
         .query_one("SELECT confirmed FROM clips WHERE broadcaster_id = '701'", &[])
         .await
