@@ -39,7 +39,7 @@ import { DatabaseComponent, resources } from './resources';
 export const METRICS_NAMESPACE = 'TwitchHighlights';
 
 export interface HighlightsStackProps extends cdk.StackProps {
-  /** Folder with `<function>/bootstrap.zip` for detector, lifecycle, clipper, api, migrate. */
+  /** Folder with `<function>/bootstrap.zip` for detector, lifecycle, clipper, announcer, api, migrate. */
   lambdaAssetDir: string;
   /** `arm64` (Graviton, the default) or `x86_64`; must match how the zips were built. */
   lambdaArchitecture?: 'arm64' | 'x86_64';
@@ -548,7 +548,7 @@ export class HighlightsStack extends cdk.Stack {
     );
     dashboard.addWidgets(
       new cloudwatch.GraphWidget({ title: 'API latency (ms)', left: [this.httpApi.metricLatency({ statistic: 'p50' }), this.httpApi.metricLatency({ statistic: 'p99' })] }),
-      new cloudwatch.GraphWidget({ title: 'Errors', left: [...[detector, lifecycle, clipper, api].map((f) => f.metricErrors()), this.httpApi.metricServerError()] }),
+      new cloudwatch.GraphWidget({ title: 'Errors', left: [...[detector, lifecycle, clipper, announcer, api].map((f) => f.metricErrors()), this.httpApi.metricServerError()] }),
       new cloudwatch.AlarmStatusWidget({ title: 'Alarms', alarms: this.alarms }),
     );
 
