@@ -99,6 +99,16 @@ pub enum AnnounceError {
     GaveUp { attempts: u32, last: String },
 }
 
+impl AnnounceError {
+    /// How many requests were made.
+    pub fn attempts(&self) -> u32 {
+        match self {
+            Self::Refused(_) => 1,
+            Self::GaveUp { attempts, .. } => *attempts,
+        }
+    }
+}
+
 /// The deployment's webhook.
 #[derive(Clone)]
 pub struct Webhook {

@@ -20,7 +20,7 @@ use anyhow::{Context as _, bail};
 use api_function::{ApiState, site_router};
 use clipper_function::ClipperHandler;
 use detector_function::DetectorHandler;
-use highlights_adapters::announce::{AnnounceError, AnnounceFormat, Webhook};
+use highlights_adapters::announce::{AnnounceFormat, Webhook};
 use highlights_adapters::channel_settings::SETTINGS_REFRESH;
 use highlights_adapters::highlights::detection_item;
 use highlights_adapters::kinesis_out::OutRecord;
@@ -540,13 +540,9 @@ async fn announce_clips(
                 Err(error) => {
                     tracing::error!(clip_id = %clip.clip_id, %error, "announcement dead-lettered");
                     eprintln!("dev: clip {} was not announced: {error}", clip.clip_id);
-                    let attempts = match &error {
-                        AnnounceError::Refused(_) => 1,
-                        AnnounceError::GaveUp { attempts, .. } => *attempts,
-                    };
                     store.record_announcement(
                         &clip.clip_id,
-                        attempts,
+                        error.attempts(),
                         Some(&error.to_string()),
                         unix_ms(),
                     )?;

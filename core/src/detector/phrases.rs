@@ -4,8 +4,8 @@
 //! - **A phrase** is a short message as people type it in unison: at most [`PHRASE_WORDS`] words
 //!   and [`PHRASE_BYTES`] bytes once normalised ([`Phrase::of`]): a word repeated in a row counts
 //!   once (`KEKW KEKW KEKW` is `KEKW`), a character repeated more than three times is cut to
-//!   three (`GOOOOOO` is `GOOO`), and a word in one case (`lol`, `LOL`, `Lol` in `Lol what`) is written in
-//!   capitals, while a word mixing cases the way emote names do (`PogChamp`, `monkaS`), a known
+//!   three (`GOOOOOO` is `GOOO`), and a word in one case (`lol`, `LOL`, `Lol` in `Lol what`) is
+//!   written in capitals, while a word mixing cases the way emote names do (`PogChamp`, `monkaS`), a known
 //!   emote (`Kappa`), or a message of one title-case word (`Pepega`, most likely an emote) keeps
 //!   its spelling. Longer messages are not phrases.
 //! - **Who counts**: what the detector counts as one voice: `seed`, every counted message; `v2`,
@@ -30,7 +30,7 @@
 //!
 //! Cost per voice: a copy of at most [`PHRASE_BYTES`] bytes, a hash of them eight at a time and
 //! [`SKETCH_SLOTS`] comparisons, no allocation; normalising waits for a report. (Normalising
-//! every voice made the detectors three to five times slower.) State: empty slots cost nothing;
+//! every voice made the detectors 4 to 11 times slower.) State: empty slots cost nothing;
 //! a full sketch at most 16 × 47 bytes.
 //!
 //! This module must stay free of clocks and I/O.
@@ -53,7 +53,7 @@ pub const TOP_PHRASES: usize = 3;
 /// Shortest generation, in seconds.
 pub const MIN_SPAN_SECONDS: u32 = 5;
 
-/// A normalised phrase, held inline so that counting it never allocates.
+/// A normalised phrase, held inline so that a detection stays `Copy`.
 #[derive(Clone, Copy, PartialEq, Eq, Hash)]
 pub struct Phrase {
     len: u8,
