@@ -136,7 +136,7 @@ export class HighlightsStack extends cdk.Stack {
     const detectorDlq = dlq('DetectorDlq', resources.sqs.detector_dlq.name);
     const lifecycleDlq = dlq('LifecycleDlq', resources.sqs.lifecycle_dlq.name);
     const clipperDlq = dlq('ClipperDlq', resources.sqs.clipper_dlq.name);
-    const announcerDlq = dlq('AnnouncerDlq', `${resources.sqs.clipper_dlq.name.replace(/clipper/, 'announcer')}`);
+    const announcerDlq = dlq('AnnouncerDlq', resources.sqs.announcer_dlq.name);
 
     // --- Secrets: filled by `highlights tokens seed`, never by the template --------------------
     const twitchApp = new secretsmanager.Secret(this, 'TwitchApp', {
