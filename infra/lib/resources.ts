@@ -15,7 +15,7 @@ interface ResourcesFile {
     channel_settings: Named & { partition_key: string };
     highlights: Named & { partition_key: string; sort_key: string; ttl_attribute: string };
   };
-  sqs: { detector_dlq: Named; lifecycle_dlq: Named; clipper_dlq: Named };
+  sqs: { detector_dlq: Named; lifecycle_dlq: Named; clipper_dlq: Named; announcer_dlq: Named };
   secrets: { twitch_app: Named; twitch_user_token: Named };
   /** One PostgreSQL login user per component, its password in its own secret (`name`). */
   database_users: Record<DatabaseComponent, Named & { user: string; role: string; url_env: string }>;
