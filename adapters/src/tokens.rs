@@ -44,6 +44,9 @@ pub trait TokenSource: Send + Sync {
     fn refreshes(&self) -> u64;
     /// The Twitch user the token belongs to (the creator of our clips), when it can be known.
     fn user_id(&self) -> impl Future<Output = Result<Option<String>, TokenError>> + Send;
+    /// The token's user when the token may also cut clips from VODs (see
+    /// [`UserToken::can_clip_vods`]): the `editor_id` of Create Clip From VOD.
+    fn vod_editor(&self) -> impl Future<Output = Result<Option<String>, TokenError>> + Send;
 }
 
 /// Where the app credentials and the user token are kept.
@@ -256,6 +259,13 @@ impl<V: TokenVault> TokenSource for StoredTokenSource<V> {
 
     fn refreshes(&self) -> u64 {
         self.refreshes.load(Ordering::Relaxed)
+    }
+
+    async fn vod_editor(&self) -> Result<Option<String>, TokenError> {
+        if !self.loaded().await?.1.can_clip_vods() {
+            return Ok(None);
+        }
+        self.user_id().await
     }
 
     /// A secret seeded before the user id was kept gets it now, once, and keeps it.

@@ -1,4 +1,5 @@
-//! Twitch over HTTP: Helix clips (Create Clip, Get Clips, through `twitch_api`) and OAuth tokens
+//! Twitch over HTTP: Helix clips (Create Clip, Create Clip From VOD, Get Clips, and the Get
+//! Streams / Get Videos calls that find a live stream's VOD, through `twitch_api`) and OAuth tokens
 //! (refresh through `twitch_oauth2`; code exchange and app tokens), with base URLs per client so
 //! tests point each instance at its own fake server (`TWITCH_HELIX_URL`, `TWITCH_OAUTH2_URL` in
 //! production configuration). `twitch_api` sends through [`crate::twitch_http::RewritingClient`],
@@ -9,10 +10,12 @@
 use std::future::Future;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-use highlights_core::clip_policy::{AttemptResult, ClipFailure};
+use highlights_core::clip_policy::{AttemptResult, ClipFailure, Cut};
 use serde::{Deserialize, Serialize};
 use twitch_api::HelixClient;
-use twitch_api::helix::clips::{CreateClipRequest, GetClipsRequest};
+use twitch_api::helix::clips::{CreateClipFromVodRequest, CreateClipRequest, GetClipsRequest};
+use twitch_api::helix::streams::GetStreamsRequest;
+use twitch_api::helix::videos::{GetVideosRequest, VideoTypeFilter};
 use twitch_api::helix::{ClientRequestError, EmptyBody, HelixRequestGetError, HelixRequestPostError};
 
 use crate::twitch_http::{RewriteError, RewritingClient, with_rate_limit_capture};
@@ -63,7 +66,16 @@ pub struct UserToken {
     pub user_id: Option<String>,
 }
 
+/// Either scope lets a token cut clips from a channel's VODs (Create Clip From VOD): the
+/// broadcaster's own, or an editor's.
+pub const VOD_CLIP_SCOPES: [&str; 2] = ["editor:manage:clips", "channel:manage:clips"];
+
 impl UserToken {
+    /// Whether Twitch granted a scope that cuts clips from VODs.
+    pub fn can_clip_vods(&self) -> bool {
+        self.scopes.iter().any(|scope| VOD_CLIP_SCOPES.contains(&scope.as_str()))
+    }
+
     /// Expired, or expiring within a minute.
     pub fn is_expiring(&self, now_s: i64) -> bool {
         self.expires_at.is_some_and(|at| at - 60 <= now_s)
@@ -110,18 +122,46 @@ pub struct ListedClip {
     pub created_at_s: i64,
 }
 
+/// One clip to make.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ClipOrder<'a> {
+    pub broadcaster_id: u64,
+    /// Twitch's default (the stream's title) when `None`.
+    pub title: Option<&'a str>,
+    pub cut: &'a Cut,
+    /// The token's user, who makes a clip from a VOD as the channel's editor (or broadcaster).
+    pub editor_id: Option<&'a str>,
+}
+
+/// A VOD on Twitch: the archive of a live stream, or a recording looked up by id.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct VideoInfo {
+    pub video_id: String,
+    pub broadcaster_id: u64,
+    /// Unix second of the VOD's second 0 (for a live stream's archive: the stream's start).
+    pub started_at_s: i64,
+    /// Its length so far, seconds.
+    pub length_s: i64,
+}
+
 /// The clips part of Helix, as the clipper needs it (the port).
 pub trait ClipsApi: Send + Sync {
-    /// One Create Clip call, classified for the retry policy. `duration`: seconds (5–60),
-    /// Twitch's default (30) when `None`.
+    /// One Create Clip call (or Create Clip From VOD, for a [`Cut::Vod`]), classified for the
+    /// retry policy.
     fn create_clip(
         &self,
         token: &Secret,
-        broadcaster_id: u64,
-        title: Option<&str>,
-        duration: Option<u32>,
+        order: &ClipOrder<'_>,
         timeout: Duration,
     ) -> impl Future<Output = AttemptResult> + Send;
+
+    /// The VOD the broadcaster's live stream is being recorded to: `None` when the channel is
+    /// not live or keeps no archive of this stream.
+    fn live_archive(
+        &self,
+        token: &Secret,
+        broadcaster_id: u64,
+    ) -> impl Future<Output = Result<Option<VideoInfo>, TwitchError>> + Send;
 
     /// Get Clips by broadcaster: the clips Twitch lists as made at or after `since_s` (Unix
     /// seconds; it lists new clips with a lag).
@@ -178,13 +218,12 @@ impl HelixClips {
 }
 
 impl HelixClips {
-    /// One Get Clips call, its errors classified (`what` names the call in them).
-    async fn get_clips(
-        &self,
-        token: &Secret,
-        request: GetClipsRequest<'_>,
-        what: &'static str,
-    ) -> Result<Vec<twitch_api::helix::clips::Clip>, TwitchError> {
+    /// One Helix GET, its errors classified (`what` names the call in them).
+    async fn get<R, D>(&self, token: &Secret, request: R, what: &'static str) -> Result<D, TwitchError>
+    where
+        R: twitch_api::helix::Request<Response = D> + twitch_api::helix::RequestGet,
+        D: serde::de::DeserializeOwned + PartialEq,
+    {
         let bearer = self.bearer(token);
         let response = tokio::time::timeout(Duration::from_secs(5), self.helix.req_get(request, &bearer))
             .await
@@ -221,35 +260,46 @@ fn classify(status: u16, reset_s: Option<u64>) -> AttemptResult {
 }
 
 impl ClipsApi for HelixClips {
-    async fn create_clip(
-        &self,
-        token: &Secret,
-        broadcaster_id: u64,
-        title: Option<&str>,
-        duration: Option<u32>,
-        timeout: Duration,
-    ) -> AttemptResult {
-        let mut request =
-            CreateClipRequest::broadcaster_id(twitch_api::types::UserId::new(broadcaster_id.to_string()));
-        if let Some(title) = title {
-            request = request.title(title.to_owned());
-        }
-        if let Some(duration) = duration {
-            request = request.duration(duration as f32);
-        }
+    async fn create_clip(&self, token: &Secret, order: &ClipOrder<'_>, timeout: Duration) -> AttemptResult {
+        let broadcaster_id = order.broadcaster_id;
+        let broadcaster = twitch_api::types::UserId::new(broadcaster_id.to_string());
         let bearer = self.bearer(token);
-        let call = self.helix.req_post(request, EmptyBody, &bearer);
-        let (result, limit) = with_rate_limit_capture(tokio::time::timeout(timeout, call)).await;
+        let (result, limit) = match order.cut {
+            Cut::Live { duration_s } => {
+                let mut request = CreateClipRequest::broadcaster_id(broadcaster).duration(*duration_s as f32);
+                if let Some(title) = order.title {
+                    request = request.title(title.to_owned());
+                }
+                let call = async { self.helix.req_post(request, EmptyBody, &bearer).await.map(|r| r.data) };
+                with_rate_limit_capture(tokio::time::timeout(timeout, call)).await
+            }
+            Cut::Vod { video_id, end_offset_s, duration_s } => {
+                let Some(editor_id) = order.editor_id else {
+                    tracing::warn!(broadcaster_id, "a clip from a VOD needs the token's user as its editor");
+                    return AttemptResult::Rejected(ClipFailure::Unauthorized);
+                };
+                let request = CreateClipFromVodRequest::new(
+                    twitch_api::types::UserId::new(editor_id.to_owned()),
+                    broadcaster,
+                    twitch_api::types::VideoId::new(video_id.clone()),
+                    *end_offset_s,
+                    // Twitch requires a title here; its own default would be the VOD's.
+                    order.title.unwrap_or("Highlight").to_owned(),
+                )
+                .duration(*duration_s as f32);
+                let call = async { self.helix.req_post(request, EmptyBody, &bearer).await.map(|r| r.data) };
+                with_rate_limit_capture(tokio::time::timeout(timeout, call)).await
+            }
+        };
         let reset_s = limit.reset_s;
         match result {
             Err(_) => {
                 tracing::warn!(broadcaster_id, "Create Clip timed out");
                 AttemptResult::Unreachable
             }
-            Ok(Ok(response)) => AttemptResult::Created {
-                clip_id: response.data.id.to_string(),
-                edit_url: response.data.edit_url,
-            },
+            Ok(Ok(created)) => {
+                AttemptResult::Created { clip_id: created.id.to_string(), edit_url: created.edit_url }
+            }
             Ok(Err(ClientRequestError::HelixRequestPostError(HelixRequestPostError::Error {
                 status,
                 ..
@@ -273,7 +323,7 @@ impl ClipsApi for HelixClips {
         const WHAT: &str = "Get Clips";
         let ids = [twitch_api::types::ClipId::new(clip_id.to_owned())];
         let request = GetClipsRequest::clip_ids(&ids[..]);
-        let clips = self.get_clips(token, request, WHAT).await?;
+        let clips = self.get(token, request, WHAT).await?;
         Ok(clips.into_iter().next().map(|clip| ClipInfo {
             id: clip.id.to_string(),
             url: clip.url,
@@ -284,6 +334,32 @@ impl ClipsApi for HelixClips {
             vod_offset: clip.vod_offset,
             view_count: clip.view_count,
             video_id: clip.video_id.to_string(),
+        }))
+    }
+
+    async fn live_archive(
+        &self,
+        token: &Secret,
+        broadcaster_id: u64,
+    ) -> Result<Option<VideoInfo>, TwitchError> {
+        let user = [twitch_api::types::UserId::new(broadcaster_id.to_string())];
+        let streams: Vec<twitch_api::helix::streams::Stream> =
+            self.get(token, GetStreamsRequest::user_ids(&user[..]), "Get Streams").await?;
+        let Some(stream) = streams.into_iter().next() else { return Ok(None) };
+        let started_at_s = unix_s(stream.started_at.as_str())
+            .ok_or_else(|| TwitchError::Malformed { what: "Get Streams", reason: "started_at".into() })?;
+        let mut request = GetVideosRequest::user_id(&user[0]);
+        request.type_ = Some(VideoTypeFilter::Archive);
+        request.first = Some(5);
+        let videos: Vec<twitch_api::helix::videos::Video> = self.get(token, request, "Get Videos").await?;
+        // The archive being recorded is the one of this very stream.
+        Ok(videos.into_iter().find(|video| video.stream_id.as_ref() == Some(&stream.id)).map(|video| {
+            VideoInfo {
+                video_id: video.id.to_string(),
+                broadcaster_id,
+                started_at_s,
+                length_s: now_s() - started_at_s,
+            }
         }))
     }
 
@@ -304,23 +380,66 @@ impl ClipsApi for HelixClips {
             GetClipsRequest::broadcaster_id(twitch_api::types::UserId::new(broadcaster_id.to_string()))
                 .started_at(since);
         request.first = Some(100);
-        let clips = self.get_clips(token, request, WHAT).await?;
+        let clips: Vec<twitch_api::helix::clips::Clip> = self.get(token, request, WHAT).await?;
         Ok(clips
             .into_iter()
             .filter_map(|clip| {
-                let created = time::OffsetDateTime::parse(
-                    clip.created_at.as_str(),
-                    &time::format_description::well_known::Rfc3339,
-                )
-                .ok()?;
                 Some(ListedClip {
+                    created_at_s: unix_s(clip.created_at.as_str())?,
                     id: clip.id.to_string(),
                     creator_id: clip.creator_id.to_string(),
-                    created_at_s: created.unix_timestamp(),
                 })
             })
             .collect())
     }
+}
+
+impl HelixClips {
+    /// Get Videos by id: a recorded VOD (its broadcaster, start and length), `None` when Twitch
+    /// knows no such video.
+    pub async fn video(&self, token: &Secret, video_id: &str) -> Result<Option<VideoInfo>, TwitchError> {
+        const WHAT: &str = "Get Videos";
+        let ids = [twitch_api::types::VideoId::new(video_id.to_owned())];
+        let videos: Vec<twitch_api::helix::videos::Video> =
+            self.get(token, GetVideosRequest::ids(&ids[..]), WHAT).await?;
+        let Some(video) = videos.into_iter().next() else { return Ok(None) };
+        let malformed = |field: &str| TwitchError::Malformed { what: WHAT, reason: field.to_owned() };
+        Ok(Some(VideoInfo {
+            video_id: video.id.to_string(),
+            broadcaster_id: video.user_id.as_str().parse().map_err(|_| malformed("user_id"))?,
+            started_at_s: unix_s(video.created_at.as_str()).ok_or_else(|| malformed("created_at"))?,
+            length_s: twitch_duration_s(&video.duration).ok_or_else(|| malformed("duration"))?,
+        }))
+    }
+}
+
+/// An RFC 3339 time as a Unix second.
+fn unix_s(text: &str) -> Option<i64> {
+    time::OffsetDateTime::parse(text, &time::format_description::well_known::Rfc3339)
+        .ok()
+        .map(time::OffsetDateTime::unix_timestamp)
+}
+
+/// Twitch's video durations ("3h8m33s", "52m1s", "59s") in seconds.
+fn twitch_duration_s(text: &str) -> Option<i64> {
+    let (mut total, mut number) = (0i64, None::<i64>);
+    for c in text.chars() {
+        match c {
+            '0'..='9' => {
+                number = Some(number.unwrap_or(0).checked_mul(10)?.checked_add(i64::from(c as u8 - b'0'))?)
+            }
+            'h' | 'm' | 's' => {
+                let unit = match c {
+                    'h' => 3600,
+                    'm' => 60,
+                    _ => 1,
+                };
+                total = total.checked_add(number.take()?.checked_mul(unit)?)?;
+            }
+            _ => return None,
+        }
+    }
+    (number.is_none() && !text.is_empty()).then_some(total)
 }
 
 /// reqwest errors print the URL, which carries no secret here, but keep messages short.
@@ -555,6 +674,16 @@ mod tests {
             url,
             "https://id.twitch.tv/oauth2/authorize?response_type=code&client_id=abc&redirect_uri=http%3A%2F%2Flocalhost%3A17563%2Fcallback&scope=clips%3Aedit&state=s1"
         );
+    }
+
+    #[test]
+    fn video_durations_read_as_seconds() {
+        assert_eq!(twitch_duration_s("3h8m33s"), Some(3 * 3600 + 8 * 60 + 33));
+        assert_eq!(twitch_duration_s("52m1s"), Some(52 * 60 + 1));
+        assert_eq!(twitch_duration_s("59s"), Some(59));
+        for bad in ["", "12", "1x", "h", "99999999999999999999h"] {
+            assert_eq!(twitch_duration_s(bad), None, "{bad}");
+        }
     }
 
     #[test]

@@ -16,6 +16,12 @@
 //! read from the detection's chat curve) and to end now, after the peak: a clip on the moment
 //! rather than Twitch's default 30 s wherever the moment fell in them.
 //!
+//! VOD-precise clips: with a token that may cut clips from the channel's VODs (an editor's or the
+//! broadcaster's), Create Clip From VOD cuts the clip at an exact offset instead
+//! ([`ClipPolicy::cut`]): it ends [`ClipPolicy::tail`] after the peak (or where the recording
+//! ends so far) and reaches back the same lead before the burst. Such a clip does not depend on
+//! when the call is made, so an older highlight can still be clipped precisely.
+//!
 //! Creation is asynchronous: the clip is polled with Get Clips, with a growing pause, for up to
 //! Twitch's documented 60 s.
 //!
@@ -64,6 +70,23 @@ impl ClipFailure {
             Self::DeadlineExceeded => "deadline_exceeded",
             Self::OutcomeUnknown => "outcome_unknown",
         }
+    }
+
+    /// The failure [`ClipFailure::as_str`] names.
+    pub fn parse(label: &str) -> Option<Self> {
+        [
+            Self::NotLive,
+            Self::ClippingRestricted,
+            Self::NotClippable,
+            Self::Unauthorized,
+            Self::RateLimited,
+            Self::ServerError,
+            Self::Unreachable,
+            Self::DeadlineExceeded,
+            Self::OutcomeUnknown,
+        ]
+        .into_iter()
+        .find(|failure| failure.as_str() == label)
     }
 }
 
@@ -124,6 +147,8 @@ pub struct ClipPolicy {
     /// How long before the burst began a clip should begin: chat reacts a few seconds after what
     /// it reacts to (viewers' delay, then typing), so the cause is in the clip.
     pub lead: Duration,
+    /// How long after the peak a clip cut from a VOD ends: the reaction is in the clip too.
+    pub tail: Duration,
     /// How long one highlight's work (creating, looking for an unknown outcome, confirming) may
     /// take within one invocation: inside the clipper's 90 s timeout, with room for the writes.
     /// Lookups cut short hand the record back; confirmation cut short leaves it to the sweep.
@@ -144,6 +169,7 @@ impl Default for ClipPolicy {
             longest_clip: Duration::from_secs(60),
             shortest_clip: Duration::from_secs(10),
             lead: Duration::from_secs(5),
+            tail: Duration::from_secs(5),
             inline_budget: Duration::from_secs(80),
         }
     }
@@ -214,6 +240,72 @@ impl ClipPolicy {
         }
         let wanted = now_s.saturating_sub(burst_start(detection)).saturating_add(lead);
         Some(wanted.clamp(self.shortest_clip.as_secs() as i64, longest) as u32)
+    }
+}
+
+/// What a clip can be cut from.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Footage {
+    /// The live stream at the moment of the call (Create Clip).
+    Live,
+    /// A VOD (Create Clip From VOD).
+    Vod(VodFootage),
+}
+
+/// A VOD: its second 0 is the Unix second `started_at_s`, and it holds the stream up to
+/// `recorded_until_s` (now, for the archive of a stream still live).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct VodFootage {
+    pub video_id: String,
+    pub started_at_s: i64,
+    pub recorded_until_s: i64,
+}
+
+/// Where and how long one clip is cut.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Cut {
+    /// Create Clip now, keeping the last `duration_s` seconds.
+    Live { duration_s: u32 },
+    /// Create Clip From VOD: the clip ends `end_offset_s` into the VOD (Twitch's `vod_offset`)
+    /// and lasts `duration_s`.
+    Vod { video_id: String, end_offset_s: u64, duration_s: u32 },
+}
+
+impl Cut {
+    pub fn duration_s(&self) -> u32 {
+        match self {
+            Self::Live { duration_s } | Self::Vod { duration_s, .. } => *duration_s,
+        }
+    }
+}
+
+impl ClipPolicy {
+    /// The cut of a clip of `detection` made at `now_s` from `footage`; `None` when the moment
+    /// cannot be clipped from it (live: a clip made now would begin after the peak; VOD: the
+    /// peak is not in the recording, or less than 5 s of it precede the clip's end).
+    pub fn cut(&self, detection: &crate::Detection, footage: &Footage, now_s: i64) -> Option<Cut> {
+        match footage {
+            Footage::Live => self.duration_for(detection, now_s).map(|duration_s| Cut::Live { duration_s }),
+            Footage::Vod(vod) => {
+                let peak = detection.peak_second;
+                if peak < vod.started_at_s || peak > vod.recorded_until_s {
+                    return None;
+                }
+                let end = peak.saturating_add(self.tail.as_secs() as i64).min(vod.recorded_until_s);
+                let end_offset = end.checked_sub(vod.started_at_s)?;
+                let wanted =
+                    end.saturating_sub(burst_start(detection)).saturating_add(self.lead.as_secs() as i64);
+                let duration = wanted
+                    .clamp(self.shortest_clip.as_secs() as i64, self.longest_clip.as_secs() as i64)
+                    .min(end_offset);
+                // Twitch's shortest clip; a clip may not begin before the VOD does.
+                (duration >= 5).then(|| Cut::Vod {
+                    video_id: vod.video_id.clone(),
+                    end_offset_s: end_offset as u64,
+                    duration_s: duration as u32,
+                })
+            }
+        }
     }
 }
 
@@ -387,5 +479,37 @@ mod tests {
         // Out-of-range seconds neither overflow nor allow a clip.
         assert_eq!(policy.duration_for(&detection(i64::MIN, i64::MIN, &[]), i64::MAX), None);
         assert_eq!(policy.duration_for(&detection(i64::MAX, i64::MAX, &[]), i64::MIN), None);
+    }
+
+    #[test]
+    fn a_vod_clip_ends_a_tail_after_the_peak_whenever_it_is_made() {
+        let policy = ClipPolicy::default();
+        let build_up = detection(993, 995, &[2, 3, 2, 2, 3, 2, 9, 20, 40, 60, 30, 3]);
+        let vod = |started_at_s, recorded_until_s| {
+            Footage::Vod(VodFootage { video_id: "v1".into(), started_at_s, recorded_until_s })
+        };
+        let cut = |footage: &Footage, now_s| policy.cut(&build_up, footage, now_s);
+        // From 990 - 5 = 985 to 993 + 5 = 998, 98 s into a VOD that began at 900: ends at 98.
+        let expected = Cut::Vod { video_id: "v1".into(), end_offset_s: 98, duration_s: 13 };
+        assert_eq!(cut(&vod(900, 2_000), 2_000), Some(expected.clone()));
+        // An hour later, the same cut: a VOD clip does not depend on the call's time.
+        assert_eq!(cut(&vod(900, 5_600), 5_600), Some(expected));
+        // The live archive holds the stream up to now only: the clip ends there.
+        assert_eq!(
+            cut(&vod(900, 996), 996),
+            Some(Cut::Vod { video_id: "v1".into(), end_offset_s: 96, duration_s: 11 })
+        );
+        // A VOD that began during the burst: the clip begins with the VOD.
+        assert_eq!(
+            cut(&vod(988, 2_000), 2_000),
+            Some(Cut::Vod { video_id: "v1".into(), end_offset_s: 10, duration_s: 10 })
+        );
+        // Too little before the clip's end, or a peak outside the recording: no cut.
+        assert_eq!(cut(&vod(992, 995), 995), None, "3 s of VOD before the clip would end");
+        assert_eq!(cut(&vod(994, 2_000), 2_000), None, "the peak at 993 is before the VOD");
+        assert_eq!(cut(&vod(0, 990), 990), None, "the peak at 993 is not recorded yet");
+        // Live footage is Create Clip's timing.
+        assert_eq!(cut(&Footage::Live, 998), Some(Cut::Live { duration_s: 13 }));
+        assert_eq!(cut(&Footage::Live, 2_000), None);
     }
 }

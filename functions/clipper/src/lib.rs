@@ -34,9 +34,9 @@ use highlights_adapters::clips::{ClipStore, HighlightKey};
 use highlights_adapters::highlights::HighlightProgress;
 use highlights_adapters::telemetry::{MetricRecord, Unit};
 use highlights_adapters::tokens::TokenSource;
-use highlights_adapters::twitch::ClipsApi;
+use highlights_adapters::twitch::{ClipOrder, ClipsApi, VideoInfo};
 use highlights_core::Detection;
-use highlights_core::clip_policy::{AttemptResult, ClipFailure, ClipPolicy, NextStep};
+use highlights_core::clip_policy::{AttemptResult, ClipFailure, ClipPolicy, Footage, NextStep, VodFootage};
 use highlights_core::title::TitleRules;
 use serde::Deserialize;
 use tokio::time::Instant;
@@ -122,9 +122,62 @@ struct HighlightImage {
     phrases: highlights_core::TopPhrases,
 }
 
+/// What a highlight's clip is cut from.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Source {
+    /// The live stream: Create Clip From VOD on the stream's archive when the token may cut
+    /// VODs and the archive holds the moment, else Create Clip.
+    Live,
+    /// A recorded VOD (`highlights clips from-vod`): Create Clip From VOD only.
+    Recorded(VideoInfo),
+}
+
+/// The footage one highlight's attempts use.
+#[derive(Debug, Clone)]
+struct Footing {
+    footage: Footage,
+    /// The archive of a stream still live: it holds the stream up to the call.
+    growing: bool,
+    /// A refused clip from the live stream's archive may still be made from the live stream.
+    may_fall_back: bool,
+    /// The token's user, Create Clip From VOD's editor.
+    editor_id: Option<String>,
+}
+
+impl Footing {
+    const LIVE: Self = Self { footage: Footage::Live, growing: false, may_fall_back: false, editor_id: None };
+
+    fn at(&self, now_s: i64) -> Footage {
+        match &self.footage {
+            Footage::Vod(vod) if self.growing => {
+                Footage::Vod(VodFootage { recorded_until_s: now_s, ..vod.clone() })
+            }
+            footage => footage.clone(),
+        }
+    }
+
+    fn is_vod(&self) -> bool {
+        matches!(self.footage, Footage::Vod(_))
+    }
+}
+
+/// How one highlight ended, for a caller clipping highlights one at a time.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Clipped {
+    /// Made, adopted, or already there; `confirmed` once Twitch published it.
+    Clip {
+        clip_id: String,
+        confirmed: bool,
+    },
+    Failed(ClipFailure),
+    /// Not finished (a store or Twitch was unavailable): try the same highlight again later.
+    RetryLater,
+}
+
 /// How one highlight ended in this invocation.
 #[derive(Debug, Default)]
 struct Outcome {
+    clip_id: Option<String>,
     created: bool,
     attempts: u64,
     already_done: bool,
@@ -281,10 +334,9 @@ impl<A: ClipsApi, T: TokenSource, C: ClipStore, P: HighlightProgress> ClipperHan
             turns.entry(detection.broadcaster_id).or_default();
         }
         let claimed = Claimed::default();
-        let outcomes = futures::future::join_all(
-            work.iter()
-                .map(|(_, detection)| self.clip(detection, &turns[&detection.broadcaster_id], &claimed)),
-        )
+        let outcomes = futures::future::join_all(work.iter().map(|(_, detection)| {
+            self.clip(detection, &Source::Live, &turns[&detection.broadcaster_id], &claimed)
+        }))
         .await;
         let mut response = DynamoDbEventResponse::default();
         for ((sequence, _), outcome) in work.iter().zip(outcomes) {
@@ -311,7 +363,39 @@ impl<A: ClipsApi, T: TokenSource, C: ClipStore, P: HighlightProgress> ClipperHan
         (response, report)
     }
 
-    async fn clip(&self, detection: &Detection, turn: &tokio::sync::Mutex<()>, claimed: &Claimed) -> Outcome {
+    /// Clips one highlight (written to the progress store first, as the detector writes it) from
+    /// `source`, with the same guarantees as a stream batch: at most one clip, whatever fails.
+    pub async fn clip_one(&self, detection: &Detection, source: &Source) -> Clipped {
+        let turn = tokio::sync::Mutex::new(());
+        let outcome = self.clip(detection, source, &turn, &Claimed::default()).await;
+        match (outcome.clip_id, outcome.failure) {
+            _ if outcome.retry_later => Clipped::RetryLater,
+            (Some(clip_id), _) => Clipped::Clip { clip_id, confirmed: !outcome.unconfirmed },
+            (None, Some(reason)) => Clipped::Failed(reason),
+            // Finished by an earlier run: read what it ended with.
+            (None, None) => match self.progress.progress(detection).await {
+                Ok(Some(progress)) => match progress.clip_id {
+                    Some(clip_id) => Clipped::Clip { clip_id, confirmed: true },
+                    None => Clipped::Failed(
+                        progress
+                            .reason
+                            .as_deref()
+                            .and_then(ClipFailure::parse)
+                            .unwrap_or(ClipFailure::OutcomeUnknown),
+                    ),
+                },
+                Ok(None) | Err(_) => Clipped::RetryLater,
+            },
+        }
+    }
+
+    async fn clip(
+        &self,
+        detection: &Detection,
+        source: &Source,
+        turn: &tokio::sync::Mutex<()>,
+        claimed: &Claimed,
+    ) -> Outcome {
         let id = detection.broadcaster_id;
         let mut outcome =
             Outcome { deadline: Some(Instant::now() + self.policy.inline_budget), ..Outcome::default() };
@@ -331,7 +415,7 @@ impl<A: ClipsApi, T: TokenSource, C: ClipStore, P: HighlightProgress> ClipperHan
             Some(clip_id) => clip_id,
             None => {
                 let _turn = turn.lock().await;
-                match self.obtain_clip(detection, &progress, &mut outcome, claimed).await {
+                match self.obtain_clip(detection, source, &progress, &mut outcome, claimed).await {
                     Ok(clip_id) => clip_id,
                     Err(NoClip::Failed(reason)) => {
                         let attempts = outcome.attempts as u32;
@@ -374,6 +458,7 @@ impl<A: ClipsApi, T: TokenSource, C: ClipStore, P: HighlightProgress> ClipperHan
         if let Err(error) = self.progress.record_stored(detection, !outcome.unconfirmed).await {
             tracing::warn!(broadcaster_id = id, %clip_id, %error, "cannot mark the highlight stored");
         }
+        outcome.clip_id = Some(clip_id);
         outcome
     }
 
@@ -404,6 +489,7 @@ impl<A: ClipsApi, T: TokenSource, C: ClipStore, P: HighlightProgress> ClipperHan
     async fn obtain_clip(
         &self,
         detection: &Detection,
+        source: &Source,
         progress: &highlights_adapters::highlights::Progress,
         outcome: &mut Outcome,
         claimed: &Claimed,
@@ -422,10 +508,11 @@ impl<A: ClipsApi, T: TokenSource, C: ClipStore, P: HighlightProgress> ClipperHan
                 Err(error) => tracing::warn!(broadcaster_id = id, %error, "cannot look for a stored clip"),
             }
         }
+        let mut footing = self.footing(detection, source).await?;
         let mut unknown_since = progress.intent_at_ms;
         if let Some(intent_at_ms) = unknown_since {
             tracing::warn!(broadcaster_id = id, intent_at_ms, "an earlier Create Clip has no known outcome");
-        } else {
+        } else if !footing.is_vod() {
             let age_ms = now_ms() - detection.fired_second.saturating_mul(1000);
             if age_ms > self.policy.max_highlight_age.as_millis() as i64 {
                 tracing::warn!(broadcaster_id = id, age_ms, "highlight too old to clip");
@@ -444,7 +531,8 @@ impl<A: ClipsApi, T: TokenSource, C: ClipStore, P: HighlightProgress> ClipperHan
                         return Ok(clip_id);
                     }
                     Lookup::Unavailable => {
-                        let reachable = self.policy.duration_for(detection, now_ms() / 1000);
+                        let now_s = now_ms() / 1000;
+                        let reachable = self.policy.cut(detection, &footing.at(now_s), now_s);
                         tracing::warn!(
                             broadcaster_id = id,
                             "Twitch did not answer the lookups for an unknown outcome"
@@ -454,26 +542,28 @@ impl<A: ClipsApi, T: TokenSource, C: ClipStore, P: HighlightProgress> ClipperHan
                             None => NoClip::Failed(ClipFailure::OutcomeUnknown),
                         });
                     }
-                    Lookup::NotFound => match self.policy.duration_for(detection, now_ms() / 1000) {
-                        Some(seconds) => {
-                            tracing::warn!(
-                                broadcaster_id = id,
-                                duration = seconds,
-                                "no clip found after an unknown outcome; making one"
-                            );
-                            outcome.recreated_after_unknown += 1;
+                    Lookup::NotFound => {
+                        match self.policy.cut(detection, &footing.at(now_ms() / 1000), now_ms() / 1000) {
+                            Some(cut) => {
+                                tracing::warn!(
+                                    broadcaster_id = id,
+                                    duration = cut.duration_s(),
+                                    "no clip found after an unknown outcome; making one"
+                                );
+                                outcome.recreated_after_unknown += 1;
+                            }
+                            None => {
+                                tracing::warn!(
+                                    broadcaster_id = id,
+                                    "no clip found after an unknown outcome, and too late for another"
+                                );
+                                return Err(NoClip::Failed(ClipFailure::OutcomeUnknown));
+                            }
                         }
-                        None => {
-                            tracing::warn!(
-                                broadcaster_id = id,
-                                "no clip found after an unknown outcome, and too late for another"
-                            );
-                            return Err(NoClip::Failed(ClipFailure::OutcomeUnknown));
-                        }
-                    },
+                    }
                 }
             }
-            match self.create(detection, &mut attempts, outcome).await {
+            match self.create(detection, &mut footing, &mut attempts, outcome).await {
                 CreateEnd::Created(clip_id) => {
                     outcome.created = true;
                     outcome.detection_to_clip_ms =
@@ -505,10 +595,69 @@ impl<A: ClipsApi, T: TokenSource, C: ClipStore, P: HighlightProgress> ClipperHan
         }
     }
 
-    /// Create Clip on the policy's schedule, each call preceded by its recorded intent and timed
-    /// on the moment (`duration` from before the burst to the call). `attempts` counts this
-    /// highlight's calls across deliveries.
-    async fn create(&self, detection: &Detection, attempts: &mut u32, outcome: &mut Outcome) -> CreateEnd {
+    /// What the highlight's attempts cut from: a recorded VOD needs a token that may cut VODs;
+    /// a live stream's archive is used when the token may and the archive holds the peak, with
+    /// the live stream as the fallback (an archive that cannot be read is no reason to lose the
+    /// moment).
+    async fn footing(&self, detection: &Detection, source: &Source) -> Result<Footing, NoClip> {
+        let id = detection.broadcaster_id;
+        let editor_id = match self.tokens.vod_editor().await {
+            Ok(editor) => editor,
+            Err(error) => {
+                tracing::warn!(broadcaster_id = id, %error, "cannot tell whether the token may cut VODs");
+                None
+            }
+        };
+        let vod = |video: &VideoInfo, recorded_until_s| {
+            Footage::Vod(VodFootage {
+                video_id: video.video_id.clone(),
+                started_at_s: video.started_at_s,
+                recorded_until_s,
+            })
+        };
+        match source {
+            Source::Recorded(video) => {
+                if editor_id.is_none() {
+                    tracing::error!(
+                        broadcaster_id = id,
+                        "clips from a VOD need a token with editor:manage:clips or channel:manage:clips"
+                    );
+                    return Err(NoClip::Failed(ClipFailure::Unauthorized));
+                }
+                let footage = vod(video, video.started_at_s.saturating_add(video.length_s));
+                Ok(Footing { footage, growing: false, may_fall_back: false, editor_id })
+            }
+            Source::Live if editor_id.is_none() => Ok(Footing::LIVE),
+            Source::Live => {
+                let Ok(token) = self.tokens.access_token().await else { return Ok(Footing::LIVE) };
+                match self.api.live_archive(&token, id).await {
+                    Ok(Some(video)) if video.started_at_s <= detection.peak_second => Ok(Footing {
+                        footage: vod(&video, now_ms() / 1000),
+                        growing: true,
+                        may_fall_back: true,
+                        editor_id,
+                    }),
+                    Ok(_) => Ok(Footing::LIVE),
+                    Err(error) => {
+                        tracing::warn!(broadcaster_id = id, %error, "cannot find the stream's VOD; clipping live");
+                        Ok(Footing::LIVE)
+                    }
+                }
+            }
+        }
+    }
+
+    /// Create Clip (or From VOD) on the policy's schedule, each call preceded by its recorded
+    /// intent and timed on the moment (live: `duration` from before the burst to the call; VOD:
+    /// from before the burst to after the peak). `attempts` counts this highlight's calls across
+    /// deliveries.
+    async fn create(
+        &self,
+        detection: &Detection,
+        footing: &mut Footing,
+        attempts: &mut u32,
+        outcome: &mut Outcome,
+    ) -> CreateEnd {
         let id = detection.broadcaster_id;
         let mut token = match self.tokens.access_token().await {
             Ok(token) => token,
@@ -526,8 +675,9 @@ impl<A: ClipsApi, T: TokenSource, C: ClipStore, P: HighlightProgress> ClipperHan
                 return CreateEnd::Stop(NoClip::Failed(ClipFailure::DeadlineExceeded));
             };
             let intent_at_ms = now_ms();
-            let Some(duration) = self.policy.duration_for(detection, intent_at_ms / 1000) else {
-                tracing::warn!(broadcaster_id = id, "too late for a clip that reaches the moment");
+            let Some(cut) = self.policy.cut(detection, &footing.at(intent_at_ms / 1000), intent_at_ms / 1000)
+            else {
+                tracing::warn!(broadcaster_id = id, vod = footing.is_vod(), "no clip can reach the moment");
                 return CreateEnd::Stop(NoClip::Failed(ClipFailure::DeadlineExceeded));
             };
             match self.progress.record_intent(detection, *attempts + 1, intent_at_ms).await {
@@ -541,7 +691,13 @@ impl<A: ClipsApi, T: TokenSource, C: ClipStore, P: HighlightProgress> ClipperHan
             }
             *attempts += 1;
             outcome.attempts += 1;
-            let result = self.api.create_clip(&token, id, Some(&title), Some(duration), timeout).await;
+            let order = ClipOrder {
+                broadcaster_id: id,
+                title: Some(&title),
+                cut: &cut,
+                editor_id: footing.editor_id.as_deref(),
+            };
+            let result = self.api.create_clip(&token, &order, timeout).await;
             match result {
                 AttemptResult::Created { clip_id, .. } => return CreateEnd::Created(clip_id),
                 AttemptResult::Unauthorized if !refreshed => {
@@ -557,6 +713,17 @@ impl<A: ClipsApi, T: TokenSource, C: ClipStore, P: HighlightProgress> ClipperHan
                 unknown if unknown.outcome_unknown() => {
                     tracing::warn!(broadcaster_id = id, result = ?unknown, "Create Clip gave no clear answer");
                     return CreateEnd::Unknown { intent_at_ms };
+                }
+                // A clear refusal made no clip: the live stream may still be clipped, at once.
+                refused @ (AttemptResult::Rejected(_) | AttemptResult::Unauthorized)
+                    if footing.is_vod() && footing.may_fall_back =>
+                {
+                    tracing::warn!(
+                        broadcaster_id = id,
+                        ?refused,
+                        "Create Clip From VOD refused; clipping the live stream"
+                    );
+                    *footing = Footing::LIVE;
                 }
                 failed => match self.policy.after_failure(index, &failed, first.elapsed()) {
                     NextStep::RetryAt(at) => {

@@ -11,6 +11,7 @@ use highlights_adapters::highlights::{HighlightOutbox, MemoryHighlights, detecti
 use highlights_adapters::lambda_events::{DynamoRecordIn, dynamodb_event, item_json};
 use highlights_adapters::tokens::TokenError;
 use highlights_adapters::twitch::{ClipInfo, ListedClip, Secret, TwitchError};
+use highlights_core::clip_policy::Cut;
 
 use super::*;
 
@@ -23,8 +24,12 @@ const US: &str = "42";
 struct ScriptedTwitch {
     answers: Mutex<VecDeque<(AttemptResult, Option<&'static str>)>>,
     calls: Mutex<Vec<(Duration, String)>>,
-    durations: Mutex<Vec<Option<u32>>>,
+    cuts: Mutex<Vec<Cut>>,
     titles: Mutex<Vec<Option<String>>>,
+    /// The editor of each call (`None` for live clips without one).
+    editors: Mutex<Vec<Option<String>>>,
+    /// What Get Streams and Get Videos say the broadcaster's live stream is recorded to.
+    archive: Mutex<Option<VideoInfo>>,
     /// Every clip Twitch made: (broadcaster, clip), as the listing shows it.
     made: Mutex<Vec<(u64, ListedClip)>>,
     lookups: AtomicU32,
@@ -43,8 +48,10 @@ impl ScriptedTwitch {
         Self {
             answers: Mutex::new(answers.into()),
             calls: Mutex::new(Vec::new()),
-            durations: Mutex::new(Vec::new()),
+            cuts: Mutex::new(Vec::new()),
             titles: Mutex::new(Vec::new()),
+            editors: Mutex::new(Vec::new()),
+            archive: Mutex::new(None),
             made: Mutex::new(Vec::new()),
             lookups: AtomicU32::new(0),
             list_from: 1,
@@ -64,17 +71,12 @@ impl ScriptedTwitch {
 }
 
 impl ClipsApi for ScriptedTwitch {
-    async fn create_clip(
-        &self,
-        token: &Secret,
-        broadcaster_id: u64,
-        title: Option<&str>,
-        duration: Option<u32>,
-        _: Duration,
-    ) -> AttemptResult {
+    async fn create_clip(&self, token: &Secret, order: &ClipOrder<'_>, _: Duration) -> AttemptResult {
+        let broadcaster_id = order.broadcaster_id;
         self.calls.lock().unwrap().push((self.start.elapsed(), token.expose().to_owned()));
-        self.titles.lock().unwrap().push(title.map(str::to_owned));
-        self.durations.lock().unwrap().push(duration);
+        self.titles.lock().unwrap().push(order.title.map(str::to_owned));
+        self.cuts.lock().unwrap().push(order.cut.clone());
+        self.editors.lock().unwrap().push(order.editor_id.map(str::to_owned));
         let (answer, lost) = self.answers.lock().unwrap().pop_front().expect("no more scripted answers");
         if let AttemptResult::Created { clip_id, .. } = &answer {
             self.make(broadcaster_id, clip_id, US);
@@ -102,6 +104,9 @@ impl ClipsApi for ScriptedTwitch {
             .map(|(_, clip)| clip.clone())
             .collect())
     }
+    async fn live_archive(&self, _: &Secret, broadcaster_id: u64) -> Result<Option<VideoInfo>, TwitchError> {
+        Ok(self.archive.lock().unwrap().clone().filter(|video| video.broadcaster_id == broadcaster_id))
+    }
     async fn get_clip(&self, _: &Secret, clip_id: &str) -> Result<Option<ClipInfo>, TwitchError> {
         if self.polls.fetch_add(1, Ordering::SeqCst) + 1 < self.publish_after {
             return Ok(None);
@@ -120,10 +125,11 @@ impl ClipsApi for ScriptedTwitch {
     }
 }
 
-/// Hands out "old" until refreshed, then "new".
+/// Hands out "old" until refreshed, then "new"; with `vod`, its scopes let it cut VODs.
 #[derive(Default)]
 struct Tokens {
     refreshes: AtomicU64,
+    vod: bool,
 }
 
 impl TokenSource for Tokens {
@@ -139,6 +145,9 @@ impl TokenSource for Tokens {
     }
     async fn user_id(&self) -> Result<Option<String>, TokenError> {
         Ok(Some(US.into()))
+    }
+    async fn vod_editor(&self) -> Result<Option<String>, TokenError> {
+        Ok(self.vod.then(|| US.into()))
     }
 }
 
@@ -253,7 +262,7 @@ async fn a_server_error_is_not_repeated_before_the_lookups_find_nothing() {
     // 5 s before the peak (3 s before the wall clock, which paused time does not move; no curve,
     // so the burst begins at the peak): 8 s, so the shortest clip.
     assert_eq!(handler.api().call_times(), vec![S(0), Duration::from_millis(12_125)]);
-    assert_eq!(*handler.api().durations.lock().unwrap(), vec![Some(10), Some(10)]);
+    assert_eq!(*handler.api().cuts.lock().unwrap(), vec![Cut::Live { duration_s: 10 }; 2]);
     assert_eq!(handler.api().lookups.load(Ordering::SeqCst), 6);
     assert_eq!(
         (report.clips_created, report.clips_recreated_after_unknown, report.clips_reconciled),
@@ -379,16 +388,12 @@ async fn a_403_is_final_and_marks_the_streamer() {
 struct SlowTwitch(ScriptedTwitch);
 
 impl ClipsApi for SlowTwitch {
-    async fn create_clip(
-        &self,
-        token: &Secret,
-        id: u64,
-        title: Option<&str>,
-        duration: Option<u32>,
-        timeout: Duration,
-    ) -> AttemptResult {
+    async fn create_clip(&self, token: &Secret, order: &ClipOrder<'_>, timeout: Duration) -> AttemptResult {
         tokio::time::sleep(timeout.min(S(4))).await;
-        self.0.create_clip(token, id, title, duration, timeout).await
+        self.0.create_clip(token, order, timeout).await
+    }
+    async fn live_archive(&self, token: &Secret, id: u64) -> Result<Option<VideoInfo>, TwitchError> {
+        self.0.live_archive(token, id).await
     }
     async fn clips_since(
         &self,
@@ -656,4 +661,132 @@ async fn the_clip_id_lost_twice_by_the_item_and_by_postgres_is_found_on_twitch_n
     assert_eq!(handler.api().call_times().len(), 1, "one Create Clip in all");
     let rows = handler.clips().rows.lock().unwrap().clone();
     assert_eq!(rows.iter().map(|r| r.0.as_str()).collect::<Vec<_>>(), ["Made1"]);
+}
+
+fn vod_handler(answers: Vec<AttemptResult>) -> Handler {
+    ClipperHandler::new(
+        ScriptedTwitch::new(answers),
+        Tokens { vod: true, ..Tokens::default() },
+        MemoryClips::default(),
+        MemoryHighlights::default(),
+        ClipPolicy::default(),
+    )
+}
+
+fn archive(broadcaster_id: u64, started_at_s: i64) -> VideoInfo {
+    VideoInfo { video_id: "555".into(), broadcaster_id, started_at_s, length_s: 0 }
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_token_that_may_cut_vods_clips_the_live_stream_s_archive_at_the_moment() {
+    let handler = vod_handler(vec![created("Vod1")]);
+    let d = detection(7);
+    *handler.api().archive.lock().unwrap() = Some(archive(7, d.peak_second - 600));
+    let event = insert_event(&handler, &[d]).await;
+    let (response, report) = handler.handle(&event).await;
+    assert!(response.batch_item_failures.is_empty());
+    assert_eq!(report.clips_created, 1);
+    // The peak was 3 s ago: the archive holds the stream up to now, so the clip ends now, 603 s
+    // into the VOD, and reaches back to 5 s before the burst (the peak: no curve), 10 s at least.
+    assert_eq!(
+        *handler.api().cuts.lock().unwrap(),
+        vec![Cut::Vod { video_id: "555".into(), end_offset_s: 603, duration_s: 10 }]
+    );
+    assert_eq!(*handler.api().editors.lock().unwrap(), vec![Some(US.to_owned())]);
+}
+
+#[tokio::test(start_paused = true)]
+async fn without_a_vod_scope_or_an_archive_holding_the_moment_the_live_stream_is_clipped() {
+    let d = detection(7);
+    // The token cannot cut VODs: the archive is not even looked at.
+    let live_only = handler(vec![created("Live1")]);
+    *live_only.api().archive.lock().unwrap() = Some(archive(7, d.peak_second - 600));
+    // The archive began after the peak (a new stream): it does not hold the moment.
+    let new_stream = vod_handler(vec![created("Live2")]);
+    *new_stream.api().archive.lock().unwrap() = Some(archive(7, d.peak_second + 1));
+    for handler in [live_only, new_stream] {
+        let event = insert_event(&handler, &[d]).await;
+        let (_, report) = handler.handle(&event).await;
+        assert_eq!(report.clips_created, 1);
+        assert!(matches!(handler.api().cuts.lock().unwrap()[..], [Cut::Live { .. }]));
+    }
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_vod_clip_refused_is_made_from_the_live_stream_at_once() {
+    let handler = vod_handler(vec![AttemptResult::Rejected(ClipFailure::NotClippable), created("Live1")]);
+    let d = detection(7);
+    *handler.api().archive.lock().unwrap() = Some(archive(7, d.peak_second - 600));
+    let event = insert_event(&handler, &[d]).await;
+    let (_, report) = handler.handle(&event).await;
+    assert_eq!(report.clips_created, 1);
+    assert_eq!(handler.api().call_times(), vec![S(0), S(0)], "no pause: the moment is live now");
+    let cuts = handler.api().cuts.lock().unwrap().clone();
+    assert!(matches!(cuts[..], [Cut::Vod { .. }, Cut::Live { duration_s: 10 }]), "{cuts:?}");
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_highlight_too_old_for_a_live_clip_is_still_cut_from_the_vod() {
+    let mut d = detection(7);
+    d.peak_second -= 600;
+    d.fired_second -= 600;
+    let live = handler(vec![]);
+    let event = insert_event(&live, &[d]).await;
+    let (_, report) = live.handle(&event).await;
+    assert_eq!(report.failures, vec![ClipFailure::DeadlineExceeded]);
+
+    let vod = vod_handler(vec![created("Vod1")]);
+    *vod.api().archive.lock().unwrap() = Some(archive(7, d.peak_second - 60));
+    let event = insert_event(&vod, &[d]).await;
+    let (_, report) = vod.handle(&event).await;
+    assert_eq!((report.clips_created, report.failures.len()), (1, 0));
+    assert_eq!(
+        *vod.api().cuts.lock().unwrap(),
+        vec![Cut::Vod { video_id: "555".into(), end_offset_s: 65, duration_s: 10 }]
+    );
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_vod_clip_whose_answer_was_lost_is_adopted_not_made_again() {
+    let handler = ClipperHandler::new(
+        ScriptedTwitch::with_lost(vec![(AttemptResult::ServerError(502), Some("Vod1"))]),
+        Tokens { vod: true, ..Tokens::default() },
+        MemoryClips::default(),
+        MemoryHighlights::default(),
+        ClipPolicy::default(),
+    );
+    let d = detection(7);
+    *handler.api().archive.lock().unwrap() = Some(archive(7, d.peak_second - 600));
+    let event = insert_event(&handler, &[d]).await;
+    let (_, report) = handler.handle(&event).await;
+    assert_eq!((report.clips_reconciled, report.clips_created), (1, 0));
+    assert_eq!(handler.api().call_times().len(), 1);
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_recorded_vod_is_clipped_once_and_only_with_a_token_that_may() {
+    let mut d = detection(7);
+    d.peak_second -= 86_400;
+    d.fired_second -= 86_400;
+    let vod = VideoInfo { length_s: 7_200, ..archive(7, d.peak_second - 1_000) };
+
+    let not_allowed = handler(vec![]);
+    not_allowed.progress().record(&d).await.unwrap();
+    assert_eq!(
+        not_allowed.clip_one(&d, &Source::Recorded(vod.clone())).await,
+        Clipped::Failed(ClipFailure::Unauthorized)
+    );
+    assert!(not_allowed.api().call_times().is_empty());
+
+    let handler = vod_handler(vec![created("Vod1")]);
+    handler.progress().record(&d).await.unwrap();
+    let first = handler.clip_one(&d, &Source::Recorded(vod.clone())).await;
+    assert_eq!(first, Clipped::Clip { clip_id: "Vod1".into(), confirmed: true });
+    // Run again (the command restarted): the same clip, no second call.
+    assert_eq!(handler.clip_one(&d, &Source::Recorded(vod)).await, first);
+    assert_eq!(handler.api().call_times().len(), 1);
+    assert_eq!(
+        *handler.api().cuts.lock().unwrap(),
+        vec![Cut::Vod { video_id: "555".into(), end_offset_s: 1_005, duration_s: 10 }]
+    );
 }

@@ -22,7 +22,7 @@ use highlights_adapters::twitch::{HelixClips, TwitchOAuth, UserToken};
 use highlights_core::Detection;
 use highlights_core::clip_policy::ClipPolicy;
 use highlights_test_support::postgres::TempPostgres;
-use highlights_test_support::{CreateAnswer, FakeTwitch};
+use highlights_test_support::{CreateAnswer, FakeStream, FakeTwitch, OUR_USER_ID};
 
 const ACCESS: &str = "at-secret-1";
 const REFRESH: &str = "rt-secret-1";
@@ -59,12 +59,27 @@ async fn world(name: &str) -> World {
 
 /// `database_url`: where the clip store connects (default: a fresh database on the stack).
 async fn world_with_database(name: &str, database_url: Option<String>) -> World {
+    let token = format!(r#"{{"access_token":"{ACCESS}","refresh_token":"{REFRESH}"}}"#);
+    world_with(name, database_url, token).await
+}
+
+/// A world whose token was granted `editor:manage:clips` as well (it may cut VODs).
+async fn vod_world(name: &str) -> World {
+    let token = format!(
+        r#"{{"access_token":"{ACCESS}","refresh_token":"{REFRESH}","scopes":["clips:edit","editor:manage:clips"],"user_id":"{OUR_USER_ID}"}}"#
+    );
+    let world = world_with(name, None, token).await;
+    world.fake.accept_vod_token(ACCESS);
+    world
+}
+
+/// `token`: the user token secret's JSON.
+async fn world_with(name: &str, database_url: Option<String>, token: String) -> World {
     let stack = StackEnv::discover(Path::new(env!("CARGO_MANIFEST_DIR"))).unwrap_or_else(|e| panic!("{e}"));
     let sdk = highlights_adapters::aws::local(&stack.aws().unwrap()).await;
     let suffix = format!("{name}-{}", std::process::id());
     let resources = Resources::defaults().with_suffix(&suffix);
     let app = format!(r#"{{"client_id":"cid","client_secret":"{CLIENT_SECRET}"}}"#);
-    let token = format!(r#"{{"access_token":"{ACCESS}","refresh_token":"{REFRESH}"}}"#);
     let options = ProvisionOptions {
         twitch_app: Some(SecretValue::from_json(app).unwrap()),
         user_token: Some(SecretValue::from_json(token).unwrap()),
@@ -172,6 +187,50 @@ async fn a_clip_created_at_once_is_stored_and_confirmed() {
     assert!(calls[0].title.as_deref().is_some_and(|t| t.contains("7.2σ") || t.contains("7.3σ")), "{calls:?}");
     let progress = world.highlights.progress(&d).await.unwrap().unwrap();
     assert_eq!((progress.status.as_str(), progress.clip_id.as_deref()), ("stored", Some("FakeClip1")));
+}
+
+#[tokio::test]
+async fn an_editor_token_cuts_the_clip_from_the_live_stream_s_vod_at_the_moment() {
+    let world = vod_world("vod").await;
+    let stream = FakeStream::new("vodder", 511, "s-511", 10).recorded_to("v-511");
+    let started_at_s = stream.started_at_s;
+    world.fake.set_live(&[stream]);
+    let d = detection(511);
+    let (response, report) = world.handler.handle(&inserted(&world, &d).await).await;
+    assert!(response.batch_item_failures.is_empty());
+    assert_eq!(
+        (report.clips_created, report.create_attempts),
+        (1, 1),
+        "{report:?} {:?}",
+        world.fake.create_calls()
+    );
+    let calls = world.fake.create_calls();
+    let (vod_id, end_offset, editor) = calls[0].vod.clone().expect("Create Clip From VOD");
+    assert_eq!((vod_id.as_str(), editor.as_str()), ("v-511", OUR_USER_ID));
+    // The peak was 4 s before the highlight was made: the clip ends 5 s after it, or at the
+    // call if sooner, and reaches back 5 s before the burst (the peak: no curve).
+    let peak_offset = (d.peak_second - started_at_s) as u64;
+    assert!((peak_offset + 4..=peak_offset + 5).contains(&end_offset), "{end_offset} vs peak {peak_offset}");
+    assert_eq!(calls[0].duration, Some(10.0));
+    // Stored and confirmed with the VOD's id and where the clip starts in it.
+    let client = world.database.connect().await.unwrap();
+    let row = client.query_one("SELECT video_id, vod_offset, confirmed FROM clips", &[]).await.unwrap();
+    let (video, offset, confirmed): (Option<String>, Option<i32>, bool) =
+        (row.get(0), row.get(1), row.get(2));
+    assert_eq!((video.as_deref(), offset, confirmed), (Some("v-511"), Some(end_offset as i32 - 10), true));
+}
+
+#[tokio::test]
+async fn a_vod_clip_twitch_refuses_is_made_from_the_live_stream_once() {
+    let world = vod_world("vodrefused").await;
+    world.fake.set_live(&[FakeStream::new("vodder", 512, "s-512", 10).recorded_to("v-512")]);
+    world.fake.script(&[CreateAnswer::Status(400)]);
+    let (_, report) = world.handler.handle(&inserted(&world, &detection(512)).await).await;
+    assert_eq!((report.clips_created, report.create_attempts), (1, 2));
+    let calls = world.fake.create_calls();
+    assert!(calls[0].vod.is_some() && calls[1].vod.is_none(), "{calls:?}");
+    assert_eq!(world.fake.clips_made().len(), 1);
+    assert_eq!(rows(&world).await.len(), 1);
 }
 
 #[tokio::test]

@@ -1,8 +1,11 @@
-//! Fake Twitch for tests: a Helix (`/helix/clips`, `/helix/streams`, `/helix/users`) and OAuth (`/oauth2/token`,
-//! `/oauth2/authorize`, `/oauth2/validate`) server on 127.0.0.1:0 that speaks Twitch's JSON,
-//! validates bearer tokens, follows a per-test script of Create Clip answers (including making
-//! the clip and then losing the answer) and records every call. Every user token belongs to user
-//! [`OUR_USER_ID`]; Get Clips by broadcaster lists the clips made so far, as late as told.
+//! Fake Twitch for tests: a Helix (`/helix/clips`, `/helix/videos`, `/helix/videos/clips`,
+//! `/helix/streams`, `/helix/users`) and OAuth (`/oauth2/token`, `/oauth2/authorize`,
+//! `/oauth2/validate`) server on 127.0.0.1:0 that speaks Twitch's JSON, validates bearer tokens
+//! (and, for Create Clip From VOD, their scopes), follows a per-test script of Create Clip
+//! answers (including making the clip and then losing the answer; shared by both ways of making
+//! a clip) and records every call. Every user token belongs to user [`OUR_USER_ID`]; Get Clips
+//! by broadcaster lists the clips made so far, as late as told. A live stream may be recorded to
+//! a VOD (its archive, growing with the wall clock); recorded VODs are added by tests.
 //!
 //! [`irc::FakeIrc`] is the chat side: Twitch IRC over plain TCP on 127.0.0.1:0.
 //! [`postgres::TempPostgres`] is a throwaway PostgreSQL server a test may stop and start, and
@@ -51,13 +54,15 @@ pub const OUR_USER_ID: &str = "1";
 /// The VOD every clip of the fake is cut from, at `vod_offset` 1234.
 pub const FAKE_VOD_ID: &str = "2000000001";
 
-/// A recorded Create Clip call.
+/// A recorded Create Clip (or Create Clip From VOD) call.
 #[derive(Debug, Clone, PartialEq)]
 pub struct CreateCall {
     pub broadcaster_id: String,
     pub token: String,
     pub title: Option<String>,
     pub duration: Option<f32>,
+    /// Create Clip From VOD's `vod_id`, `vod_offset` (where the clip ends) and `editor_id`.
+    pub vod: Option<(String, u64, String)>,
     pub at: Instant,
     /// Wall-clock time of the call, Unix milliseconds (for latency measurements across processes).
     pub at_unix_ms: u128,
@@ -73,6 +78,14 @@ struct World {
     made: Vec<(String, String, String, i64)>,
     /// The title Create Clip was given, by clip id (Twitch otherwise uses the stream's title).
     clip_titles: HashMap<String, String>,
+    /// Clips cut from a VOD, by clip id: (VOD id, where the clip starts in it, duration).
+    clip_cuts: HashMap<String, (String, u64, f32)>,
+    /// Recorded VODs tests added.
+    videos: Vec<FakeVideo>,
+    /// Access tokens granted a scope that cuts VODs (`editor:manage:clips`).
+    vod_tokens: Vec<String>,
+    /// The scopes a user granted, by authorization code.
+    code_scopes: HashMap<String, Vec<String>>,
     /// Get Clips by broadcaster lists a clip only from this lookup on after it was made.
     list_after_lookups: u32,
     /// Get Clips by broadcaster calls so far.
@@ -106,6 +119,10 @@ pub struct FakeStream {
     pub stream_id: String,
     pub title: String,
     pub viewer_count: u64,
+    /// Unix second the stream began (an hour before [`FakeStream::new`] by default).
+    pub started_at_s: i64,
+    /// The VOD the stream is recorded to (none by default: VODs are a channel setting).
+    pub vod_id: Option<String>,
 }
 
 impl FakeStream {
@@ -116,8 +133,25 @@ impl FakeStream {
             stream_id: stream_id.to_owned(),
             title: format!("{login} live"),
             viewer_count,
+            started_at_s: unix_now_s() - 3600,
+            vod_id: None,
         }
     }
+
+    /// Recorded to VOD `vod_id`, which began with the stream.
+    pub fn recorded_to(mut self, vod_id: &str) -> Self {
+        self.vod_id = Some(vod_id.to_owned());
+        self
+    }
+}
+
+/// A recorded VOD.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct FakeVideo {
+    pub id: String,
+    pub user_id: u64,
+    pub created_at_s: i64,
+    pub length_s: i64,
 }
 
 /// A running fake; dropped with the test's runtime.
@@ -133,6 +167,8 @@ impl FakeTwitch {
         let world = Arc::new(Mutex::new(World { publish_after_polls: 1, ..World::default() }));
         let app = Router::new()
             .route("/helix/clips", post(create_clip).get(get_clips))
+            .route("/helix/videos", get(get_videos))
+            .route("/helix/videos/clips", post(create_clip_from_vod))
             .route("/helix/streams", get(get_streams))
             .route("/helix/users", get(get_users))
             .route("/oauth2/token", post(token))
@@ -162,6 +198,32 @@ impl FakeTwitch {
     /// Accepts `access` as a valid bearer token.
     pub fn accept_token(&self, access: &str) {
         self.with(|w| w.valid_access_tokens.push(access.to_owned()));
+    }
+
+    /// Accepts `access` as a valid bearer token granted `editor:manage:clips` too.
+    pub fn accept_vod_token(&self, access: &str) {
+        self.with(|w| {
+            w.valid_access_tokens.push(access.to_owned());
+            w.vod_tokens.push(access.to_owned());
+        });
+    }
+
+    /// A recorded VOD Get Videos knows.
+    pub fn add_video(&self, video: FakeVideo) {
+        self.with(|w| w.videos.push(video));
+    }
+
+    /// Clips cut from a VOD: (clip id, VOD id, where the clip starts in it, duration).
+    pub fn vod_clips(&self) -> Vec<(String, String, u64, f32)> {
+        self.with(|w| {
+            let mut cuts: Vec<_> = w
+                .clip_cuts
+                .iter()
+                .map(|(id, (vod, start, duration))| (id.clone(), vod.clone(), *start, *duration))
+                .collect();
+            cuts.sort_by(|a, b| a.0.cmp(&b.0));
+            cuts
+        })
     }
 
     /// Revokes every access token (the next call gets a 401).
@@ -285,19 +347,27 @@ async fn get_streams(
     }
     let logins: Vec<&str> =
         query.iter().filter(|(k, _)| k == "user_login").map(|(_, v)| v.as_str()).collect();
-    if logins.len() > 100 {
+    let user_ids: Vec<&str> = query.iter().filter(|(k, _)| k == "user_id").map(|(_, v)| v.as_str()).collect();
+    if logins.len() + user_ids.len() > 100 {
         return error(400, "too many user_login values");
     }
     let first: usize =
         query.iter().find(|(k, _)| k == "first").and_then(|(_, v)| v.parse().ok()).unwrap_or(20);
     let after: usize =
         query.iter().find(|(k, _)| k == "after").and_then(|(_, v)| v.parse().ok()).unwrap_or(0);
-    let matching: Vec<&FakeStream> = if logins.is_empty() {
+    let everyone = logins.is_empty() && user_ids.is_empty();
+    let matching: Vec<&FakeStream> = if everyone {
         world.live.iter().skip(after).take(first).collect()
     } else {
-        world.live.iter().filter(|s| logins.contains(&s.login.as_str())).collect()
+        world
+            .live
+            .iter()
+            .filter(|s| {
+                logins.contains(&s.login.as_str()) || user_ids.contains(&s.user_id.to_string().as_str())
+            })
+            .collect()
     };
-    let next = (logins.is_empty() && after + first < world.live.len()).then(|| (after + first).to_string());
+    let next = (everyone && after + first < world.live.len()).then(|| (after + first).to_string());
     let data: Vec<serde_json::Value> = matching
         .iter()
         .map(|s| {
@@ -305,7 +375,7 @@ async fn get_streams(
                 "id": s.stream_id, "user_id": s.user_id.to_string(), "user_login": s.login,
                 "user_name": s.login.to_uppercase(), "game_id": "509658", "game_name": "Just Chatting",
                 "type": "live", "title": s.title, "viewer_count": s.viewer_count,
-                "started_at": "2024-12-02T00:00:00Z", "language": "en", "thumbnail_url": "", "tag_ids": [],
+                "started_at": rfc3339(s.started_at_s), "language": "en", "thumbnail_url": "", "tag_ids": [],
                 "tags": [], "is_mature": false
             })
         })
@@ -361,6 +431,13 @@ struct CreateQuery {
     duration: Option<f32>,
 }
 
+fn rfc3339(unix_s: i64) -> String {
+    time::OffsetDateTime::from_unix_timestamp(unix_s)
+        .ok()
+        .and_then(|t| t.format(&time::format_description::well_known::Rfc3339).ok())
+        .unwrap_or_default()
+}
+
 fn unix_now_s() -> i64 {
     SystemTime::now().duration_since(UNIX_EPOCH).unwrap_or(Duration::ZERO).as_secs() as i64
 }
@@ -374,19 +451,90 @@ fn make_clip(world: &mut World, broadcaster_id: &str, creator_id: &str) -> Strin
 }
 
 async fn create_clip(State(world): Shared, headers: HeaderMap, Query(query): Query<CreateQuery>) -> Response {
+    let call = CreateCall {
+        broadcaster_id: query.broadcaster_id,
+        token: bearer(&headers),
+        title: query.title,
+        duration: query.duration,
+        vod: None,
+        at: Instant::now(),
+        at_unix_ms: SystemTime::now().duration_since(UNIX_EPOCH).unwrap_or(Duration::ZERO).as_millis(),
+    };
+    scripted_create(&world, &headers, call, StatusCode::ACCEPTED, |_| None).await
+}
+
+#[derive(Deserialize)]
+struct CreateFromVodQuery {
+    editor_id: String,
+    broadcaster_id: String,
+    vod_id: String,
+    vod_offset: u64,
+    title: String,
+    duration: Option<f32>,
+}
+
+/// Create Clip From VOD: checked as Twitch documents it (a token with a VOD scope, the editor
+/// being the token's user, the VOD the broadcaster's, 5–60 s ending inside what is recorded),
+/// then answered from the same script as Create Clip.
+async fn create_clip_from_vod(
+    State(world): Shared,
+    headers: HeaderMap,
+    Query(query): Query<CreateFromVodQuery>,
+) -> Response {
+    let duration = query.duration.unwrap_or(30.0);
+    let call = CreateCall {
+        broadcaster_id: query.broadcaster_id.clone(),
+        token: bearer(&headers),
+        title: Some(query.title.clone()),
+        duration: query.duration,
+        vod: Some((query.vod_id.clone(), query.vod_offset, query.editor_id.clone())),
+        at: Instant::now(),
+        at_unix_ms: SystemTime::now().duration_since(UNIX_EPOCH).unwrap_or(Duration::ZERO).as_millis(),
+    };
+    let token = call.token.clone();
+    // 200, where Create Clip answers 202: what `twitch_api` (which follows Twitch's reference)
+    // accepts for this endpoint.
+    scripted_create(&world, &headers, call, StatusCode::OK, move |world| {
+        if !world.vod_tokens.contains(&token) {
+            return Some(error(401, "Missing scope: editor:manage:clips or channel:manage:clips"));
+        }
+        if query.editor_id != OUR_USER_ID {
+            return Some(error(403, "The editor is not the token's user"));
+        }
+        let Some(video) = all_videos(world).into_iter().find(|v| v.id == query.vod_id) else {
+            return Some(error(404, "VOD not found"));
+        };
+        if video.user_id.to_string() != query.broadcaster_id {
+            return Some(error(400, "The VOD is not the broadcaster's"));
+        }
+        if !(5.0..=60.0).contains(&duration)
+            || f64::from(duration) > query.vod_offset as f64
+            || query.vod_offset as i64 > video.length_s
+        {
+            return Some(error(400, "Invalid vod_offset or duration"));
+        }
+        None
+    })
+    .await
+}
+
+/// Records `call`, checks its token (then `refuse`), and answers from the script: a clip made
+/// (and, if the call was for a VOD, cut from it) unless the scripted answer is a failure.
+async fn scripted_create(
+    world: &Arc<Mutex<World>>,
+    headers: &HeaderMap,
+    call: CreateCall,
+    success: StatusCode,
+    refuse: impl FnOnce(&World) -> Option<Response>,
+) -> Response {
     let answer = {
         let mut world = world.lock().expect("not poisoned");
-        let token = bearer(&headers);
-        world.create_calls.push(CreateCall {
-            broadcaster_id: query.broadcaster_id.clone(),
-            token: token.clone(),
-            title: query.title,
-            duration: query.duration,
-            at: Instant::now(),
-            at_unix_ms: SystemTime::now().duration_since(UNIX_EPOCH).unwrap_or(Duration::ZERO).as_millis(),
-        });
-        if headers.get("client-id").is_none() || !world.valid_access_tokens.contains(&token) {
+        world.create_calls.push(call.clone());
+        if headers.get("client-id").is_none() || !world.valid_access_tokens.contains(&call.token) {
             return error(401, "Invalid OAuth token");
+        }
+        if let Some(refused) = refuse(&world) {
+            return refused;
         }
         let answer = world.script.pop_front().unwrap_or(CreateAnswer::Accept);
         match answer {
@@ -402,9 +550,14 @@ async fn create_clip(State(world): Shared, headers: HeaderMap, Query(query): Que
             }
             _ => {}
         }
-        let id = make_clip(&mut world, &query.broadcaster_id, OUR_USER_ID);
-        if let Some(title) = world.create_calls.last().and_then(|call| call.title.clone()) {
+        let id = make_clip(&mut world, &call.broadcaster_id, OUR_USER_ID);
+        if let Some(title) = call.title {
             world.clip_titles.insert(id.clone(), title);
+        }
+        if let Some((vod_id, end, _)) = call.vod {
+            let duration = call.duration.unwrap_or(30.0);
+            let start = end.saturating_sub(duration.ceil() as u64);
+            world.clip_cuts.insert(id.clone(), (vod_id, start, duration));
         }
         (answer, id)
     };
@@ -415,15 +568,83 @@ async fn create_clip(State(world): Shared, headers: HeaderMap, Query(query): Que
             let body = axum::body::Body::from_stream(futures::stream::once(async {
                 Err::<bytes::Bytes, _>(std::io::Error::new(std::io::ErrorKind::ConnectionReset, "cut"))
             }));
-            (StatusCode::ACCEPTED, body).into_response()
+            (success, body).into_response()
         }
         (CreateAnswer::AcceptThen500, _) => error(500, "Internal Server Error"),
         (_, id) => {
             let body =
                 json!({"data": [{"id": id, "edit_url": format!("https://clips.twitch.tv/{id}/edit")}]});
-            (StatusCode::ACCEPTED, Json(body)).into_response()
+            (success, Json(body)).into_response()
         }
     }
+}
+
+/// Recorded VODs, and the archives of live streams recorded so far.
+fn all_videos(world: &World) -> Vec<FakeVideo> {
+    let now = unix_now_s();
+    let archives = world.live.iter().filter_map(|s| {
+        Some(FakeVideo {
+            id: s.vod_id.clone()?,
+            user_id: s.user_id,
+            created_at_s: s.started_at_s,
+            length_s: now - s.started_at_s,
+        })
+    });
+    archives.chain(world.videos.iter().cloned()).collect()
+}
+
+/// Twitch's video duration format ("1h2m3s").
+fn video_duration(seconds: i64) -> String {
+    let (h, m, s) = (seconds / 3600, seconds % 3600 / 60, seconds % 60);
+    match (h, m) {
+        (0, 0) => format!("{s}s"),
+        (0, _) => format!("{m}m{s}s"),
+        _ => format!("{h}h{m}m{s}s"),
+    }
+}
+
+/// Get Videos by `id`, or by `user_id` (newest first; `type=archive` keeps archives, which all
+/// the fake's videos are).
+async fn get_videos(
+    State(world): Shared,
+    headers: HeaderMap,
+    Query(query): Query<Vec<(String, String)>>,
+) -> Response {
+    let world = world.lock().expect("not poisoned");
+    if !world.valid_access_tokens.contains(&bearer(&headers)) {
+        return error(401, "Invalid OAuth token");
+    }
+    let param = |name: &str| query.iter().find(|(k, _)| k == name).map(|(_, v)| v.clone());
+    let ids: Vec<&str> = query.iter().filter(|(k, _)| k == "id").map(|(_, v)| v.as_str()).collect();
+    let mut videos: Vec<FakeVideo> = match (ids.is_empty(), param("user_id")) {
+        (false, None) => all_videos(&world).into_iter().filter(|v| ids.contains(&v.id.as_str())).collect(),
+        (true, Some(user)) => {
+            all_videos(&world).into_iter().filter(|v| v.user_id.to_string() == user).collect()
+        }
+        _ => return error(400, "Exactly one of id, user_id or game_id is required"),
+    };
+    videos.sort_by_key(|v| std::cmp::Reverse(v.created_at_s));
+    let stream_of = |video: &FakeVideo| {
+        world
+            .live
+            .iter()
+            .find(|s| s.vod_id.as_deref() == Some(video.id.as_str()))
+            .map(|s| s.stream_id.clone())
+    };
+    let data: Vec<serde_json::Value> = videos
+        .iter()
+        .map(|v| {
+            json!({
+                "id": v.id, "stream_id": stream_of(v), "user_id": v.user_id.to_string(),
+                "user_login": "fake", "user_name": "Fake", "title": "Fake VOD", "description": "",
+                "created_at": rfc3339(v.created_at_s), "published_at": rfc3339(v.created_at_s),
+                "url": format!("https://www.twitch.tv/videos/{}", v.id), "thumbnail_url": "",
+                "viewable": "public", "view_count": 1, "language": "en", "type": "archive",
+                "duration": video_duration(v.length_s), "muted_segments": null
+            })
+        })
+        .collect();
+    Json(json!({"data": data, "pagination": {}})).into_response()
 }
 
 #[derive(Deserialize)]
@@ -446,15 +667,15 @@ fn clip_json(world: &World, id: &str, broadcaster: &str, creator: &str, made_s: 
         "broadcaster_name": "Fake",
         "creator_id": creator,
         "creator_name": "highlights",
-        "video_id": FAKE_VOD_ID,
+        "video_id": world.clip_cuts.get(id).map_or(FAKE_VOD_ID, |(vod, ..)| vod.as_str()),
         "game_id": "509658",
         "language": "en",
         "title": world.clip_titles.get(id).map_or("Fake stream", String::as_str),
         "view_count": 3,
         "created_at": created_at,
         "thumbnail_url": format!("https://clips-media-assets2.twitch.tv/{id}-preview-480x272.jpg"),
-        "duration": 30.0,
-        "vod_offset": 1234,
+        "duration": world.clip_cuts.get(id).map_or(30.0, |(.., duration)| *duration),
+        "vod_offset": world.clip_cuts.get(id).map_or(1234, |(_, start, _)| *start),
         "is_featured": false
     })
 }
@@ -521,23 +742,32 @@ async fn token(State(world): Shared, Form(form): Form<TokenForm>) -> Response {
         return Json(json!({"access_token": access, "expires_in": 5_000_000, "token_type": "bearer"}))
             .into_response();
     }
+    let mut scopes = vec!["clips:edit".to_owned()];
     let pair = match form.grant_type.as_str() {
         "refresh_token" => {
             world.refresh_calls += 1;
             form.refresh_token.and_then(|r| world.refreshes.remove(&r))
         }
-        "authorization_code" => form.code.and_then(|c| world.codes.remove(&c)),
+        "authorization_code" => form.code.and_then(|c| {
+            if let Some(granted) = world.code_scopes.remove(&c) {
+                scopes = granted;
+            }
+            world.codes.remove(&c)
+        }),
         _ => None,
     };
     let Some((access, refresh)) = pair else {
         return error(400, "Invalid refresh token");
     };
     world.valid_access_tokens.push(access.clone());
+    if scopes.iter().any(|s| s == "editor:manage:clips" || s == "channel:manage:clips") {
+        world.vod_tokens.push(access.clone());
+    }
     Json(json!({
         "access_token": access,
         "refresh_token": refresh,
         "expires_in": 14_400,
-        "scope": ["clips:edit"],
+        "scope": scopes,
         "token_type": "bearer"
     }))
     .into_response()
@@ -554,7 +784,11 @@ async fn validate(State(world): Shared, headers: HeaderMap) -> Response {
     if !world.valid_access_tokens.iter().any(|t| t == token) {
         return error(401, "invalid access token");
     }
-    Json(json!({"client_id": "cid", "login": "highlights", "scopes": ["clips:edit"], "user_id": OUR_USER_ID, "expires_in": 14_000}))
+    let mut scopes = vec!["clips:edit"];
+    if world.vod_tokens.iter().any(|t| t == token) {
+        scopes.push("editor:manage:clips");
+    }
+    Json(json!({"client_id": "cid", "login": "highlights", "scopes": scopes, "user_id": OUR_USER_ID, "expires_in": 14_000}))
         .into_response()
 }
 
@@ -565,11 +799,15 @@ struct AuthorizeQuery {
     scope: String,
 }
 
-/// A user who always clicks "Authorize": redirects back with code `fake-code`.
-async fn authorize(Query(query): Query<AuthorizeQuery>) -> Response {
-    if !query.scope.split(' ').any(|s| s == "clips:edit") {
+/// A user who always clicks "Authorize": redirects back with code `fake-code`, granting the
+/// scopes asked for.
+async fn authorize(State(world): Shared, Query(query): Query<AuthorizeQuery>) -> Response {
+    let scopes: Vec<String> = query.scope.split(' ').map(str::to_owned).collect();
+    if !scopes.iter().any(|s| s == "clips:edit") {
         return error(400, "missing scope");
     }
-    Redirect::to(&format!("{}?code=fake-code&scope=clips%3Aedit&state={}", query.redirect_uri, query.state))
+    let granted = scopes.join(" ").replace(':', "%3A").replace(' ', "%20");
+    world.lock().expect("not poisoned").code_scopes.insert("fake-code".into(), scopes);
+    Redirect::to(&format!("{}?code=fake-code&scope={granted}&state={}", query.redirect_uri, query.state))
         .into_response()
 }
