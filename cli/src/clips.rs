@@ -1,6 +1,8 @@
 //! `highlights clips confirm`: the sweep that confirms clips the clipper stored before Twitch
 //! published them (see `clipper_function::confirm_unconfirmed`); run it on a schedule.
 //! `highlights clips sample`: sample clips for demos and load tests.
+//! `highlights clips from-vod`: the highlights of a recorded VOD, clipped after the fact
+//! (see [`crate::from_vod`]).
 
 use anyhow::Context as _;
 use highlights_adapters::clips::PgClips;
@@ -17,6 +19,9 @@ pub enum ClipsCommand {
     /// Load sample clips (`SampleN`, streamers `sample_N`) for demos and load tests. Not for a
     /// production database. Loading twice adds nothing.
     Sample(SampleArgs),
+    /// Clip the strongest moments of a recorded VOD's chat from the VOD itself (needs a token
+    /// from `highlights tokens seed --vod`); clips are kept where `highlights dev` shows them.
+    FromVod(Box<crate::from_vod::FromVodArgs>),
 }
 
 #[derive(clap::Args, Debug)]
@@ -48,6 +53,7 @@ pub fn run(command: ClipsCommand) -> anyhow::Result<()> {
     match command {
         ClipsCommand::Confirm(args) => confirm(args),
         ClipsCommand::Sample(args) => sample(args),
+        ClipsCommand::FromVod(args) => crate::from_vod::run(*args),
     }
 }
 

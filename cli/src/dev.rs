@@ -554,7 +554,7 @@ async fn announce_clips(
 }
 
 /// The built-in title rules, extended by the operator's list when there is one.
-fn title_rules(blocklist: Option<&Path>) -> anyhow::Result<TitleRules> {
+pub(crate) fn title_rules(blocklist: Option<&Path>) -> anyhow::Result<TitleRules> {
     let Some(path) = blocklist else { return Ok(TitleRules::default()) };
     let list = std::fs::read_to_string(path).with_context(|| format!("cannot read {}", path.display()))?;
     Ok(TitleRules::extended(&list))

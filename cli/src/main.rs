@@ -7,6 +7,7 @@ mod backtest;
 mod channel;
 mod clips;
 mod dev;
+mod from_vod;
 mod input;
 mod jsonl;
 mod labels;

@@ -1,5 +1,6 @@
 //! `highlights tokens seed`: Twitch's OAuth authorization code flow for the user whose token
-//! creates clips (scope `clips:edit`) — the seed's `seed_twitch_tokens.py`.
+//! creates clips (scope `clips:edit`, and with `--vod` `editor:manage:clips`, so clips are cut
+//! from the stream's VOD at the moment) — the seed's `seed_twitch_tokens.py`.
 //!
 //! Prints the authorize URL, waits for Twitch's redirect on a localhost port, checks `state`,
 //! exchanges the code, and stores the tokens in Secrets Manager (the user-token secret, and the
@@ -12,7 +13,9 @@ use std::time::Duration;
 
 use anyhow::{Context as _, bail};
 use highlights_adapters::resources::Resources;
-use highlights_adapters::twitch::{AppCredentials, DEFAULT_OAUTH2_URL, Secret, TwitchOAuth, UserToken};
+use highlights_adapters::twitch::{
+    AppCredentials, DEFAULT_OAUTH2_URL, Secret, TwitchOAuth, UserToken, VOD_CLIP_SCOPES,
+};
 use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
 
 #[derive(clap::Subcommand, Debug)]
@@ -45,6 +48,11 @@ pub struct SeedArgs {
     /// Give up waiting for the redirect after this many seconds.
     #[arg(long, default_value_t = 600)]
     timeout_s: u64,
+    /// Also ask for `editor:manage:clips`: authorize as the broadcaster or one of the channel's
+    /// editors, and clips are cut from the stream's VOD exactly on the moment (Create Clip From
+    /// VOD), also for `highlights clips from-vod`.
+    #[arg(long)]
+    vod: bool,
 }
 
 pub fn run(command: TokensCommand) -> anyhow::Result<()> {
@@ -71,7 +79,8 @@ async fn seed(args: SeedArgs) -> anyhow::Result<()> {
     let state = random_state()?;
     let oauth = TwitchOAuth::new(reqwest::Client::new(), &args.oauth_url);
     eprintln!("Open this URL, log in as the account that will create clips, and authorize:\n");
-    eprintln!("{}\n", oauth.authorize_url(&args.client_id, &redirect_uri, &["clips:edit"], &state));
+    let scopes: &[&str] = if args.vod { &["clips:edit", VOD_CLIP_SCOPES[0]] } else { &["clips:edit"] };
+    eprintln!("{}\n", oauth.authorize_url(&args.client_id, &redirect_uri, scopes, &state));
     eprintln!("waiting for Twitch's redirect to {redirect_uri} ...");
 
     let code = tokio::time::timeout(Duration::from_secs(args.timeout_s), receive_code(&listener, &state))
@@ -85,6 +94,12 @@ async fn seed(args: SeedArgs) -> anyhow::Result<()> {
         oauth.exchange_code(&app, &code, &redirect_uri).await.context("the code exchange failed")?;
     if !token.scopes.iter().any(|s| s == "clips:edit") {
         bail!("Twitch granted {:?} but clip creation needs clips:edit", token.scopes);
+    }
+    if args.vod && !token.can_clip_vods() {
+        eprintln!(
+            "Twitch did not grant {}: clips will be made from the live stream, not cut from VODs",
+            VOD_CLIP_SCOPES[0]
+        );
     }
     // The clipper recognises its own clips by this user (after a Create Clip without an answer).
     token.user_id =

@@ -14,9 +14,14 @@ struct Seeding {
 }
 
 async fn start_seed(fake: &FakeTwitch, out: &std::path::Path) -> Seeding {
+    start_seed_with(fake, out, &[]).await
+}
+
+async fn start_seed_with(fake: &FakeTwitch, out: &std::path::Path, extra: &[&str]) -> Seeding {
     let mut child = tokio::process::Command::new(env!("CARGO_BIN_EXE_highlights"))
         .args(["tokens", "seed", "--client-id", "cid", "--port", "0", "--timeout-s", "60", "--out"])
         .arg(out)
+        .args(extra)
         .args(["--oauth-url", &fake.oauth_url()])
         .env("TWITCH_CLIENT_SECRET", "client-secret-seed")
         .stderr(Stdio::piped())
@@ -62,6 +67,25 @@ async fn the_code_flow_stores_tokens_in_a_private_file() {
     );
     assert_eq!(stored["user_id"], highlights_test_support::OUR_USER_ID, "the token's user is kept");
     assert!(seeding.stderr.iter().all(|l| !l.contains("seed-access") && !l.contains("client-secret-seed")));
+    std::fs::remove_file(&out).unwrap();
+}
+
+#[tokio::test]
+async fn with_vod_the_token_may_also_cut_clips_from_vods() {
+    let fake = FakeTwitch::start().await;
+    fake.allow_code("fake-code", "vod-access", "vod-refresh");
+    let out = temp("vod");
+    let mut seeding = start_seed_with(&fake, &out, &["--vod"]).await;
+    assert!(
+        seeding.authorize_url.contains("scope=clips%3Aedit%20editor%3Amanage%3Aclips"),
+        "{}",
+        seeding.authorize_url
+    );
+    assert_eq!(reqwest::get(&seeding.authorize_url).await.unwrap().status(), 200);
+    assert!(seeding.child.wait().await.unwrap().success());
+    let stored: highlights_adapters::twitch::UserToken =
+        serde_json::from_str(&std::fs::read_to_string(&out).unwrap()).unwrap();
+    assert!(stored.can_clip_vods(), "{:?}", stored.scopes);
     std::fs::remove_file(&out).unwrap();
 }
 

@@ -81,6 +81,30 @@ impl ClipBudget {
     }
 }
 
+/// The budget after the fact (the moments of a recorded VOD): the strongest of `moments`
+/// (second, intensity) such that no hour (`s − 3600 < t <= s`) holds more than `clips_per_hour`,
+/// chosen strongest first (ties: earlier first). Returns their indices in time order.
+pub fn strongest_within_budget(moments: &[(i64, f64)], clips_per_hour: u32) -> Vec<usize> {
+    let limit = clips_per_hour as usize;
+    let mut by_strength: Vec<usize> = (0..moments.len()).collect();
+    by_strength.sort_by(|&a, &b| moments[b].1.total_cmp(&moments[a].1).then(moments[a].0.cmp(&moments[b].0)));
+    // Chosen so far, by second.
+    let mut chosen: Vec<usize> = Vec::new();
+    for candidate in by_strength {
+        let second = moments[candidate].0;
+        let at = chosen.partition_point(|&c| moments[c].0 <= second);
+        chosen.insert(at, candidate);
+        // Only windows of `limit + 1` consecutive choices that contain the new one can break.
+        let fits = (at.saturating_sub(limit)..=at)
+            .filter(|&first| first + limit < chosen.len())
+            .all(|first| moments[chosen[first + limit]].0 - moments[chosen[first]].0 >= BUDGET_SECONDS);
+        if limit == 0 || !fits {
+            chosen.remove(at);
+        }
+    }
+    chosen
+}
+
 /// The budget applied to a detector's detections afterwards, as the specification reads: what a
 /// detector with the budget reports.
 #[cfg(test)]
@@ -109,6 +133,50 @@ pub(crate) fn reference_budget(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use proptest::prelude::*;
+
+    #[test]
+    fn after_the_fact_the_strongest_moments_fill_each_hour() {
+        let moments = [(0, 5.0), (100, 9.0), (200, 7.0), (3_650, 4.0), (3_700, 8.0), (9_000, 1.0)];
+        // Two an hour: 9.0 (100) and 7.0 (200); then 8.0 (3700), whose hour holds only 200;
+        // 5.0 (0) would make three with 100 and 200, 4.0 (3650) three with 100, 200 and itself.
+        assert_eq!(strongest_within_budget(&moments, 2), vec![1, 2, 4, 5]);
+        // Three an hour: every hour then holds three at most (the one ending at 3700 holds 200,
+        // 3650 and 3700; 100 left it at 3700 exactly).
+        assert_eq!(strongest_within_budget(&moments, 3), vec![0, 1, 2, 3, 4, 5]);
+        assert_eq!(strongest_within_budget(&moments, 1), vec![1, 4, 5]);
+        assert_eq!(strongest_within_budget(&moments, 60), vec![0, 1, 2, 3, 4, 5]);
+        assert!(strongest_within_budget(&moments, 0).is_empty());
+        assert!(strongest_within_budget(&[], 4).is_empty());
+    }
+
+    proptest! {
+        /// No hour holds more than the budget, and nothing left out would fit beside the rest
+        /// while being stronger than something chosen (the choice is greedy by strength).
+        #[test]
+        fn no_hour_holds_more_than_the_budget(
+            moments in proptest::collection::vec((0i64..20_000, 0.0f64..20.0), 0..40),
+            limit in 1u32..5,
+        ) {
+            let chosen = strongest_within_budget(&moments, limit);
+            let seconds: Vec<i64> = chosen.iter().map(|&i| moments[i].0).collect();
+            prop_assert!(seconds.windows(2).all(|w| w[0] <= w[1]));
+            for (i, &s) in seconds.iter().enumerate() {
+                let in_hour = seconds[..=i].iter().filter(|&&t| s - t < BUDGET_SECONDS).count();
+                prop_assert!(in_hour <= limit as usize, "{seconds:?}");
+            }
+            // Every moment left out would overfill an hour if added.
+            for left_out in (0..moments.len()).filter(|i| !chosen.contains(i)) {
+                let mut with: Vec<i64> = seconds.clone();
+                with.push(moments[left_out].0);
+                with.sort_unstable();
+                let overfull = with.iter().enumerate().any(|(i, &s)| {
+                    with[..=i].iter().filter(|&&t| s - t < BUDGET_SECONDS).count() > limit as usize
+                });
+                prop_assert!(overfull, "{left_out} fits: {seconds:?}");
+            }
+        }
+    }
 
     #[test]
     fn the_hour_fills_then_only_strong_moments_pass_then_none() {
