@@ -105,7 +105,9 @@ pub async fn provision(
     report.push(broadcaster_keyed_table(&dynamodb, &resources.detector_state_table.name, options).await?);
     report.push(broadcaster_keyed_table(&dynamodb, &resources.channel_settings_table.name, options).await?);
     report.push(highlights_table(&dynamodb, &resources.highlights_table.name, options).await?);
-    for queue in [&resources.detector_dlq, &resources.lifecycle_dlq, &resources.clipper_dlq] {
+    for queue in
+        [&resources.detector_dlq, &resources.lifecycle_dlq, &resources.clipper_dlq, &resources.announcer_dlq]
+    {
         report.push(dead_letter_queue(&sqs, &queue.name).await?);
     }
     report.push(secret(&secrets, &resources.twitch_app_secret.name, options.twitch_app.as_ref()).await?);

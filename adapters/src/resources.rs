@@ -66,6 +66,7 @@ pub struct Resources {
     pub detector_dlq: Named,
     pub lifecycle_dlq: Named,
     pub clipper_dlq: Named,
+    pub announcer_dlq: Named,
     pub twitch_app_secret: Named,
     pub twitch_user_token_secret: Named,
     /// One per component that connects to PostgreSQL, in a stable order.
@@ -96,6 +97,7 @@ impl Resources {
             detector_dlq: pick(&file.sqs, "detector_dlq"),
             lifecycle_dlq: pick(&file.sqs, "lifecycle_dlq"),
             clipper_dlq: pick(&file.sqs, "clipper_dlq"),
+            announcer_dlq: pick(&file.sqs, "announcer_dlq"),
             twitch_app_secret: pick(&file.secrets, "twitch_app"),
             twitch_user_token_secret: pick(&file.secrets, "twitch_user_token"),
             database_users: file
@@ -157,6 +159,7 @@ impl Resources {
             &self.detector_dlq,
             &self.lifecycle_dlq,
             &self.clipper_dlq,
+            &self.announcer_dlq,
             &self.twitch_app_secret,
             &self.twitch_user_token_secret,
         ];
@@ -173,6 +176,7 @@ impl Resources {
             &mut self.detector_dlq,
             &mut self.lifecycle_dlq,
             &mut self.clipper_dlq,
+            &mut self.announcer_dlq,
             &mut self.twitch_app_secret,
             &mut self.twitch_user_token_secret,
         ];
@@ -192,7 +196,8 @@ mod tests {
         assert_eq!(resources.detector_state_table.name, "detector-state");
         assert_eq!(resources.channel_settings_table.name, "channel-settings");
         assert_eq!(resources.highlights_table.name, "highlights");
-        assert_eq!(resources.env_pairs().len(), 14);
+        assert_eq!(resources.env_pairs().len(), 15);
+        assert_eq!(resources.announcer_dlq.name, "announcer-dlq");
         let api = resources.database_user("api").unwrap();
         assert_eq!((api.user.as_str(), api.role.as_str()), ("highlights_api", "highlights_reader"));
         let roles: Vec<_> = resources.database_users.iter().map(|u| u.role.as_str()).collect();

@@ -1,5 +1,6 @@
 //! Detector settings from command-line flags or environment variables, defined once for the
-//! `highlights` CLI (flags) and the Lambda functions and local runner (environment).
+//! `highlights` CLI (flags) and the Lambda functions and local runner (environment); where Twitch
+//! is; where confirmed clips are announced (`highlights dev`, `highlights local run`).
 
 use clap::Parser;
 use highlights_core::config::{ConfigError, RawConfig};
@@ -115,6 +116,52 @@ mod tests {
         assert_eq!(v2.settings.config().unwrap().k(), 5.0);
         let error = FromEnvironment::try_parse_from(["detector", "--detector", "v3"]).err().unwrap();
         assert!(error.to_string().contains("`seed` or `v2`"), "{error}");
+    }
+}
+
+/// The webhook confirmed clips are announced to (the cloud reads it from the `AnnounceWebhook`
+/// secret instead).
+#[derive(clap::Args, Debug, Clone)]
+pub struct AnnounceSettings {
+    /// Announce each confirmed Twitch clip to this webhook: a Discord webhook, or any URL that
+    /// takes a signed JSON body (docs/operations.md). Prefer the environment variable: the URL
+    /// holds a token.
+    #[arg(long, env = "ANNOUNCE_URL", hide_env_values = true, value_name = "URL")]
+    pub announce_url: Option<String>,
+    /// The webhook's body: `discord`, or `json` (signed with ANNOUNCE_SIGNING_KEY); by default
+    /// `discord` for a Discord URL, `json` otherwise.
+    #[arg(long, value_enum, requires = "announce_url")]
+    pub announce_format: Option<crate::announce::AnnounceFormat>,
+    /// The key of the JSON body's HMAC-SHA256 signature (X-Highlights-Signature).
+    #[arg(long, env = "ANNOUNCE_SIGNING_KEY", hide_env_values = true, hide = true)]
+    pub announce_signing_key: Option<String>,
+}
+
+/// Why the announce settings cannot be used. The URL is a credential: never repeated here.
+#[derive(Debug, thiserror::Error)]
+pub enum AnnounceSettingsError {
+    #[error("--announce-url (ANNOUNCE_URL) is not a URL")]
+    NotAUrl,
+    #[error("--announce-url (ANNOUNCE_URL) must be an http or https URL")]
+    NotHttp,
+}
+
+impl AnnounceSettings {
+    /// The webhook, when one is configured.
+    pub fn webhook(&self) -> Result<Option<crate::announce::Webhook>, AnnounceSettingsError> {
+        let Some(url) = &self.announce_url else { return Ok(None) };
+        let parsed = reqwest::Url::parse(url).map_err(|_| AnnounceSettingsError::NotAUrl)?;
+        if !matches!(parsed.scheme(), "http" | "https") {
+            return Err(AnnounceSettingsError::NotHttp);
+        }
+        let format = self.announce_format.unwrap_or_else(|| crate::announce::AnnounceFormat::for_url(url));
+        let key = self.announce_signing_key.clone().filter(|k| !k.is_empty()).map(crate::twitch::Secret::new);
+        Ok(Some(crate::announce::Webhook::new(
+            reqwest::Client::new(),
+            crate::twitch::Secret::new(url.clone()),
+            format,
+            key,
+        )))
     }
 }
 

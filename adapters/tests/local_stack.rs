@@ -107,7 +107,7 @@ async fn provisioning_twice_leaves_the_same_resources() {
     let resources = Resources::defaults().with_suffix(&unique());
     let options = ProvisionOptions { shards: 2, ..ProvisionOptions::default() };
     let first = provision(&config, &resources, &options).await.unwrap();
-    assert_eq!(first.len(), 14);
+    assert_eq!(first.len(), 15);
     assert!(first.iter().all(|p| p.outcome == Outcome::Created), "{first:?}");
     let before = describe(&config, &resources).await;
     let second = provision(&config, &resources, &options).await.unwrap();

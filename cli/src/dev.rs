@@ -28,7 +28,7 @@ use highlights_adapters::lambda_events::{
     DynamoRecordIn, KinesisRecordIn, dynamodb_event, item_json, kinesis_event,
 };
 use highlights_adapters::resources::keys;
-use highlights_adapters::settings::{DetectorSettings, TwitchUrls};
+use highlights_adapters::settings::{AnnounceSettings, DetectorSettings, TwitchUrls};
 use highlights_adapters::tokens::{FileVault, StoredTokenSource, TokenVault as _};
 use highlights_adapters::twitch::{AppCredentials, HelixClips, Secret, TwitchOAuth};
 use highlights_core::clip_policy::ClipPolicy;
@@ -107,18 +107,8 @@ pub struct DevArgs {
     /// separated by commas, on top of the built-in list of slurs.
     #[arg(long, value_name = "FILE")]
     title_blocklist: Option<PathBuf>,
-    /// Announce each confirmed Twitch clip to this webhook: a Discord webhook, or any URL that
-    /// takes a signed JSON body (docs/operations.md). Prefer the environment variable: the URL
-    /// holds a token.
-    #[arg(long, env = "ANNOUNCE_URL", hide_env_values = true, value_name = "URL")]
-    announce_url: Option<String>,
-    /// The webhook's body: `discord`, or `json` (signed with ANNOUNCE_SIGNING_KEY); by default
-    /// `discord` for a Discord URL, `json` otherwise.
-    #[arg(long, value_enum, requires = "announce_url")]
-    announce_format: Option<AnnounceFormat>,
-    /// The key of the JSON body's HMAC-SHA256 signature (X-Highlights-Signature).
-    #[arg(long, env = "ANNOUNCE_SIGNING_KEY", hide_env_values = true, hide = true)]
-    announce_signing_key: Option<String>,
+    #[command(flatten)]
+    announce: AnnounceSettings,
     /// Exit once a replay is fully detected and stored (scripts, tests); otherwise keep serving.
     #[arg(long, requires = "replay")]
     exit_when_done: bool,
@@ -170,7 +160,7 @@ pub fn run(args: DevArgs) -> anyhow::Result<()> {
     }
     let vault = token_vault(&args)?;
     let titles = title_rules(args.title_blocklist.as_deref())?;
-    let webhook = webhook(&args)?;
+    let webhook = args.announce.webhook()?;
     let store = Arc::new(Embedded::open(&args.data_dir)?);
     crate::stack::runtime()?.block_on(async move {
         if let Some(vault) = &vault {
@@ -488,20 +478,6 @@ fn highlight_event(highlights: &[(i64, Detection)]) -> aws_lambda_events::event:
         })
         .collect();
     dynamodb_event(HIGHLIGHTS_STREAM_ARN, "local", &records)
-}
-
-/// The webhook confirmed clips are announced to, when there is one.
-fn webhook(args: &DevArgs) -> anyhow::Result<Option<Webhook>> {
-    let Some(url) = &args.announce_url else { return Ok(None) };
-    // The URL is a credential: the error never repeats it.
-    let parsed = reqwest::Url::parse(url)
-        .map_err(|_| anyhow::anyhow!("--announce-url (ANNOUNCE_URL) is not a URL"))?;
-    if !matches!(parsed.scheme(), "http" | "https") {
-        bail!("--announce-url (ANNOUNCE_URL) must be an http or https URL");
-    }
-    let format = args.announce_format.unwrap_or_else(|| AnnounceFormat::for_url(url));
-    let key = args.announce_signing_key.clone().filter(|k| !k.is_empty()).map(Secret::new);
-    Ok(Some(Webhook::new(reqwest::Client::new(), Secret::new(url.clone()), format, key)))
 }
 
 /// Announces each confirmed clip to the webhook, beside the clipper (a slow or failing receiver

@@ -9,25 +9,30 @@ use std::sync::Arc;
 use std::sync::atomic::Ordering;
 use std::time::Duration;
 
+use announcer_function::AnnouncerHandler;
 use anyhow::Context as _;
 use aws_lambda_events::event::dynamodb::Event as DynamoEvent;
 use aws_lambda_events::event::kinesis::KinesisEvent;
 use aws_lambda_events::event::streams::KinesisEventResponse;
 use clipper_function::ClipperHandler;
 use detector_function::DetectorHandler;
+use highlights_adapters::announce::Webhook;
 use highlights_adapters::channel_settings::{DynamoChannelSettings, SETTINGS_REFRESH};
 use highlights_adapters::clips::PgClips;
 use highlights_adapters::detector_state::DynamoStateStore;
 use highlights_adapters::highlights::DynamoHighlights;
 use highlights_adapters::postgres::Database;
 use highlights_adapters::resources::Resources;
-use highlights_adapters::settings::DetectorSettings;
 pub use highlights_adapters::settings::TwitchUrls;
+use highlights_adapters::settings::{AnnounceSettings, DetectorSettings};
 use highlights_adapters::streamers::PgStreamers;
 use highlights_adapters::tokens::SecretsTokenSource;
 use highlights_adapters::twitch::{HelixClips, TwitchOAuth};
 use highlights_core::clip_policy::ClipPolicy;
-use highlights_runner::{Checkpoints, DynamoConsumer, KinesisConsumer, Mapping, RunnerOptions, Source};
+use highlights_core::title::TitleRules;
+use highlights_runner::{
+    Checkpoints, DynamoConsumer, KinesisConsumer, Mapping, RunnerOptions, Source, TableChange,
+};
 use lifecycle_function::LifecycleHandler;
 
 #[derive(clap::Args, Debug)]
@@ -61,6 +66,14 @@ pub struct RunArgs {
     twitch: TwitchUrls,
     #[command(flatten)]
     detector: DetectorSettings,
+    /// Confirmed clips are announced here by the announcer's handler, fed by the highlights
+    /// table's modifications as in AWS (where the `AnnounceWebhook` secret holds the webhook).
+    #[command(flatten)]
+    announce: AnnounceSettings,
+    /// Terms the clipper's and announcer's titles avoid, comma-separated, on top of the
+    /// built-in list (the functions' TITLE_BLOCKLIST).
+    #[arg(long, env = "TITLE_BLOCKLIST", default_value = "")]
+    title_blocklist: String,
 }
 
 fn failed_sequences(response: KinesisEventResponse) -> Vec<String> {
@@ -107,6 +120,7 @@ pub fn run(args: RunArgs) -> anyhow::Result<()> {
         "AWS_ENDPOINT_URL is not set: start the local stack (localstack/up) and `. .local/stack/env`"
     );
     let config = args.detector.config().context("invalid detector settings")?;
+    let webhook = args.announce.webhook()?;
     let resources = Resources::from_env();
     let checkpoints = Arc::new(Checkpoints::open(&args.checkpoints)?);
     let lifecycle_pool =
@@ -154,13 +168,28 @@ pub fn run(args: RunArgs) -> anyhow::Result<()> {
         ];
         match clipper(&sdk, &resources, clipper_pool, &args).await {
             Ok(consumer) => mappings.push(Mapping {
-                source: Source::DynamoInserts {
+                source: Source::Dynamo {
+                    change: TableChange::Insert,
                     table: resources.highlights_table.name.clone(),
                     consumer: Arc::new(consumer),
                 },
                 dead_letter_queue: resources.clipper_dlq.name.clone(),
             }),
             Err(why) => eprintln!("local runner: the clipper is off: {why}"),
+        }
+        let titles = TitleRules::extended(&args.title_blocklist);
+        if let Some(webhook) = webhook {
+            mappings.push(Mapping {
+                source: Source::Dynamo {
+                    table: resources.highlights_table.name.clone(),
+                    change: TableChange::Modify,
+                    consumer: Arc::new(AnnouncerConsumer {
+                        handler: AnnouncerHandler::new(Some(webhook), titles),
+                    }),
+                },
+                dead_letter_queue: resources.announcer_dlq.name.clone(),
+            });
+            eprintln!("local runner: confirmed clips are announced to the webhook");
         }
         let options = RunnerOptions {
             batch_size: args.batch_size.max(1),
@@ -190,6 +219,22 @@ pub fn run(args: RunArgs) -> anyhow::Result<()> {
         );
         anyhow::Ok(())
     })
+}
+
+struct AnnouncerConsumer {
+    handler: AnnouncerHandler<Webhook>,
+}
+
+impl DynamoConsumer for AnnouncerConsumer {
+    fn invoke(&self, event: DynamoEvent) -> Pin<Box<dyn Future<Output = Vec<String>> + Send + '_>> {
+        Box::pin(async move {
+            let (response, report) = self.handler.handle(&event).await;
+            if report.announced + report.failed > 0 {
+                tracing::info!(announced = report.announced, failed = report.failed, "announcer");
+            }
+            response.batch_item_failures.into_iter().filter_map(|f| f.item_identifier).collect()
+        })
+    }
 }
 
 struct ClipperConsumer {
@@ -248,7 +293,8 @@ async fn clipper(
                 resources.highlights_table.name.clone(),
             ),
             ClipPolicy::default(),
-        ),
+        )
+        .with_title_rules(TitleRules::extended(&args.title_blocklist)),
         metrics: args.metrics,
     })
 }

@@ -32,7 +32,7 @@ pub enum LocalCommand {
     Names,
     /// Play Lambda's event-source mappings against the local stack: poll the Kinesis streams and
     /// call the detector and lifecycle handlers in-process, until Ctrl-C.
-    Run(crate::local_run::RunArgs),
+    Run(Box<crate::local_run::RunArgs>),
     /// Put recorded chat into the chat-messages stream, batched as the ingester batches it.
     Replay(crate::replay::ReplayArgs),
 }
@@ -79,7 +79,7 @@ pub fn migrate(args: MigrateArgs) -> anyhow::Result<()> {
 pub fn local(command: LocalCommand) -> anyhow::Result<()> {
     match command {
         LocalCommand::Provision(args) => provision(args),
-        LocalCommand::Run(args) => crate::local_run::run(args),
+        LocalCommand::Run(args) => crate::local_run::run(*args),
         LocalCommand::Replay(args) => crate::replay::run(args),
         LocalCommand::Names => {
             let resources = Resources::from_env();

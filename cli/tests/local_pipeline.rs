@@ -417,10 +417,12 @@ async fn lifecycle_events_update_streamers_and_reset_the_detector() {
 }
 
 /// Resting chat for 330 s, a 6-second burst, calm again, ending a few seconds ago: the whole path from chat to a
-/// clip row, with a fake Twitch answering Create Clip and Get Clips.
+/// clip row, with a fake Twitch answering Create Clip and Get Clips, and the confirmed clip
+/// announced by the announcer's handler on the highlights table's modifications.
 #[tokio::test]
 async fn a_live_burst_becomes_a_clip_in_postgres() {
     let (fake, env) = isolated_with_fake_twitch("clip").await;
+    let webhook = highlights_test_support::webhook::FakeWebhook::start(&[]).await;
 
     let now_s = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_secs() as i64;
     let lines: String = resting_chat_with_a_burst(now_s - 365)
@@ -435,7 +437,14 @@ async fn a_live_burst_becomes_a_clip_in_postgres() {
     assert_eq!(expected.len(), 1, "{expected:?}");
 
     ok(&env.highlights(&["local", "replay", &chat]));
-    let runner = env.runner(&[]);
+    let runner = env.runner(&[
+        "--announce-url",
+        webhook.url(),
+        "--announce-format",
+        "json",
+        "--announce-signing-key",
+        "k",
+    ]);
     let db = env.database().await;
     wait_until("a clip row", || async {
         db.query_opt("SELECT 1 FROM clips WHERE broadcaster_id = '424242' AND confirmed", &[])
@@ -444,7 +453,14 @@ async fn a_live_burst_becomes_a_clip_in_postgres() {
             .is_some()
     })
     .await;
+    assert!(webhook.wait_for(DEADLINE, |seen| !seen.is_empty()).await, "the clip was never announced");
     stop(runner);
+    let seen = webhook.seen();
+    assert_eq!(seen.len(), 1, "one announcement for one clip: {seen:?}");
+    let (headers, body) = &seen[0];
+    assert_eq!(body["idempotency_key"], "clip-FakeClip1", "{body}");
+    assert_eq!(body["clip"]["clip_id"], "FakeClip1", "{body}");
+    assert!(headers.get("x-highlights-signature").is_some());
     let calls = fake.create_calls();
     assert_eq!(calls.len(), 1, "{calls:?}");
     assert_eq!(calls[0].broadcaster_id, "424242");

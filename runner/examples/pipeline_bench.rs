@@ -32,7 +32,9 @@ use highlights_adapters::tokens::{SecretsTokenSource, TokenSource};
 use highlights_adapters::twitch::{HelixClips, TwitchOAuth};
 use highlights_core::clip_policy::ClipPolicy;
 use highlights_core::{ChatBatch, ChatMessage, DetectorConfig, wire};
-use highlights_runner::{Checkpoints, DynamoConsumer, KinesisConsumer, Mapping, RunnerOptions, Source};
+use highlights_runner::{
+    Checkpoints, DynamoConsumer, KinesisConsumer, Mapping, RunnerOptions, Source, TableChange,
+};
 
 struct Consumer(DetectorHandler<DynamoStateStore, DynamoHighlights>);
 
@@ -136,7 +138,8 @@ async fn main() {
     );
     let clipper_init = init_started.elapsed();
     let clip_mapping = Mapping {
-        source: Source::DynamoInserts {
+        source: Source::Dynamo {
+            change: TableChange::Insert,
             table: resources.highlights_table.name.clone(),
             consumer: Arc::new(ClipConsumer(clipper)),
         },

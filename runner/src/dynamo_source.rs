@@ -1,5 +1,6 @@
-//! DynamoDB stream shards as runner sources: INSERT records become Lambda DynamoDB `Event`s
-//! (other records are dropped, as the clipper's filter criteria drop them in AWS).
+//! DynamoDB stream shards as runner sources: the records of one kind of change (INSERT for the
+//! clipper, MODIFY for the announcer) become Lambda DynamoDB `Event`s; other records are dropped,
+//! as the mappings' filter criteria drop them in AWS.
 
 use std::sync::Arc;
 
@@ -10,7 +11,7 @@ use base64::Engine as _;
 use highlights_adapters::lambda_events::{DynamoRecordIn, dynamodb_event};
 use serde_json::{Value, json};
 
-use crate::{Discovered, DynamoConsumer, RunnerError, Shard};
+use crate::{Discovered, DynamoConsumer, RunnerError, Shard, TableChange};
 
 pub(crate) struct DynamoShard {
     client: aws_sdk_dynamodbstreams::Client,
@@ -18,6 +19,7 @@ pub(crate) struct DynamoShard {
     shard_id: String,
     region: String,
     key: String,
+    change: TableChange,
     consumer: Arc<dyn DynamoConsumer>,
 }
 
@@ -25,6 +27,7 @@ pub(crate) struct DynamoShard {
 pub(crate) async fn shards(
     sdk: &SdkConfig,
     table: &str,
+    change: TableChange,
     consumer: Arc<dyn DynamoConsumer>,
     region: &str,
 ) -> Result<Discovered<DynamoShard>, RunnerError> {
@@ -61,7 +64,12 @@ pub(crate) async fn shards(
             stream_arn: arn.clone(),
             shard_id: shard_id.to_owned(),
             region: region.to_owned(),
-            key: format!("dynamodb/{table}@{label}/{shard_id}"),
+            // Each kind of change is its own mapping, with its own position in the shard.
+            key: match change {
+                TableChange::Insert => format!("dynamodb/{table}@{label}/{shard_id}"),
+                TableChange::Modify => format!("dynamodb-modify/{table}@{label}/{shard_id}"),
+            },
+            change,
             consumer: consumer.clone(),
         })
         .collect();
@@ -128,12 +136,18 @@ impl Shard for DynamoShard {
         let records = page
             .records()
             .iter()
-            .filter(|r| r.event_name() == Some(&OperationType::Insert))
+            .filter(|r| match self.change {
+                TableChange::Insert => r.event_name() == Some(&OperationType::Insert),
+                TableChange::Modify => r.event_name() == Some(&OperationType::Modify),
+            })
             .filter_map(|r| {
                 let change = r.dynamodb()?;
                 Some(DynamoRecordIn {
                     event_id: r.event_id().unwrap_or_default().to_owned(),
-                    event_name: "INSERT".into(),
+                    event_name: match self.change {
+                        TableChange::Insert => "INSERT".into(),
+                        TableChange::Modify => "MODIFY".into(),
+                    },
                     sequence_number: change.sequence_number()?.to_owned(),
                     keys: change.keys().map_or(Value::Null, image_json),
                     new_image: change.new_image().map_or(Value::Null, image_json),

@@ -2,7 +2,8 @@
 //! the local stack, where the emulator cannot run Lambda code.
 //!
 //! For every shard of every mapped source — Kinesis streams, and DynamoDB streams of tables
-//! (INSERT records only, like the clipper's filter criteria) — it polls records, builds the very
+//! (INSERT records only, like the clipper's filter criteria, or MODIFY records only, like the
+//! announcer's, whose handler checks the rest of its criteria itself) — it polls records, builds the very
 //! event payload Lambda would, calls the consumer (the same handler the Lambda binary calls)
 //! in-process, and honours partial batch responses: the next attempt starts at the lowest failed
 //! sequence number. Retries back off exponentially (capped) and go on, like the deployed
@@ -54,11 +55,19 @@ pub enum Source {
         stream: String,
         consumer: Arc<dyn KinesisConsumer>,
     },
-    /// The stream of a DynamoDB table; only INSERT records are delivered.
-    DynamoInserts {
+    /// The stream of a DynamoDB table; only records of `change` are delivered.
+    Dynamo {
         table: String,
+        change: TableChange,
         consumer: Arc<dyn DynamoConsumer>,
     },
+}
+
+/// Which records of a DynamoDB stream a mapping delivers (its filter criteria's `eventName`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum TableChange {
+    Insert,
+    Modify,
 }
 
 /// One event-source mapping: a source and the dead-letter queue of its function.
@@ -182,12 +191,12 @@ pub async fn run(
                 let first = discover().await?;
                 tasks.spawn(supervise(first, discover, context, stop.clone()));
             }
-            Source::DynamoInserts { table, consumer } => {
+            Source::Dynamo { table, change, consumer } => {
                 let (sdk, region) = (sdk.clone(), options.region.clone());
                 let discover = move || {
                     let (sdk, table, consumer, region) =
                         (sdk.clone(), table.clone(), consumer.clone(), region.clone());
-                    async move { dynamo_source::shards(&sdk, &table, consumer, &region).await }
+                    async move { dynamo_source::shards(&sdk, &table, change, consumer, &region).await }
                 };
                 let first = discover().await?;
                 tasks.spawn(supervise(first, discover, context, stop.clone()));
