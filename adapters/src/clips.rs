@@ -98,12 +98,18 @@ fn phrase_columns(phrases: &highlights_core::TopPhrases) -> (Vec<&str>, Vec<i32>
     phrases.entries().map(|e| (e.phrase.as_str(), i32::try_from(e.count).unwrap_or(i32::MAX))).unzip()
 }
 
-/// Which highlight a clip row belongs to.
+/// Which highlight a clip row (or a highlight item's progress) belongs to.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct HighlightKey {
     pub broadcaster_id: BroadcasterId,
     /// The detection's key second (`detected_at`).
     pub peak_second: i64,
+}
+
+impl HighlightKey {
+    pub fn of(detection: &Detection) -> Self {
+        Self { broadcaster_id: detection.broadcaster_id, peak_second: detection.peak_second }
+    }
 }
 
 /// The URLs of a clip follow from its id.

@@ -15,6 +15,7 @@ use aws_sdk_dynamodb::error::DisplayErrorContext;
 use aws_sdk_dynamodb::types::AttributeValue;
 use highlights_core::{BroadcasterId, Detection};
 
+use crate::clips::HighlightKey;
 use crate::detector_state::{StoreError, condition_held};
 use crate::resources::keys;
 
@@ -57,32 +58,32 @@ impl Progress {
 pub trait HighlightProgress: Send + Sync {
     fn progress(
         &self,
-        detection: &Detection,
+        highlight: HighlightKey,
     ) -> impl Future<Output = Result<Option<Progress>, StoreError>> + Send;
     /// Before a Create Clip call: attempt number `attempt` goes out at `at_ms`. `Ok(false)`:
     /// the item already holds a clip id or a final status (another delivery got there first),
     /// and nothing was written.
     fn record_intent(
         &self,
-        detection: &Detection,
+        highlight: HighlightKey,
         attempt: u32,
         at_ms: i64,
     ) -> impl Future<Output = Result<bool, StoreError>> + Send;
     fn record_clip(
         &self,
-        detection: &Detection,
+        highlight: HighlightKey,
         clip_id: &str,
         attempts: u32,
     ) -> impl Future<Output = Result<(), StoreError>> + Send;
     fn record_failure(
         &self,
-        detection: &Detection,
+        highlight: HighlightKey,
         reason: &str,
         attempts: u32,
     ) -> impl Future<Output = Result<(), StoreError>> + Send;
     fn record_stored(
         &self,
-        detection: &Detection,
+        highlight: HighlightKey,
         confirmed: bool,
     ) -> impl Future<Output = Result<(), StoreError>> + Send;
 }
@@ -90,40 +91,40 @@ pub trait HighlightProgress: Send + Sync {
 impl<T: HighlightProgress> HighlightProgress for std::sync::Arc<T> {
     fn progress(
         &self,
-        detection: &Detection,
+        highlight: HighlightKey,
     ) -> impl Future<Output = Result<Option<Progress>, StoreError>> + Send {
-        T::progress(self, detection)
+        T::progress(self, highlight)
     }
     fn record_intent(
         &self,
-        detection: &Detection,
+        highlight: HighlightKey,
         attempt: u32,
         at_ms: i64,
     ) -> impl Future<Output = Result<bool, StoreError>> + Send {
-        T::record_intent(self, detection, attempt, at_ms)
+        T::record_intent(self, highlight, attempt, at_ms)
     }
     fn record_clip(
         &self,
-        detection: &Detection,
+        highlight: HighlightKey,
         clip_id: &str,
         attempts: u32,
     ) -> impl Future<Output = Result<(), StoreError>> + Send {
-        T::record_clip(self, detection, clip_id, attempts)
+        T::record_clip(self, highlight, clip_id, attempts)
     }
     fn record_failure(
         &self,
-        detection: &Detection,
+        highlight: HighlightKey,
         reason: &str,
         attempts: u32,
     ) -> impl Future<Output = Result<(), StoreError>> + Send {
-        T::record_failure(self, detection, reason, attempts)
+        T::record_failure(self, highlight, reason, attempts)
     }
     fn record_stored(
         &self,
-        detection: &Detection,
+        highlight: HighlightKey,
         confirmed: bool,
     ) -> impl Future<Output = Result<(), StoreError>> + Send {
-        T::record_stored(self, detection, confirmed)
+        T::record_stored(self, highlight, confirmed)
     }
 }
 
@@ -263,16 +264,16 @@ impl DynamoHighlights {
 }
 
 impl DynamoHighlights {
-    fn key(detection: &Detection) -> HashMap<String, AttributeValue> {
+    fn key(highlight: HighlightKey) -> HashMap<String, AttributeValue> {
         HashMap::from([
-            (keys::BROADCASTER_ID.to_owned(), AttributeValue::S(detection.broadcaster_id.to_string())),
-            (keys::PEAK_AT.to_owned(), AttributeValue::N(detection.peak_second.to_string())),
+            (keys::BROADCASTER_ID.to_owned(), AttributeValue::S(highlight.broadcaster_id.to_string())),
+            (keys::PEAK_AT.to_owned(), AttributeValue::N(highlight.peak_second.to_string())),
         ])
     }
 
     async fn update(
         &self,
-        detection: &Detection,
+        highlight: HighlightKey,
         expression: &str,
         values: Vec<(&str, AttributeValue)>,
     ) -> Result<(), StoreError> {
@@ -280,7 +281,7 @@ impl DynamoHighlights {
             .client
             .update_item()
             .table_name(&self.table)
-            .set_key(Some(Self::key(detection)))
+            .set_key(Some(Self::key(highlight)))
             .update_expression(expression)
             // Never creates an item: one gone (its TTL) stays gone rather than coming back as a
             // bare key that no stream consumer can read.
@@ -296,12 +297,12 @@ impl DynamoHighlights {
 }
 
 impl HighlightProgress for DynamoHighlights {
-    async fn progress(&self, detection: &Detection) -> Result<Option<Progress>, StoreError> {
+    async fn progress(&self, highlight: HighlightKey) -> Result<Option<Progress>, StoreError> {
         let item = self
             .client
             .get_item()
             .table_name(&self.table)
-            .set_key(Some(Self::key(detection)))
+            .set_key(Some(Self::key(highlight)))
             .consistent_read(true)
             .send()
             .await
@@ -324,7 +325,7 @@ impl HighlightProgress for DynamoHighlights {
 
     async fn record_intent(
         &self,
-        detection: &Detection,
+        highlight: HighlightKey,
         attempt: u32,
         at_ms: i64,
     ) -> Result<bool, StoreError> {
@@ -332,7 +333,7 @@ impl HighlightProgress for DynamoHighlights {
             .client
             .update_item()
             .table_name(&self.table)
-            .set_key(Some(Self::key(detection)))
+            .set_key(Some(Self::key(highlight)))
             .update_expression("SET #status = :creating, intent_at = :at, attempts = :attempt")
             .condition_expression(
                 "attribute_exists(#peak) AND attribute_not_exists(clip_id) AND NOT #status IN (:stored, :failed)",
@@ -351,12 +352,12 @@ impl HighlightProgress for DynamoHighlights {
 
     async fn record_clip(
         &self,
-        detection: &Detection,
+        highlight: HighlightKey,
         clip_id: &str,
         attempts: u32,
     ) -> Result<(), StoreError> {
         self.update(
-            detection,
+            highlight,
             "SET #status = :status, clip_id = :clip, attempts = :attempts",
             vec![
                 (":status", AttributeValue::S("created".into())),
@@ -369,12 +370,12 @@ impl HighlightProgress for DynamoHighlights {
 
     async fn record_failure(
         &self,
-        detection: &Detection,
+        highlight: HighlightKey,
         reason: &str,
         attempts: u32,
     ) -> Result<(), StoreError> {
         self.update(
-            detection,
+            highlight,
             "SET #status = :status, reason = :reason, attempts = :attempts",
             vec![
                 (":status", AttributeValue::S("failed".into())),
@@ -385,9 +386,9 @@ impl HighlightProgress for DynamoHighlights {
         .await
     }
 
-    async fn record_stored(&self, detection: &Detection, confirmed: bool) -> Result<(), StoreError> {
+    async fn record_stored(&self, highlight: HighlightKey, confirmed: bool) -> Result<(), StoreError> {
         self.update(
-            detection,
+            highlight,
             "SET #status = :status, confirmed = :confirmed",
             vec![
                 (":status", AttributeValue::S("stored".into())),
@@ -428,10 +429,10 @@ impl MemoryHighlights {
         self.items.lock().expect("not poisoned").values().copied().collect()
     }
 
-    fn set(&self, detection: &Detection, change: impl FnOnce(&mut Progress)) {
+    fn set(&self, highlight: HighlightKey, change: impl FnOnce(&mut Progress)) {
         let mut progress = self.progress.lock().expect("not poisoned");
         let entry = progress
-            .entry((detection.broadcaster_id, detection.peak_second))
+            .entry((highlight.broadcaster_id, highlight.peak_second))
             .or_insert_with(|| Progress { status: "pending".into(), ..Progress::default() });
         change(entry);
     }
@@ -440,12 +441,12 @@ impl MemoryHighlights {
 impl HighlightProgress for MemoryHighlights {
     async fn record_intent(
         &self,
-        detection: &Detection,
+        highlight: HighlightKey,
         attempt: u32,
         at_ms: i64,
     ) -> Result<bool, StoreError> {
         let mut written = false;
-        self.set(detection, |p| {
+        self.set(highlight, |p| {
             if p.clip_id.is_none() && !p.is_final() {
                 p.status = "creating".into();
                 p.intent_at_ms = Some(at_ms);
@@ -456,8 +457,8 @@ impl HighlightProgress for MemoryHighlights {
         Ok(written)
     }
 
-    async fn progress(&self, detection: &Detection) -> Result<Option<Progress>, StoreError> {
-        let key = (detection.broadcaster_id, detection.peak_second);
+    async fn progress(&self, highlight: HighlightKey) -> Result<Option<Progress>, StoreError> {
+        let key = (highlight.broadcaster_id, highlight.peak_second);
         Ok(self.progress.lock().expect("not poisoned").get(&key).cloned().or_else(|| {
             self.items
                 .lock()
@@ -469,11 +470,11 @@ impl HighlightProgress for MemoryHighlights {
 
     async fn record_clip(
         &self,
-        detection: &Detection,
+        highlight: HighlightKey,
         clip_id: &str,
         attempts: u32,
     ) -> Result<(), StoreError> {
-        self.set(detection, |p| {
+        self.set(highlight, |p| {
             p.status = "created".into();
             p.clip_id = Some(clip_id.to_owned());
             p.attempts = attempts;
@@ -483,11 +484,11 @@ impl HighlightProgress for MemoryHighlights {
 
     async fn record_failure(
         &self,
-        detection: &Detection,
+        highlight: HighlightKey,
         reason: &str,
         attempts: u32,
     ) -> Result<(), StoreError> {
-        self.set(detection, |p| {
+        self.set(highlight, |p| {
             p.status = "failed".into();
             p.reason = Some(reason.to_owned());
             p.attempts = attempts;
@@ -495,8 +496,8 @@ impl HighlightProgress for MemoryHighlights {
         Ok(())
     }
 
-    async fn record_stored(&self, detection: &Detection, _confirmed: bool) -> Result<(), StoreError> {
-        self.set(detection, |p| p.status = "stored".into());
+    async fn record_stored(&self, highlight: HighlightKey, _confirmed: bool) -> Result<(), StoreError> {
+        self.set(highlight, |p| p.status = "stored".into());
         Ok(())
     }
 }

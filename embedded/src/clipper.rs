@@ -35,12 +35,12 @@ impl Embedded {
     /// `?1..`. Returns how many rows changed (0 or 1).
     fn update_highlight(
         &self,
-        detection: &Detection,
+        highlight: HighlightKey,
         set: &str,
         condition: &str,
         values: &[&dyn rusqlite::ToSql],
     ) -> Result<usize, StoreError> {
-        let (id, peak) = (detection.broadcaster_id as i64, detection.peak_second);
+        let (id, peak) = (highlight.broadcaster_id as i64, highlight.peak_second);
         let mut params: Vec<&dyn rusqlite::ToSql> = values.to_vec();
         params.extend([&id as &dyn rusqlite::ToSql, &peak]);
         let n = values.len();
@@ -76,7 +76,7 @@ impl Embedded {
 }
 
 impl HighlightProgress for Embedded {
-    async fn progress(&self, detection: &Detection) -> Result<Option<Progress>, StoreError> {
+    async fn progress(&self, highlight: HighlightKey) -> Result<Option<Progress>, StoreError> {
         self.writer()
             .prepare_cached(
                 "SELECT status, clip_id, attempts, reason, intent_at_ms FROM highlights \
@@ -85,7 +85,7 @@ impl HighlightProgress for Embedded {
             .and_then(|mut select| {
                 select
                     .query_row(
-                        rusqlite::params![detection.broadcaster_id as i64, detection.peak_second],
+                        rusqlite::params![highlight.broadcaster_id as i64, highlight.peak_second],
                         |row| {
                             Ok(Progress {
                                 status: row.get(0)?,
@@ -103,13 +103,13 @@ impl HighlightProgress for Embedded {
 
     async fn record_intent(
         &self,
-        detection: &Detection,
+        highlight: HighlightKey,
         attempt: u32,
         at_ms: i64,
     ) -> Result<bool, StoreError> {
         // The cloud's condition: the highlight exists, has no clip id and is not final.
         let written = self.update_highlight(
-            detection,
+            highlight,
             "status = 'creating', intent_at_ms = ?1, attempts = ?2",
             "clip_id IS NULL AND status NOT IN ('stored', 'failed')",
             &[&at_ms, &i64::from(attempt)],
@@ -119,12 +119,12 @@ impl HighlightProgress for Embedded {
 
     async fn record_clip(
         &self,
-        detection: &Detection,
+        highlight: HighlightKey,
         clip_id: &str,
         attempts: u32,
     ) -> Result<(), StoreError> {
         self.update_highlight(
-            detection,
+            highlight,
             "status = 'created', clip_id = ?1, attempts = ?2",
             "1",
             &[&clip_id, &i64::from(attempts)],
@@ -134,12 +134,12 @@ impl HighlightProgress for Embedded {
 
     async fn record_failure(
         &self,
-        detection: &Detection,
+        highlight: HighlightKey,
         reason: &str,
         attempts: u32,
     ) -> Result<(), StoreError> {
         self.update_highlight(
-            detection,
+            highlight,
             "status = 'failed', reason = ?1, attempts = ?2",
             "1",
             &[&reason, &i64::from(attempts)],
@@ -147,9 +147,9 @@ impl HighlightProgress for Embedded {
         .map(drop)
     }
 
-    async fn record_stored(&self, detection: &Detection, _confirmed: bool) -> Result<(), StoreError> {
+    async fn record_stored(&self, highlight: HighlightKey, _confirmed: bool) -> Result<(), StoreError> {
         // Whether the clip is confirmed is the clip row's to say (`clips.confirmed`).
-        self.update_highlight(detection, "status = 'stored'", "1", &[]).map(drop)
+        self.update_highlight(highlight, "status = 'stored'", "1", &[]).map(drop)
     }
 }
 
@@ -319,25 +319,31 @@ mod tests {
     async fn an_intent_is_written_only_while_the_highlight_has_no_clip_and_is_not_final() {
         let (store, dir) = temporary();
         let (first, second) = (detection(100), detection(200));
-        assert!(!store.record_intent(&first, 1, 5).await.unwrap(), "no highlight, no intent");
+        assert!(
+            !store.record_intent(HighlightKey::of(&first), 1, 5).await.unwrap(),
+            "no highlight, no intent"
+        );
         store.record(&first).await.unwrap();
         store.record(&second).await.unwrap();
-        assert_eq!(store.progress(&first).await.unwrap().unwrap().status, "pending");
-        assert!(store.record_intent(&first, 1, 5).await.unwrap());
-        assert!(store.record_intent(&first, 2, 9).await.unwrap(), "a later attempt of the same delivery");
-        let creating = store.progress(&first).await.unwrap().unwrap();
+        assert_eq!(store.progress(HighlightKey::of(&first)).await.unwrap().unwrap().status, "pending");
+        assert!(store.record_intent(HighlightKey::of(&first), 1, 5).await.unwrap());
+        assert!(
+            store.record_intent(HighlightKey::of(&first), 2, 9).await.unwrap(),
+            "a later attempt of the same delivery"
+        );
+        let creating = store.progress(HighlightKey::of(&first)).await.unwrap().unwrap();
         assert_eq!(
             (creating.status.as_str(), creating.attempts, creating.intent_at_ms),
             ("creating", 2, Some(9))
         );
-        store.record_clip(&first, "Clip1", 2).await.unwrap();
-        assert!(!store.record_intent(&first, 3, 12).await.unwrap(), "it has a clip id");
-        store.record_failure(&second, "not_live", 1).await.unwrap();
-        assert!(!store.record_intent(&second, 2, 12).await.unwrap(), "failed is final");
+        store.record_clip(HighlightKey::of(&first), "Clip1", 2).await.unwrap();
+        assert!(!store.record_intent(HighlightKey::of(&first), 3, 12).await.unwrap(), "it has a clip id");
+        store.record_failure(HighlightKey::of(&second), "not_live", 1).await.unwrap();
+        assert!(!store.record_intent(HighlightKey::of(&second), 2, 12).await.unwrap(), "failed is final");
         let failed = store.failed_highlights(&[(1, first), (2, second)]).unwrap();
         assert_eq!(failed, vec![(2, second)]);
-        store.record_stored(&first, true).await.unwrap();
-        let stored = store.progress(&first).await.unwrap().unwrap();
+        store.record_stored(HighlightKey::of(&first), true).await.unwrap();
+        let stored = store.progress(HighlightKey::of(&first)).await.unwrap().unwrap();
         assert!(stored.is_final() && stored.clip_id.as_deref() == Some("Clip1"));
         std::fs::remove_dir_all(dir).unwrap();
     }

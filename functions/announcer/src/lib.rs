@@ -120,7 +120,7 @@ impl<A: Announce> AnnouncerHandler<A> {
             stored.clip_id.filter(|id| !id.is_empty() && stored.confirmed && stored.status == "stored")?;
         Some(ClipAnnouncement {
             url: clip_urls(&clip_id).0,
-            title: self.titles.title(&self.titles.shown(&stored.phrases), stored.intensity),
+            title: self.titles.title(&stored.phrases, stored.intensity),
             clip_id,
             broadcaster_id: stored.broadcaster_id,
             streamer: None,

@@ -261,20 +261,9 @@ impl<A: ClipsApi, T: TokenSource, C: ClipStore, P: HighlightProgress> ClipperHan
     pub async fn confirm_sweep(&self, limit: u32) -> Result<SweepReport, String> {
         let report = confirm_unconfirmed(&self.api, &self.tokens, &self.clips, limit).await?;
         for key in &report.highlights {
-            let detection = Detection {
-                broadcaster_id: key.broadcaster_id,
-                peak_second: key.peak_second,
-                fired_second: key.peak_second,
-                intensity: 0.0,
-                message_count: 0,
-                baseline_mean: 0.0,
-                baseline_std: 0.0,
-                curve: Default::default(),
-                phrases: Default::default(),
-            };
-            // Only the key is used. A highlight item gone (30-day TTL) or unreachable costs only
-            // its announcement, never the clip.
-            if let Err(error) = self.progress.record_stored(&detection, true).await {
+            // A highlight item gone (30-day TTL) or unreachable costs only its announcement,
+            // never the clip.
+            if let Err(error) = self.progress.record_stored(*key, true).await {
                 tracing::warn!(broadcaster_id = key.broadcaster_id, peak = key.peak_second, %error, "cannot mark the highlight confirmed");
             }
         }
@@ -373,7 +362,7 @@ impl<A: ClipsApi, T: TokenSource, C: ClipStore, P: HighlightProgress> ClipperHan
             (Some(clip_id), _) => Clipped::Clip { clip_id, confirmed: !outcome.unconfirmed },
             (None, Some(reason)) => Clipped::Failed(reason),
             // Finished by an earlier run: read what it ended with.
-            (None, None) => match self.progress.progress(detection).await {
+            (None, None) => match self.progress.progress(HighlightKey::of(detection)).await {
                 Ok(Some(progress)) => match progress.clip_id {
                     Some(clip_id) => Clipped::Clip { clip_id, confirmed: true },
                     None => Clipped::Failed(
@@ -399,7 +388,7 @@ impl<A: ClipsApi, T: TokenSource, C: ClipStore, P: HighlightProgress> ClipperHan
         let id = detection.broadcaster_id;
         let mut outcome =
             Outcome { deadline: Some(Instant::now() + self.policy.inline_budget), ..Outcome::default() };
-        let progress = match self.progress.progress(detection).await {
+        let progress = match self.progress.progress(HighlightKey::of(detection)).await {
             Ok(progress) => progress.unwrap_or_default(),
             Err(error) => {
                 tracing::error!(broadcaster_id = id, %error, "cannot read the highlight's progress");
@@ -455,7 +444,9 @@ impl<A: ClipsApi, T: TokenSource, C: ClipStore, P: HighlightProgress> ClipperHan
                 outcome.unconfirmed = true;
             }
         }
-        if let Err(error) = self.progress.record_stored(detection, !outcome.unconfirmed).await {
+        if let Err(error) =
+            self.progress.record_stored(HighlightKey::of(detection), !outcome.unconfirmed).await
+        {
             tracing::warn!(broadcaster_id = id, %clip_id, %error, "cannot mark the highlight stored");
         }
         outcome.clip_id = Some(clip_id);
@@ -476,7 +467,9 @@ impl<A: ClipsApi, T: TokenSource, C: ClipStore, P: HighlightProgress> ClipperHan
         {
             tracing::warn!(broadcaster_id = id, %error, "cannot mark the streamer as restricting clips");
         }
-        if let Err(error) = self.progress.record_failure(detection, reason.as_str(), attempts).await {
+        if let Err(error) =
+            self.progress.record_failure(HighlightKey::of(detection), reason.as_str(), attempts).await
+        {
             tracing::error!(broadcaster_id = id, %error, "cannot record the failure; retrying later");
             outcome.retry_later = true;
         }
@@ -575,7 +568,7 @@ impl<A: ClipsApi, T: TokenSource, C: ClipStore, P: HighlightProgress> ClipperHan
                 }
                 CreateEnd::Unknown { intent_at_ms } => unknown_since = Some(intent_at_ms),
                 CreateEnd::Superseded => {
-                    return match self.progress.progress(detection).await {
+                    return match self.progress.progress(HighlightKey::of(detection)).await {
                         Ok(Some(now)) if now.clip_id.is_some() => Ok(now.clip_id.unwrap_or_default()),
                         Ok(Some(now)) if now.is_final() => Err(NoClip::AlreadyDone),
                         Ok(_) | Err(_) => Err(NoClip::RetryLater),
@@ -590,7 +583,7 @@ impl<A: ClipsApi, T: TokenSource, C: ClipStore, P: HighlightProgress> ClipperHan
     /// Records the clip id on the item. A failure is logged only: the intent stays on the item,
     /// so a redelivery looks for this clip before it could make another.
     async fn keep_clip_id(&self, detection: &Detection, clip_id: &str, attempts: u32) {
-        if let Err(error) = self.progress.record_clip(detection, clip_id, attempts).await {
+        if let Err(error) = self.progress.record_clip(HighlightKey::of(detection), clip_id, attempts).await {
             tracing::error!(broadcaster_id = detection.broadcaster_id, %clip_id, %error, "cannot record the clip id on the highlight");
         }
     }
@@ -680,7 +673,8 @@ impl<A: ClipsApi, T: TokenSource, C: ClipStore, P: HighlightProgress> ClipperHan
                 tracing::warn!(broadcaster_id = id, vod = footing.is_vod(), "no clip can reach the moment");
                 return CreateEnd::Stop(NoClip::Failed(ClipFailure::DeadlineExceeded));
             };
-            match self.progress.record_intent(detection, *attempts + 1, intent_at_ms).await {
+            match self.progress.record_intent(HighlightKey::of(detection), *attempts + 1, intent_at_ms).await
+            {
                 Ok(true) => {}
                 Ok(false) => return CreateEnd::Superseded,
                 Err(error) => {

@@ -220,7 +220,10 @@ async fn success_on_the_first_attempt_is_stored_and_confirmed() {
     let rows = handler.clips().rows.lock().unwrap().clone();
     assert_eq!(rows.len(), 1);
     assert_eq!((rows[0].0.as_str(), rows[0].2), ("Clip1", true));
-    assert_eq!(handler.progress().progress(&detection(7)).await.unwrap().unwrap().status, "stored");
+    assert_eq!(
+        handler.progress().progress(HighlightKey::of(&detection(7))).await.unwrap().unwrap().status,
+        "stored"
+    );
 }
 
 #[tokio::test(start_paused = true)]
@@ -290,7 +293,7 @@ async fn a_clip_made_but_its_answer_lost_is_adopted_not_made_again() {
         assert_eq!((report.clips_reconciled, report.clips_created), (1, 0), "{lost:?}");
         let rows = handler.clips().rows.lock().unwrap().clone();
         assert_eq!(rows.iter().map(|r| r.0.as_str()).collect::<Vec<_>>(), ["Lost1"], "{lost:?}");
-        let progress = handler.progress().progress(&detection(7)).await.unwrap().unwrap();
+        let progress = handler.progress().progress(HighlightKey::of(&detection(7))).await.unwrap().unwrap();
         assert_eq!((progress.status.as_str(), progress.clip_id.as_deref()), ("stored", Some("Lost1")));
     }
 }
@@ -302,7 +305,7 @@ async fn a_redelivery_after_a_crash_mid_call_adopts_the_clip() {
     let d = detection(7);
     let event = insert_event(&handler, &[d]).await;
     let intent_at = SystemTime::now().duration_since(UNIX_EPOCH).unwrap().as_millis() as i64;
-    assert!(handler.progress().record_intent(&d, 1, intent_at).await.unwrap());
+    assert!(handler.progress().record_intent(HighlightKey::of(&d), 1, intent_at).await.unwrap());
     handler.api().make(7, "Made1", US);
     // Someone else's clip of the same moment is not ours.
     handler.api().make(7, "Viewer1", "777");
@@ -321,12 +324,12 @@ async fn an_unknown_outcome_too_late_for_another_clip_fails_without_a_call() {
     d.peak_second = d.fired_second - 58;
     let event = insert_event(&handler, &[d]).await;
     let intent_at = (d.fired_second - 30) * 1000;
-    assert!(handler.progress().record_intent(&d, 1, intent_at).await.unwrap());
+    assert!(handler.progress().record_intent(HighlightKey::of(&d), 1, intent_at).await.unwrap());
     let (response, report) = handler.handle(&event).await;
     assert!(response.batch_item_failures.is_empty());
     assert!(handler.api().call_times().is_empty());
     assert_eq!(report.failures, vec![ClipFailure::OutcomeUnknown]);
-    let progress = handler.progress().progress(&d).await.unwrap().unwrap();
+    let progress = handler.progress().progress(HighlightKey::of(&d)).await.unwrap().unwrap();
     assert_eq!(progress.reason.as_deref(), Some("outcome_unknown"));
 }
 
@@ -335,13 +338,16 @@ async fn a_clip_stored_but_never_recorded_on_the_item_is_not_made_again() {
     let handler = handler(vec![]);
     let d = detection(7);
     let event = insert_event(&handler, &[d]).await;
-    assert!(handler.progress().record_intent(&d, 1, 1).await.unwrap());
+    assert!(handler.progress().record_intent(HighlightKey::of(&d), 1, 1).await.unwrap());
     handler.clips().insert("Stored1", &d).await.unwrap();
     let (_, report) = handler.handle(&event).await;
     assert!(handler.api().call_times().is_empty());
     assert_eq!(handler.api().lookups.load(Ordering::SeqCst), 0, "Postgres knew: no lookup");
     assert_eq!(report.failures, vec![]);
-    assert_eq!(handler.progress().progress(&d).await.unwrap().unwrap().clip_id.as_deref(), Some("Stored1"));
+    assert_eq!(
+        handler.progress().progress(HighlightKey::of(&d)).await.unwrap().unwrap().clip_id.as_deref(),
+        Some("Stored1")
+    );
 }
 
 #[tokio::test(start_paused = true)]
@@ -357,7 +363,14 @@ async fn a_rate_limit_reset_inside_the_deadline_is_honoured_and_one_outside_is_n
     assert_eq!(outside.api().call_times(), vec![S(0)]);
     assert_eq!(report.failures, vec![ClipFailure::RateLimited]);
     assert_eq!(
-        outside.progress().progress(&detection(7)).await.unwrap().unwrap().reason.as_deref(),
+        outside
+            .progress()
+            .progress(HighlightKey::of(&detection(7)))
+            .await
+            .unwrap()
+            .unwrap()
+            .reason
+            .as_deref(),
         Some("rate_limited")
     );
 }
@@ -452,7 +465,14 @@ async fn a_database_outage_is_retried_without_a_second_clip() {
     assert_eq!(response.batch_item_failures.len(), 1, "reported for a retry");
     assert_eq!(report.retried_later, 1);
     assert_eq!(
-        handler.progress().progress(&detection(7)).await.unwrap().unwrap().clip_id.as_deref(),
+        handler
+            .progress()
+            .progress(HighlightKey::of(&detection(7)))
+            .await
+            .unwrap()
+            .unwrap()
+            .clip_id
+            .as_deref(),
         Some("Clip6")
     );
     handler.clips().down.store(false, Ordering::SeqCst);
@@ -589,46 +609,46 @@ impl HighlightOutbox for ForgetfulProgress {
 impl HighlightProgress for ForgetfulProgress {
     async fn progress(
         &self,
-        detection: &Detection,
+        highlight: HighlightKey,
     ) -> Result<
         Option<highlights_adapters::highlights::Progress>,
         highlights_adapters::detector_state::StoreError,
     > {
-        self.inner.progress(detection).await
+        self.inner.progress(highlight).await
     }
     async fn record_intent(
         &self,
-        detection: &Detection,
+        highlight: HighlightKey,
         attempt: u32,
         at_ms: i64,
     ) -> Result<bool, highlights_adapters::detector_state::StoreError> {
-        self.inner.record_intent(detection, attempt, at_ms).await
+        self.inner.record_intent(highlight, attempt, at_ms).await
     }
     async fn record_clip(
         &self,
-        detection: &Detection,
+        highlight: HighlightKey,
         clip_id: &str,
         attempts: u32,
     ) -> Result<(), highlights_adapters::detector_state::StoreError> {
         if self.fail_record_clip.load(Ordering::SeqCst) {
             return Err(highlights_adapters::detector_state::StoreError::Unavailable("injected".into()));
         }
-        self.inner.record_clip(detection, clip_id, attempts).await
+        self.inner.record_clip(highlight, clip_id, attempts).await
     }
     async fn record_failure(
         &self,
-        detection: &Detection,
+        highlight: HighlightKey,
         reason: &str,
         attempts: u32,
     ) -> Result<(), highlights_adapters::detector_state::StoreError> {
-        self.inner.record_failure(detection, reason, attempts).await
+        self.inner.record_failure(highlight, reason, attempts).await
     }
     async fn record_stored(
         &self,
-        detection: &Detection,
+        highlight: HighlightKey,
         confirmed: bool,
     ) -> Result<(), highlights_adapters::detector_state::StoreError> {
-        self.inner.record_stored(detection, confirmed).await
+        self.inner.record_stored(highlight, confirmed).await
     }
 }
 
@@ -651,7 +671,7 @@ async fn the_clip_id_lost_twice_by_the_item_and_by_postgres_is_found_on_twitch_n
     let (response, report) = handler.handle(&event).await;
     assert_eq!((report.clips_created, report.retried_later), (1, 1));
     assert_eq!(response.batch_item_failures.len(), 1);
-    assert_eq!(handler.progress().progress(&d).await.unwrap().unwrap().clip_id, None);
+    assert_eq!(handler.progress().progress(HighlightKey::of(&d)).await.unwrap().unwrap().clip_id, None);
     // Both are back; Lambda delivers the record again.
     handler.progress().fail_record_clip.store(false, Ordering::SeqCst);
     handler.clips().down.store(false, Ordering::SeqCst);

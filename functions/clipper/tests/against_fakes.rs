@@ -10,7 +10,7 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use aws_lambda_events::event::dynamodb::Event as DynamoEvent;
 use clipper_function::ClipperHandler;
-use highlights_adapters::clips::PgClips;
+use highlights_adapters::clips::{HighlightKey, PgClips};
 use highlights_adapters::highlights::{DynamoHighlights, HighlightOutbox, HighlightProgress, detection_item};
 use highlights_adapters::lambda_events::{DynamoRecordIn, dynamodb_event, item_json};
 use highlights_adapters::postgres::Database;
@@ -185,7 +185,7 @@ async fn a_clip_created_at_once_is_stored_and_confirmed() {
     let calls = world.fake.create_calls();
     assert_eq!(calls[0].broadcaster_id, "501");
     assert!(calls[0].title.as_deref().is_some_and(|t| t.contains("7.2σ") || t.contains("7.3σ")), "{calls:?}");
-    let progress = world.highlights.progress(&d).await.unwrap().unwrap();
+    let progress = world.highlights.progress(HighlightKey::of(&d)).await.unwrap().unwrap();
     assert_eq!((progress.status.as_str(), progress.clip_id.as_deref()), ("stored", Some("FakeClip1")));
 }
 
@@ -259,7 +259,7 @@ async fn a_clip_made_and_its_answer_lost_is_adopted_not_made_twice() {
         assert!(response.batch_item_failures.is_empty(), "{drop:?}");
         assert_eq!(world.fake.create_calls().len() - calls_before, 1, "{drop:?}: one Create Clip");
         assert_eq!((report.clips_reconciled, report.clips_created), (1, 0), "{drop:?}");
-        let progress = world.highlights.progress(&d).await.unwrap().unwrap();
+        let progress = world.highlights.progress(HighlightKey::of(&d)).await.unwrap().unwrap();
         assert_eq!(progress.status, "stored", "{drop:?}");
     }
     // One clip made per highlight, and each highlight's row holds its clip.
@@ -314,7 +314,7 @@ async fn rate_limits_are_honoured_inside_the_deadline_only() {
     let (_, report) = world.handler.handle(&inserted(&world, &d).await).await;
     assert_eq!(report.create_attempts, 1);
     assert_eq!(report.failures.iter().map(|f| f.as_str()).collect::<Vec<_>>(), vec!["rate_limited"]);
-    let progress = world.highlights.progress(&d).await.unwrap().unwrap();
+    let progress = world.highlights.progress(HighlightKey::of(&d)).await.unwrap().unwrap();
     assert_eq!((progress.status.as_str(), progress.reason.as_deref()), ("failed", Some("rate_limited")));
 }
 

@@ -11,6 +11,7 @@ use anyhow::Context as _;
 use aws_sdk_kinesis::types::ShardIteratorType;
 use clap::Parser as _;
 use detector_function::DetectorHandler;
+use highlights_adapters::clips::HighlightKey;
 use highlights_adapters::detector_state::MemoryStateStore;
 use highlights_adapters::highlights::{DynamoHighlights, HighlightProgress as _, MemoryHighlights};
 use highlights_adapters::lambda_events::{KinesisRecordIn, kinesis_event};
@@ -145,7 +146,7 @@ pub async fn system_detections(world: &World) -> anyhow::Result<Vec<(Detection, 
     let mut all = Vec::new();
     for channel in &world.plan.channels {
         for detection in table.list(channel.room_id).await? {
-            let status = table.progress(&detection).await?.map(|p| p.status);
+            let status = table.progress(HighlightKey::of(&detection)).await?.map(|p| p.status);
             all.push((detection, status));
         }
     }
