@@ -19,6 +19,7 @@ new HighlightsStack(app, context('stackName') || 'TwitchHighlights', {
   lambdaAssetDir: path.resolve(context('lambdaAssetDir') || '../target/lambda'),
   lambdaArchitecture: architecture,
   kinesisShards: Number(context('kinesisShards') || 0),
+  channels: Number(context('channels') || 100),
   alarmEmail: context('alarmEmail') || undefined,
   monitoredChannels: context('monitoredChannels').split(',').map((c) => c.trim()).filter(Boolean),
   detectorBatchingWindowSeconds: Number(context('detectorBatchingWindowSeconds') || 1),

@@ -43,8 +43,13 @@ export interface HighlightsStackProps extends cdk.StackProps {
   lambdaAssetDir: string;
   /** `arm64` (Graviton, the default) or `x86_64`; must match how the zips were built. */
   lambdaArchitecture?: 'arm64' | 'x86_64';
-  /** Kinesis shards per stream; 0 (the default) for on-demand capacity. */
+  /** Shards of the chat stream (the lifecycle stream gets one); 0 (the default) for on-demand capacity. */
   kinesisShards?: number;
+  /**
+   * How many channels the deployment is for (default 100): above 300 the database is a
+   * db.t4g.small instead of a db.t4g.micro. `npm run cost` prices a deployment for a count.
+   */
+  channels?: number;
   /** Where alarms are emailed (none when empty). */
   alarmEmail?: string;
   /** Channels the ingester monitors besides `streamers.monitored` (logins). */
@@ -91,15 +96,16 @@ export class HighlightsStack extends cdk.Stack {
     alarmKey.grant(new iam.ServicePrincipal('cloudwatch.amazonaws.com'), 'kms:Decrypt', 'kms:GenerateDataKey*');
 
     // --- Kinesis ------------------------------------------------------------------------------
-    const stream = (id: string, name: string) =>
+    const stream = (id: string, name: string, shardCount: number) =>
       new kinesis.Stream(this, id, {
         streamName: name,
         encryption: kinesis.StreamEncryption.MANAGED,
         retentionPeriod: cdk.Duration.hours(24),
-        ...(shards > 0 ? { streamMode: kinesis.StreamMode.PROVISIONED, shardCount: shards } : { streamMode: kinesis.StreamMode.ON_DEMAND }),
+        ...(shardCount > 0 ? { streamMode: kinesis.StreamMode.PROVISIONED, shardCount } : { streamMode: kinesis.StreamMode.ON_DEMAND }),
       });
-    const chatStream = stream('ChatMessages', resources.kinesis.chat_messages.name);
-    const lifecycleStream = stream('StreamLifecycle', resources.kinesis.stream_lifecycle.name);
+    const chatStream = stream('ChatMessages', resources.kinesis.chat_messages.name, shards);
+    // A few records a minute: one shard is plenty whatever the chat needs.
+    const lifecycleStream = stream('StreamLifecycle', resources.kinesis.stream_lifecycle.name, Math.min(shards, 1));
 
     // --- DynamoDB -----------------------------------------------------------------------------
     // One item per broadcaster: the detector's state, and each channel's own settings
@@ -165,7 +171,7 @@ export class HighlightsStack extends cdk.Stack {
     });
     const database = new rds.DatabaseInstance(this, 'Database', {
       engine: rds.DatabaseInstanceEngine.postgres({ version: rds.PostgresEngineVersion.VER_16 }),
-      instanceType: ec2.InstanceType.of(ec2.InstanceClass.T4G, ec2.InstanceSize.MICRO),
+      instanceType: ec2.InstanceType.of(ec2.InstanceClass.T4G, (props.channels ?? 100) > 300 ? ec2.InstanceSize.SMALL : ec2.InstanceSize.MICRO),
       vpc,
       vpcSubnets: { subnetType: ec2.SubnetType.PRIVATE_ISOLATED },
       databaseName: 'highlights',

@@ -354,6 +354,21 @@ fn state_is_small_and_a_seed_state_is_refused() {
     }
     let quiet = detector.encode_state().len();
     assert!(quiet < 1_200, "quiet channel state is {quiet} bytes");
+    // The cost model's typical channel (infra/lib/cost.ts, `stateItemBytes`): 5 messages/s from
+    // 300 chatters, texts of every kind, so the phrase sketch is full.
+    let mut typical = ChannelDetector::new(BROADCASTER, config);
+    let texts = ["KEKW", "LUL that was close", "what did he just do", "!uptime", "PogChamp PogChamp", "no way", "W", "chat is this real"];
+    for s in 0..600i64 {
+        for j in 0..5i64 {
+            let chatter = ((s * 5 + j) * 7_919 % 300 + 1) as u64;
+            let text = texts[((s * 5 + j) % texts.len() as i64) as usize];
+            typical.observe_message((FIRST + s) * 1000 + j * 200, chatter, &format!("{text} {}", s % 13), &mut out);
+        }
+    }
+    let typical = typical.encode_state().len();
+    // 982 bytes when measured (2026-12-02): with its keys the item is just over DynamoDB's 1 KB
+    // write unit, so each save costs two.
+    assert!(typical < 1_100, "a typical channel's state is {typical} bytes");
     // 1,000 messages/s from 5,000 chatters for the whole history.
     let mut busy = ChannelDetector::new(BROADCASTER, config);
     for s in 0..320 {
