@@ -49,10 +49,8 @@ fn events(sink: &MemorySink) -> Vec<(String, String)> {
 async fn get_streams_batches_by_100_with_one_app_token() {
     let twitch = FakeTwitch::start().await;
     let logins: Vec<String> = (0..250).map(|n| format!("channel{n}")).collect();
-    twitch.set_live(&[
-        FakeStream::new("channel3", 3, "s3", 10),
-        FakeStream::new("channel240", 240, "s240", 99),
-    ]);
+    let busy = FakeStream { started_at_s: 1_733_097_600, ..FakeStream::new("channel240", 240, "s240", 99) };
+    twitch.set_live(&[FakeStream::new("channel3", 3, "s3", 10), busy]);
     let api = helix(&twitch);
     let live = api.live(&logins).await.unwrap();
     let mut ids: Vec<u64> = live.iter().map(|s| s.broadcaster_id).collect();

@@ -357,12 +357,26 @@ fn state_is_small_and_a_seed_state_is_refused() {
     // The cost model's typical channel (infra/lib/cost.ts, `stateItemBytes`): 5 messages/s from
     // 300 chatters, texts of every kind, so the phrase sketch is full.
     let mut typical = ChannelDetector::new(BROADCASTER, config);
-    let texts = ["KEKW", "LUL that was close", "what did he just do", "!uptime", "PogChamp PogChamp", "no way", "W", "chat is this real"];
+    let texts = [
+        "KEKW",
+        "LUL that was close",
+        "what did he just do",
+        "!uptime",
+        "PogChamp PogChamp",
+        "no way",
+        "W",
+        "chat is this real",
+    ];
     for s in 0..600i64 {
         for j in 0..5i64 {
             let chatter = ((s * 5 + j) * 7_919 % 300 + 1) as u64;
             let text = texts[((s * 5 + j) % texts.len() as i64) as usize];
-            typical.observe_message((FIRST + s) * 1000 + j * 200, chatter, &format!("{text} {}", s % 13), &mut out);
+            typical.observe_message(
+                (FIRST + s) * 1000 + j * 200,
+                chatter,
+                &format!("{text} {}", s % 13),
+                &mut out,
+            );
         }
     }
     let typical = typical.encode_state().len();
