@@ -4,9 +4,10 @@
 //! Create Clip From VOD, each exactly on its moment, through the clipper's own handler, so a
 //! moment gets at most one clip however often the command is run or wherever it is stopped.
 //!
-//! Clips and their progress are kept in the embedded store `highlights dev` serves
-//! (`--data-dir`), so they appear on its site. stdout: one JSON line per chosen moment; stderr:
-//! the plan and progress. Needs a token from `highlights tokens seed --vod --out FILE` (the
+//! Each moment's progress is kept in the embedded store under `--data-dir`; the clips too, where
+//! `highlights dev` shows them, or, with `--database-url`, in a deployment's PostgreSQL, where
+//! its API and site list them. stdout: one JSON line per chosen moment; stderr: the plan and
+//! progress. Needs a token from `highlights tokens seed --vod --out FILE` (the
 //! broadcaster's or an editor's).
 
 use std::io::Write as _;
@@ -15,7 +16,9 @@ use std::sync::Arc;
 
 use anyhow::{Context as _, bail};
 use clipper_function::{Clipped, ClipperHandler, Source};
+use highlights_adapters::clips::{ClipStore, PgClips};
 use highlights_adapters::highlights::HighlightOutbox as _;
+use highlights_adapters::postgres::Database;
 use highlights_adapters::settings::{DetectorSettings, TwitchUrls};
 use highlights_adapters::tokens::{FileVault, StoredTokenSource, TokenSource as _, TokenVault as _};
 use highlights_adapters::twitch::{AppCredentials, HelixClips, Secret, TwitchOAuth, VideoInfo};
@@ -57,9 +60,14 @@ pub struct FromVodArgs {
     client_secret: String,
     #[command(flatten)]
     twitch: TwitchUrls,
-    /// Where clips are kept: the data directory `highlights dev` serves.
+    /// Where each moment's progress is kept, and its clip unless --database-url is given: the
+    /// data directory `highlights dev` serves.
     #[arg(long, default_value = ".local/dev", value_name = "DIR")]
     data_dir: PathBuf,
+    /// Store the clips in this PostgreSQL database (a deployment's, migrated), where its API and
+    /// site list them, instead of the data directory.
+    #[arg(long, value_name = "URL", hide_env_values = true)]
+    database_url: Option<String>,
     /// Terms that must never appear in a clip's title, on top of the built-in list.
     #[arg(long, value_name = "FILE")]
     title_blocklist: Option<PathBuf>,
@@ -129,9 +137,22 @@ pub fn run(args: FromVodArgs) -> anyhow::Result<()> {
             chosen.len(),
         );
         let store = Arc::new(Embedded::open(&args.data_dir)?);
-        let clipper = ClipperHandler::new(helix, tokens, store.clone(), store.clone(), ClipPolicy::default())
-            .with_title_rules(titles.clone());
-        clip_all(&args, &store, &clipper, &titles, &video, &chosen).await
+        match &args.database_url {
+            None => {
+                let clipper = ClipperHandler::new(helix, tokens, store.clone(), store.clone(), ClipPolicy::default())
+                    .with_title_rules(titles.clone());
+                store.upsert_vod(&video.video_id, video.broadcaster_id, video.started_at_s, video.length_s)?;
+                clip_all(&args, &store, &clipper, &titles, &video, &chosen, &store.path().display().to_string()).await
+            }
+            Some(url) => {
+                let database = Database::from_url(url)?;
+                let target = database.target().to_owned();
+                let clips = PgClips::new(database.pool(2)?);
+                let clipper = ClipperHandler::new(helix, tokens, clips, store.clone(), ClipPolicy::default())
+                    .with_title_rules(titles.clone());
+                clip_all(&args, &store, &clipper, &titles, &video, &chosen, &target).await
+            }
+        }
     })
 }
 
@@ -181,17 +202,16 @@ fn moments_of(
     Ok(found)
 }
 
-type FromVodClipper = ClipperHandler<HelixClips, StoredTokenSource<FileVault>, Arc<Embedded>, Arc<Embedded>>;
-
-async fn clip_all(
+/// Clips `chosen` one by one, each recorded in `store` first; `kept_in` names where the clips go.
+async fn clip_all<C: ClipStore>(
     args: &FromVodArgs,
     store: &Embedded,
-    clipper: &FromVodClipper,
+    clipper: &ClipperHandler<HelixClips, StoredTokenSource<FileVault>, C, Arc<Embedded>>,
     titles: &TitleRules,
     video: &VideoInfo,
     chosen: &[Detection],
+    kept_in: &str,
 ) -> anyhow::Result<()> {
-    store.upsert_vod(&video.video_id, video.broadcaster_id, video.started_at_s, video.length_s)?;
     let mut stdout = std::io::stdout().lock();
     let (mut clips, mut unfinished) = (0usize, 0usize);
     for (n, detection) in chosen.iter().enumerate() {
@@ -237,7 +257,7 @@ async fn clip_all(
     if args.dry_run {
         return Ok(());
     }
-    eprintln!("from-vod: {clips} clips of {} moments, kept in {}", chosen.len(), store.path().display());
+    eprintln!("from-vod: {clips} clips of {} moments, kept in {kept_in}", chosen.len());
     if unfinished > 0 {
         bail!(
             "{unfinished} moments have no clip (see `status` on stdout); `retry` ones are clipped by running \

@@ -165,3 +165,46 @@ async fn an_unknown_vod_is_a_clear_error() {
     assert!(stderr.contains("Twitch knows no VOD 999"), "{stderr}");
     std::fs::remove_dir_all(&dir).unwrap();
 }
+
+#[tokio::test]
+async fn with_a_database_url_the_clips_go_to_the_deployment_s_postgresql() {
+    let (fake, dir, tokens) = world("pg", &["clips:edit", "editor:manage:clips"]).await;
+    let url = common::seeded_database("from_vod").await;
+    let run = from_vod(&fake, &dir, &tokens, &["--database-url", &url]).await;
+    assert!(run.ok, "{}", run.stderr);
+    assert!(!run.stderr.contains("pw-"), "no password in the output");
+    let made = fake.clips_made().len();
+    assert!(made >= HOURS as usize && run.lines.iter().all(|l| l["status"] == "clip"), "{:?}", run.lines);
+
+    let (client, connection) = tokio_postgres::connect(&url, tokio_postgres::NoTls).await.unwrap();
+    tokio::spawn(connection);
+    let rows = client
+        .query(
+            "SELECT clip_id, vod_offset, confirmed FROM clips WHERE video_id = $1 ORDER BY detected_at",
+            &[&VIDEO],
+        )
+        .await
+        .unwrap();
+    assert_eq!(rows.len(), made, "every clip is listed by the deployment");
+    assert!(rows.iter().all(|r| r.get::<_, bool>(2)), "confirmed");
+    // Twitch's offset is where the clip starts: its duration before its end, 5 s after the peak.
+    let offsets: Vec<i32> = rows.iter().map(|r| r.get(1)).collect();
+    let starts: Vec<i32> = fake
+        .create_calls()
+        .iter()
+        .map(|call| call.vod.as_ref().unwrap().1 as i32 - call.duration.unwrap().ceil() as i32)
+        .collect();
+    assert_eq!(offsets, starts);
+    let peaks: Vec<i64> = run.lines.iter().map(|l| l["vod_offset"].as_i64().unwrap()).collect();
+    let ends: Vec<i64> = fake.create_calls().iter().map(|call| call.vod.as_ref().unwrap().1 as i64).collect();
+    assert_eq!(ends, peaks.iter().map(|p| p + 5).collect::<Vec<_>>());
+
+    // Run again: nothing more is made or stored.
+    let again = from_vod(&fake, &dir, &tokens, &["--database-url", &url]).await;
+    assert!(again.ok, "{}", again.stderr);
+    assert_eq!(fake.clips_made().len(), made);
+    let count: i64 =
+        client.query_one("SELECT count(*) FROM clips WHERE video_id = $1", &[&VIDEO]).await.unwrap().get(0);
+    assert_eq!(count as usize, made);
+    std::fs::remove_dir_all(&dir).unwrap();
+}
