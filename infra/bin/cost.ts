@@ -10,13 +10,18 @@ import * as path from 'node:path';
 import * as cdk from 'aws-cdk-lib';
 import { Template } from 'aws-cdk-lib/assertions';
 import * as ecs from 'aws-cdk-lib/aws-ecs';
-import { BillLine, chatShardsFor, dollars, markdownTable, monthlyBill, shapeOf, total } from '../lib/cost';
+import { BillLine, DeploymentShape, chatShardsFor, dollars, leversTable, markdownTable, monthlyBill, shapeOf, total } from '../lib/cost';
 import { HighlightsStack, HighlightsStackProps } from '../lib/highlights-stack';
 
 const FUNCTIONS = ['detector', 'lifecycle', 'clipper', 'announcer', 'api', 'migrate'];
 
 /** The bill of the stack synthesized with `props` for `channels` channels. */
 export function billFor(channels: number, props: Partial<HighlightsStackProps> = {}): BillLine[] {
+  return monthlyBill(shapeFor(channels, props), channels);
+}
+
+/** The priced shape of the stack synthesized with `props` for `channels` channels. */
+export function shapeFor(channels: number, props: Partial<HighlightsStackProps> = {}): DeploymentShape {
   const assets = fs.mkdtempSync(path.join(os.tmpdir(), 'highlights-cost-'));
   try {
     for (const name of FUNCTIONS) {
@@ -31,7 +36,7 @@ export function billFor(channels: number, props: Partial<HighlightsStackProps> =
       channels,
       ...props,
     });
-    return monthlyBill(shapeOf(Template.fromStack(stack).toJSON()), channels);
+    return shapeOf(Template.fromStack(stack).toJSON());
   } finally {
     fs.rmSync(assets, { recursive: true, force: true });
   }
@@ -51,6 +56,10 @@ export function deployDocTable(): string {
     '**On-demand Kinesis** (the default, no capacity planning):',
     '',
     markdownTable(onDemand),
+    '',
+    '**Levers**, each alone, from the provisioned deployment above (`LEVERS` in the model):',
+    '',
+    leversTable(counts.map((n) => ({ label: `${n.toLocaleString('en-US')}`, shape: shapeFor(n, { kinesisShards: chatShardsFor(n) }), channels: n }))),
   ].join('\n');
 }
 

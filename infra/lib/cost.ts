@@ -41,6 +41,8 @@ export const PRICES = {
   logsStorageGbMonth: 0.03,
   secretMonth: 0.4,
   kmsKeyMonth: 1.0,
+  /** A NAT instance instead of the gateway: t4g.nano, its 8 GB disk and public IPv4. */
+  natInstanceMonth: 0.0042 * 730 + 8 * 0.08 + 0.005 * 730,
 };
 
 /** What N channels do in a month (docs/deploy.md, "Monthly cost", states the same). */
@@ -81,6 +83,8 @@ export const WORKLOAD = {
 /** The priced parts of a synthesized template. */
 export interface DeploymentShape {
   natGateways: number;
+  /** NAT instances (the cheap, single-instance alternative to the gateway). */
+  natInstances?: number;
   rdsInstanceClass: string;
   rdsStorageGb: number;
   rdsProxy: boolean;
@@ -171,7 +175,9 @@ export function monthlyBill(shape: DeploymentShape, channels: number, workload =
   const lines: BillLine[] = [];
   const add = (key: Item, item: string, monthly: number, scales: string) => lines.push({ key, item, monthly, scales });
 
-  if (shape.natGateways > 0) {
+  if (shape.natInstances) {
+    add('nat', `${shape.natInstances} NAT instance (t4g.nano)`, shape.natInstances * prices.natInstanceMonth, 'fixed');
+  } else if (shape.natGateways > 0) {
     add('nat', `${shape.natGateways} NAT gateway`, shape.natGateways * prices.natGatewayHour * hours + channels * workload.natGbPerChannel * prices.natGatewayGb, 'fixed + per GB');
   }
   const fargate = (shape.fargateVcpu * prices.fargateArmVcpuHour + shape.fargateMemoryGb * prices.fargateArmGbHour) * hours;
@@ -254,4 +260,71 @@ export function markdownTable(columns: { label: string; lines: BillLine[] }[]): 
   });
   const totals = `| **total** | ${columns.map((c) => `**${dollars(total(c.lines))}**`).join(' | ')} | |`;
   return [header, rule, ...rows, totals].join('\n');
+}
+
+/** A way to pay less, applied to a deployment's shape and workload. */
+export interface Lever {
+  name: string;
+  /** What it costs in latency, availability or work, in a few words. */
+  price: string;
+  apply: (shape: DeploymentShape, workload: typeof WORKLOAD) => [DeploymentShape, typeof WORKLOAD];
+}
+
+/** The levers docs/deploy.md weighs; each one alone, then all together. */
+export const LEVERS: Lever[] = [
+  {
+    name: 'no NAT gateway (functions outside the VPC, database reachable without it)',
+    price: 'needs a database path without RDS Proxy in the VPC (TLS to RDS: its CA)',
+    apply: (s, w) => [{ ...s, natGateways: 0, natInstances: 0 }, { ...w, natGbPerChannel: 0 }],
+  },
+  {
+    name: 'a NAT instance (t4g.nano) instead of the gateway',
+    price: 'one instance, no failover: clips stop while it is down',
+    apply: (s, w) => [{ ...s, natGateways: 0, natInstances: 1 }, w],
+  },
+  { name: 'no RDS Proxy', price: 'direct connections (few at this size); TLS needs the RDS CA', apply: (s, w) => [{ ...s, rdsProxy: false }, w] },
+  {
+    name: 'ingester at 0.25 vCPU / 0.5 GB',
+    price: 'measured need: far below (500k messages/s per core)',
+    apply: (s, w) => [{ ...s, fargateVcpu: 0.25, fargateMemoryGb: 0.5 }, w],
+  },
+  {
+    name: 'lifecycle events on the chat stream (one stream)',
+    price: 'the detector and lifecycle handlers share a stream; ordering per broadcaster kept',
+    apply: (s, w) => [{ ...s, kinesisStreams: s.kinesisStreams.filter((k) => k.chat) }, w],
+  },
+  {
+    name: 'detector batching window 5 s (`-c detectorBatchingWindowSeconds=5`)',
+    price: 'up to 4 s later to the clip (none with VOD clips)',
+    apply: (s, w) => [{ ...s, detectorWindowSeconds: 5 }, w],
+  },
+  {
+    name: 'state saved once a minute (state carried between invocations)',
+    price: 'the design work of issue 20: exact after a crash, a redelivery or a reset',
+    apply: (s, w) => [{ ...s, detectorWindowSeconds: 60 }, w],
+  },
+  { name: 'state items under 1 KB (one write unit)', price: 'a smaller state encoding', apply: (s, w) => [s, { ...w, stateItemBytes: 1_000 }] },
+  { name: '10 custom metrics instead of 43', price: 'fewer EMF dimensions (per-reason failures in logs only)', apply: (s, w) => [s, { ...w, customMetrics: 10 }] },
+];
+
+/** The savings of each lever alone for each of `bases` (shape and channels), as a markdown table. */
+export function leversTable(bases: { label: string; shape: DeploymentShape; channels: number }[]): string {
+  const header = `| lever | ${bases.map((b) => `saves at ${b.label}`).join(' | ')} | at what price |`;
+  const rule = `| --- | ${bases.map(() => '---').join(' | ')} | --- |`;
+  const before = bases.map((b) => total(monthlyBill(b.shape, b.channels)));
+  const rows = LEVERS.map((lever) => {
+    const cells = bases.map((b, i) => {
+      const [shape, workload] = lever.apply(b.shape, WORKLOAD);
+      return dollars(Math.max(0, before[i] - total(monthlyBill(shape, b.channels, workload))));
+    });
+    return `| ${lever.name} | ${cells.join(' | ')} | ${lever.price} |`;
+  });
+  // Together (the NAT instance is the alternative to dropping NAT, not an addition).
+  const together = LEVERS.filter((lever) => !lever.name.startsWith('a NAT instance'));
+  const combined = bases.map((b) => {
+    const [shape, workload] = together.reduce(([s, w], lever) => lever.apply(s, w), [b.shape, WORKLOAD] as [DeploymentShape, typeof WORKLOAD]);
+    return dollars(total(monthlyBill(shape, b.channels, workload)));
+  });
+  const all = `| **all of them but the NAT instance: the bill left** | ${combined.map((c) => `**${c}**`).join(' | ')} | |`;
+  return [header, rule, ...rows, all].join('\n');
 }
