@@ -111,6 +111,13 @@ struct World {
     users: Vec<(String, u64)>,
 }
 
+impl World {
+    /// Twitch's 401 when the request's bearer token is not one the fake accepts.
+    fn refuse_token(&self, headers: &HeaderMap) -> Option<Response> {
+        (!self.valid_access_tokens.contains(&bearer(headers))).then(|| error(401, "Invalid OAuth token"))
+    }
+}
+
 /// A live stream Get Streams reports.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct FakeStream {
@@ -327,8 +334,8 @@ async fn get_streams(
 ) -> Response {
     let mut world = world.lock().expect("not poisoned");
     world.streams_calls.push(query.clone());
-    if !world.valid_access_tokens.contains(&bearer(&headers)) {
-        return error(401, "Invalid OAuth token");
+    if let Some(refused) = world.refuse_token(&headers) {
+        return refused;
     }
     if headers.get("client-id").is_none() {
         return error(401, "Client-Id header required");
@@ -396,8 +403,8 @@ async fn get_users(
     Query(query): Query<Vec<(String, String)>>,
 ) -> Response {
     let world = world.lock().expect("not poisoned");
-    if !world.valid_access_tokens.contains(&bearer(&headers)) {
-        return error(401, "Invalid OAuth token");
+    if let Some(refused) = world.refuse_token(&headers) {
+        return refused;
     }
     let logins: Vec<String> =
         query.iter().filter(|(k, _)| k == "login").map(|(_, v)| v.to_lowercase()).collect();
@@ -611,8 +618,8 @@ async fn get_videos(
     Query(query): Query<Vec<(String, String)>>,
 ) -> Response {
     let world = world.lock().expect("not poisoned");
-    if !world.valid_access_tokens.contains(&bearer(&headers)) {
-        return error(401, "Invalid OAuth token");
+    if let Some(refused) = world.refuse_token(&headers) {
+        return refused;
     }
     let param = |name: &str| query.iter().find(|(k, _)| k == name).map(|(_, v)| v.clone());
     let ids: Vec<&str> = query.iter().filter(|(k, _)| k == "id").map(|(_, v)| v.as_str()).collect();
@@ -682,8 +689,8 @@ fn clip_json(world: &World, id: &str, broadcaster: &str, creator: &str, made_s: 
 
 async fn get_clips(State(world): Shared, headers: HeaderMap, Query(query): Query<GetQuery>) -> Response {
     let mut world = world.lock().expect("not poisoned");
-    if !world.valid_access_tokens.contains(&bearer(&headers)) {
-        return error(401, "Invalid OAuth token");
+    if let Some(refused) = world.refuse_token(&headers) {
+        return refused;
     }
     if let Some(broadcaster) = &query.broadcaster_id {
         let since = query
