@@ -12,8 +12,8 @@ const bill = (channels: number, kinesisShards: number, window = 1) =>
 
 test('the monthly bill for 10, 100 and 1,000 channels, provisioned and on-demand Kinesis', () => {
   const totals = (shards: (n: number) => number) => [10, 100, 1000].map((n) => dollars(total(bill(n, shards(n)))));
-  assert.deepEqual(totals(chatShardsFor), ['$145', '$258', '$1,409']);
-  assert.deepEqual(totals(() => 0), ['$185', '$332', '$1,816']);
+  assert.deepEqual(totals(chatShardsFor), ['$139', '$203', '$862']);
+  assert.deepEqual(totals(() => 0), ['$180', '$278', '$1,269']);
 });
 
 test('what the template holds is what is priced', () => {
@@ -30,7 +30,7 @@ test('what the template holds is what is priced', () => {
 
 test('detector state saves follow the batching window', () => {
   const state = (window: number) => bill(1000, 2, window).find((l) => l.key === 'dynamodb')!.monthly;
-  assert.ok(state(1) > 1000, `${state(1)}`);
+  assert.ok(state(1) > 500, `${state(1)}`);
   assert.ok(Math.abs(state(5) - state(1) / 5) < 1, `${state(5)} vs ${state(1)}`);
 });
 

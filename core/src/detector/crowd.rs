@@ -57,10 +57,11 @@ pub const SKETCH_BITS: usize = 1024;
 const SKETCH_WORDS: usize = SKETCH_BITS / 64;
 type Sketch = [u64; SKETCH_WORDS];
 
-/// The first byte of a saved v2 state: 4 since the phrase sketch, which follows everything else;
-/// a state of version 2 (before it) is read with an empty sketch.
-pub(super) const STATE_VERSION: u8 = 4;
-pub(super) const STATE_VERSIONS: [u8; 2] = [2, STATE_VERSION];
+/// The first byte of a saved v2 state: 5 since messages are saved only for the seconds that may
+/// still be read (4 saved them for the whole history), 4 since the phrase sketch, which follows
+/// everything else; a state of version 2 (before it) is read with an empty sketch.
+pub(super) const STATE_VERSION: u8 = 5;
+pub(super) const STATE_VERSIONS: [u8; 3] = [2, 4, STATE_VERSION];
 const HAS_FIRST: u8 = 1;
 const HAS_BURST: u8 = 2;
 const HAS_LAST_FIRE: u8 = 4;
@@ -98,8 +99,19 @@ pub struct CrowdDetector {
 struct SecondCounts {
     /// Vote points.
     points: u32,
-    /// Messages (what a detection reports as its message count).
+    /// Messages (what a detection reports as its message count, and its chat curve): kept only
+    /// for the last [`message_seconds`] closed seconds and the open ones, zero before, so that a
+    /// saved state carries about half the bytes (a typical channel's item then fits one DynamoDB
+    /// write unit).
     messages: u32,
+}
+
+/// How many closed seconds keep their message counts: the window (its message count) and the
+/// chat curve (up to [`super::CURVE_SECONDS`] of the window and baseline).
+fn message_seconds(config: &DetectorConfig) -> i64 {
+    let window = i64::from(config.window_seconds());
+    let remembered = window + i64::from(config.baseline_seconds());
+    window.max((super::CURVE_SECONDS as i64).min(remembered))
 }
 
 /// The numbers behind one evaluated second.
@@ -319,6 +331,9 @@ impl CrowdDetector {
         self.baseline_squares = self.baseline_squares + u128::from(move_ * move_) - u128::from(leave * leave);
         self.window_messages = self.window_messages + u64::from(self.seconds[entering].messages)
             - u64::from(self.seconds[to_baseline].messages);
+        // Read neither by the window nor by the curve any more (it aliases no open second that
+        // can have received anything: the message memory is at most the window and baseline).
+        self.seconds[ring_slot(second - message_seconds(&self.config), ring)].messages = 0;
         // Both slots now belong to open seconds that cannot have received anything yet.
         self.seconds[leaving] = SecondCounts::default();
         let recent = ring_slot(second - window, self.sketches.len());
@@ -430,18 +445,33 @@ impl CrowdDetector {
 
     /// Serialises the whole state.
     pub(super) fn encode_state(&self) -> Vec<u8> {
+        self.encode_state_as(STATE_VERSION)
+    }
+
+    /// The state as version `version` wrote it (tests write version 4 to check it is still read).
+    pub(super) fn encode_state_as(&self, version: u8) -> Vec<u8> {
         let mut out = Vec::with_capacity(64 + self.seconds.len() * 2 + self.sketches.len() * 4);
         let flags = if self.clock.first_second.is_some() { HAS_FIRST } else { 0 }
             | if self.burst.is_some() { HAS_BURST } else { 0 }
             | if self.last_fire.is_some() { HAS_LAST_FIRE } else { 0 };
         let rings = [self.seconds.len(), self.sketches.len()];
-        write_state_head(&mut out, STATE_VERSION, self.broadcaster_id, &self.config, &rings, flags);
+        write_state_head(&mut out, version, self.broadcaster_id, &self.config, &rings, flags);
         if let Some(first) = self.clock.first_second {
             varint::put_i64(&mut out, first);
             varint::put_i64(&mut out, self.clock.watermark_ms);
-            for counts in self.seconds.iter() {
-                varint::put_u64(&mut out, u64::from(counts.points));
-                varint::put_u64(&mut out, u64::from(counts.messages));
+            if version == STATE_VERSION {
+                for counts in self.seconds.iter() {
+                    varint::put_u64(&mut out, u64::from(counts.points));
+                }
+                for second in self.message_memory() {
+                    let counts = self.seconds[ring_slot(second, self.seconds.len())];
+                    varint::put_u64(&mut out, u64::from(counts.messages));
+                }
+            } else {
+                for counts in self.seconds.iter() {
+                    varint::put_u64(&mut out, u64::from(counts.points));
+                    varint::put_u64(&mut out, u64::from(counts.messages));
+                }
             }
             for (sketch, &anonymous) in self.sketches.iter().zip(self.anonymous.iter()) {
                 varint::put_u64(&mut out, u64::from(anonymous));
@@ -454,8 +484,10 @@ impl CrowdDetector {
         if let Some(fired) = self.last_fire {
             varint::put_i64(&mut out, fired);
         }
-        self.phrases.encode(&mut out);
-        self.budget.encode(&mut out);
+        if version >= 4 {
+            self.phrases.encode(&mut out);
+            self.budget.encode(&mut out);
+        }
         out
     }
 
@@ -480,13 +512,31 @@ impl CrowdDetector {
             let first = plausible_second(&mut reader, "first second")?;
             let watermark = reader.i64().map_err(|_| E::Truncated("watermark"))?;
             detector.clock.restore(first, watermark)?;
-            for slot in 0..detector.seconds.len() {
-                let points = u32_field(&mut reader, "points")?;
-                let messages = u32_field(&mut reader, "messages")?;
-                if (points == 0) != (messages == 0) {
+            let ring = detector.seconds.len();
+            if version == STATE_VERSION {
+                for slot in 0..ring {
+                    detector.seconds[slot].points = u32_field(&mut reader, "points")?;
+                }
+                for second in detector.message_memory() {
+                    detector.seconds[ring_slot(second, ring)].messages = u32_field(&mut reader, "messages")?;
+                }
+            } else {
+                for slot in 0..ring {
+                    let points = u32_field(&mut reader, "points")?;
+                    let messages = u32_field(&mut reader, "messages")?;
+                    detector.seconds[slot] = SecondCounts { points, messages };
+                }
+                // Older states kept every second's messages: forget those no longer read.
+                let memory = detector.message_memory();
+                for second in memory.start - (ring as i64 - memory.clone().count() as i64)..memory.start {
+                    detector.seconds[ring_slot(second, ring)].messages = 0;
+                }
+            }
+            for second in detector.message_memory() {
+                let counts = detector.seconds[ring_slot(second, ring)];
+                if (counts.points == 0) != (counts.messages == 0) {
                     return Err(E::OutOfRange("points"));
                 }
-                detector.seconds[slot] = SecondCounts { points, messages };
             }
             for slot in 0..detector.sketches.len() {
                 detector.anonymous[slot] = u32_field(&mut reader, "anonymous")?;
@@ -501,7 +551,7 @@ impl CrowdDetector {
         if flags & HAS_LAST_FIRE != 0 {
             detector.last_fire = Some(plausible_second(&mut reader, "last fire")?);
         }
-        if version == STATE_VERSION {
+        if version >= 4 {
             detector.phrases = PhraseSketch::decode(&mut reader, &config)?;
             detector.budget = ClipBudget::decode(&mut reader)?;
         }
@@ -509,6 +559,13 @@ impl CrowdDetector {
             return Err(E::TrailingBytes(reader.remaining()));
         }
         Ok(detector)
+    }
+
+    /// The seconds whose messages are kept: the last [`message_seconds`] closed ones and the open
+    /// ones, oldest first.
+    fn message_memory(&self) -> std::ops::Range<i64> {
+        let next = self.clock.next_second;
+        next - message_seconds(&self.config)..next + EventClock::open_span(&self.config)
     }
 
     /// A second with voters has points: the skip over silence relies on it.

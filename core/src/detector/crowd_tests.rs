@@ -227,6 +227,41 @@ proptest! {
         prop_assert_eq!(out, expected);
     }
 
+    /// A state saved before messages were kept for the recent seconds only (version 4) is read
+    /// as the detector that saved it, and it goes on as if never saved.
+    #[test]
+    fn a_state_saved_by_version_4_is_still_read(
+        config in arb_config(),
+        chat in arb_chat(),
+        cut in any::<prop::sample::Index>(),
+    ) {
+        let expected = run(config, &chat);
+        let cut = cut.index(chat.len().max(1));
+        let mut detector = ChannelDetector::new(BROADCASTER, config);
+        let mut out = Vec::new();
+        detector.observe_watermark(FIRST * 1000, &mut out);
+        for (index, m) in chat.iter().enumerate() {
+            if index == cut {
+                let ChannelDetector::Crowd(crowd) = &detector else { unreachable!("a v2 config") };
+                // Version 4's writer kept every second's messages: as many as points, say.
+                let mut old = crowd.clone();
+                let (memory, ring) = (old.message_memory(), old.seconds.len());
+                for second in memory.end - ring as i64..memory.start {
+                    let counts = &mut old.seconds[ring_slot(second, ring)];
+                    counts.messages = counts.points;
+                }
+                let saved = old.encode_state_as(4);
+                prop_assert_eq!(saved[0], 4);
+                let restored = ChannelDetector::decode_state(BROADCASTER, config, &saved).unwrap();
+                prop_assert_eq!(&restored, &detector);
+                detector = restored;
+            }
+            detector.observe_message(m.sent_at_ms, m.chatter(), &m.text, &mut out);
+        }
+        detector.finish(&mut out);
+        prop_assert_eq!(out, expected);
+    }
+
     #[test]
     fn arbitrary_state_bytes_never_panic(bytes in prop::collection::vec(any::<u8>(), 0..900)) {
         let mut framed = vec![STATE_VERSION];
@@ -380,11 +415,12 @@ fn state_is_small_and_a_seed_state_is_refused() {
         }
     }
     let typical = typical.encode_state().len();
-    // 982 bytes when measured (2026-12-02): with its keys the item is just over DynamoDB's 1 KB
-    // write unit, so each save costs two. Real busy chat (../shared/data/busy-chat, a state every
-    // minute) measured 935–962 bytes median, 1,146 at most; LZ4 took them only to 908–954 (the
-    // chatter sketches and real phrases are near random), so compressing items is no lever.
-    assert!(typical < 1_100, "a typical channel's state is {typical} bytes");
+    // 707 bytes when measured (2026-12-02; 982 while every second's messages were saved): with
+    // its keys (about 143 bytes) the item fits DynamoDB's 1 KB write unit, one per save. Real busy
+    // chat (../shared/data/busy-chat, a state every minute): 660–687 bytes median, 871 at most
+    // (935–962 and 1,146 before). LZ4 takes off only about 5 % (the chatter sketches and real
+    // phrases are near random): compressing items is no lever.
+    assert!(typical < 800, "a typical channel's state is {typical} bytes");
     // 1,000 messages/s from 5,000 chatters for the whole history.
     let mut busy = ChannelDetector::new(BROADCASTER, config);
     for s in 0..320 {
