@@ -107,17 +107,85 @@ pub fn run(args: BacktestArgs) -> anyhow::Result<()> {
     let started = Instant::now();
     let progress = progress_bar(&args)?;
 
-    let mut detector = Detector::new(config);
-    let mut tally = Tally::default();
-    let mut fresh = Vec::new();
-    let mut sink = DetectionSink::new();
-    let (mut bad, mut ignored) = (0u64, 0u64);
+    // Two threads, as the machine has at least two cores: this one reads and parses the files,
+    // the other runs the detector on what was parsed, in file order (so the output is the one
+    // a single thread writes). Chat goes over in batches, its texts in one buffer per batch.
+    let (batches, to_detect) = std::sync::mpsc::sync_channel::<ParsedBatch>(4);
+    let detecting = std::thread::spawn(move || detect(config, to_detect));
+    let read = read_all(&args, &progress, &batches);
+    drop(batches);
+    let detected = detecting.join().map_err(|_| anyhow::anyhow!("the detector thread panicked"))?;
+    let Read { bad, ignored, observed_ms } = read?;
+    progress.finish_and_clear();
+    if bad > BAD_RECORDS_SHOWN {
+        eprintln!("... and {} more bad records", bad - BAD_RECORDS_SHOWN);
+    }
+    let Detected { detections, tally, broadcasters, open_holds } =
+        detected.context("cannot write detections to stdout")?;
 
+    let elapsed_s = started.elapsed().as_secs_f64();
+    let observed_hours = observed_ms as f64 / 3_600_000.0;
+    let summary = Summary {
+        files: args.files.len(),
+        messages: tally.messages,
+        commands_filtered: tally.commands,
+        late: tally.late,
+        bad_records: bad,
+        ignored_lines: ignored,
+        broadcasters,
+        observed_hours,
+        detections: detections.len(),
+        detections_per_broadcaster_hour: if observed_hours > 0.0 {
+            detections.len() as f64 / observed_hours
+        } else {
+            0.0
+        },
+        open_holds_at_end: open_holds,
+        elapsed_s,
+        messages_per_s: if elapsed_s > 0.0 { tally.messages as f64 / elapsed_s } else { 0.0 },
+        labels: labels.map(|labels| labels::score(&labels, &detections, args.label_slack)),
+    };
+    match args.summary {
+        SummaryFormat::Text => eprint!("{}", render(&summary)),
+        SummaryFormat::Json => eprintln!("{}", serde_json::to_string(&summary)?),
+        SummaryFormat::None => {}
+    }
+    Ok(())
+}
+
+/// Messages parsed by the reading thread, for the detector thread: each text is a range of
+/// `texts`.
+#[derive(Default)]
+struct ParsedBatch {
+    texts: String,
+    messages: Vec<(u64, i64, highlights_core::ChatterKey, std::ops::Range<usize>)>,
+}
+
+/// Messages per batch handed to the detector thread.
+const BATCH_MESSAGES: usize = 8_192;
+
+/// What reading the files found besides chat.
+struct Read {
+    bad: u64,
+    ignored: u64,
+    observed_ms: i64,
+}
+
+/// Reads every file in order, handing parsed chat to `batches` (bad records are shown, then
+/// counted).
+fn read_all(
+    args: &BacktestArgs,
+    progress: &indicatif::ProgressBar,
+    batches: &std::sync::mpsc::SyncSender<ParsedBatch>,
+) -> anyhow::Result<Read> {
+    let (mut bad, mut ignored) = (0u64, 0u64);
     // Observed time is measured per file, so two recordings of one channel months apart do not
     // count the months in between.
     let mut observed_ms = 0i64;
     let mut spans: BroadcasterMap<(i64, i64)> = BroadcasterMap::default();
     let mut bytes_before = 0u64;
+    let mut batch = ParsedBatch::default();
+    let mut detector_gone = false;
     for path in &args.files {
         spans.clear();
         let mut on_bad = |record: BadRecord| {
@@ -132,15 +200,21 @@ pub fn run(args: BacktestArgs) -> anyhow::Result<()> {
             &mut |event| {
                 let span = spans.entry(event.broadcaster_id).or_insert((event.sent_at_ms, event.sent_at_ms));
                 *span = (span.0.min(event.sent_at_ms), span.1.max(event.sent_at_ms));
-                tally.record(detector.observe_message(
+                let start = batch.texts.len();
+                batch.texts.push_str(event.text);
+                batch.messages.push((
                     event.broadcaster_id,
                     event.sent_at_ms,
                     event.chatter,
-                    event.text,
-                    &mut fresh,
+                    start..batch.texts.len(),
                 ));
-                if !fresh.is_empty() {
-                    sink.emit(&mut fresh);
+                if batch.messages.len() == BATCH_MESSAGES && !detector_gone {
+                    // The detector thread is gone only if it panicked (which `run` reports);
+                    // a closed stdout is reported at the end, as by a single thread.
+                    detector_gone = batches.send(std::mem::take(&mut batch)).is_err();
+                }
+                if detector_gone {
+                    batch = ParsedBatch::default();
                 }
             },
             &mut on_bad,
@@ -153,42 +227,48 @@ pub fn run(args: BacktestArgs) -> anyhow::Result<()> {
         bytes_before += std::fs::metadata(path).map(|m| m.len()).unwrap_or(0);
         progress.set_position(bytes_before);
     }
+    if !batch.messages.is_empty() && !detector_gone {
+        let _ = batches.send(batch);
+    }
+    Ok(Read { bad, ignored, observed_ms })
+}
+
+/// What the detector thread found.
+struct Detected {
+    detections: Vec<Detection>,
+    tally: Tally,
+    broadcasters: usize,
+    open_holds: usize,
+}
+
+/// Runs the detector on every batch in order, writing detections to stdout as they become final.
+fn detect(
+    config: highlights_core::DetectorConfig,
+    batches: std::sync::mpsc::Receiver<ParsedBatch>,
+) -> std::io::Result<Detected> {
+    let mut detector = Detector::new(config);
+    let mut tally = Tally::default();
+    let mut fresh = Vec::new();
+    let mut sink = DetectionSink::new();
+    for batch in batches {
+        for (broadcaster_id, sent_at_ms, chatter, text) in &batch.messages {
+            tally.record(detector.observe_message(
+                *broadcaster_id,
+                *sent_at_ms,
+                *chatter,
+                &batch.texts[text.clone()],
+                &mut fresh,
+            ));
+            if !fresh.is_empty() {
+                sink.emit(&mut fresh);
+            }
+        }
+    }
     detector.finish(&mut fresh);
     sink.emit(&mut fresh);
-    progress.finish_and_clear();
-    if bad > BAD_RECORDS_SHOWN {
-        eprintln!("... and {} more bad records", bad - BAD_RECORDS_SHOWN);
-    }
-    let detections = sink.finish().context("cannot write detections to stdout")?;
-
-    let elapsed_s = started.elapsed().as_secs_f64();
-    let observed_hours = observed_ms as f64 / 3_600_000.0;
-    let summary = Summary {
-        files: args.files.len(),
-        messages: tally.messages,
-        commands_filtered: tally.commands,
-        late: tally.late,
-        bad_records: bad,
-        ignored_lines: ignored,
-        broadcasters: detector.channels().count(),
-        observed_hours,
-        detections: detections.len(),
-        detections_per_broadcaster_hour: if observed_hours > 0.0 {
-            detections.len() as f64 / observed_hours
-        } else {
-            0.0
-        },
-        open_holds_at_end: detector.channels().filter(|c| c.has_open_hold()).count(),
-        elapsed_s,
-        messages_per_s: if elapsed_s > 0.0 { tally.messages as f64 / elapsed_s } else { 0.0 },
-        labels: labels.map(|labels| labels::score(&labels, &detections, args.label_slack)),
-    };
-    match args.summary {
-        SummaryFormat::Text => eprint!("{}", render(&summary)),
-        SummaryFormat::Json => eprintln!("{}", serde_json::to_string(&summary)?),
-        SummaryFormat::None => {}
-    }
-    Ok(())
+    let broadcasters = detector.channels().count();
+    let open_holds = detector.channels().filter(|c| c.has_open_hold()).count();
+    Ok(Detected { detections: sink.finish()?, tally, broadcasters, open_holds })
 }
 
 /// Writes detections to stdout as they become final and keeps them for scoring. A write error

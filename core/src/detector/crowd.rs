@@ -79,6 +79,10 @@ pub struct CrowdDetector {
     seconds: Box<[SecondCounts]>,
     /// Who voted, per second, indexed by `second mod sketches.len()`: window and open seconds.
     sketches: Box<[Sketch]>,
+    /// Bits set in each sketch, kept as they are set, so that closing a second need not read its
+    /// sketch again (the popcount's load was the detector's costliest cache miss). Derived from
+    /// the sketches, never stored.
+    sketch_bits: Box<[u32]>,
     /// Messages of unknown chatters per second, same indexing as `sketches`.
     anonymous: Box<[u32]>,
     // Running sums for the last evaluated second; derived from the rings, never stored.
@@ -225,6 +229,7 @@ impl CrowdDetector {
             clock: EventClock::new(&config),
             seconds: vec![SecondCounts::default(); history].into_boxed_slice(),
             sketches: vec![[0; SKETCH_WORDS]; recent].into_boxed_slice(),
+            sketch_bits: vec![0; recent].into_boxed_slice(),
             anonymous: vec![0; recent].into_boxed_slice(),
             window_points: 0,
             window_messages: 0,
@@ -269,6 +274,7 @@ impl CrowdDetector {
             let mask = 1u64 << (bit % 64);
             let first_this_second = *word & mask == 0;
             *word |= mask;
+            self.sketch_bits[recent] += u32::from(first_this_second);
             first_this_second
         };
         if votes {
@@ -316,7 +322,7 @@ impl CrowdDetector {
         let entering = ring_slot(second, ring);
         // The second is closed: its votes are final, and counted back in once, here.
         let closed = ring_slot(second, self.sketches.len());
-        let bits = self.sketches[closed].iter().map(|w| w.count_ones()).sum::<u32>();
+        let bits = self.sketch_bits[closed];
         self.seconds[entering].points =
             corrected_points(self.seconds[entering].points, bits, self.anonymous[closed]);
         let to_baseline = ring_slot(second - window, ring);
@@ -338,6 +344,7 @@ impl CrowdDetector {
         self.seconds[leaving] = SecondCounts::default();
         let recent = ring_slot(second - window, self.sketches.len());
         self.sketches[recent] = [0; SKETCH_WORDS];
+        self.sketch_bits[recent] = 0;
         self.anonymous[recent] = 0;
 
         let Some(first) = self.clock.first_second else { return };
@@ -436,8 +443,7 @@ impl CrowdDetector {
                 *word |= bits;
             }
             anonymous += u64::from(self.anonymous[slot]);
-            votes += u64::from(self.anonymous[slot])
-                + chatters_behind(self.sketches[slot].iter().map(|w| w.count_ones()).sum::<u32>());
+            votes += u64::from(self.anonymous[slot]) + chatters_behind(self.sketch_bits[slot]);
         }
         let known = if union.iter().all(|&word| word == 0) { 0 } else { estimate_chatters(&union) };
         (known + anonymous, votes)
@@ -541,6 +547,7 @@ impl CrowdDetector {
             for slot in 0..detector.sketches.len() {
                 detector.anonymous[slot] = u32_field(&mut reader, "anonymous")?;
                 detector.sketches[slot] = decode_sketch(&mut reader)?;
+                detector.sketch_bits[slot] = detector.sketches[slot].iter().map(|w| w.count_ones()).sum();
             }
             detector.check_votes_have_points()?;
             detector.recompute_sums();

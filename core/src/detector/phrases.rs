@@ -232,8 +232,9 @@ struct Slot {
 }
 
 /// One generation's Space-Saving slots, in the order they were first taken. Hashes and counts
-/// sit apart from the texts, so that looking a voice up reads one cache line of hashes.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+/// sit apart from the texts, so that looking a voice up reads one cache line of hashes. Slots
+/// past `len` are left over from before a reset and mean nothing (equality ignores them).
+#[derive(Debug, Clone, Copy)]
 struct Generation {
     len: u8,
     hashes: [u64; SKETCH_SLOTS],
@@ -250,7 +251,21 @@ const EMPTY_GENERATION: Generation = Generation {
     texts: [Said::EMPTY; SKETCH_SLOTS],
 };
 
+impl PartialEq for Generation {
+    fn eq(&self, other: &Self) -> bool {
+        self.len == other.len && self.slots().eq(other.slots())
+    }
+}
+
+impl Eq for Generation {}
+
 impl Generation {
+    /// Empties it without rewriting its arrays: a new generation starts every few seconds for
+    /// every channel, and copying a whole empty generation over it was a visible cost.
+    fn reset(&mut self) {
+        self.len = 0;
+    }
+
     fn slots(&self) -> impl Iterator<Item = Slot> + '_ {
         (0..usize::from(self.len)).map(|i| Slot {
             said: self.texts[i],
@@ -374,19 +389,51 @@ mod phrase_text {
 }
 
 /// The two-generation phrase sketch of one broadcaster (see the module docs).
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone)]
 pub struct PhraseSketch {
     span: i64,
     /// The current generation's number (`second div span`); `None` before the first voice.
     generation: Option<i64>,
-    /// The current generation, then the one before; boxed, so that a detector stays small in the
-    /// maps that hold thousands of them.
+    /// The two generations; boxed, so that a detector stays small in the maps that hold
+    /// thousands of them.
     parts: Box<[Generation; 2]>,
+    /// Which of `parts` is the current generation (the other is the one before): a new
+    /// generation flips it rather than moving both.
+    current: usize,
 }
+
+impl PartialEq for PhraseSketch {
+    fn eq(&self, other: &Self) -> bool {
+        self.span == other.span
+            && self.generation == other.generation
+            && self.now() == other.now()
+            && self.before() == other.before()
+    }
+}
+
+impl Eq for PhraseSketch {}
 
 impl PhraseSketch {
     pub fn new(config: &DetectorConfig) -> Self {
-        Self { span: span_seconds(config), generation: None, parts: Box::new([EMPTY_GENERATION; 2]) }
+        Self {
+            span: span_seconds(config),
+            generation: None,
+            parts: Box::new([EMPTY_GENERATION; 2]),
+            current: 0,
+        }
+    }
+
+    fn now(&self) -> &Generation {
+        &self.parts[self.current]
+    }
+
+    fn before(&self) -> &Generation {
+        &self.parts[self.current ^ 1]
+    }
+
+    /// The current generation, then the one before.
+    fn in_order(&self) -> [&Generation; 2] {
+        [self.now(), self.before()]
     }
 
     /// Counts one voice for `text` in `second`.
@@ -400,24 +447,24 @@ impl PhraseSketch {
         if let Some(current) = self.generation {
             let start = current * self.span;
             if (start..start + self.span).contains(&second) {
-                self.parts[0].add(text, hash_text(text));
+                self.parts[self.current].add(text, hash_text(text));
                 return;
             }
         }
         let generation = second.div_euclid(self.span);
         let current = *self.generation.get_or_insert(generation);
         if generation > current {
-            if generation == current + 1 {
-                self.parts.swap(0, 1);
-            } else {
-                self.parts[1] = EMPTY_GENERATION;
+            // The current generation becomes the one before, unless it is older still.
+            self.current ^= 1;
+            if generation != current + 1 {
+                self.parts[self.current ^ 1].reset();
             }
-            self.parts[0] = EMPTY_GENERATION;
+            self.parts[self.current].reset();
             self.generation = Some(generation);
         }
         // Age 0: the current generation; 1: the one before; older voices are not counted.
         if let age @ (0 | 1) = current.max(generation) - generation {
-            self.parts[age as usize].add(text, hash_text(text));
+            self.parts[self.current ^ age as usize].add(text, hash_text(text));
         }
     }
 
@@ -425,7 +472,7 @@ impl PhraseSketch {
     /// phrase its text stands for.
     pub fn top(&self) -> TopPhrases {
         let mut merged: Vec<PhraseCount> = Vec::with_capacity(2 * SKETCH_SLOTS);
-        for slot in self.parts.iter().flat_map(Generation::slots) {
+        for slot in self.in_order().into_iter().flat_map(Generation::slots) {
             let Some(phrase) = Phrase::of(slot.said.as_str()) else { continue };
             let guaranteed = slot.count - slot.error;
             match merged.iter_mut().find(|entry| entry.phrase == phrase) {
@@ -447,7 +494,7 @@ impl PhraseSketch {
             Some(generation) => {
                 out.push(1);
                 varint::put_i64(out, generation);
-                for part in self.parts.iter() {
+                for part in self.in_order() {
                     out.push(part.len);
                     for slot in part.slots() {
                         out.push(slot.said.len);
