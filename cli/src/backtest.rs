@@ -107,9 +107,9 @@ pub fn run(args: BacktestArgs) -> anyhow::Result<()> {
     let started = Instant::now();
     let progress = progress_bar(&args)?;
 
-    // Two threads, as the machine has at least two cores: this one reads and parses the files,
-    // the other runs the detector on what was parsed, in file order (so the output is the one
-    // a single thread writes). Chat goes over in batches, its texts in one buffer per batch.
+    // Two threads: this one reads and parses the files, the other runs the detector on what was
+    // parsed, in file order (so the output is the one a single thread writes); with two cores
+    // the halves overlap. Chat goes over in batches, its texts in one buffer per batch.
     let (batches, to_detect) = std::sync::mpsc::sync_channel::<ParsedBatch>(4);
     let detecting = std::thread::spawn(move || detect(config, to_detect));
     let read = read_all(&args, &progress, &batches);
@@ -153,12 +153,19 @@ pub fn run(args: BacktestArgs) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// Messages parsed by the reading thread, for the detector thread: each text is a range of
-/// `texts`.
+/// Messages parsed by the reading thread, for the detector thread.
 #[derive(Default)]
 struct ParsedBatch {
     texts: String,
-    messages: Vec<(u64, i64, highlights_core::ChatterKey, std::ops::Range<usize>)>,
+    messages: Vec<ParsedMessage>,
+}
+
+/// One chat message of a [`ParsedBatch`]; its text is a range of the batch's `texts`.
+struct ParsedMessage {
+    broadcaster_id: u64,
+    sent_at_ms: i64,
+    chatter: highlights_core::ChatterKey,
+    text: std::ops::Range<usize>,
 }
 
 /// Messages per batch handed to the detector thread.
@@ -202,12 +209,12 @@ fn read_all(
                 *span = (span.0.min(event.sent_at_ms), span.1.max(event.sent_at_ms));
                 let start = batch.texts.len();
                 batch.texts.push_str(event.text);
-                batch.messages.push((
-                    event.broadcaster_id,
-                    event.sent_at_ms,
-                    event.chatter,
-                    start..batch.texts.len(),
-                ));
+                batch.messages.push(ParsedMessage {
+                    broadcaster_id: event.broadcaster_id,
+                    sent_at_ms: event.sent_at_ms,
+                    chatter: event.chatter,
+                    text: start..batch.texts.len(),
+                });
                 if batch.messages.len() == BATCH_MESSAGES && !detector_gone {
                     // The detector thread is gone only if it panicked (which `run` reports);
                     // a closed stdout is reported at the end, as by a single thread.
@@ -251,12 +258,12 @@ fn detect(
     let mut fresh = Vec::new();
     let mut sink = DetectionSink::new();
     for batch in batches {
-        for (broadcaster_id, sent_at_ms, chatter, text) in &batch.messages {
+        for message in &batch.messages {
             tally.record(detector.observe_message(
-                *broadcaster_id,
-                *sent_at_ms,
-                *chatter,
-                &batch.texts[text.clone()],
+                message.broadcaster_id,
+                message.sent_at_ms,
+                message.chatter,
+                &batch.texts[message.text.clone()],
                 &mut fresh,
             ));
             if !fresh.is_empty() {
