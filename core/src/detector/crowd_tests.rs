@@ -24,6 +24,32 @@ fn v2(change: impl FnOnce(&mut RawConfig)) -> DetectorConfig {
     DetectorConfig::new(raw).unwrap()
 }
 
+/// Runs `chat`, saving with `save` and restoring before each message at an index in `cuts`:
+/// each restored detector equals the one saved, and the detections are those of an
+/// uninterrupted run.
+fn restored_at(
+    config: DetectorConfig,
+    chat: &[ChatMessage],
+    cuts: &[usize],
+    save: impl Fn(&ChannelDetector) -> Vec<u8>,
+) -> Result<(), TestCaseError> {
+    let expected = run(config, chat);
+    let mut detector = ChannelDetector::new(BROADCASTER, config);
+    let mut out = Vec::new();
+    detector.observe_watermark(FIRST * 1000, &mut out);
+    for (index, m) in chat.iter().enumerate() {
+        if cuts.contains(&index) {
+            let restored = ChannelDetector::decode_state(BROADCASTER, config, &save(&detector)).unwrap();
+            prop_assert_eq!(&restored, &detector);
+            detector = restored;
+        }
+        detector.observe_message(m.sent_at_ms, m.chatter(), &m.text, &mut out);
+    }
+    detector.finish(&mut out);
+    prop_assert_eq!(out, expected);
+    Ok(())
+}
+
 fn message(sent_at_ms: i64, user_id: u64, text: &str) -> ChatMessage {
     ChatMessage { user_id, ..ChatMessage::new(sent_at_ms, text) }
 }
@@ -209,22 +235,8 @@ proptest! {
         chat in arb_chat(),
         cuts in prop::collection::vec(any::<prop::sample::Index>(), 1..6),
     ) {
-        let expected = run(config, &chat);
         let cuts: Vec<usize> = cuts.iter().map(|i| i.index(chat.len().max(1))).collect();
-        let mut detector = ChannelDetector::new(BROADCASTER, config);
-        let mut out = Vec::new();
-        detector.observe_watermark(FIRST * 1000, &mut out);
-        for (index, m) in chat.iter().enumerate() {
-            if cuts.contains(&index) {
-                let saved = detector.encode_state();
-                let restored = ChannelDetector::decode_state(BROADCASTER, config, &saved).unwrap();
-                prop_assert_eq!(&restored, &detector);
-                detector = restored;
-            }
-            detector.observe_message(m.sent_at_ms, m.chatter(), &m.text, &mut out);
-        }
-        detector.finish(&mut out);
-        prop_assert_eq!(out, expected);
+        restored_at(config, &chat, &cuts, ChannelDetector::encode_state)?;
     }
 
     /// A state saved before messages were kept for the recent seconds only (version 4) is read
@@ -235,31 +247,19 @@ proptest! {
         chat in arb_chat(),
         cut in any::<prop::sample::Index>(),
     ) {
-        let expected = run(config, &chat);
-        let cut = cut.index(chat.len().max(1));
-        let mut detector = ChannelDetector::new(BROADCASTER, config);
-        let mut out = Vec::new();
-        detector.observe_watermark(FIRST * 1000, &mut out);
-        for (index, m) in chat.iter().enumerate() {
-            if index == cut {
-                let ChannelDetector::Crowd(crowd) = &detector else { unreachable!("a v2 config") };
-                // Version 4's writer kept every second's messages: as many as points, say.
-                let mut old = crowd.clone();
-                let (memory, ring) = (old.message_memory(), old.seconds.len());
-                for second in memory.end - ring as i64..memory.start {
-                    let counts = &mut old.seconds[ring_slot(second, ring)];
-                    counts.messages = counts.points;
-                }
-                let saved = old.encode_state_as(4);
-                prop_assert_eq!(saved[0], 4);
-                let restored = ChannelDetector::decode_state(BROADCASTER, config, &saved).unwrap();
-                prop_assert_eq!(&restored, &detector);
-                detector = restored;
+        restored_at(config, &chat, &[cut.index(chat.len().max(1))], |detector| {
+            let ChannelDetector::Crowd(crowd) = detector else { unreachable!("a v2 config") };
+            // Version 4's writer kept every second's messages: as many as points, say.
+            let mut old = crowd.clone();
+            let (memory, ring) = (old.message_memory(), old.seconds.len());
+            for second in memory.end - ring as i64..memory.start {
+                let counts = &mut old.seconds[ring_slot(second, ring)];
+                counts.messages = counts.points;
             }
-            detector.observe_message(m.sent_at_ms, m.chatter(), &m.text, &mut out);
-        }
-        detector.finish(&mut out);
-        prop_assert_eq!(out, expected);
+            let saved = old.encode_state_as(4);
+            assert_eq!(saved[0], 4);
+            saved
+        })?;
     }
 
     #[test]
