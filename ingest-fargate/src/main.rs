@@ -87,6 +87,8 @@ async fn main() -> anyhow::Result<()> {
     let health = ingest_fargate::health::serve(settings.health_addr, counters.clone())
         .await
         .with_context(|| format!("cannot listen on {}", settings.health_addr))?;
+    // Port 0 picks a free one (tests): this line says which.
+    tracing::info!(address = %health, "health endpoint listening");
 
     let sdk = highlights_adapters::aws::from_env().await;
     let resources = Resources::from_env();

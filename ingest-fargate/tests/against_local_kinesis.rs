@@ -35,16 +35,18 @@ async fn sigterm_flushes_everything_received_into_kinesis_and_exits_0() {
     kinesis.create_stream().stream_name(&stream).shard_count(1).send().await.unwrap();
 
     let irc = FakeIrc::start(&[("alpha", 11)]).await;
-    let health_port = free_port();
-    let mut child = ingester(&stack, &irc, health_port)
+    let mut child = ingester(&stack, &irc, 0)
         .env("CHAT_STREAM_NAME", &stream)
         .env("INGEST_CHANNELS", "Alpha")
         // Nothing is sent before SIGTERM: the drain alone must deliver the chat.
         .env("INGEST_FLUSH_MS", "600000")
         .env("INGEST_METRICS_SECONDS", "1")
         .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
         .spawn()
         .unwrap();
+    // Port 0 (a port picked beforehand could be taken by then): the ingester logs which it got.
+    let health_port = health_port_logged(child.stderr.take().unwrap());
     // EMF metrics come on stdout.
     let metrics = read_in_background(child.stdout.take().unwrap());
     assert!(irc.wait_joined(&["alpha"], WAIT).await, "the ingester never joined #alpha");
@@ -163,6 +165,24 @@ fn read_in_background(mut output: impl std::io::Read + Send + 'static) -> std::t
     })
 }
 
+/// The port of the ingester's health endpoint, from its JSON log line; the rest of its log is
+/// read and dropped in the background, so a full pipe never blocks it.
+fn health_port_logged(stderr: std::process::ChildStderr) -> u16 {
+    use std::io::BufRead as _;
+    let mut lines = std::io::BufReader::new(stderr).lines();
+    let port = lines
+        .by_ref()
+        .map_while(Result::ok)
+        .find_map(|line| {
+            let entry: serde_json::Value = serde_json::from_str(&line).ok()?;
+            (entry["fields"]["message"] == "health endpoint listening")
+                .then(|| entry["fields"]["address"].as_str()?.rsplit_once(':')?.1.parse().ok())?
+        })
+        .expect("the ingester logs its health endpoint");
+    std::thread::spawn(move || lines.for_each(drop));
+    port
+}
+
 fn free_port() -> u16 {
     std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
 }
@@ -191,7 +211,7 @@ async fn live_and_offline_from_get_streams_become_lifecycle_records_and_join_par
     let twitch = FakeTwitch::start().await;
     twitch.set_live(&[FakeStream::new("alpha", 11, "a1", 10)]);
     let irc = FakeIrc::start(&[("alpha", 11), ("beta", 22)]).await;
-    let mut child = ingester(&stack, &irc, free_port())
+    let mut child = ingester(&stack, &irc, 0)
         .env("LIFECYCLE_STREAM_NAME", &lifecycle)
         .env("TWITCH_APP_SECRET_ID", &secret)
         .env("TWITCH_HELIX_URL", twitch.helix_url())
@@ -244,7 +264,7 @@ async fn a_refused_chat_token_is_refreshed_written_back_and_never_logged() {
     let irc = FakeIrc::start(&[("alpha", 11)]).await;
     irc.require_token("fresh-access-token");
 
-    let mut child = ingester(&stack, &irc, free_port())
+    let mut child = ingester(&stack, &irc, 0)
         .env("INGEST_CHAT_LOGIN", "HighlightsBot")
         .env("INGEST_CHANNELS", "alpha")
         .env("TWITCH_APP_SECRET_ID", &app)
