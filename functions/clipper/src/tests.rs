@@ -203,6 +203,14 @@ async fn insert_event(handler: &Handler, detections: &[Detection]) -> DynamoEven
     insert_event_of(detections)
 }
 
+/// The progress `store` holds for `detection`'s highlight (which must be there).
+async fn progress_of(
+    store: &impl HighlightProgress,
+    detection: &Detection,
+) -> highlights_adapters::highlights::Progress {
+    store.progress(HighlightKey::of(detection)).await.unwrap().unwrap()
+}
+
 fn created(id: &str) -> AttemptResult {
     AttemptResult::Created { clip_id: id.into(), edit_url: String::new() }
 }
@@ -220,10 +228,7 @@ async fn success_on_the_first_attempt_is_stored_and_confirmed() {
     let rows = handler.clips().rows.lock().unwrap().clone();
     assert_eq!(rows.len(), 1);
     assert_eq!((rows[0].0.as_str(), rows[0].2), ("Clip1", true));
-    assert_eq!(
-        handler.progress().progress(HighlightKey::of(&detection(7))).await.unwrap().unwrap().status,
-        "stored"
-    );
+    assert_eq!(progress_of(handler.progress(), &detection(7)).await.status, "stored");
 }
 
 #[tokio::test(start_paused = true)]
@@ -293,7 +298,7 @@ async fn a_clip_made_but_its_answer_lost_is_adopted_not_made_again() {
         assert_eq!((report.clips_reconciled, report.clips_created), (1, 0), "{lost:?}");
         let rows = handler.clips().rows.lock().unwrap().clone();
         assert_eq!(rows.iter().map(|r| r.0.as_str()).collect::<Vec<_>>(), ["Lost1"], "{lost:?}");
-        let progress = handler.progress().progress(HighlightKey::of(&detection(7))).await.unwrap().unwrap();
+        let progress = progress_of(handler.progress(), &detection(7)).await;
         assert_eq!((progress.status.as_str(), progress.clip_id.as_deref()), ("stored", Some("Lost1")));
     }
 }
@@ -329,7 +334,7 @@ async fn an_unknown_outcome_too_late_for_another_clip_fails_without_a_call() {
     assert!(response.batch_item_failures.is_empty());
     assert!(handler.api().call_times().is_empty());
     assert_eq!(report.failures, vec![ClipFailure::OutcomeUnknown]);
-    let progress = handler.progress().progress(HighlightKey::of(&d)).await.unwrap().unwrap();
+    let progress = progress_of(handler.progress(), &d).await;
     assert_eq!(progress.reason.as_deref(), Some("outcome_unknown"));
 }
 
@@ -344,10 +349,7 @@ async fn a_clip_stored_but_never_recorded_on_the_item_is_not_made_again() {
     assert!(handler.api().call_times().is_empty());
     assert_eq!(handler.api().lookups.load(Ordering::SeqCst), 0, "Postgres knew: no lookup");
     assert_eq!(report.failures, vec![]);
-    assert_eq!(
-        handler.progress().progress(HighlightKey::of(&d)).await.unwrap().unwrap().clip_id.as_deref(),
-        Some("Stored1")
-    );
+    assert_eq!(progress_of(handler.progress(), &d).await.clip_id.as_deref(), Some("Stored1"));
 }
 
 #[tokio::test(start_paused = true)]
@@ -362,17 +364,7 @@ async fn a_rate_limit_reset_inside_the_deadline_is_honoured_and_one_outside_is_n
     let (_, report) = outside.handle(&event).await;
     assert_eq!(outside.api().call_times(), vec![S(0)]);
     assert_eq!(report.failures, vec![ClipFailure::RateLimited]);
-    assert_eq!(
-        outside
-            .progress()
-            .progress(HighlightKey::of(&detection(7)))
-            .await
-            .unwrap()
-            .unwrap()
-            .reason
-            .as_deref(),
-        Some("rate_limited")
-    );
+    assert_eq!(progress_of(outside.progress(), &detection(7)).await.reason.as_deref(), Some("rate_limited"));
 }
 
 #[tokio::test(start_paused = true)]
@@ -464,17 +456,7 @@ async fn a_database_outage_is_retried_without_a_second_clip() {
     let (response, report) = handler.handle(&event).await;
     assert_eq!(response.batch_item_failures.len(), 1, "reported for a retry");
     assert_eq!(report.retried_later, 1);
-    assert_eq!(
-        handler
-            .progress()
-            .progress(HighlightKey::of(&detection(7)))
-            .await
-            .unwrap()
-            .unwrap()
-            .clip_id
-            .as_deref(),
-        Some("Clip6")
-    );
+    assert_eq!(progress_of(handler.progress(), &detection(7)).await.clip_id.as_deref(), Some("Clip6"));
     handler.clips().down.store(false, Ordering::SeqCst);
     let (response, report) = handler.handle(&event).await;
     assert!(response.batch_item_failures.is_empty());
@@ -671,7 +653,7 @@ async fn the_clip_id_lost_twice_by_the_item_and_by_postgres_is_found_on_twitch_n
     let (response, report) = handler.handle(&event).await;
     assert_eq!((report.clips_created, report.retried_later), (1, 1));
     assert_eq!(response.batch_item_failures.len(), 1);
-    assert_eq!(handler.progress().progress(HighlightKey::of(&d)).await.unwrap().unwrap().clip_id, None);
+    assert_eq!(progress_of(handler.progress(), &d).await.clip_id, None);
     // Both are back; Lambda delivers the record again.
     handler.progress().fail_record_clip.store(false, Ordering::SeqCst);
     handler.clips().down.store(false, Ordering::SeqCst);

@@ -220,19 +220,6 @@ impl FakeTwitch {
         self.with(|w| w.videos.push(video));
     }
 
-    /// Clips cut from a VOD: (clip id, VOD id, where the clip starts in it, duration).
-    pub fn vod_clips(&self) -> Vec<(String, String, u64, f32)> {
-        self.with(|w| {
-            let mut cuts: Vec<_> = w
-                .clip_cuts
-                .iter()
-                .map(|(id, (vod, start, duration))| (id.clone(), vod.clone(), *start, *duration))
-                .collect();
-            cuts.sort_by(|a, b| a.0.cmp(&b.0));
-            cuts
-        })
-    }
-
     /// Revokes every access token (the next call gets a 401).
     pub fn revoke_tokens(&self) {
         self.with(|w| w.valid_access_tokens.clear());
