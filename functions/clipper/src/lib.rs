@@ -221,6 +221,9 @@ enum Lookup {
     Unavailable,
 }
 
+/// How long finding a live stream's VOD may take before the clip is made from the live stream.
+const ARCHIVE_LOOKUP: std::time::Duration = std::time::Duration::from_secs(2);
+
 /// Unknown outcomes followed by a fresh attempt, at most, per highlight and delivery.
 const MAX_UNKNOWN_ROUNDS: usize = 3;
 
@@ -623,7 +626,15 @@ impl<A: ClipsApi, T: TokenSource, C: ClipStore, P: HighlightProgress> ClipperHan
             Source::Live if editor_id.is_none() => Ok(Footing::LIVE),
             Source::Live => {
                 let Ok(token) = self.tokens.access_token().await else { return Ok(Footing::LIVE) };
-                match self.api.live_archive(&token, id).await {
+                // A slow lookup must not use up the live clip's window, its fallback.
+                let lookup = tokio::time::timeout(ARCHIVE_LOOKUP, self.api.live_archive(&token, id)).await;
+                let lookup = lookup.unwrap_or_else(|_| {
+                    Err(highlights_adapters::twitch::TwitchError::Unreachable {
+                        what: "Get Streams / Get Videos",
+                        reason: "timed out".into(),
+                    })
+                });
+                match lookup {
                     Ok(Some(video)) if video.started_at_s <= detection.peak_second => Ok(Footing {
                         footage: vod(&video, now_ms() / 1000),
                         growing: true,
