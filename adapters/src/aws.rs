@@ -10,6 +10,8 @@ use std::time::Duration;
 use aws_config::timeout::TimeoutConfig;
 use aws_config::{BehaviorVersion, Region, SdkConfig};
 
+pub use crate::stack_env::LocalAws;
+
 /// Bounds on every AWS call. The SDK sets only a connect timeout: a request lost in a network
 /// partition (a blackhole: no answer, no reset) would wait forever, and the runner, the
 /// ingester's producer or a function would stall until restarted. An attempt gives up after
@@ -20,15 +22,6 @@ pub fn timeouts() -> TimeoutConfig {
         .operation_attempt_timeout(Duration::from_secs(10))
         .operation_timeout(Duration::from_secs(30))
         .build()
-}
-
-/// An AWS-compatible endpoint with static test credentials (the local emulator).
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct LocalAws {
-    pub endpoint_url: String,
-    pub region: String,
-    pub access_key_id: String,
-    pub secret_access_key: String,
 }
 
 /// Configuration from the environment (region, credentials, optional endpoint override).

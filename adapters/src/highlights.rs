@@ -10,14 +10,15 @@ use std::future::Future;
 use std::sync::Mutex;
 use std::time::Duration;
 
-use aws_sdk_dynamodb::Client;
-use aws_sdk_dynamodb::error::DisplayErrorContext;
-use aws_sdk_dynamodb::types::AttributeValue;
 use highlights_core::{BroadcasterId, Detection};
+use serde_dynamo::{AttributeValue as Attr, Item};
 
 use crate::clips::HighlightKey;
-use crate::detector_state::{StoreError, condition_held};
+use crate::detector_state::StoreError;
 use crate::resources::keys;
+
+#[cfg(feature = "aws")]
+pub use crate::dynamo::highlights::DynamoHighlights;
 
 /// The port the detector handler uses.
 pub trait HighlightOutbox: Send + Sync {
@@ -128,29 +129,24 @@ impl<T: HighlightProgress> HighlightProgress for std::sync::Arc<T> {
     }
 }
 
-const CLIP_ID: &str = "clip_id";
-const ATTEMPTS: &str = "attempts";
-const REASON: &str = "reason";
-const INTENT_AT: &str = "intent_at";
-
 /// How long highlight items stay in DynamoDB (the clips themselves live in Postgres).
 pub const RETENTION: Duration = Duration::from_secs(30 * 24 * 3600);
 
-const FIRED_AT: &str = "fired_at";
-const INTENSITY: &str = "intensity";
-const MESSAGE_COUNT: &str = "message_count";
-const BASELINE_MEAN: &str = "baseline_mean";
-const BASELINE_STD: &str = "baseline_std";
-const CURVE: &str = "curve";
-const PHRASES: &str = "phrases";
-const STATUS: &str = "status";
-const CREATED_AT: &str = "created_at";
+pub(crate) const FIRED_AT: &str = "fired_at";
+pub(crate) const INTENSITY: &str = "intensity";
+pub(crate) const MESSAGE_COUNT: &str = "message_count";
+pub(crate) const BASELINE_MEAN: &str = "baseline_mean";
+pub(crate) const BASELINE_STD: &str = "baseline_std";
+pub(crate) const CURVE: &str = "curve";
+pub(crate) const PHRASES: &str = "phrases";
+pub(crate) const STATUS: &str = "status";
+pub(crate) const CREATED_AT: &str = "created_at";
 
 /// The item of a detection, as written by the detector.
-pub fn detection_item(detection: &Detection, now_ms: i64) -> HashMap<String, AttributeValue> {
-    let number = |value: String| AttributeValue::N(value);
-    HashMap::from([
-        (keys::BROADCASTER_ID.to_owned(), AttributeValue::S(detection.broadcaster_id.to_string())),
+pub fn detection_item(detection: &Detection, now_ms: i64) -> Item {
+    let number = |value: String| Attr::N(value);
+    Item::from(HashMap::from([
+        (keys::BROADCASTER_ID.to_owned(), Attr::S(detection.broadcaster_id.to_string())),
         (keys::PEAK_AT.to_owned(), number(detection.peak_second.to_string())),
         (FIRED_AT.to_owned(), number(detection.fired_second.to_string())),
         // `{}` of an f64 is the shortest text that parses back to the same number.
@@ -158,31 +154,33 @@ pub fn detection_item(detection: &Detection, now_ms: i64) -> HashMap<String, Att
         (MESSAGE_COUNT.to_owned(), number(detection.message_count.to_string())),
         (BASELINE_MEAN.to_owned(), number(format!("{}", detection.baseline_mean))),
         (BASELINE_STD.to_owned(), number(format!("{}", detection.baseline_std))),
-        (
-            CURVE.to_owned(),
-            AttributeValue::L(detection.curve.counts().iter().map(|c| number(c.to_string())).collect()),
-        ),
+        (CURVE.to_owned(), Attr::L(detection.curve.counts().iter().map(|c| number(c.to_string())).collect())),
         (PHRASES.to_owned(), phrases_value(&detection.phrases)),
-        (STATUS.to_owned(), AttributeValue::S("pending".into())),
+        (STATUS.to_owned(), Attr::S("pending".into())),
         (CREATED_AT.to_owned(), number(now_ms.to_string())),
         (keys::EXPIRES_AT.to_owned(), number((now_ms / 1000 + RETENTION.as_secs() as i64).to_string())),
-    ])
+    ]))
 }
 
-/// Reads the detection back from an item (or a stream image converted to the same shape).
-pub fn parse_detection(item: &HashMap<String, AttributeValue>) -> Option<Detection> {
-    let text = |key: &str| match item.get(key)? {
-        AttributeValue::S(s) | AttributeValue::N(s) => Some(s.as_str()),
+/// The text of a string or number attribute.
+fn text(value: Option<&Attr>) -> Option<&str> {
+    match value? {
+        Attr::S(s) | Attr::N(s) => Some(s.as_str()),
         _ => None,
-    };
+    }
+}
+
+/// Reads the detection back from an item (or a stream image, which has the same shape).
+pub fn parse_detection(item: &Item) -> Option<Detection> {
+    let field = |key: &str| text(item.get(key));
     Some(Detection {
-        broadcaster_id: text(keys::BROADCASTER_ID)?.parse().ok()?,
-        peak_second: text(keys::PEAK_AT)?.parse().ok()?,
-        fired_second: text(FIRED_AT)?.parse().ok()?,
-        intensity: text(INTENSITY)?.parse().ok()?,
-        message_count: text(MESSAGE_COUNT)?.parse().ok()?,
-        baseline_mean: text(BASELINE_MEAN)?.parse().ok()?,
-        baseline_std: text(BASELINE_STD)?.parse().ok()?,
+        broadcaster_id: field(keys::BROADCASTER_ID)?.parse().ok()?,
+        peak_second: field(keys::PEAK_AT)?.parse().ok()?,
+        fired_second: field(FIRED_AT)?.parse().ok()?,
+        intensity: field(INTENSITY)?.parse().ok()?,
+        message_count: field(MESSAGE_COUNT)?.parse().ok()?,
+        baseline_mean: field(BASELINE_MEAN)?.parse().ok()?,
+        baseline_std: field(BASELINE_STD)?.parse().ok()?,
         curve: parse_curve(item.get(CURVE)),
         phrases: parse_phrases(item.get(PHRASES)),
     })
@@ -190,14 +188,14 @@ pub fn parse_detection(item: &HashMap<String, AttributeValue>) -> Option<Detecti
 
 /// Top phrases as an item holds them: a list of `{phrase: S, count: N}` (the JSON shape, so the
 /// clipper reads the stream image with serde).
-fn phrases_value(phrases: &highlights_core::TopPhrases) -> AttributeValue {
-    AttributeValue::L(
+fn phrases_value(phrases: &highlights_core::TopPhrases) -> Attr {
+    Attr::L(
         phrases
             .entries()
             .map(|entry| {
-                AttributeValue::M(HashMap::from([
-                    ("phrase".to_owned(), AttributeValue::S(entry.phrase.as_str().to_owned())),
-                    ("count".to_owned(), AttributeValue::N(entry.count.to_string())),
+                Attr::M(HashMap::from([
+                    ("phrase".to_owned(), Attr::S(entry.phrase.as_str().to_owned())),
+                    ("count".to_owned(), Attr::N(entry.count.to_string())),
                 ]))
             })
             .collect(),
@@ -205,216 +203,26 @@ fn phrases_value(phrases: &highlights_core::TopPhrases) -> AttributeValue {
 }
 
 /// A highlight's top phrases; absent (items written before them) or unreadable entries: none.
-fn parse_phrases(value: Option<&AttributeValue>) -> highlights_core::TopPhrases {
-    let Some(AttributeValue::L(list)) = value else { return Default::default() };
+fn parse_phrases(value: Option<&Attr>) -> highlights_core::TopPhrases {
+    let Some(Attr::L(list)) = value else { return Default::default() };
     highlights_core::TopPhrases::from_entries(list.iter().filter_map(|entry| {
-        let entry = entry.as_m().ok()?;
+        let Attr::M(entry) = entry else { return None };
+        let Attr::S(phrase) = entry.get("phrase")? else { return None };
         Some(highlights_core::PhraseCount {
-            phrase: highlights_core::detector::Phrase::parse(entry.get("phrase")?.as_s().ok()?)?,
-            count: entry.get("count")?.as_n().ok()?.parse().ok()?,
+            phrase: highlights_core::detector::Phrase::parse(phrase)?,
+            count: text(entry.get("count"))?.parse().ok()?,
         })
     }))
 }
 
 /// A highlight's chat curve (a list of numbers); absent or unreadable (items written before it
 /// existed): an empty curve.
-pub fn parse_curve(value: Option<&AttributeValue>) -> highlights_core::ChatCurve {
+fn parse_curve(value: Option<&Attr>) -> highlights_core::ChatCurve {
     let counts: Vec<u32> = match value {
-        Some(AttributeValue::L(list)) => list.iter().filter_map(|v| v.as_n().ok()?.parse().ok()).collect(),
+        Some(Attr::L(list)) => list.iter().filter_map(|v| text(Some(v))?.parse().ok()).collect(),
         _ => Vec::new(),
     };
     highlights_core::ChatCurve::from_counts(&counts)
-}
-
-#[derive(Debug, Clone)]
-pub struct DynamoHighlights {
-    client: Client,
-    table: String,
-}
-
-impl DynamoHighlights {
-    pub fn new(client: Client, table: impl Into<String>) -> Self {
-        Self { client, table: table.into() }
-    }
-
-    /// Every detection of `broadcaster_id`, oldest peak first (for tests and tools).
-    pub async fn list(&self, broadcaster_id: BroadcasterId) -> Result<Vec<Detection>, StoreError> {
-        let mut detections = Vec::new();
-        let mut start: Option<HashMap<String, AttributeValue>> = None;
-        loop {
-            let page = self
-                .client
-                .query()
-                .table_name(&self.table)
-                .key_condition_expression("#id = :id")
-                .expression_attribute_names("#id", keys::BROADCASTER_ID)
-                .expression_attribute_values(":id", AttributeValue::S(broadcaster_id.to_string()))
-                .consistent_read(true)
-                .set_exclusive_start_key(start)
-                .send()
-                .await
-                .map_err(|e| StoreError::Unavailable(DisplayErrorContext(&e).to_string()))?;
-            detections.extend(page.items().iter().filter_map(parse_detection));
-            match page.last_evaluated_key() {
-                Some(key) if !key.is_empty() => start = Some(key.clone()),
-                _ => return Ok(detections),
-            }
-        }
-    }
-}
-
-impl DynamoHighlights {
-    fn key(highlight: HighlightKey) -> HashMap<String, AttributeValue> {
-        HashMap::from([
-            (keys::BROADCASTER_ID.to_owned(), AttributeValue::S(highlight.broadcaster_id.to_string())),
-            (keys::PEAK_AT.to_owned(), AttributeValue::N(highlight.peak_second.to_string())),
-        ])
-    }
-
-    async fn update(
-        &self,
-        highlight: HighlightKey,
-        expression: &str,
-        values: Vec<(&str, AttributeValue)>,
-    ) -> Result<(), StoreError> {
-        let mut request = self
-            .client
-            .update_item()
-            .table_name(&self.table)
-            .set_key(Some(Self::key(highlight)))
-            .update_expression(expression)
-            // Never creates an item: one gone (its TTL) stays gone rather than coming back as a
-            // bare key that no stream consumer can read.
-            .condition_expression("attribute_exists(#peak)")
-            .expression_attribute_names("#peak", keys::PEAK_AT)
-            .expression_attribute_names("#status", STATUS);
-        for (name, value) in values {
-            request = request.expression_attribute_values(name, value);
-        }
-        request.send().await.map_err(|e| StoreError::Unavailable(DisplayErrorContext(&e).to_string()))?;
-        Ok(())
-    }
-}
-
-impl HighlightProgress for DynamoHighlights {
-    async fn progress(&self, highlight: HighlightKey) -> Result<Option<Progress>, StoreError> {
-        let item = self
-            .client
-            .get_item()
-            .table_name(&self.table)
-            .set_key(Some(Self::key(highlight)))
-            .consistent_read(true)
-            .send()
-            .await
-            .map_err(|e| StoreError::Unavailable(DisplayErrorContext(&e).to_string()))?;
-        Ok(item.item().map(|item| {
-            let text = |key: &str| item.get(key).and_then(|v| v.as_s().ok()).cloned();
-            Progress {
-                status: text(STATUS).unwrap_or_else(|| "pending".into()),
-                clip_id: text(CLIP_ID),
-                attempts: item
-                    .get(ATTEMPTS)
-                    .and_then(|v| v.as_n().ok())
-                    .and_then(|n| n.parse().ok())
-                    .unwrap_or(0),
-                reason: text(REASON),
-                intent_at_ms: item.get(INTENT_AT).and_then(|v| v.as_n().ok()).and_then(|n| n.parse().ok()),
-            }
-        }))
-    }
-
-    async fn record_intent(
-        &self,
-        highlight: HighlightKey,
-        attempt: u32,
-        at_ms: i64,
-    ) -> Result<bool, StoreError> {
-        let written = self
-            .client
-            .update_item()
-            .table_name(&self.table)
-            .set_key(Some(Self::key(highlight)))
-            .update_expression("SET #status = :creating, intent_at = :at, attempts = :attempt")
-            .condition_expression(
-                "attribute_exists(#peak) AND attribute_not_exists(clip_id) AND NOT #status IN (:stored, :failed)",
-            )
-            .expression_attribute_names("#status", STATUS)
-            .expression_attribute_names("#peak", keys::PEAK_AT)
-            .expression_attribute_values(":creating", AttributeValue::S("creating".into()))
-            .expression_attribute_values(":stored", AttributeValue::S("stored".into()))
-            .expression_attribute_values(":failed", AttributeValue::S("failed".into()))
-            .expression_attribute_values(":at", AttributeValue::N(at_ms.to_string()))
-            .expression_attribute_values(":attempt", AttributeValue::N(attempt.to_string()))
-            .send()
-            .await;
-        condition_held(written)
-    }
-
-    async fn record_clip(
-        &self,
-        highlight: HighlightKey,
-        clip_id: &str,
-        attempts: u32,
-    ) -> Result<(), StoreError> {
-        self.update(
-            highlight,
-            "SET #status = :status, clip_id = :clip, attempts = :attempts",
-            vec![
-                (":status", AttributeValue::S("created".into())),
-                (":clip", AttributeValue::S(clip_id.to_owned())),
-                (":attempts", AttributeValue::N(attempts.to_string())),
-            ],
-        )
-        .await
-    }
-
-    async fn record_failure(
-        &self,
-        highlight: HighlightKey,
-        reason: &str,
-        attempts: u32,
-    ) -> Result<(), StoreError> {
-        self.update(
-            highlight,
-            "SET #status = :status, reason = :reason, attempts = :attempts",
-            vec![
-                (":status", AttributeValue::S("failed".into())),
-                (":reason", AttributeValue::S(reason.to_owned())),
-                (":attempts", AttributeValue::N(attempts.to_string())),
-            ],
-        )
-        .await
-    }
-
-    async fn record_stored(&self, highlight: HighlightKey, confirmed: bool) -> Result<(), StoreError> {
-        self.update(
-            highlight,
-            "SET #status = :status, confirmed = :confirmed",
-            vec![
-                (":status", AttributeValue::S("stored".into())),
-                (":confirmed", AttributeValue::Bool(confirmed)),
-            ],
-        )
-        .await
-    }
-}
-
-impl HighlightOutbox for DynamoHighlights {
-    async fn record(&self, detection: &Detection) -> Result<bool, StoreError> {
-        let now_ms = std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .map_or(0, |d| d.as_millis() as i64);
-        let put = self
-            .client
-            .put_item()
-            .table_name(&self.table)
-            .set_item(Some(detection_item(detection, now_ms)))
-            .condition_expression("attribute_not_exists(#peak)")
-            .expression_attribute_names("#peak", keys::PEAK_AT)
-            .send()
-            .await;
-        condition_held(put)
-    }
 }
 
 /// In-memory [`HighlightOutbox`] and [`HighlightProgress`] for unit tests.
@@ -535,6 +343,6 @@ mod tests {
         assert_eq!(detection.phrases.entries().count(), 2);
         let item = detection_item(&detection, 1_733_098_533_000);
         assert_eq!(parse_detection(&item), Some(detection));
-        assert_eq!(item[keys::EXPIRES_AT], AttributeValue::N((1_733_098_533 + 30 * 24 * 3600).to_string()));
+        assert_eq!(item[keys::EXPIRES_AT], Attr::N((1_733_098_533 + 30 * 24 * 3600).to_string()));
     }
 }

@@ -4,7 +4,6 @@
 //! made as JSON and deserialised, which is also what the Lambda runtime does.
 
 use aws_lambda_events::event::kinesis::KinesisEvent;
-use base64::Engine as _;
 use serde_json::{Value, json};
 
 /// One Kinesis record as read from a shard.
@@ -168,24 +167,7 @@ pub fn dynamodb_event(
     serde_json::from_value(json!({ "Records": records })).expect("the Lambda DynamoDB stream event shape")
 }
 
-/// DynamoDB JSON of an item written through the SDK (for tests and tools).
-pub fn item_json(item: &std::collections::HashMap<String, aws_sdk_dynamodb::types::AttributeValue>) -> Value {
-    use aws_sdk_dynamodb::types::AttributeValue as A;
-    fn one(value: &A) -> Value {
-        match value {
-            A::S(s) => json!({ "S": s }),
-            A::N(n) => json!({ "N": n }),
-            A::Bool(b) => json!({ "BOOL": b }),
-            A::Null(_) => json!({ "NULL": true }),
-            A::B(b) => json!({ "B": base64::engine::general_purpose::STANDARD.encode(b.as_ref()) }),
-            A::L(list) => json!({ "L": list.iter().map(one).collect::<Vec<_>>() }),
-            A::M(map) => {
-                json!({ "M": map.iter().map(|(k, v)| (k.clone(), one(v))).collect::<serde_json::Map<_, _>>() })
-            }
-            A::Ss(set) => json!({ "SS": set }),
-            A::Ns(set) => json!({ "NS": set }),
-            _ => Value::Null,
-        }
-    }
-    Value::Object(item.iter().map(|(k, v)| (k.clone(), one(v))).collect())
+/// DynamoDB JSON of an item, as a stream record's image carries it (for tests and tools).
+pub fn item_json(item: &serde_dynamo::Item) -> Value {
+    serde_json::to_value(item).expect("an item is JSON")
 }

@@ -4,16 +4,23 @@
 //! Entry points (the `highlights` CLI, the Lambda functions, the ingester) build clients here
 //! once and hand them to handlers. Domain logic does not belong here: it lives in
 //! `highlights-core`, which this crate only feeds.
+//!
+//! Feature `aws` adds the AWS SDK adapters; without it (what `highlights dev` builds) the crate
+//! has the ports, item layouts and the adapters that need no cloud.
 
 pub mod announce;
+#[cfg(feature = "aws")]
 pub mod aws;
 pub mod channel_settings;
 pub mod clips;
 pub mod detector_state;
+#[cfg(feature = "aws")]
+mod dynamo;
 pub mod highlights;
 pub mod kinesis_out;
 pub mod lambda_events;
 pub mod postgres;
+#[cfg(feature = "aws")]
 pub mod provision;
 pub mod resources;
 pub mod sample_clips;

@@ -70,6 +70,7 @@ fn plain_role_name(name: &str) -> Result<&str, DbError> {
     }
 }
 
+#[cfg(feature = "aws")]
 /// The login users of every component in `resources`, each read from its own secret. The
 /// secret must name the user the configuration expects: a secret cannot grant another user
 /// rights. Errors name the secret, never its contents.
@@ -95,6 +96,7 @@ pub async fn login_users_from_secrets(
     Ok(users)
 }
 
+#[cfg(feature = "aws")]
 async fn read_rds_secret(secrets: &aws_sdk_secretsmanager::Client, id: &str) -> Result<RdsSecret, DbError> {
     let error = |reason: String| DbError::Secret { secret: id.to_owned(), reason };
     let value = secrets
@@ -134,6 +136,7 @@ impl std::fmt::Debug for Database {
     }
 }
 
+#[cfg(feature = "aws")]
 /// The JSON of an RDS-managed credentials secret (the fields this needs).
 #[derive(serde::Deserialize)]
 struct RdsSecret {
@@ -147,6 +150,7 @@ struct RdsSecret {
     dbname: Option<String>,
 }
 
+#[cfg(feature = "aws")]
 /// The database of a deployed function: `DATABASE_URL` when set (local runs), otherwise the RDS
 /// secret named by `DATABASE_SECRET_ARN`, reached at `DATABASE_HOST` (the RDS Proxy endpoint)
 /// when set, in database `DATABASE_NAME` (default: the secret's, else `highlights`), with TLS

@@ -4,14 +4,21 @@
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
-use crate::aws::LocalAws;
-
 /// Where `localstack/up` writes the environment, relative to the repository root.
 pub const ENV_FILE: &str = ".local/stack/env";
 
 /// What to tell someone whose stack is not running.
 pub const HOW_TO_START: &str = "start the local stack with `localstack/up` (it installs what it needs), \
      or set HIGHLIGHTS_STACK_ENV to the environment file of a running one";
+
+/// An AWS-compatible endpoint with static test credentials (the local emulator).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LocalAws {
+    pub endpoint_url: String,
+    pub region: String,
+    pub access_key_id: String,
+    pub secret_access_key: String,
+}
 
 #[derive(Debug, thiserror::Error)]
 pub enum StackEnvError {

@@ -13,10 +13,14 @@ use std::future::Future;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
 
-use aws_sdk_secretsmanager::error::DisplayErrorContext;
 use tokio::sync::Mutex;
 
 use crate::twitch::{AppCredentials, Secret, TwitchError, TwitchOAuth, UserToken, now_s};
+
+#[cfg(feature = "aws")]
+mod secrets_manager;
+#[cfg(feature = "aws")]
+pub use secrets_manager::{SecretsTokenSource, SecretsVault, read_secret_json};
 
 #[derive(Debug, thiserror::Error)]
 pub enum TokenError {
@@ -56,42 +60,6 @@ pub trait TokenVault: Send + Sync {
     fn store_token(&self, token: &UserToken) -> impl Future<Output = Result<(), TokenError>> + Send;
     /// The vault's name for logs ("secret NAME", "token file PATH"); never its contents.
     fn place(&self) -> String;
-}
-
-/// Secrets Manager: one secret for the app credentials, one for the user token.
-pub struct SecretsVault {
-    secrets: aws_sdk_secretsmanager::Client,
-    app_secret: String,
-    token_secret: String,
-}
-
-impl TokenVault for SecretsVault {
-    async fn app(&self) -> Result<AppCredentials, TokenError> {
-        read_secret_json(&self.secrets, &self.app_secret).await
-    }
-
-    async fn token(&self) -> Result<UserToken, TokenError> {
-        read_secret_json(&self.secrets, &self.token_secret).await
-    }
-
-    async fn store_token(&self, token: &UserToken) -> Result<(), TokenError> {
-        let text = serde_json::to_string(token).expect("a token serialises");
-        self.secrets
-            .put_secret_value()
-            .secret_id(&self.token_secret)
-            .secret_string(text)
-            .send()
-            .await
-            .map_err(|e| TokenError::Write {
-                place: self.place(),
-                message: DisplayErrorContext(&e).to_string(),
-            })?;
-        Ok(())
-    }
-
-    fn place(&self) -> String {
-        format!("secret {}", self.token_secret)
-    }
 }
 
 /// A file written by `highlights tokens seed --out` (mode 0600), with the app credentials given
@@ -161,23 +129,6 @@ pub struct StoredTokenSource<V> {
     oauth: TwitchOAuth,
     cache: Mutex<Option<(AppCredentials, UserToken)>>,
     refreshes: AtomicU64,
-}
-
-/// The cloud's token source.
-pub type SecretsTokenSource = StoredTokenSource<SecretsVault>;
-
-impl SecretsTokenSource {
-    pub fn new(
-        secrets: aws_sdk_secretsmanager::Client,
-        app_secret: impl Into<String>,
-        token_secret: impl Into<String>,
-        oauth: TwitchOAuth,
-    ) -> Self {
-        Self::with_vault(
-            SecretsVault { secrets, app_secret: app_secret.into(), token_secret: token_secret.into() },
-            oauth,
-        )
-    }
 }
 
 impl<V: TokenVault> StoredTokenSource<V> {
@@ -286,18 +237,4 @@ impl<V: TokenVault> TokenSource for StoredTokenSource<V> {
         }
         Ok(token.user_id)
     }
-}
-
-/// Reads and parses one JSON secret (for example the app credentials, which the ingester needs
-/// without a user token). The secret's value never appears in the error.
-pub async fn read_secret_json<T: serde::de::DeserializeOwned>(
-    secrets: &aws_sdk_secretsmanager::Client,
-    secret: &str,
-) -> Result<T, TokenError> {
-    let value = secrets.get_secret_value().secret_id(secret).send().await.map_err(|e| TokenError::Read {
-        place: format!("secret {secret}"),
-        message: DisplayErrorContext(&e).to_string(),
-    })?;
-    serde_json::from_str(value.secret_string().unwrap_or_default())
-        .map_err(|_| TokenError::Malformed(format!("secret {secret}")))
 }

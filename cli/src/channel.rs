@@ -9,14 +9,13 @@
 use std::path::PathBuf;
 
 use anyhow::{Context as _, bail};
-use highlights_adapters::channel_settings::{
-    ChannelEntry, ChannelSettingsStore, DynamoChannelSettings, SETTINGS_REFRESH,
-};
-use highlights_adapters::resources::Resources;
+use highlights_adapters::channel_settings::{ChannelEntry, ChannelSettingsStore, SETTINGS_REFRESH};
 use highlights_adapters::settings::TwitchUrls;
-use highlights_adapters::tokens::read_secret_json;
-use highlights_adapters::twitch::AppCredentials;
-use highlights_adapters::twitch_streams::HelixStreams;
+#[cfg(feature = "cloud")]
+use highlights_adapters::{
+    channel_settings::DynamoChannelSettings, resources::Resources, tokens::read_secret_json,
+    twitch::AppCredentials, twitch_streams::HelixStreams,
+};
 use highlights_core::{BroadcasterId, ChannelSettings, DetectorConfig};
 use highlights_embedded::Embedded;
 
@@ -87,19 +86,29 @@ pub struct ClearArgs {
 /// Where the settings live.
 enum Store {
     Dev(Embedded),
-    Cloud { settings: DynamoChannelSettings, sdk: Box<aws_config::SdkConfig> },
+    #[cfg(feature = "cloud")]
+    Cloud {
+        settings: DynamoChannelSettings,
+        sdk: Box<aws_config::SdkConfig>,
+    },
 }
 
 impl Store {
     /// The store `target` names. `highlights dev`'s must exist unless `create` (a setting for a
     /// channel given by id, before dev's first run): a mistyped --data-dir is an error.
     async fn open(target: &Target, create: bool) -> anyhow::Result<Self> {
+        #[cfg(not(feature = "cloud"))]
+        if target.cloud {
+            return Err(crate::not_in_this_build("--cloud"));
+        }
+        #[cfg(feature = "cloud")]
         if target.cloud {
             let sdk = highlights_adapters::aws::from_env().await;
             let table = Resources::from_env().channel_settings_table.name;
             let settings = DynamoChannelSettings::new(aws_sdk_dynamodb::Client::new(&sdk), table);
-            Ok(Self::Cloud { settings, sdk: Box::new(sdk) })
-        } else {
+            return Ok(Self::Cloud { settings, sdk: Box::new(sdk) });
+        }
+        {
             anyhow::ensure!(
                 create || target.data_dir.join(highlights_embedded::FILE_NAME).exists(),
                 "no `highlights dev` data in {} (run `highlights dev` first, pass --data-dir, or --cloud \
@@ -113,6 +122,7 @@ impl Store {
     async fn list(&self) -> anyhow::Result<Vec<ChannelEntry>> {
         Ok(match self {
             Self::Dev(store) => store.list().await?,
+            #[cfg(feature = "cloud")]
             Self::Cloud { settings, .. } => settings.list().await?,
         })
     }
@@ -120,6 +130,7 @@ impl Store {
     async fn put(&self, entry: &ChannelEntry) -> anyhow::Result<()> {
         match self {
             Self::Dev(store) => store.put(entry).await?,
+            #[cfg(feature = "cloud")]
             Self::Cloud { settings, .. } => settings.put(entry).await?,
         }
         Ok(())
@@ -128,6 +139,7 @@ impl Store {
     async fn remove(&self, id: BroadcasterId) -> anyhow::Result<bool> {
         Ok(match self {
             Self::Dev(store) => store.remove(id).await?,
+            #[cfg(feature = "cloud")]
             Self::Cloud { settings, .. } => settings.remove(id).await?,
         })
     }
@@ -140,6 +152,8 @@ impl Store {
     /// The broadcaster id of a `login` that has no stored settings: what `highlights dev` has
     /// seen, or Twitch's Get Users (with the deployment's app credentials).
     async fn look_up(&self, login: &str, twitch: &TwitchUrls) -> anyhow::Result<BroadcasterId> {
+        #[cfg(not(feature = "cloud"))]
+        let _ = twitch; // Twitch is asked only about a deployment's channels.
         match self {
             Self::Dev(store) => store.broadcaster_id_of(login)?.with_context(|| {
                 format!(
@@ -147,6 +161,7 @@ impl Store {
                     store.path().display()
                 )
             }),
+            #[cfg(feature = "cloud")]
             Self::Cloud { sdk, .. } => {
                 let secret = Resources::from_env().twitch_app_secret.name;
                 let secrets = aws_sdk_secretsmanager::Client::new(sdk);

@@ -5,12 +5,9 @@
 //! (see [`crate::from_vod`]).
 
 use anyhow::Context as _;
-use highlights_adapters::clips::PgClips;
 use highlights_adapters::postgres::Database;
-use highlights_adapters::resources::Resources;
 use highlights_adapters::sample_clips::SampleClips;
-
-use crate::local_run::{TwitchUrls, twitch_clients};
+use highlights_adapters::settings::TwitchUrls;
 
 #[derive(clap::Subcommand, Debug)]
 pub enum ClipsCommand {
@@ -82,7 +79,18 @@ fn sample(args: SampleArgs) -> anyhow::Result<()> {
     })
 }
 
+#[cfg(not(feature = "cloud"))]
+fn confirm(_: ConfirmArgs) -> anyhow::Result<()> {
+    Err(crate::not_in_this_build("`highlights clips confirm` (the token in Secrets Manager)"))
+}
+
+#[cfg(feature = "cloud")]
 fn confirm(args: ConfirmArgs) -> anyhow::Result<()> {
+    use highlights_adapters::clips::PgClips;
+    use highlights_adapters::resources::Resources;
+
+    use crate::local_run::twitch_clients;
+
     let pool = Database::from_url(&args.database_url)?.pool(1)?;
     crate::stack::runtime()?.block_on(async move {
         let sdk = highlights_adapters::aws::from_env().await;

@@ -11,6 +11,7 @@ mod from_vod;
 mod input;
 mod jsonl;
 mod labels;
+#[cfg(feature = "cloud")]
 mod local_run;
 mod replay;
 mod scenario;
@@ -48,6 +49,7 @@ enum Command {
     /// Apply the PostgreSQL schema migrations (DATABASE_URL); applying twice is a no-op.
     Migrate(stack::MigrateArgs),
     /// The local cloud: provisioning against the AWS emulator or LocalStack.
+    #[cfg(feature = "cloud")]
     #[command(subcommand)]
     Local(stack::LocalCommand),
     /// Clips in Postgres: the confirm sweep, sample data.
@@ -58,6 +60,20 @@ enum Command {
     /// Twitch tokens: authorize the user whose token creates clips.
     #[command(subcommand)]
     Tokens(tokens::TokensCommand),
+    /// A command this build leaves out (`local`: built without the `cloud` feature).
+    #[cfg(not(feature = "cloud"))]
+    #[command(external_subcommand)]
+    Other(Vec<String>),
+}
+
+/// The error of a cloud path in a build without the `cloud` feature (what scripts/dev builds).
+#[cfg(not(feature = "cloud"))]
+pub(crate) fn not_in_this_build(what: &str) -> anyhow::Error {
+    anyhow::anyhow!(
+        "{what} talks to AWS, and this build of `highlights` leaves the AWS SDK out (scripts/dev \
+         builds only the embedded product); build the whole tool with \
+         `cargo build --release --locked -p highlights-cli`"
+    )
 }
 
 fn main() -> ExitCode {
@@ -70,7 +86,15 @@ fn main() -> ExitCode {
         Command::Synth(args) => synth::run(args),
         Command::Tune(args) => tune::run(args),
         Command::Migrate(args) => stack::migrate(args),
+        #[cfg(feature = "cloud")]
         Command::Local(command) => stack::local(command),
+        #[cfg(not(feature = "cloud"))]
+        Command::Other(words) => match words.first().map(String::as_str) {
+            Some("local") => Err(not_in_this_build("`highlights local`")),
+            other => {
+                Err(anyhow::anyhow!("unknown command {:?} (see `highlights --help`)", other.unwrap_or("")))
+            }
+        },
         Command::Tokens(command) => tokens::run(command),
         Command::Clips(command) => clips::run(command),
         Command::Serve(args) => serve::run(args),

@@ -2,18 +2,28 @@
 //! ingester would (wire format v1, one batch per broadcaster per second of event time, the
 //! watermark at the end of that second), then closes every broadcaster with a final watermark,
 //! so the local pipeline sees exactly what `highlights backtest` sees.
+//!
+//! The batching in event time ([`event_time_batches`]) is `highlights dev --replay`'s too; only
+//! the Kinesis side needs the `cloud` feature.
 
 use std::collections::BTreeMap;
 use std::path::PathBuf;
 
+#[cfg(feature = "cloud")]
 use anyhow::Context as _;
-use highlights_adapters::kinesis_out::{self, OutRecord};
-use highlights_adapters::resources::Resources;
-use highlights_adapters::settings::DetectorSettings;
-use highlights_core::{BroadcasterId, BroadcasterMap, ChatBatch, ChatMessage, wire};
+#[cfg(feature = "cloud")]
+use highlights_adapters::{
+    kinesis_out::{self, OutRecord},
+    resources::Resources,
+    settings::DetectorSettings,
+};
+#[cfg(feature = "cloud")]
+use highlights_core::wire;
+use highlights_core::{BroadcasterId, BroadcasterMap, ChatBatch, ChatMessage};
 
 use crate::input::{self, Format};
 
+#[cfg(feature = "cloud")]
 #[derive(clap::Args, Debug)]
 pub struct ReplayArgs {
     /// Recorded chat files (same formats as `backtest`).
@@ -26,6 +36,7 @@ pub struct ReplayArgs {
     lateness_ms: u32,
 }
 
+#[cfg(feature = "cloud")]
 pub fn run(args: ReplayArgs) -> anyhow::Result<()> {
     anyhow::ensure!(
         std::env::var_os("AWS_ENDPOINT_URL").is_some(),
@@ -51,10 +62,6 @@ pub fn run(args: ReplayArgs) -> anyhow::Result<()> {
     })
 }
 
-/// Recorded chat as the ingester batches it, in event time: one batch per broadcaster per second
-/// of chat (the watermark at the end of that second), then a closing watermark per broadcaster
-/// (`lateness_ms` past its last second), so a consumer sees exactly what `backtest` sees. Bad
-/// records are reported on stderr and skipped.
 /// Recorded chat, batched in event time.
 pub struct Replay {
     pub batches: Vec<ChatBatch>,
@@ -66,6 +73,10 @@ pub struct Replay {
     pub vods: Vec<input::Vod>,
 }
 
+/// Recorded chat as the ingester batches it, in event time: one batch per broadcaster per second
+/// of chat (the watermark at the end of that second), then a closing watermark per broadcaster
+/// (`lateness_ms` past its last second), so a consumer sees exactly what `backtest` sees. Bad
+/// records are reported on stderr and skipped.
 pub fn event_time_batches(files: &[PathBuf], format: Format, lateness_ms: u32) -> anyhow::Result<Replay> {
     // Open batches per broadcaster: (second, batch). A batch is closed when the broadcaster's
     // chat moves to a later second.

@@ -1,12 +1,17 @@
 //! `highlights migrate` and `highlights local ...`: the database schema and the local cloud.
 
+#[cfg(feature = "cloud")]
 use std::path::PathBuf;
 
 use anyhow::Context as _;
-use highlights_adapters::postgres::{Database, login_users_from_secrets};
-use highlights_adapters::provision::{self, Outcome, ProvisionOptions, SecretValue};
+use highlights_adapters::postgres::Database;
 use highlights_adapters::resources::Resources;
-use highlights_adapters::stack_env::url_as_user;
+#[cfg(feature = "cloud")]
+use highlights_adapters::{
+    postgres::login_users_from_secrets,
+    provision::{self, Outcome, ProvisionOptions, SecretValue},
+    stack_env::url_as_user,
+};
 
 #[derive(clap::Args, Debug)]
 pub struct MigrateArgs {
@@ -23,6 +28,7 @@ pub struct MigrateArgs {
     login_users: bool,
 }
 
+#[cfg(feature = "cloud")]
 #[derive(clap::Subcommand, Debug)]
 pub enum LocalCommand {
     /// Create (or complete) the Kinesis streams, DynamoDB tables, SQS dead-letter queues and
@@ -37,6 +43,7 @@ pub enum LocalCommand {
     Replay(crate::replay::ReplayArgs),
 }
 
+#[cfg(feature = "cloud")]
 #[derive(clap::Args, Debug)]
 pub struct ProvisionArgs {
     /// Shards per Kinesis stream.
@@ -63,6 +70,11 @@ pub fn migrate(args: MigrateArgs) -> anyhow::Result<()> {
         for name in applied {
             eprintln!("{}: applied {name}", database.target());
         }
+        #[cfg(not(feature = "cloud"))]
+        if args.login_users {
+            return Err(crate::not_in_this_build("--login-users (Secrets Manager)"));
+        }
+        #[cfg(feature = "cloud")]
         if args.login_users {
             let config = highlights_adapters::aws::from_env().await;
             let secrets = aws_sdk_secretsmanager::Client::new(&config);
@@ -76,6 +88,7 @@ pub fn migrate(args: MigrateArgs) -> anyhow::Result<()> {
     })
 }
 
+#[cfg(feature = "cloud")]
 pub fn local(command: LocalCommand) -> anyhow::Result<()> {
     match command {
         LocalCommand::Provision(args) => provision(args),
@@ -99,6 +112,7 @@ pub fn local(command: LocalCommand) -> anyhow::Result<()> {
     }
 }
 
+#[cfg(feature = "cloud")]
 fn provision(args: ProvisionArgs) -> anyhow::Result<()> {
     let read_secret = |path: &Option<PathBuf>| -> anyhow::Result<Option<SecretValue>> {
         let Some(path) = path else { return Ok(None) };

@@ -12,6 +12,7 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use anyhow::{Context as _, bail};
+#[cfg(feature = "cloud")]
 use highlights_adapters::resources::Resources;
 use highlights_adapters::twitch::{
     AppCredentials, DEFAULT_OAUTH2_URL, Secret, TwitchOAuth, UserToken, VOD_CLIP_SCOPES,
@@ -71,6 +72,11 @@ fn random_state() -> anyhow::Result<String> {
 }
 
 async fn seed(args: SeedArgs) -> anyhow::Result<()> {
+    // Before the browser step, not after it.
+    #[cfg(not(feature = "cloud"))]
+    if args.out.is_none() {
+        return Err(crate::not_in_this_build("storing tokens in Secrets Manager (use --out FILE)"));
+    }
     let listener = tokio::net::TcpListener::bind(("127.0.0.1", args.port))
         .await
         .with_context(|| format!("cannot listen on 127.0.0.1:{}", args.port))?;
@@ -159,6 +165,16 @@ async fn store(args: &SeedArgs, app: &AppCredentials, token: &UserToken) -> anyh
         eprintln!("tokens stored in {} (mode 0600)", path.display());
         return Ok(());
     }
+    store_in_secrets(args, app, json).await
+}
+
+#[cfg(not(feature = "cloud"))]
+async fn store_in_secrets(_: &SeedArgs, _: &AppCredentials, _: String) -> anyhow::Result<()> {
+    unreachable!("refused before the browser step")
+}
+
+#[cfg(feature = "cloud")]
+async fn store_in_secrets(args: &SeedArgs, app: &AppCredentials, json: String) -> anyhow::Result<()> {
     let resources = Resources::from_env();
     let sdk = highlights_adapters::aws::from_env().await;
     let secrets = aws_sdk_secretsmanager::Client::new(&sdk);

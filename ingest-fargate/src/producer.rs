@@ -3,7 +3,8 @@
 //! with exponential backoff and jitter. While Kinesis throttles, chat accumulates in the bounded
 //! [`Batcher`] instead of being dropped, until its memory cap.
 //!
-//! The Kinesis call is behind [`RecordSink`], so tests inject partial failures and throttling.
+//! The Kinesis call is behind [`RecordSink`] (`KinesisSink` in the cloud, the embedded stream in
+//! `highlights dev`), so tests inject partial failures and throttling.
 
 use std::future::Future;
 use std::pin::Pin;
@@ -11,7 +12,7 @@ use std::sync::Arc;
 use std::sync::atomic::Ordering;
 use std::time::Duration;
 
-use highlights_adapters::kinesis_out::{self, OutRecord};
+use highlights_adapters::kinesis_out::OutRecord;
 use highlights_core::BroadcasterId;
 use tokio::sync::{mpsc, watch};
 use tokio::time::Instant;
@@ -35,15 +36,19 @@ pub trait RecordSink: Send + Sync + 'static {
     fn joined(&self, _channel: &str, _broadcaster_id: BroadcasterId) {}
 }
 
-/// The Kinesis stream `chat-messages`.
+/// The Kinesis stream `chat-messages` (feature `fargate`).
+#[cfg(feature = "fargate")]
 pub struct KinesisSink {
     pub client: aws_sdk_kinesis::Client,
     pub stream: String,
 }
 
+#[cfg(feature = "fargate")]
 impl RecordSink for KinesisSink {
     async fn put(&self, records: &[&OutRecord]) -> Result<EntryResults, SinkError> {
-        kinesis_out::put_once(&self.client, &self.stream, records).await.map_err(|e| SinkError(e.to_string()))
+        highlights_adapters::kinesis_out::put_once(&self.client, &self.stream, records)
+            .await
+            .map_err(|e| SinkError(e.to_string()))
     }
 }
 
