@@ -5,8 +5,9 @@
 //! once and hand them to handlers. Domain logic does not belong here: it lives in
 //! `highlights-core`, which this crate only feeds.
 //!
-//! Feature `aws` adds the AWS SDK adapters; without it (what `highlights dev` builds) the crate
-//! has the ports, item layouts and the adapters that need no cloud.
+//! Feature `aws` adds the AWS SDK adapters and `postgres` the PostgreSQL ones; without them
+//! (what `highlights dev` builds) the crate has the ports, item layouts and the adapters that
+//! need no cloud.
 
 pub mod announce;
 #[cfg(feature = "aws")]
@@ -19,10 +20,12 @@ mod dynamo;
 pub mod highlights;
 pub mod kinesis_out;
 pub mod lambda_events;
+#[cfg(feature = "postgres")]
 pub mod postgres;
 #[cfg(feature = "aws")]
 pub mod provision;
 pub mod resources;
+#[cfg(feature = "postgres")]
 pub mod sample_clips;
 pub mod settings;
 pub mod stack_env;

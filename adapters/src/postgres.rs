@@ -7,10 +7,16 @@
 //! plus the PEM bundle named by `PGSSLROOTCERT`, if set (the RDS CA bundle for direct RDS).
 //!
 //! Errors name the server and database but never the password in the URL.
+//!
+//! Only with the `postgres` feature, like the tables' adapters beside it ([`clips`],
+//! [`streamers`]); `highlights dev` keeps its data in SQLite and builds without PostgreSQL.
 
 use deadpool_postgres::{Manager, ManagerConfig, Pool, RecyclingMethod};
 use tokio_postgres::Config;
 use tokio_postgres_rustls::MakeRustlsConnect;
+
+pub(crate) mod clips;
+pub(crate) mod streamers;
 
 mod embedded {
     refinery::embed_migrations!("migrations");

@@ -187,7 +187,7 @@ impl Store {
 }
 
 pub fn run(command: ChannelCommand) -> anyhow::Result<()> {
-    crate::stack::runtime()?.block_on(async {
+    crate::runtime()?.block_on(async {
         match command {
             ChannelCommand::Set(args) => set(args).await,
             ChannelCommand::Show(args) => show(args).await,

@@ -4,10 +4,12 @@
 //! `highlights clips from-vod`: the highlights of a recorded VOD, clipped after the fact
 //! (see [`crate::from_vod`]).
 
-use anyhow::Context as _;
-use highlights_adapters::postgres::Database;
-use highlights_adapters::sample_clips::SampleClips;
 use highlights_adapters::settings::TwitchUrls;
+#[cfg(feature = "cloud")]
+use {
+    anyhow::Context as _, highlights_adapters::postgres::Database,
+    highlights_adapters::sample_clips::SampleClips,
+};
 
 #[derive(clap::Subcommand, Debug)]
 pub enum ClipsCommand {
@@ -54,12 +56,18 @@ pub fn run(command: ClipsCommand) -> anyhow::Result<()> {
     }
 }
 
+#[cfg(not(feature = "cloud"))]
+fn sample(_: SampleArgs) -> anyhow::Result<()> {
+    Err(crate::not_in_this_build("`highlights clips sample` (a deployment's PostgreSQL)"))
+}
+
+#[cfg(feature = "cloud")]
 fn sample(args: SampleArgs) -> anyhow::Result<()> {
     if args.channels == 0 {
         anyhow::bail!("--channels must be at least 1");
     }
     let database = Database::from_url(&args.database_url)?;
-    crate::stack::runtime()?.block_on(async move {
+    crate::runtime()?.block_on(async move {
         let client = database.connect().await?;
         eprintln!("{}: generating {} sample clips...", database.target(), args.count);
         let now = time::OffsetDateTime::now_utc().unix_timestamp();
@@ -81,7 +89,7 @@ fn sample(args: SampleArgs) -> anyhow::Result<()> {
 
 #[cfg(not(feature = "cloud"))]
 fn confirm(_: ConfirmArgs) -> anyhow::Result<()> {
-    Err(crate::not_in_this_build("`highlights clips confirm` (the token in Secrets Manager)"))
+    Err(crate::not_in_this_build("`highlights clips confirm` (Secrets Manager, PostgreSQL)"))
 }
 
 #[cfg(feature = "cloud")]
@@ -92,7 +100,7 @@ fn confirm(args: ConfirmArgs) -> anyhow::Result<()> {
     use crate::local_run::twitch_clients;
 
     let pool = Database::from_url(&args.database_url)?.pool(1)?;
-    crate::stack::runtime()?.block_on(async move {
+    crate::runtime()?.block_on(async move {
         let sdk = highlights_adapters::aws::from_env().await;
         let (api, tokens) =
             twitch_clients(&sdk, &Resources::from_env(), &args.twitch.helix_url, &args.twitch.oauth2_url)

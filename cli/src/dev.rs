@@ -33,7 +33,7 @@ use highlights_adapters::tokens::{FileVault, StoredTokenSource, TokenVault as _}
 use highlights_adapters::twitch::{AppCredentials, HelixClips, Secret, TwitchOAuth};
 use highlights_core::clip_policy::ClipPolicy;
 use highlights_core::title::TitleRules;
-use highlights_core::{ChatBatch, Detection, wire};
+use highlights_core::{BroadcasterId, ChatBatch, Detection, wire};
 use highlights_embedded::Embedded;
 use ingest_fargate::producer::{EntryResults, RecordSink, SinkError};
 use tokio::sync::watch;
@@ -46,7 +46,11 @@ use crate::input::Format;
 const DETECTOR_BATCH: usize = 10_000;
 /// Records appended per transaction at `--speed max`.
 const APPEND_CHUNK: usize = 2_000;
+/// How many records a source may append beyond what the detector has done: two full batches.
+const MAX_DETECTOR_LAG: i64 = 2 * DETECTOR_BATCH as i64;
 const IDLE_POLL: Duration = Duration::from_millis(20);
+/// How long the detector waits for a full batch: the cloud mapping's batching window.
+const BATCHING_WINDOW: Duration = Duration::from_secs(1);
 /// The demo's channels, in synth's broadcaster-id order (`first_broadcaster_id` 100000).
 const DEMO_CHANNELS: [(&str, &str); 3] =
     [("demo_pixel", "Demo Pixel"), ("demo_speedrun", "Demo Speedrun"), ("demo_cozy", "Demo Cozy")];
@@ -162,7 +166,7 @@ pub fn run(args: DevArgs) -> anyhow::Result<()> {
     let titles = title_rules(args.title_blocklist.as_deref())?;
     let webhook = args.announce.webhook()?;
     let store = Arc::new(Embedded::open(&args.data_dir)?);
-    crate::stack::runtime()?.block_on(async move {
+    crate::runtime()?.block_on(async move {
         if let Some(vault) = &vault {
             // Read once now, so that a bad file stops the start, not the first clip.
             vault.token().await.context("the Twitch token file cannot be used")?;
@@ -340,11 +344,23 @@ async fn detect(
 ) -> anyhow::Result<()> {
     let mut position = store.position("detector")?;
     while !*stop.borrow() {
-        let records = store.read_stream(position, DETECTOR_BATCH)?;
-        let Some(last) = records.last().map(|r| r.sequence) else {
+        let mut records = store.read_stream(position, DETECTOR_BATCH)?;
+        let Some(mut last) = records.last().map(|r| r.sequence) else {
             tokio::time::sleep(IDLE_POLL).await;
             continue;
         };
+        // Lambda's batching window: wait for a full batch, up to the window, unless the source
+        // has nothing more to give. A replay then saves each state once per 10,000 records.
+        let first_seen = Instant::now();
+        while records.len() < DETECTOR_BATCH
+            && first_seen.elapsed() < BATCHING_WINDOW
+            && !progress.source_done.load(Ordering::SeqCst)
+            && !*stop.borrow()
+        {
+            tokio::time::sleep(IDLE_POLL).await;
+            records.extend(store.read_stream(last, DETECTOR_BATCH - records.len())?);
+            last = records.last().map_or(last, |r| r.sequence);
+        }
         let now_s = unix_ms() as f64 / 1000.0;
         let records: Vec<KinesisRecordIn> = records
             .into_iter()
@@ -565,26 +581,17 @@ async fn replay_files(
     progress: &Progress,
     stop: watch::Receiver<bool>,
 ) -> anyhow::Result<()> {
-    let crate::replay::Replay { batches, messages, channels, vods } =
-        crate::replay::event_time_batches(files, format, lateness_ms)?;
-    // The site and `highlights channel set LOGIN` know the channels by the logins the files name.
-    for (id, login) in &channels {
-        store.upsert_streamer(*id, login, None, false)?;
-    }
-    // A moment of a VOD's chat links to its second in the VOD.
-    for vod in &vods {
-        store.upsert_vod(&vod.video_id, vod.broadcaster_id, vod.started_at_s, vod.length_s)?;
-    }
     let source = replay_source_name(files)?;
     let done = store.position(&source)?.max(0) as usize;
     if done > 0 {
-        eprintln!("dev: resuming the replay after {done} of {} records", batches.len());
+        eprintln!("dev: resuming the replay after {done} records");
     }
-    eprintln!("dev: replaying {messages} messages from {} file(s)", files.len());
+    eprintln!("dev: replaying {} file(s)", files.len());
     // Event time maps to wall time from the first batch on (at `speed`).
-    let first_event_ms = batches.first().map_or(0, |b| b.watermark_ms);
-    append_paced(store, &source, &batches, done, (Instant::now(), first_event_ms), speed, progress, stop)
-        .await
+    let feed = Feed { files: files.to_vec(), format, lateness_ms, name_channels: true };
+    let messages = append_stream(store, &source, feed, done, None, speed, progress, stop).await?;
+    eprintln!("dev: replayed {messages} messages from {} file(s)", files.len());
+    Ok(())
 }
 
 /// A replay is resumed only by the same files: the source's name is their absolute paths and
@@ -599,21 +606,111 @@ fn replay_source_name(files: &[PathBuf]) -> anyhow::Result<String> {
     Ok(name)
 }
 
-/// Appends `batches[done..]` to the stream, each no earlier than its event time maps to on the
-/// wall clock (`anchor`: that wall instant is that event millisecond), in chunks whose source
-/// position commits with them.
+/// Recorded chat to append: what [`crate::replay::stream_batches`] reads.
+struct Feed {
+    files: Vec<PathBuf>,
+    format: Format,
+    lateness_ms: u32,
+    /// Record the logins the files name (the demo names its channels itself).
+    name_channels: bool,
+}
+
+/// Appends the batches of `feed` after the first `done` to the stream, read on a thread of their
+/// own while earlier ones are appended and detected, each no earlier than its event time maps to
+/// on the wall clock. `anchor` is that mapping (this wall instant is this event millisecond), or
+/// `None` for the first batch's watermark now. Returns the messages read.
+#[allow(clippy::too_many_arguments)]
+async fn append_stream(
+    store: &Embedded,
+    source: &str,
+    feed: Feed,
+    done: usize,
+    anchor: Option<(Instant, i64)>,
+    speed: Speed,
+    progress: &Progress,
+    stop: watch::Receiver<bool>,
+) -> anyhow::Result<u64> {
+    use crate::replay::ReplayItem;
+    // A few chunks ahead: reading stays ahead of appending without holding the whole file.
+    let (items, mut received) = tokio::sync::mpsc::channel::<ReplayItem<EncodedBatch>>(4);
+    let name_channels = feed.name_channels;
+    let reader = tokio::task::spawn_blocking(move || {
+        crate::replay::stream_batches(&feed.files, feed.format, feed.lateness_ms, APPEND_CHUNK, &mut |item| {
+            // Encoded on the reader's thread, so the messages' strings are freed where they were
+            // allocated (freeing them on another thread made malloc a third of the replay's time).
+            let item = match item {
+                ReplayItem::Batches(batches) => {
+                    ReplayItem::Batches(batches.iter().map(EncodedBatch::of).collect())
+                }
+                ReplayItem::Channel(id, login) => ReplayItem::Channel(id, login),
+                ReplayItem::Vod(vod) => ReplayItem::Vod(vod),
+            };
+            items.blocking_send(item).is_ok()
+        })
+    });
+    let mut anchor = anchor;
+    let mut next = 0usize; // the stream index of the next batch received
+    while let Some(item) = received.recv().await {
+        if *stop.borrow() {
+            break;
+        }
+        match item {
+            ReplayItem::Channel(id, login) if name_channels => {
+                store.upsert_streamer(id, &login, None, false)?
+            }
+            ReplayItem::Channel(..) => {}
+            // A moment of a VOD's chat links to its second in the VOD.
+            ReplayItem::Vod(vod) => {
+                store.upsert_vod(&vod.video_id, vod.broadcaster_id, vod.started_at_s, vod.length_s)?
+            }
+            ReplayItem::Batches(batches) => {
+                let first = next;
+                next += batches.len();
+                let anchor = *anchor.get_or_insert_with(|| (Instant::now(), batches[0].watermark_ms));
+                let skip = done.saturating_sub(first).min(batches.len());
+                append_paced(store, source, &batches[skip..], first + skip, anchor, speed, progress, &stop)
+                    .await?;
+            }
+        }
+    }
+    drop(received); // a reader still sending stops
+    reader.await.context("the chat reader panicked")?
+}
+
+/// A chat batch as the stream holds it, with what pacing and progress need.
+struct EncodedBatch {
+    broadcaster_id: BroadcasterId,
+    watermark_ms: i64,
+    messages: usize,
+    data: Vec<u8>,
+}
+
+impl EncodedBatch {
+    fn of(batch: &ChatBatch) -> Self {
+        Self {
+            broadcaster_id: batch.broadcaster_id,
+            watermark_ms: batch.watermark_ms,
+            messages: batch.messages.len(),
+            data: wire::encode(batch),
+        }
+    }
+}
+
+/// Appends `batches` (stream indexes from `first_index` on) to the stream, each no earlier than
+/// its event time maps to on the wall clock (`anchor`), in chunks whose source position commits
+/// with them.
 #[allow(clippy::too_many_arguments)]
 async fn append_paced(
     store: &Embedded,
     source: &str,
-    batches: &[ChatBatch],
-    done: usize,
+    batches: &[EncodedBatch],
+    first_index: usize,
     anchor: (Instant, i64),
     speed: Speed,
     progress: &Progress,
-    stop: watch::Receiver<bool>,
+    stop: &watch::Receiver<bool>,
 ) -> anyhow::Result<()> {
-    let mut next = done;
+    let mut next = 0;
     while next < batches.len() && !*stop.borrow() {
         let mut end = next;
         let now = Instant::now();
@@ -630,13 +727,17 @@ async fn append_paced(
             }
             end += 1;
         }
-        if end == next {
+        // Never far ahead of the detector: each append holds the single writer, and the
+        // detector's state saves wait behind it.
+        let behind = store.stream_end()? - store.position("detector")?;
+        if end == next || behind >= MAX_DETECTOR_LAG {
             tokio::time::sleep(IDLE_POLL).await;
             continue;
         }
-        let chunk: Vec<_> = batches[next..end].iter().map(|b| (b.broadcaster_id, wire::encode(b))).collect();
-        store.append(source, end as i64, &chunk)?;
-        let messages: usize = batches[next..end].iter().map(|b| b.messages.len()).sum();
+        let chunk: Vec<_> =
+            batches[next..end].iter().map(|b| (b.broadcaster_id, b.data.as_slice())).collect();
+        store.append(source, (first_index + end) as i64, &chunk)?;
+        let messages: usize = batches[next..end].iter().map(|b| b.messages).sum();
         progress.messages_in.fetch_add(messages as u64, Ordering::Relaxed);
         next = end;
         tokio::task::yield_now().await;
@@ -678,15 +779,15 @@ async fn demo(
     for (index, (login, name)) in DEMO_CHANNELS.iter().enumerate() {
         store.upsert_streamer(100_000 + index as u64, login, Some(name), true)?;
     }
-    let files = [file];
-    let crate::replay::Replay { batches, messages, .. } =
-        crate::replay::event_time_batches(&files, Format::Jsonl, lateness_ms)?;
+    let files = vec![file];
     let source = replay_source_name(&files)?;
     let done = store.position(&source)?.max(0) as usize;
-    eprintln!("dev: built-in demo: 3 synthetic channels, {messages} messages over 2 hours on the wall clock");
+    eprintln!("dev: built-in demo: 3 synthetic channels, two hours of chat on the wall clock");
     // Event time is wall time: what is past is due now, the rest when it happens.
-    let anchor = (Instant::now(), unix_ms());
-    append_paced(store, &source, &batches, done, anchor, Speed::Times(1.0), progress, stop).await
+    let anchor = Some((Instant::now(), unix_ms()));
+    let feed = Feed { files, format: Format::Jsonl, lateness_ms, name_channels: false };
+    append_stream(store, &source, feed, done, anchor, Speed::Times(1.0), progress, stop).await?;
+    Ok(())
 }
 
 /// Live Twitch chat through the ingester's IRC client and batcher, into the embedded stream.

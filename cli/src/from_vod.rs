@@ -16,9 +16,8 @@ use std::sync::Arc;
 
 use anyhow::{Context as _, bail};
 use clipper_function::{Clipped, ClipperHandler, Source};
-use highlights_adapters::clips::{ClipStore, PgClips};
+use highlights_adapters::clips::ClipStore;
 use highlights_adapters::highlights::HighlightOutbox as _;
-use highlights_adapters::postgres::Database;
 use highlights_adapters::settings::{DetectorSettings, TwitchUrls};
 use highlights_adapters::tokens::{FileVault, StoredTokenSource, TokenSource as _, TokenVault as _};
 use highlights_adapters::twitch::{AppCredentials, HelixClips, Secret, TwitchOAuth, VideoInfo};
@@ -94,6 +93,10 @@ struct MomentLine<'a> {
 }
 
 pub fn run(args: FromVodArgs) -> anyhow::Result<()> {
+    #[cfg(not(feature = "cloud"))]
+    if args.database_url.is_some() {
+        return Err(crate::not_in_this_build("--database-url (a deployment's PostgreSQL)"));
+    }
     let config = args.detector.config().context("invalid detector settings")?;
     let per_hour = config.clips_per_hour().unwrap_or(DEFAULT_CLIPS_PER_HOUR);
     // The budget is applied after the fact, to every moment the detector finds.
@@ -105,7 +108,7 @@ pub fn run(args: FromVodArgs) -> anyhow::Result<()> {
         client_secret: Secret::new(args.client_secret.clone()),
     };
     let vault = FileVault::new(app.clone(), &args.twitch_tokens);
-    crate::stack::runtime()?.block_on(async move {
+    crate::runtime()?.block_on(async move {
         let token = vault.token().await.context("the Twitch token file cannot be used")?;
         if !token.can_clip_vods() {
             bail!(
@@ -144,7 +147,13 @@ pub fn run(args: FromVodArgs) -> anyhow::Result<()> {
                 store.upsert_vod(&video.video_id, video.broadcaster_id, video.started_at_s, video.length_s)?;
                 clip_all(&args, &store, &clipper, &titles, &video, &chosen, &store.path().display().to_string()).await
             }
+            #[cfg(not(feature = "cloud"))]
+            Some(_) => unreachable!("refused before any work"),
+            #[cfg(feature = "cloud")]
             Some(url) => {
+                use highlights_adapters::clips::PgClips;
+                use highlights_adapters::postgres::Database;
+
                 let database = Database::from_url(url)?;
                 let target = database.target().to_owned();
                 let clips = PgClips::new(database.pool(2)?);

@@ -92,6 +92,16 @@ pub fn read_file(
     Ok(stats)
 }
 
+/// The format `read_file` reads `path` in (`format`, or the one guessed from its first line).
+pub fn resolve_format(path: &Path, format: Format) -> anyhow::Result<Format> {
+    use anyhow::Context as _;
+    if format != Format::Auto {
+        return Ok(format);
+    }
+    let file = File::open(path).with_context(|| format!("cannot open {}", path.display()))?;
+    detect(&mut BufReader::new(file)).with_context(|| format!("cannot read {}", path.display()))
+}
+
 /// Guesses the format from the first line without consuming it.
 fn detect(reader: &mut BufReader<File>) -> std::io::Result<Format> {
     let head = reader.fill_buf()?;

@@ -129,7 +129,7 @@ pub fn run(args: RunArgs) -> anyhow::Result<()> {
     let clipper_pool =
         Database::from_url(&crate::stack::component_database_url(args.database_url.clone(), "clipper")?)?
             .pool(2)?;
-    crate::stack::runtime()?.block_on(async move {
+    crate::runtime()?.block_on(async move {
         let sdk = highlights_adapters::aws::from_env().await;
         let dynamodb = aws_sdk_dynamodb::Client::new(&sdk);
         let states = || DynamoStateStore::new(dynamodb.clone(), resources.detector_state_table.name.clone());

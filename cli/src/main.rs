@@ -15,7 +15,9 @@ mod labels;
 mod local_run;
 mod replay;
 mod scenario;
+#[cfg(feature = "cloud")]
 mod serve;
+#[cfg(feature = "cloud")]
 mod stack;
 mod synth;
 mod tokens;
@@ -47,6 +49,7 @@ enum Command {
     /// Generate deterministic synthetic chat (JSONL) with labelled bursts.
     Synth(synth::SynthArgs),
     /// Apply the PostgreSQL schema migrations (DATABASE_URL); applying twice is a no-op.
+    #[cfg(feature = "cloud")]
     Migrate(stack::MigrateArgs),
     /// The local cloud: provisioning against the AWS emulator or LocalStack.
     #[cfg(feature = "cloud")]
@@ -56,11 +59,13 @@ enum Command {
     #[command(subcommand)]
     Clips(clips::ClipsCommand),
     /// Serve the clips API and the web site locally (the API Lambda's router).
+    #[cfg(feature = "cloud")]
     Serve(serve::ServeArgs),
     /// Twitch tokens: authorize the user whose token creates clips.
     #[command(subcommand)]
     Tokens(tokens::TokensCommand),
-    /// A command this build leaves out (`local`: built without the `cloud` feature).
+    /// A command this build leaves out (`local`, `migrate`, `serve`: built without the `cloud`
+    /// feature).
     #[cfg(not(feature = "cloud"))]
     #[command(external_subcommand)]
     Other(Vec<String>),
@@ -70,10 +75,16 @@ enum Command {
 #[cfg(not(feature = "cloud"))]
 pub(crate) fn not_in_this_build(what: &str) -> anyhow::Error {
     anyhow::anyhow!(
-        "{what} talks to AWS, and this build of `highlights` leaves the AWS SDK out (scripts/dev \
-         builds only the embedded product); build the whole tool with \
+        "{what} talks to a deployment (AWS, its PostgreSQL), and this build of `highlights` leaves \
+         that out (scripts/dev builds only the embedded product); build the whole tool with \
          `cargo build --release --locked -p highlights-cli`"
     )
+}
+
+/// The async runtime of the commands that need one.
+pub(crate) fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
+    use anyhow::Context as _;
+    tokio::runtime::Builder::new_multi_thread().enable_all().build().context("cannot start the async runtime")
 }
 
 fn main() -> ExitCode {
@@ -85,18 +96,22 @@ fn main() -> ExitCode {
         Command::Backtest(args) => backtest::run(args),
         Command::Synth(args) => synth::run(args),
         Command::Tune(args) => tune::run(args),
+        #[cfg(feature = "cloud")]
         Command::Migrate(args) => stack::migrate(args),
         #[cfg(feature = "cloud")]
         Command::Local(command) => stack::local(command),
         #[cfg(not(feature = "cloud"))]
         Command::Other(words) => match words.first().map(String::as_str) {
-            Some("local") => Err(not_in_this_build("`highlights local`")),
+            Some(name @ ("local" | "migrate" | "serve")) => {
+                Err(not_in_this_build(&format!("`highlights {name}`")))
+            }
             other => {
                 Err(anyhow::anyhow!("unknown command {:?} (see `highlights --help`)", other.unwrap_or("")))
             }
         },
         Command::Tokens(command) => tokens::run(command),
         Command::Clips(command) => clips::run(command),
+        #[cfg(feature = "cloud")]
         Command::Serve(args) => serve::run(args),
     };
     match result {

@@ -34,7 +34,7 @@ pub fn run(args: ServeArgs) -> anyhow::Result<()> {
     }
     let url = crate::stack::component_database_url(args.database_url, "api")?;
     let pool = Database::from_url(&url)?.pool(args.connections)?;
-    crate::stack::runtime()?.block_on(async move {
+    crate::runtime()?.block_on(async move {
         let listener = tokio::net::TcpListener::bind(args.listen)
             .await
             .with_context(|| format!("cannot listen on {}", args.listen))?;

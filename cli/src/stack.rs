@@ -1,17 +1,13 @@
-//! `highlights migrate` and `highlights local ...`: the database schema and the local cloud.
+//! `highlights migrate` and `highlights local ...`: the database schema and the local cloud
+//! (feature `cloud`).
 
-#[cfg(feature = "cloud")]
 use std::path::PathBuf;
 
 use anyhow::Context as _;
-use highlights_adapters::postgres::Database;
+use highlights_adapters::postgres::{Database, login_users_from_secrets};
+use highlights_adapters::provision::{self, Outcome, ProvisionOptions, SecretValue};
 use highlights_adapters::resources::Resources;
-#[cfg(feature = "cloud")]
-use highlights_adapters::{
-    postgres::login_users_from_secrets,
-    provision::{self, Outcome, ProvisionOptions, SecretValue},
-    stack_env::url_as_user,
-};
+use highlights_adapters::stack_env::url_as_user;
 
 #[derive(clap::Args, Debug)]
 pub struct MigrateArgs {
@@ -28,7 +24,6 @@ pub struct MigrateArgs {
     login_users: bool,
 }
 
-#[cfg(feature = "cloud")]
 #[derive(clap::Subcommand, Debug)]
 pub enum LocalCommand {
     /// Create (or complete) the Kinesis streams, DynamoDB tables, SQS dead-letter queues and
@@ -43,7 +38,6 @@ pub enum LocalCommand {
     Replay(crate::replay::ReplayArgs),
 }
 
-#[cfg(feature = "cloud")]
 #[derive(clap::Args, Debug)]
 pub struct ProvisionArgs {
     /// Shards per Kinesis stream.
@@ -59,7 +53,7 @@ pub struct ProvisionArgs {
 
 pub fn migrate(args: MigrateArgs) -> anyhow::Result<()> {
     let database = Database::from_url(&args.database_url)?;
-    runtime()?.block_on(async {
+    crate::runtime()?.block_on(async {
         if args.create_database && database.create_if_missing().await? {
             eprintln!("created database {}", database.target());
         }
@@ -70,11 +64,6 @@ pub fn migrate(args: MigrateArgs) -> anyhow::Result<()> {
         for name in applied {
             eprintln!("{}: applied {name}", database.target());
         }
-        #[cfg(not(feature = "cloud"))]
-        if args.login_users {
-            return Err(crate::not_in_this_build("--login-users (Secrets Manager)"));
-        }
-        #[cfg(feature = "cloud")]
         if args.login_users {
             let config = highlights_adapters::aws::from_env().await;
             let secrets = aws_sdk_secretsmanager::Client::new(&config);
@@ -88,7 +77,6 @@ pub fn migrate(args: MigrateArgs) -> anyhow::Result<()> {
     })
 }
 
-#[cfg(feature = "cloud")]
 pub fn local(command: LocalCommand) -> anyhow::Result<()> {
     match command {
         LocalCommand::Provision(args) => provision(args),
@@ -112,7 +100,6 @@ pub fn local(command: LocalCommand) -> anyhow::Result<()> {
     }
 }
 
-#[cfg(feature = "cloud")]
 fn provision(args: ProvisionArgs) -> anyhow::Result<()> {
     let read_secret = |path: &Option<PathBuf>| -> anyhow::Result<Option<SecretValue>> {
         let Some(path) = path else { return Ok(None) };
@@ -132,7 +119,7 @@ fn provision(args: ProvisionArgs) -> anyhow::Result<()> {
          (production resources come from `cdk deploy`)"
     );
     let resources = Resources::from_env();
-    runtime()?.block_on(async {
+    crate::runtime()?.block_on(async {
         let config = highlights_adapters::aws::from_env().await;
         for item in provision::provision(&config, &resources, &options).await? {
             let outcome = match item.outcome {
@@ -162,8 +149,4 @@ pub fn component_database_url(given: Option<String>, component: &str) -> anyhow:
                 own_env.as_deref().unwrap_or("its variable")
             )
         })
-}
-
-pub fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
-    tokio::runtime::Builder::new_multi_thread().enable_all().build().context("cannot start the async runtime")
 }

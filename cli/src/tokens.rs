@@ -58,7 +58,7 @@ pub struct SeedArgs {
 
 pub fn run(command: TokensCommand) -> anyhow::Result<()> {
     match command {
-        TokensCommand::Seed(args) => crate::stack::runtime()?.block_on(seed(args)),
+        TokensCommand::Seed(args) => crate::runtime()?.block_on(seed(args)),
     }
 }
 

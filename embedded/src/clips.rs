@@ -2,8 +2,8 @@
 //! stored without a Twitch clip (no credentials, or a recorded chat): kind `moment`, a stable id
 //! of its own, the Twitch fields null.
 
+use api_function::clip::rfc3339_from_us;
 use api_function::reader::{ClipReader, ClipRows, ReadError};
-use api_function::statement::rfc3339_from_us;
 use api_function::{Clip, ClipQuery, Streamer, TOTAL_COUNT_CAP};
 use highlights_core::title::TitleRules;
 use highlights_core::{BroadcasterId, Detection};
@@ -44,7 +44,7 @@ fn clip_from_row(row: &rusqlite::Row<'_>) -> rusqlite::Result<(Clip, (i64, i64))
         confirmed: row.get(15)?,
         streamer_login: login.filter(|l| !l.is_empty()),
         streamer_name: row.get(17)?,
-        vod_url: api_function::statement::vod_url(row.get(19)?, row.get(9)?),
+        vod_url: api_function::clip::vod_url(row.get(19)?, row.get(9)?),
         curve: {
             let text: Option<String> = row.get(18)?;
             text.map(|t| crate::state::curve_from_text(Some(&t)).counts().iter().map(|&c| c as i32).collect())

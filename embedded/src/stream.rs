@@ -18,11 +18,11 @@ pub struct StreamRecord {
 impl Embedded {
     /// Appends `records` and sets source `source`'s position to `source_position`, in one
     /// transaction: after a crash either both happened or neither.
-    pub fn append(
+    pub fn append<D: AsRef<[u8]>>(
         &self,
         source: &str,
         source_position: i64,
-        records: &[(BroadcasterId, Vec<u8>)],
+        records: &[(BroadcasterId, D)],
     ) -> Result<(), EmbeddedError> {
         let mut connection = self.writer();
         let transaction = connection.transaction()?;
@@ -30,7 +30,7 @@ impl Embedded {
             let mut insert =
                 transaction.prepare_cached("INSERT INTO stream (partition_key, data) VALUES (?1, ?2)")?;
             for (key, data) in records {
-                insert.execute(rusqlite::params![*key as i64, data])?;
+                insert.execute(rusqlite::params![*key as i64, data.as_ref()])?;
             }
         }
         set_position_in(&transaction, source, source_position)?;
@@ -38,9 +38,11 @@ impl Embedded {
         Ok(())
     }
 
-    /// Up to `limit` records after sequence `after`, oldest first.
+    /// Up to `limit` records after sequence `after`, oldest first. Read on a reader connection
+    /// (WAL: it sees every committed append), so the consumer does not wait for the source's
+    /// appends or the detector's own writes.
     pub fn read_stream(&self, after: i64, limit: usize) -> Result<Vec<StreamRecord>, EmbeddedError> {
-        let connection = self.writer();
+        let connection = self.reader();
         let mut select = connection.prepare_cached(
             "SELECT seq, partition_key, data FROM stream WHERE seq > ?1 ORDER BY seq LIMIT ?2",
         )?;

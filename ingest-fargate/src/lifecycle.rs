@@ -13,7 +13,6 @@ use std::sync::atomic::Ordering;
 use std::time::Duration;
 
 use highlights_adapters::kinesis_out::OutRecord;
-use highlights_adapters::streamers::PgStreamers;
 use highlights_adapters::twitch_streams::{LiveStream, StreamsApi};
 use highlights_core::model::{LifecycleEvent, StreamOffline, StreamOnline};
 use tokio::sync::watch;
@@ -85,7 +84,8 @@ impl ChannelSource for NoChannelSource {
     }
 }
 
-impl ChannelSource for PgStreamers {
+#[cfg(feature = "fargate")]
+impl ChannelSource for highlights_adapters::streamers::PgStreamers {
     async fn monitored(&self) -> Result<BTreeSet<String>, String> {
         self.monitored_logins().await.map(|logins| logins.into_iter().collect()).map_err(|e| e.to_string())
     }

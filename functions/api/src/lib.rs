@@ -7,11 +7,16 @@
 //! parameter ([`statement`]). The OpenAPI 3.1 document is generated from the handlers below and
 //! served at `/v1.0/openapi.json`; `docs/openapi.json` is a committed copy kept identical by a test.
 
+pub mod clip;
+#[cfg(feature = "postgres")]
 pub mod names;
+#[cfg(feature = "postgres")]
 pub mod postgres;
 pub mod query;
 pub mod reader;
+#[cfg(feature = "postgres")]
 pub mod statement;
+#[cfg(feature = "postgres")]
 pub mod totals;
 
 use std::path::Path as FsPath;
@@ -23,15 +28,16 @@ use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::sse::{Event, KeepAlive, Sse};
 use axum::response::{IntoResponse, Response};
 use axum::{Json, Router};
-use deadpool_postgres::Pool;
 use serde::Serialize;
 use utoipa::{IntoParams, OpenApi, ToSchema};
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
+pub use clip::{ChatPhrase, Clip, TOTAL_COUNT_CAP};
 pub use query::{ApiError, ClipQuery, DEFAULT_LIMIT, ErrorBody, MAX_LIMIT, MAX_OFFSET};
 pub use reader::{ClipReader, ClipRows, ReadError};
-pub use statement::{ChatPhrase, Clip, ListStatement, TOTAL_COUNT_CAP, list_statement};
+#[cfg(feature = "postgres")]
+pub use statement::{ListStatement, list_statement};
 
 /// What the handlers share: the store they read clips from.
 #[derive(Clone)]
@@ -41,7 +47,8 @@ pub struct ApiState {
 
 impl ApiState {
     /// The API over PostgreSQL (the Lambda, `highlights serve`).
-    pub fn new(pool: Pool) -> Self {
+    #[cfg(feature = "postgres")]
+    pub fn new(pool: deadpool_postgres::Pool) -> Self {
         Self::from_reader(Arc::new(postgres::PgClipReader::new(pool)))
     }
 

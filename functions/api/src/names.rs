@@ -9,7 +9,7 @@ use std::collections::HashMap;
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
-use crate::statement::Clip;
+use crate::clip::Clip;
 
 pub const NAMES_TTL: Duration = Duration::from_secs(60);
 const MAX_NAMES: usize = 100_000;

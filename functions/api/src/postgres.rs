@@ -8,10 +8,11 @@ use std::time::Instant;
 use deadpool_postgres::Pool;
 
 use crate::Streamer;
+use crate::clip::Clip;
 use crate::names::StreamerNames;
 use crate::query::ClipQuery;
 use crate::reader::{ClipReader, ClipRows, ReadError};
-use crate::statement::{CLIP_COLUMNS, Clip, statement_for};
+use crate::statement::{CLIP_COLUMNS, statement_for};
 use crate::totals::TotalCounts;
 
 pub struct PgClipReader {

@@ -1,11 +1,11 @@
 //! The port the handlers read through: clips and streamers, whatever stores them. PostgreSQL in
-//! AWS and `highlights serve` ([`crate::postgres`]); SQLite in `highlights dev`
+//! AWS and `highlights serve` (`crate::postgres`); SQLite in `highlights dev`
 //! (`highlights-embedded`). Validation happens before ([`crate::query`]); a reader only answers
 //! validated queries and never builds SQL from client text.
 
 use crate::Streamer;
+use crate::clip::Clip;
 use crate::query::ClipQuery;
-use crate::statement::Clip;
 
 /// A store failure; the API answers 503 and logs it, without showing it to clients.
 #[derive(Debug, thiserror::Error)]

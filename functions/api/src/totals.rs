@@ -2,7 +2,7 @@
 //!
 //! The page itself is always read fresh; only the total may be up to [`TOTAL_TTL`] old, the same
 //! age the response's `Cache-Control` allows a CDN. Without it every request pays a count over up
-//! to [`crate::statement::TOTAL_COUNT_CAP`] index entries, a multiple of the page query's cost.
+//! to [`crate::TOTAL_COUNT_CAP`] index entries, a multiple of the page query's cost.
 
 use std::collections::HashMap;
 use std::sync::Mutex;
