@@ -74,6 +74,11 @@ struct Emulator {
     child: Option<Child>,
 }
 
+/// The emulator process ended before it answered (its port was taken, for one).
+#[derive(Debug, thiserror::Error)]
+#[error("the AWS emulator exited before answering: {0}")]
+struct EmulatorExited(String);
+
 impl Emulator {
     async fn start(&mut self) -> anyhow::Result<()> {
         let log = std::fs::OpenOptions::new().create(true).append(true).open(&self.log)?;
@@ -85,10 +90,36 @@ impl Emulator {
             .with_context(|| format!("cannot start {}", self.moto.display()))?;
         self.child = Some(child);
         let url = format!("http://127.0.0.1:{}/moto-api/", self.port);
-        poll(Duration::from_secs(60), "the AWS emulator to answer", || async {
-            reqwest::get(&url).await.is_ok_and(|r| r.status().is_success())
-        })
-        .await
+        let started = Instant::now();
+        loop {
+            if reqwest::get(&url).await.is_ok_and(|r| r.status().is_success()) {
+                return Ok(());
+            }
+            if let Some(status) = self.child.as_mut().and_then(|c| c.try_wait().ok().flatten()) {
+                self.child = None;
+                bail!(EmulatorExited(format!("port {}: {status}, see {}", self.port, self.log.display())));
+            }
+            if started.elapsed() > Duration::from_secs(60) {
+                bail!("timed out after 60 s waiting for the AWS emulator to answer");
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+
+    /// Starts on a port picked free. Another process can take that port before the emulator
+    /// binds it (moto needs a number, not port 0): the emulator then exits, and another port is
+    /// tried.
+    async fn start_on_a_free_port(&mut self) -> anyhow::Result<()> {
+        for _ in 0..4 {
+            self.port = free_port()?;
+            match self.start().await {
+                Err(error) if error.is::<EmulatorExited>() => {
+                    eprintln!("chaos: the emulator exited ({error}); another port")
+                }
+                other => return other,
+            }
+        }
+        bail!("the AWS emulator exited on four ports in a row; see {}", self.log.display())
     }
 
     fn kill(&mut self) {
@@ -178,13 +209,9 @@ impl World {
         let dir = std::env::temp_dir().join(format!("highlights-chaos-{name}-{}", std::process::id()));
         let _ = std::fs::remove_dir_all(&dir);
         std::fs::create_dir_all(&dir)?;
-        let mut emulator = Emulator {
-            moto: binaries.moto.clone(),
-            port: free_port()?,
-            log: dir.join("emulator.log"),
-            child: None,
-        };
-        emulator.start().await?;
+        let mut emulator =
+            Emulator { moto: binaries.moto.clone(), port: 0, log: dir.join("emulator.log"), child: None };
+        emulator.start_on_a_free_port().await?;
         let aws_proxy = FaultProxy::start(SocketAddr::from(([127, 0, 0, 1], emulator.port))).await?;
         let postgres = tokio::task::spawn_blocking(TempPostgres::start)
             .await?
