@@ -12,6 +12,8 @@
 //! [`streamers`]); `highlights dev` keeps its data in SQLite and builds without PostgreSQL.
 
 use deadpool_postgres::{Manager, ManagerConfig, Pool, RecyclingMethod};
+use rustls::pki_types::CertificateDer;
+use rustls::pki_types::pem::PemObject;
 use tokio_postgres::Config;
 use tokio_postgres_rustls::MakeRustlsConnect;
 
@@ -129,7 +131,7 @@ fn tls_connector(extra_roots: Option<&str>) -> Result<MakeRustlsConnect, DbError
     if let Some(path) = extra_roots {
         let error = |reason: String| DbError::RootCertificates { path: path.to_owned(), reason };
         let pem = std::fs::read(path).map_err(|e| error(e.to_string()))?;
-        for certificate in rustls_pemfile::certs(&mut pem.as_slice()) {
+        for certificate in CertificateDer::pem_slice_iter(&pem) {
             roots.add(certificate.map_err(|e| error(e.to_string()))?).map_err(|e| error(e.to_string()))?;
         }
     }

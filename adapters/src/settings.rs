@@ -157,7 +157,7 @@ impl AnnounceSettings {
         let format = self.announce_format.unwrap_or_else(|| crate::announce::AnnounceFormat::for_url(url));
         let key = self.announce_signing_key.clone().filter(|k| !k.is_empty()).map(crate::twitch::Secret::new);
         Ok(Some(crate::announce::Webhook::new(
-            reqwest::Client::new(),
+            crate::tls::http_client(),
             crate::twitch::Secret::new(url.clone()),
             format,
             key,

@@ -668,7 +668,7 @@ mod tests {
 
     #[test]
     fn the_authorize_url_asks_for_clips_edit() {
-        let oauth = TwitchOAuth::new(reqwest::Client::new(), "https://id.twitch.tv/oauth2/");
+        let oauth = TwitchOAuth::new(crate::tls::http_client(), "https://id.twitch.tv/oauth2/");
         let url = oauth.authorize_url("abc", "http://localhost:17563/callback", &["clips:edit"], "s1");
         assert_eq!(
             url,

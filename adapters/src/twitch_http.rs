@@ -143,7 +143,7 @@ mod tests {
     #[test]
     fn twitch_urls_are_rewritten_and_others_refused() {
         let client = RewritingClient::new(
-            reqwest::Client::new(),
+            crate::tls::http_client(),
             "http://127.0.0.1:9/helix/",
             "http://127.0.0.1:9/oauth2",
             Duration::from_secs(1),

@@ -34,7 +34,7 @@ fn clip(title: &str) -> ClipAnnouncement {
 async fn a_signed_body_is_retried_until_accepted_with_one_idempotency_key() {
     let receiver = FakeWebhook::start(&[500, 429, 503]).await;
     let webhook = Webhook::new(
-        reqwest::Client::new(),
+        highlights_adapters::tls::http_client(),
         Secret::new(receiver.url()),
         AnnounceFormat::Json,
         Some(Secret::new("k3y")),
@@ -59,9 +59,13 @@ async fn a_signed_body_is_retried_until_accepted_with_one_idempotency_key() {
 #[tokio::test]
 async fn a_refusal_is_final_and_discord_is_told_to_ping_nobody() {
     let receiver = FakeWebhook::start(&[400]).await;
-    let webhook =
-        Webhook::new(reqwest::Client::new(), Secret::new(receiver.url()), AnnounceFormat::Discord, None)
-            .with_policy(quick());
+    let webhook = Webhook::new(
+        highlights_adapters::tls::http_client(),
+        Secret::new(receiver.url()),
+        AnnounceFormat::Discord,
+        None,
+    )
+    .with_policy(quick());
     assert_eq!(webhook.send(&clip("@everyone LUL")).await, Err(AnnounceError::Refused(400)));
     let seen = receiver.seen();
     assert_eq!(seen.len(), 1, "a 400 is not tried again");
@@ -77,8 +81,9 @@ async fn an_unreachable_webhook_is_given_up_without_showing_its_url() {
     let closed = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let url = format!("http://{}/hook/TOPSECRET", closed.local_addr().unwrap());
     drop(closed);
-    let webhook = Webhook::new(reqwest::Client::new(), Secret::new(&url), AnnounceFormat::Json, None)
-        .with_policy(quick());
+    let webhook =
+        Webhook::new(highlights_adapters::tls::http_client(), Secret::new(&url), AnnounceFormat::Json, None)
+            .with_policy(quick());
     let error = webhook.send(&clip("W")).await.unwrap_err();
     assert!(matches!(error, AnnounceError::GaveUp { attempts: 5, .. }), "{error}");
     assert!(

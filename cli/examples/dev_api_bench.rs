@@ -38,7 +38,7 @@ async fn main() -> anyhow::Result<()> {
     // The rest of dev's output, in the background: its last line has the counts.
     let summary = std::thread::spawn(move || stderr.lines().map_while(Result::ok).last().unwrap_or_default());
     let done = Arc::new(AtomicBool::new(false));
-    let http = reqwest::Client::new();
+    let http = highlights_adapters::tls::http_client();
     let readers: Vec<_> = (0..clients)
         .map(|_| {
             let (http, url, done) = (http.clone(), url.clone(), done.clone());

@@ -170,8 +170,12 @@ impl Store {
                         "cannot look up {login:?} without the Twitch app credentials: pass --broadcaster-id"
                     )
                 })?;
-                let helix =
-                    HelixStreams::new(reqwest::Client::new(), &twitch.helix_url, &twitch.oauth2_url, app);
+                let helix = HelixStreams::new(
+                    highlights_adapters::tls::http_client(),
+                    &twitch.helix_url,
+                    &twitch.oauth2_url,
+                    app,
+                );
                 let found = helix
                     .user_ids(&[login.to_owned()])
                     .await

@@ -210,7 +210,7 @@ pub fn run(args: DevArgs) -> anyhow::Result<()> {
         let detector = tokio::spawn(detect(store.clone(), handler, progress.clone(), stop.clone()));
         let moments = match vault {
             Some(vault) => {
-                let http = reqwest::Client::new();
+                let http = highlights_adapters::tls::http_client();
                 let app = vault.app().await?;
                 eprintln!("dev: live highlights become Twitch clips (tokens in {})", vault.path().display());
                 let clipper = ClipperHandler::new(

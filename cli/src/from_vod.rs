@@ -117,7 +117,7 @@ pub fn run(args: FromVodArgs) -> anyhow::Result<()> {
                 args.twitch_tokens.display()
             );
         }
-        let http = reqwest::Client::new();
+        let http = highlights_adapters::tls::http_client();
         let tokens = StoredTokenSource::with_vault(vault, TwitchOAuth::new(http.clone(), &args.twitch.oauth2_url));
         let helix = HelixClips::new(http, &args.twitch.helix_url, app.client_id);
         let access = tokens.access_token().await.context("no usable Twitch token")?;

@@ -263,7 +263,7 @@ pub(crate) async fn twitch_clients(
     helix_url: &str,
     oauth_url: &str,
 ) -> anyhow::Result<(HelixClips, SecretsTokenSource)> {
-    let http = reqwest::Client::new();
+    let http = highlights_adapters::tls::http_client();
     let tokens = SecretsTokenSource::new(
         aws_sdk_secretsmanager::Client::new(sdk),
         resources.twitch_app_secret.name.clone(),

@@ -25,6 +25,10 @@ mod tune;
 
 use std::process::ExitCode;
 
+// Why not the system allocator: see the workspace Cargo.toml and docs/benchmarks.md (dev replay).
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 use clap::{Parser, Subcommand};
 
 #[derive(Parser)]

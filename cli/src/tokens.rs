@@ -83,7 +83,7 @@ async fn seed(args: SeedArgs) -> anyhow::Result<()> {
     let port = listener.local_addr()?.port();
     let redirect_uri = format!("http://localhost:{port}/callback");
     let state = random_state()?;
-    let oauth = TwitchOAuth::new(reqwest::Client::new(), &args.oauth_url);
+    let oauth = TwitchOAuth::new(highlights_adapters::tls::http_client(), &args.oauth_url);
     eprintln!("Open this URL, log in as the account that will create clips, and authorize:\n");
     let scopes: &[&str] = if args.vod { &["clips:edit", VOD_CLIP_SCOPES[0]] } else { &["clips:edit"] };
     eprintln!("{}\n", oauth.authorize_url(&args.client_id, &redirect_uri, scopes, &state));

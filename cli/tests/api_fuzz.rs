@@ -69,8 +69,14 @@ async fn schemathesis_finds_nothing_either_over_the_embedded_store() {
         .unwrap();
     assert!(finished.status.success(), "{}", String::from_utf8_lossy(&finished.stderr));
     let server = dev(&data, &["--replay", &chat.display().to_string()], &[]);
-    let page: serde_json::Value =
-        reqwest::get(format!("{}v1.0/clip", server.url)).await.unwrap().json().await.unwrap();
+    let page: serde_json::Value = highlights_adapters::tls::http_client()
+        .get(format!("{}v1.0/clip", server.url))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
     assert!(page["count"].as_u64().unwrap() > 0, "moments to list: {page}");
     schemathesis_finds_nothing_at(&server.url).await;
     drop(server);

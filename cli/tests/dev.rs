@@ -62,7 +62,14 @@ async fn listed(url: &str) -> Vec<(String, i64, String)> {
         if let Some(cursor) = &cursor {
             page_url.push_str(&format!("&cursor={cursor}"));
         }
-        let page: serde_json::Value = reqwest::get(&page_url).await.unwrap().json().await.unwrap();
+        let page: serde_json::Value = highlights_adapters::tls::http_client()
+            .get(&page_url)
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
         for clip in page["clips"].as_array().unwrap() {
             assert_eq!(clip["kind"], "moment", "{clip}");
             found.push((
@@ -130,8 +137,14 @@ async fn a_replay_lists_exactly_the_detections_backtest_prints() {
     assert_eq!(listed(&again.url).await, expected);
     // Each moment links to its second in the VOD whose chat it came from.
     let vods = vods_of(&files);
-    let page: serde_json::Value =
-        reqwest::get(format!("{}v1.0/clip?limit=100", again.url)).await.unwrap().json().await.unwrap();
+    let page: serde_json::Value = highlights_adapters::tls::http_client()
+        .get(format!("{}v1.0/clip?limit=100", again.url))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
     for moment in page["clips"].as_array().unwrap() {
         let at = unix_seconds(moment["detected_at"].as_str().unwrap());
         let (video, started, _) =
@@ -228,7 +241,9 @@ async fn live_chat_from_twitch_irc_becomes_a_moment_the_api_lists() {
     assert!((50..=180).contains(&voices), "a voice per chatter and second, no more: {moment}");
     assert_eq!(moment["title"], format!("KEKW ×{voices}"), "the moment is titled by it");
     assert!(moment["url"].is_null() && moment["embed_url"].is_null(), "{moment}");
-    let beta: serde_json::Value = reqwest::get(format!("{}v1.0/clip?broadcaster_id=525252", served.url))
+    let beta: serde_json::Value = highlights_adapters::tls::http_client()
+        .get(format!("{}v1.0/clip?broadcaster_id=525252", served.url))
+        .send()
         .await
         .unwrap()
         .json()
@@ -338,7 +353,9 @@ async fn clips_of_515151(
 ) -> serde_json::Value {
     let started = Instant::now();
     loop {
-        let page: serde_json::Value = reqwest::get(format!("{}v1.0/clip?broadcaster_id=515151", served.url))
+        let page: serde_json::Value = highlights_adapters::tls::http_client()
+            .get(format!("{}v1.0/clip?broadcaster_id=515151", served.url))
+            .send()
             .await
             .unwrap()
             .json()

@@ -536,7 +536,9 @@ async fn twitch_chat_becomes_a_clip_the_api_lists() {
 
     let database_url = env.vars.iter().rev().find(|(k, _)| k == "DATABASE_URL").unwrap().1.clone();
     let server = common::serve(&database_url, &common::repository().join("web"));
-    let page: serde_json::Value = reqwest::get(format!("{}v1.0/clip?broadcaster_id=434343", server.url))
+    let page: serde_json::Value = highlights_adapters::tls::http_client()
+        .get(format!("{}v1.0/clip?broadcaster_id=434343", server.url))
+        .send()
         .await
         .unwrap()
         .json()

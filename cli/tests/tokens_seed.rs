@@ -53,7 +53,7 @@ async fn the_code_flow_stores_tokens_in_a_private_file() {
     let mut seeding = start_seed(&fake, &out).await;
     assert!(seeding.authorize_url.contains("scope=clips%3Aedit"), "{}", seeding.authorize_url);
     // The "browser": the fake authorizes and redirects to the CLI's localhost listener.
-    let page = reqwest::get(&seeding.authorize_url).await.unwrap();
+    let page = highlights_adapters::tls::http_client().get(&seeding.authorize_url).send().await.unwrap();
     assert_eq!(page.status(), 200);
     assert!(page.text().await.unwrap().contains("Authorized"));
     assert!(seeding.child.wait().await.unwrap().success());
@@ -81,7 +81,10 @@ async fn with_vod_the_token_may_also_cut_clips_from_vods() {
         "{}",
         seeding.authorize_url
     );
-    assert_eq!(reqwest::get(&seeding.authorize_url).await.unwrap().status(), 200);
+    assert_eq!(
+        highlights_adapters::tls::http_client().get(&seeding.authorize_url).send().await.unwrap().status(),
+        200
+    );
     assert!(seeding.child.wait().await.unwrap().success());
     let stored: highlights_adapters::twitch::UserToken =
         serde_json::from_str(&std::fs::read_to_string(&out).unwrap()).unwrap();
@@ -101,7 +104,11 @@ async fn a_redirect_with_the_wrong_state_stores_nothing() {
         .unwrap()
         .replace("%3A", ":")
         .replace("%2F", "/");
-    let forged = reqwest::get(format!("{redirect}?code=stolen&state=not-the-state")).await.unwrap();
+    let forged = highlights_adapters::tls::http_client()
+        .get(format!("{redirect}?code=stolen&state=not-the-state"))
+        .send()
+        .await
+        .unwrap();
     assert_eq!(forged.status(), 400);
     let status = seeding.child.wait().await.unwrap();
     assert_eq!(status.code(), Some(1));

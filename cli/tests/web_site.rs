@@ -16,7 +16,7 @@ use common::{repository, seeded_database, serve};
 async fn serve_puts_the_site_and_the_api_on_one_origin() {
     let database_url = seeded_database("serve").await;
     let server = serve(&database_url, &repository().join("web"));
-    let client = reqwest::Client::new();
+    let client = highlights_adapters::tls::http_client();
     let page = client.get(&server.url).send().await.unwrap();
     assert_eq!(page.status(), 200);
     assert!(page.text().await.unwrap().contains("<title>Twitch Highlights</title>"));

@@ -15,9 +15,11 @@
 //! - [`reaction`]: what a message's text says (reaction, plain, copypasta), for `v2`.
 //! - [`title`]: clip titles from what chat said around a moment.
 //! - [`irc`]: parsing of raw Twitch IRC `PRIVMSG` lines with IRCv3 tags.
+//! - [`backoff`]: the one retry schedule (exponential, capped, optional jitter).
 //!
 //! What must not live here: network or file access, clocks, randomness, logging setup.
 
+pub mod backoff;
 pub mod clip_policy;
 pub mod config;
 pub mod detector;
@@ -29,6 +31,7 @@ pub mod title;
 mod varint;
 pub mod wire;
 
+pub use backoff::Backoff;
 pub use config::{ChannelSettings, ConfigError, DetectorConfig, DetectorMode};
 pub use detector::{
     BroadcasterMap, ChannelDetector, ChatCurve, Detection, Detector, Outcome, PhraseCount, StateDecodeError,

@@ -282,6 +282,7 @@ impl ClipStore for Embedded {
     }
 
     async fn not_published_yet(&self, clip_id: &str) -> Result<(), ClipStoreError> {
+        // highlights_core::Backoff's doubling, in SQL so that the update stays one statement.
         self.writer()
             .execute(
                 "UPDATE clips SET confirm_attempts = confirm_attempts + 1, \

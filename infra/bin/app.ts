@@ -4,8 +4,15 @@ import * as cdk from 'aws-cdk-lib';
 import { AwsSolutionsChecks } from 'cdk-nag';
 import * as path from 'node:path';
 import { HighlightsStack } from '../lib/highlights-stack';
+import { LambdaArchitecture } from '../lib/lambda-build';
 
 const app = new cdk.App();
+/** `arm64`, `x86_64` or unset; anything else is a mistake to stop on. */
+function lambdaArchitectureSetting(value: string): LambdaArchitecture | undefined {
+  if (value === '') return undefined;
+  if (value === 'arm64' || value === 'x86_64') return value;
+  throw new Error(`-c lambdaArchitecture must be arm64 or x86_64 (got ${JSON.stringify(value)})`);
+}
 const context = (key: string): string => String(app.node.tryGetContext(key) ?? '');
 /** `v2` unless told `seed`; anything else is a mistake to stop on, not to guess. */
 function detectorMode(value: string): 'seed' | 'v2' {
@@ -13,11 +20,11 @@ function detectorMode(value: string): 'seed' | 'v2' {
   if (value === 'seed') return 'seed';
   throw new Error(`-c detectorMode must be seed or v2 (got ${JSON.stringify(value)})`);
 }
-const architecture = context('lambdaArchitecture') === 'x86_64' ? 'x86_64' : 'arm64';
 new HighlightsStack(app, context('stackName') || 'TwitchHighlights', {
   env: { account: process.env.CDK_DEFAULT_ACCOUNT, region: process.env.CDK_DEFAULT_REGION },
   lambdaAssetDir: path.resolve(context('lambdaAssetDir') || '../target/lambda'),
-  lambdaArchitecture: architecture,
+  // The zips' build.json decides; the context may only confirm it (lib/lambda-build.ts).
+  lambdaArchitecture: lambdaArchitectureSetting(context('lambdaArchitecture')),
   kinesisShards: Number(context('kinesisShards') || 0),
   channels: Number(context('channels') || 100),
   alarmEmail: context('alarmEmail') || undefined,

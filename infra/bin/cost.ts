@@ -12,8 +12,7 @@ import { Template } from 'aws-cdk-lib/assertions';
 import * as ecs from 'aws-cdk-lib/aws-ecs';
 import { BillLine, DeploymentShape, chatShardsFor, dollars, leversTable, markdownTable, monthlyBill, shapeOf, total } from '../lib/cost';
 import { HighlightsStack, HighlightsStackProps } from '../lib/highlights-stack';
-
-const FUNCTIONS = ['detector', 'lifecycle', 'clipper', 'announcer', 'api', 'migrate'];
+import { writeStandInAssets } from '../lib/lambda-build';
 
 /** The bill of the stack synthesized with `props` for `channels` channels. */
 export function billFor(channels: number, props: Partial<HighlightsStackProps> = {}): BillLine[] {
@@ -24,10 +23,7 @@ export function billFor(channels: number, props: Partial<HighlightsStackProps> =
 export function shapeFor(channels: number, props: Partial<HighlightsStackProps> = {}): DeploymentShape {
   const assets = fs.mkdtempSync(path.join(os.tmpdir(), 'highlights-cost-'));
   try {
-    for (const name of FUNCTIONS) {
-      fs.mkdirSync(path.join(assets, name));
-      fs.writeFileSync(path.join(assets, name, 'bootstrap.zip'), `placeholder ${name}`);
-    }
+    writeStandInAssets(assets);
     const app = new cdk.App({ outdir: path.join(assets, 'cdk.out') });
     const stack = new HighlightsStack(app, 'Cost', {
       lambdaAssetDir: assets,

@@ -34,6 +34,7 @@ import * as subscriptions from 'aws-cdk-lib/aws-sns-subscriptions';
 import * as sqs from 'aws-cdk-lib/aws-sqs';
 import * as cr from 'aws-cdk-lib/custom-resources';
 import { DatabaseComponent, resources } from './resources';
+import { LambdaArchitecture, lambdaArchitecture } from './lambda-build';
 
 /** The CloudWatch namespace of the EMF metrics (adapters/src/telemetry.rs). */
 export const METRICS_NAMESPACE = 'TwitchHighlights';
@@ -41,8 +42,11 @@ export const METRICS_NAMESPACE = 'TwitchHighlights';
 export interface HighlightsStackProps extends cdk.StackProps {
   /** Folder with `<function>/bootstrap.zip` for detector, lifecycle, clipper, announcer, api, migrate. */
   lambdaAssetDir: string;
-  /** `arm64` (Graviton, the default) or `x86_64`; must match how the zips were built. */
-  lambdaArchitecture?: 'arm64' | 'x86_64';
+  /**
+   * Optional: the zips' architecture comes from `build.json` in `lambdaAssetDir` (written by
+   * `scripts/build-lambdas`); a value here that differs from it stops the synth.
+   */
+  lambdaArchitecture?: LambdaArchitecture;
   /** Shards of the chat stream (the lifecycle stream gets one); 0 (the default) for on-demand capacity. */
   kinesisShards?: number;
   /**
@@ -84,7 +88,8 @@ export class HighlightsStack extends cdk.Stack {
 
   constructor(scope: Construct, id: string, props: HighlightsStackProps) {
     super(scope, id, props);
-    const architecture = props.lambdaArchitecture === 'x86_64' ? lambda.Architecture.X86_64 : lambda.Architecture.ARM_64;
+    const architecture =
+      lambdaArchitecture(props.lambdaAssetDir, props.lambdaArchitecture) === 'x86_64' ? lambda.Architecture.X86_64 : lambda.Architecture.ARM_64;
     const shards = props.kinesisShards ?? 0;
 
     // Streams and queues use AWS-managed keys (a customer key would add a KMS call per Kinesis

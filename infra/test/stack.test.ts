@@ -11,17 +11,13 @@ import * as ecs from 'aws-cdk-lib/aws-ecs';
 import * as rds from 'aws-cdk-lib/aws-rds';
 import { AwsSolutionsChecks } from 'cdk-nag';
 import { HighlightsStack, HighlightsStackProps } from '../lib/highlights-stack';
+import { BUILD_RECORD, LAMBDA_FUNCTIONS, LambdaArchitecture, writeStandInAssets } from '../lib/lambda-build';
 
-const FUNCTIONS = ['detector', 'lifecycle', 'clipper', 'announcer', 'api', 'migrate'];
+const FUNCTIONS = LAMBDA_FUNCTIONS;
 
-/** Stand-in zips: synthesis only hashes them. */
-function placeholderAssets(): string {
-  const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'highlights-lambda-'));
-  for (const name of FUNCTIONS) {
-    fs.mkdirSync(path.join(dir, name));
-    fs.writeFileSync(path.join(dir, name, 'bootstrap.zip'), `placeholder ${name}`);
-  }
-  return dir;
+/** Stand-in zips (synthesis only hashes them) and the build record `scripts/build-lambdas` writes. */
+function placeholderAssets(architecture: LambdaArchitecture = 'arm64'): string {
+  return writeStandInAssets(fs.mkdtempSync(path.join(os.tmpdir(), 'highlights-lambda-')), architecture);
 }
 
 const assets = placeholderAssets();
@@ -92,15 +88,35 @@ test('DynamoDB tables: on-demand, point-in-time recovery, TTL, the highlights st
   });
 });
 
-test('every function runs on provided.al2023, arm64 by default, from its zip', () => {
+test('every function runs on provided.al2023 from its zip, on the architecture the zips were built for', () => {
   const functions = resourcesOf('AWS::Lambda::Function').filter(([, r]) => r.Properties.Runtime === 'provided.al2023');
   assert.equal(functions.length, FUNCTIONS.length);
   for (const [, f] of functions) {
     assert.deepEqual(f.Properties.Architectures, ['arm64']);
     assert.equal(f.Properties.Handler, 'bootstrap');
   }
-  const x86 = synth({ lambdaArchitecture: 'x86_64' }).template;
-  x86.hasResourceProperties('AWS::Lambda::Function', { Runtime: 'provided.al2023', Architectures: ['x86_64'] });
+  const x86Assets = placeholderAssets('x86_64');
+  for (const requested of [undefined, 'x86_64'] as const) {
+    const x86 = synth({ lambdaAssetDir: x86Assets, lambdaArchitecture: requested }).template;
+    const architectures = Object.values(x86.findResources('AWS::Lambda::Function'))
+      .filter((r) => r.Properties.Runtime === 'provided.al2023')
+      .map((r) => r.Properties.Architectures[0]);
+    assert.deepEqual(architectures, FUNCTIONS.map(() => 'x86_64'));
+  }
+});
+
+test('the stack refuses zips of another architecture, and zips without a build record', () => {
+  assert.throws(
+    () => synth({ lambdaAssetDir: placeholderAssets('x86_64'), lambdaArchitecture: 'arm64' }),
+    /built for x86_64, but the deployment asks for arm64: rebuild them \(scripts\/build-lambdas --arm64\)/,
+  );
+  assert.throws(() => synth({ lambdaArchitecture: 'x86_64' }), /built for arm64, but the deployment asks for x86_64/);
+  const unrecorded = placeholderAssets();
+  fs.rmSync(path.join(unrecorded, BUILD_RECORD));
+  assert.throws(() => synth({ lambdaAssetDir: unrecorded }), /build\.json is missing: build the functions with scripts\/build-lambdas/);
+  const partial = placeholderAssets();
+  fs.writeFileSync(path.join(partial, BUILD_RECORD), JSON.stringify({ architecture: 'arm64', functions: ['detector'] }));
+  assert.throws(() => synth({ lambdaAssetDir: partial }), /lists no build of lifecycle, clipper, announcer, api, migrate/);
 });
 
 test('event-source mappings: partial batch responses, bisect, retries bounded by record age only, a DLQ each', () => {

@@ -20,6 +20,10 @@ use tokio::sync::watch;
 use crate::metrics::Counters;
 use crate::producer::RecordSink;
 
+/// Pauses between the quick retries of refused lifecycle records: 200, 400, 800 ms.
+const SEND_BACKOFF: highlights_core::Backoff =
+    highlights_core::Backoff::new(Duration::from_millis(200), Duration::from_millis(800));
+
 /// The live streams last seen, by login. Pure: the poller feeds it what Helix said.
 #[derive(Debug, Default)]
 pub struct LiveState {
@@ -172,9 +176,7 @@ impl<A: StreamsApi, C: ChannelSource, S: RecordSink> Poller<A, C, S> {
             if unsent.is_empty() {
                 return;
             }
-            if attempt > 0 {
-                tokio::time::sleep(Duration::from_millis(100 << attempt)).await;
-            }
+            tokio::time::sleep(SEND_BACKOFF.after(attempt)).await;
             // One record per broadcaster per call keeps each channel's events in order.
             let mut seen = BTreeSet::new();
             let (call, later): (Vec<OutRecord>, Vec<OutRecord>) =

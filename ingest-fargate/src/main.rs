@@ -110,7 +110,7 @@ async fn main() -> anyhow::Result<()> {
         .collect();
     let secrets = aws_sdk_secretsmanager::Client::new(&sdk);
     // One HTTP client (connection pool, TLS setup) for all Twitch calls of the process.
-    let http = reqwest::Client::new();
+    let http = highlights_adapters::tls::http_client();
     let app: Option<AppCredentials> = match read_secret_json(&secrets, &resources.twitch_app_secret.name)
         .await
     {

@@ -232,7 +232,12 @@ fn finish_call(
     }
 }
 
-/// Exponential backoff with jitter: 100 ms doubling to 5 s, each wait between half and all of it.
+/// The pause schedule after failed calls: 200 ms doubling to 5 s, each wait between half and all
+/// of it (jitter, so many ingesters throttled together do not retry together).
+const PUT_BACKOFF: highlights_core::Backoff =
+    highlights_core::Backoff::new(Duration::from_millis(200), Duration::from_secs(5));
+
+/// When the next call may go, after consecutive failures.
 #[derive(Debug)]
 struct Backoff {
     failures: u32,
@@ -253,13 +258,11 @@ impl Backoff {
         self.failures = 0;
     }
     fn fail(&mut self) {
-        self.failures = (self.failures + 1).min(16);
-        let ceiling = (100u64 << self.failures.min(6)).min(5_000);
+        self.failures = self.failures.saturating_add(1);
         // Jitter from the clock's low bits: no RNG dependency, different across tasks and times.
         let noise = std::time::SystemTime::now()
             .duration_since(std::time::UNIX_EPOCH)
             .map_or(0, |d| d.subsec_nanos());
-        let wait = ceiling / 2 + u64::from(noise) % (ceiling / 2 + 1);
-        self.until = Instant::now() + Duration::from_millis(wait);
+        self.until = Instant::now() + PUT_BACKOFF.jittered(self.failures, u64::from(noise));
     }
 }

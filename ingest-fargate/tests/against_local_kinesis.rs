@@ -61,7 +61,7 @@ async fn sigterm_flushes_everything_received_into_kinesis_and_exits_0() {
         );
         irc.send_raw(Some("alpha"), &line);
     }
-    let http = reqwest::Client::new();
+    let http = highlights_adapters::tls::http_client();
     let base = format!("http://127.0.0.1:{health_port}");
     poll("100 messages received", async || {
         let status = http.get(format!("{base}/status")).send().await.ok()?.text().await.ok()?;

@@ -25,7 +25,7 @@ const WAIT: Duration = Duration::from_secs(20);
 
 fn helix(twitch: &FakeTwitch) -> HelixStreams {
     let app = AppCredentials { client_id: "fake-client".into(), client_secret: Secret::new("fake-secret") };
-    HelixStreams::new(reqwest::Client::new(), &twitch.helix_url(), &twitch.oauth_url(), app)
+    HelixStreams::new(highlights_adapters::tls::http_client(), &twitch.helix_url(), &twitch.oauth_url(), app)
 }
 
 fn events(sink: &MemorySink) -> Vec<(String, String)> {

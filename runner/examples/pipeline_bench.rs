@@ -119,7 +119,7 @@ async fn main() {
     }
     let init_started = Instant::now();
     let pool = Database::from_url(stack.database_url().unwrap()).unwrap().pool(2).unwrap();
-    let http = reqwest::Client::new();
+    let http = highlights_adapters::tls::http_client();
     let tokens = SecretsTokenSource::new(
         secrets.clone(),
         &resources.twitch_app_secret.name,

@@ -32,6 +32,7 @@ use aws_config::SdkConfig;
 use aws_lambda_events::event::dynamodb::Event as DynamoEvent;
 use aws_lambda_events::event::kinesis::KinesisEvent;
 use aws_sdk_kinesis::error::DisplayErrorContext;
+use highlights_core::Backoff;
 use tokio::sync::watch;
 
 pub use checkpoints::Checkpoints;
@@ -88,9 +89,8 @@ pub struct RunnerOptions {
     pub max_retries: Option<u32>,
     /// How long the same record may keep failing before it goes to the dead-letter queue.
     pub max_retry_time: Duration,
-    /// Pause before the first retry; it doubles with each failed attempt, up to `max_backoff`.
-    pub retry_backoff: Duration,
-    pub max_backoff: Duration,
+    /// Pauses between retries: the first, doubling with each failed attempt, capped.
+    pub retry_backoff: Backoff,
     pub region: String,
 }
 
@@ -102,8 +102,7 @@ impl Default for RunnerOptions {
             max_retries: None,
             // The clipper mapping's maximum record age (infra), the shortest of the mappings.
             max_retry_time: Duration::from_secs(600),
-            retry_backoff: Duration::from_millis(200),
-            max_backoff: Duration::from_secs(5),
+            retry_backoff: Backoff::new(Duration::from_millis(200), Duration::from_secs(5)),
             region: "us-east-1".into(),
         }
     }
@@ -401,14 +400,9 @@ async fn poll<S: Shard>(shard: S, context: PollerContext, mut stop: watch::Recei
             }
         }
         if first_failed.is_some() && attempts > 0 {
-            pause(&mut stop, backoff(options, attempts)).await;
+            pause(&mut stop, options.retry_backoff.after(attempts)).await;
         }
     }
-}
-
-/// The pause after failed attempt `attempts` (1, 2, ...): doubling from `retry_backoff`, capped.
-fn backoff(options: &RunnerOptions, attempts: u32) -> Duration {
-    options.retry_backoff.saturating_mul(1 << attempts.saturating_sub(1).min(20)).min(options.max_backoff)
 }
 
 /// Sends records that exhausted their retries to the dead-letter queue, with their content
@@ -435,9 +429,8 @@ mod tests {
     #[test]
     fn retries_back_off_doubling_up_to_the_cap() {
         let options = RunnerOptions::default();
-        let pauses: Vec<u64> = (1..=8).map(|n| backoff(&options, n).as_millis() as u64).collect();
+        let pauses: Vec<u64> = (1..=8).map(|n| options.retry_backoff.after(n).as_millis() as u64).collect();
         assert_eq!(pauses, [200, 400, 800, 1600, 3200, 5000, 5000, 5000]);
-        assert_eq!(backoff(&options, u32::MAX), options.max_backoff);
         // Ten minutes of retries at most 5 s apart: an outage of a minute is ridden out.
         assert!(options.max_retries.is_none() && options.max_retry_time >= Duration::from_secs(600));
     }

@@ -76,7 +76,7 @@ async fn run_until(
         batch_size: 4,
         poll_interval: Duration::from_millis(5),
         max_retries: Some(2),
-        retry_backoff: Duration::from_millis(5),
+        retry_backoff: highlights_core::Backoff::new(Duration::from_millis(5), Duration::from_secs(5)),
         ..RunnerOptions::default()
     };
     let checkpoints = Arc::new(Checkpoints::open(&setup.checkpoints_path).unwrap());

@@ -161,6 +161,7 @@ impl ClipStore for PgClips {
 
     async fn not_published_yet(&self, clip_id: &str) -> Result<(), ClipStoreError> {
         let client = self.pool.get().await.map_err(unavailable)?;
+        // highlights_core::Backoff's doubling, in SQL so that the update stays one statement.
         client
             .execute(
                 "UPDATE clips SET confirm_attempts = confirm_attempts + 1, \

@@ -55,7 +55,12 @@ async fn main() -> Result<(), Error> {
                             }
                         };
                         let key = parsed.signing_key.filter(|k| !k.is_empty()).map(Secret::new);
-                        Some(Webhook::new(reqwest::Client::new(), Secret::new(parsed.url), format, key))
+                        Some(Webhook::new(
+                            highlights_adapters::tls::http_client(),
+                            Secret::new(parsed.url),
+                            format,
+                            key,
+                        ))
                     }
                 },
             },

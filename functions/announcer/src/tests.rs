@@ -52,7 +52,7 @@ fn event(records: &[DynamoRecordIn]) -> DynamoEvent {
 
 fn webhook(receiver: &FakeWebhook) -> Webhook {
     Webhook::new(
-        reqwest::Client::new(),
+        highlights_adapters::tls::http_client(),
         Secret::new(receiver.url()),
         AnnounceFormat::Json,
         Some(Secret::new("k")),

@@ -32,7 +32,7 @@ async fn main() -> Result<(), Error> {
     let sdk = highlights_adapters::aws::from_env().await;
     let secrets = aws_sdk_secretsmanager::Client::new(&sdk);
     let pool = database_from_env(&secrets).await?.pool(2)?;
-    let http = reqwest::Client::builder().build()?;
+    let http = highlights_adapters::tls::http_client();
     let helix_url = std::env::var("TWITCH_HELIX_URL").unwrap_or_else(|_| DEFAULT_HELIX_URL.to_owned());
     let oauth_url = std::env::var("TWITCH_OAUTH2_URL").unwrap_or_else(|_| DEFAULT_OAUTH2_URL.to_owned());
     let tokens = SecretsTokenSource::new(

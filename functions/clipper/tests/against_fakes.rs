@@ -95,7 +95,7 @@ async fn world_with(name: &str, database_url: Option<String>, token: String) -> 
 
     let fake = FakeTwitch::start().await;
     fake.accept_token(ACCESS);
-    let http = reqwest::Client::new();
+    let http = highlights_adapters::tls::http_client();
     let secrets = aws_sdk_secretsmanager::Client::new(&sdk);
     let dynamodb = aws_sdk_dynamodb::Client::new(&sdk);
     let highlights = DynamoHighlights::new(dynamodb.clone(), &resources.highlights_table.name);
@@ -536,7 +536,7 @@ async fn two_clippers_rejected_with_the_same_token_refresh_only_once() {
             world.secrets.clone(),
             &world.resources.twitch_app_secret.name,
             &world.resources.twitch_user_token_secret.name,
-            TwitchOAuth::new(reqwest::Client::new(), world.fake.oauth_url()),
+            TwitchOAuth::new(highlights_adapters::tls::http_client(), world.fake.oauth_url()),
         )
     };
     let (first, second) = (instance(), instance());

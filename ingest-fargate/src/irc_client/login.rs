@@ -15,6 +15,10 @@ use twitch_irc::login::{CredentialsPair, LoginCredentials};
 
 use super::transport::ChatServer;
 
+/// Pauses before asking for a token again after failures: 1 s doubling to 32 s.
+const TOKEN_BACKOFF: highlights_core::Backoff =
+    highlights_core::Backoff::new(Duration::from_secs(1), Duration::from_secs(32));
+
 /// Who logs in: anonymous (`justinfan…`, read-only) or a user whose token (scope `chat:read`)
 /// comes from a [`ChatTokens`] source, refreshed when Twitch refuses it.
 #[derive(Clone)]
@@ -90,7 +94,7 @@ impl LoginCredentials for ChatLogin {
         };
         let failures = self.failures.load(Ordering::Relaxed);
         if failures > 0 {
-            tokio::time::sleep(Duration::from_millis(500 << failures.min(6))).await;
+            tokio::time::sleep(TOKEN_BACKOFF.after(u32::try_from(failures).unwrap_or(u32::MAX))).await;
         }
         let mut last = self.last.lock().await;
         let refused = self.server.login_refused.swap(false, Ordering::Relaxed);

@@ -251,7 +251,8 @@ struct Channels {
 
 struct Unconfirmed {
     next_try: Instant,
-    wait: Duration,
+    /// JOINs sent so far (the first one included).
+    joins: u32,
 }
 
 impl Channels {
@@ -271,6 +272,7 @@ impl Channels {
     /// unconfirmed for `within` (and, after each retry, twice as long as before).
     async fn check_confirmations(&mut self, client: &Client, within: Duration, counters: &Counters) {
         let now = Instant::now();
+        let schedule = highlights_core::Backoff::new(within, MAX_REJOIN_BACKOFF);
         for channel in &self.joined {
             let (_, confirmed) = client.get_channel_status(channel.clone()).await;
             if confirmed {
@@ -280,20 +282,20 @@ impl Channels {
             let entry = self
                 .unconfirmed
                 .entry(channel.clone())
-                .or_insert(Unconfirmed { next_try: now + within, wait: within });
+                .or_insert(Unconfirmed { next_try: now + within, joins: 1 });
             if now >= entry.next_try && !self.rejoin.contains(channel) {
                 tracing::info!(
                     channel,
-                    waited_s = entry.wait.as_secs(),
+                    waited_s = schedule.after(entry.joins).as_secs(),
                     "Twitch has not confirmed the JOIN; joining again"
                 );
                 self.rejoin.push_back(channel.clone());
-                entry.wait = (entry.wait * 2).min(MAX_REJOIN_BACKOFF);
-                entry.next_try = now + entry.wait;
+                entry.joins = entry.joins.saturating_add(1);
+                entry.next_try = now + schedule.after(entry.joins);
             }
         }
         // Past their first window: joined again at least once.
-        let retrying = self.unconfirmed.values().filter(|u| u.wait > within).count();
+        let retrying = self.unconfirmed.values().filter(|u| u.joins > 1).count();
         counters.channels_unconfirmed.store(retrying as i64, Ordering::Relaxed);
     }
 

@@ -463,7 +463,8 @@ async fn listed_kinds(url: &str) -> anyhow::Result<(usize, usize)> {
         if let Some(cursor) = &cursor {
             page_url.push_str(&format!("&cursor={cursor}"));
         }
-        let page: serde_json::Value = reqwest::get(&page_url).await?.json().await?;
+        let page: serde_json::Value =
+            highlights_adapters::tls::http_client().get(&page_url).send().await?.json().await?;
         for clip in page["clips"].as_array().context("no clips array")? {
             match clip["kind"].as_str() {
                 Some("clip") => clips += 1,

@@ -460,8 +460,12 @@ async fn inject(
             } else if second == FAULT_AT + 3
                 && let Some((_, url)) = &world.server
             {
-                let (client, url) =
-                    (reqwest::Client::builder().timeout(Duration::from_secs(5)).build()?, url.clone());
+                let (client, url) = (
+                    highlights_adapters::tls::http_client_builder()
+                        .timeout(Duration::from_secs(5))
+                        .build()?,
+                    url.clone(),
+                );
                 during.api_while_database_down = Some(tokio::spawn(async move {
                     let answer = client.get(format!("{url}v1.0/clip")).send().await;
                     answer.ok().map(|r| r.status().as_u16())
@@ -645,8 +649,13 @@ async fn settle(
 }
 
 async fn api_count(url: &str) -> anyhow::Result<usize> {
-    let page: serde_json::Value =
-        reqwest::get(format!("{url}v1.0/clip?limit=100")).await?.error_for_status()?.json().await?;
+    let page: serde_json::Value = highlights_adapters::tls::http_client()
+        .get(format!("{url}v1.0/clip?limit=100"))
+        .send()
+        .await?
+        .error_for_status()?
+        .json()
+        .await?;
     Ok(page["clips"].as_array().map_or(0, Vec::len))
 }
 

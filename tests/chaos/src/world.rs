@@ -92,7 +92,12 @@ impl Emulator {
         let url = format!("http://127.0.0.1:{}/moto-api/", self.port);
         let started = Instant::now();
         loop {
-            if reqwest::get(&url).await.is_ok_and(|r| r.status().is_success()) {
+            if highlights_adapters::tls::http_client()
+                .get(&url)
+                .send()
+                .await
+                .is_ok_and(|r| r.status().is_success())
+            {
                 return Ok(());
             }
             if let Some(status) = self.child.as_mut().and_then(|c| c.try_wait().ok().flatten()) {
