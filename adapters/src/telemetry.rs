@@ -5,6 +5,7 @@
 use std::collections::BTreeMap;
 
 use serde_json::{Map, Value, json};
+use tracing_subscriber::filter::{LevelFilter, Targets};
 
 /// The CloudWatch namespace of every metric of the system.
 pub const NAMESPACE: &str = "TwitchHighlights";
@@ -13,24 +14,41 @@ pub const NAMESPACE: &str = "TwitchHighlights";
 /// debug, whatever `RUST_LOG` asks for.
 const TWITCH_IRC_TARGET: &str = "twitch_irc";
 
-/// JSON logs on stderr; level from `RUST_LOG` (default `info`, or `default_level`).
+/// JSON logs on stderr; levels from `RUST_LOG` (default `info`, or `default_level`).
 pub fn init_json_logs(default_level: &str) {
-    let mut filter = tracing_subscriber::EnvFilter::try_from_default_env()
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default_level));
+    use tracing_subscriber::layer::SubscriberExt as _;
+    use tracing_subscriber::util::SubscriberInitExt as _;
+    let filter = log_filter(std::env::var("RUST_LOG").ok().as_deref(), default_level);
+    let logs = tracing_subscriber::fmt::layer().json().with_current_span(false).with_writer(std::io::stderr);
+    // A second initialisation (tests, a runner hosting several handlers) keeps the first.
+    let _ =
+        tracing_subscriber::registry().with(tracing_subscriber::Layer::with_filter(logs, filter)).try_init();
+}
+
+/// The log filter: `RUST_LOG`'s comma-separated `level` and `target=level` directives
+/// (`Targets`: no span or field filters, so no regex engine in every binary), else
+/// `default_level`, else `info`; targets not named log at the default level. twitch-irc is held at
+/// or below both what was asked for and debug.
+fn log_filter(rust_log: Option<&str>, default_level: &str) -> Targets {
+    let asked = rust_log
+        .and_then(|value| value.parse::<Targets>().ok())
+        .or_else(|| default_level.parse::<Targets>().ok())
+        .unwrap_or_else(|| Targets::new().with_default(LevelFilter::INFO));
     // A directive sets twitch-irc's level outright: it must not exceed what was asked for
     // (a `warn` default would otherwise log its debug lines) nor debug.
-    let wanted = filter.max_level_hint().unwrap_or(tracing_subscriber::filter::LevelFilter::INFO);
-    let ceiling = wanted.min(tracing_subscriber::filter::LevelFilter::DEBUG);
-    if let Ok(directive) = format!("{TWITCH_IRC_TARGET}={ceiling}").parse() {
-        filter = filter.add_directive(directive);
-    }
-    // A second initialisation (tests, a runner hosting several handlers) keeps the first.
-    let _ = tracing_subscriber::fmt()
-        .json()
-        .with_current_span(false)
-        .with_env_filter(filter)
-        .with_writer(std::io::stderr)
-        .try_init();
+    let wanted =
+        asked.iter().map(|(_, level)| level).chain(asked.default_level()).max().unwrap_or(LevelFilter::INFO);
+    let ceiling = wanted.min(LevelFilter::DEBUG);
+    // Targets not named keep the default level (RUST_LOG=highlights_adapters=debug still shows
+    // everything else at info).
+    let default = asked.default_level().or_else(|| default_level.parse().ok()).unwrap_or(LevelFilter::INFO);
+    asked
+        .iter()
+        .filter(|(target, _)| !target.starts_with(TWITCH_IRC_TARGET))
+        .fold(Targets::new().with_default(default), |filter, (target, level)| {
+            filter.with_target(target.to_owned(), level)
+        })
+        .with_target(TWITCH_IRC_TARGET, ceiling)
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -114,6 +132,34 @@ impl MetricRecord {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn level_of(filter: &Targets, target: &str) -> Option<LevelFilter> {
+        [LevelFilter::TRACE, LevelFilter::DEBUG, LevelFilter::INFO, LevelFilter::WARN, LevelFilter::ERROR]
+            .into_iter()
+            .find(|level| level.into_level().is_some_and(|level| filter.would_enable(target, &level)))
+    }
+
+    #[test]
+    fn rust_log_sets_levels_and_twitch_irc_never_logs_below_debug() {
+        let filter = log_filter(Some("warn,highlights_adapters=trace,twitch_irc=trace"), "info");
+        assert_eq!(level_of(&filter, "ingest_fargate"), Some(LevelFilter::WARN));
+        assert_eq!(level_of(&filter, "highlights_adapters::twitch"), Some(LevelFilter::TRACE));
+        // twitch-irc's trace lines carry `PASS oauth:<token>`.
+        assert_eq!(level_of(&filter, "twitch_irc::transport"), Some(LevelFilter::DEBUG));
+
+        let quiet = log_filter(Some("warn"), "info");
+        assert_eq!(level_of(&quiet, "twitch_irc"), Some(LevelFilter::WARN), "no louder than asked");
+        assert_eq!(level_of(&log_filter(None, "debug"), "anything"), Some(LevelFilter::DEBUG));
+        let unreadable = log_filter(Some("this is not=a level"), "error");
+        assert_eq!(level_of(&unreadable, "anything"), Some(LevelFilter::ERROR), "falls back to the default");
+        let one_target = log_filter(Some("highlights_adapters=debug"), "warn");
+        assert_eq!(level_of(&one_target, "highlights_adapters"), Some(LevelFilter::DEBUG));
+        assert_eq!(
+            level_of(&one_target, "ingest_fargate"),
+            Some(LevelFilter::WARN),
+            "the rest at the default"
+        );
+    }
 
     #[test]
     fn emf_records_declare_every_metric_and_dimension() {
