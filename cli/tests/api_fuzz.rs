@@ -10,7 +10,7 @@
 use std::path::Path;
 
 mod common;
-use common::{data_dir, dev, repository, seeded_database, serve};
+use common::{data_dir, dev, get_json, repository, seeded_database, serve};
 
 /// Runs schemathesis against the API at `url` and asserts it found nothing.
 async fn schemathesis_finds_nothing_at(url: &str) {
@@ -69,14 +69,7 @@ async fn schemathesis_finds_nothing_either_over_the_embedded_store() {
         .unwrap();
     assert!(finished.status.success(), "{}", String::from_utf8_lossy(&finished.stderr));
     let server = dev(&data, &["--replay", &chat.display().to_string()], &[]);
-    let page: serde_json::Value = highlights_adapters::tls::http_client()
-        .get(format!("{}v1.0/clip", server.url))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let page = get_json(&format!("{}v1.0/clip", server.url)).await;
     assert!(page["count"].as_u64().unwrap() > 0, "moments to list: {page}");
     schemathesis_finds_nothing_at(&server.url).await;
     drop(server);

@@ -13,7 +13,7 @@ use highlights_test_support::{CreateAnswer, FAKE_VOD_ID, FakeTwitch, OUR_USER_ID
 const DEADLINE: Duration = Duration::from_secs(120);
 
 mod common;
-use common::{QUICK_DETECTOR, data_dir, dev, repository, send_live_chat_with_a_burst};
+use common::{QUICK_DETECTOR, data_dir, dev, get_json, repository, send_live_chat_with_a_burst};
 
 /// Unix seconds of an RFC 3339 time, as the API writes them.
 fn unix_seconds(rfc3339: &str) -> i64 {
@@ -62,14 +62,7 @@ async fn listed(url: &str) -> Vec<(String, i64, String)> {
         if let Some(cursor) = &cursor {
             page_url.push_str(&format!("&cursor={cursor}"));
         }
-        let page: serde_json::Value = highlights_adapters::tls::http_client()
-            .get(&page_url)
-            .send()
-            .await
-            .unwrap()
-            .json()
-            .await
-            .unwrap();
+        let page = get_json(&page_url).await;
         for clip in page["clips"].as_array().unwrap() {
             assert_eq!(clip["kind"], "moment", "{clip}");
             found.push((
@@ -137,14 +130,7 @@ async fn a_replay_lists_exactly_the_detections_backtest_prints() {
     assert_eq!(listed(&again.url).await, expected);
     // Each moment links to its second in the VOD whose chat it came from.
     let vods = vods_of(&files);
-    let page: serde_json::Value = highlights_adapters::tls::http_client()
-        .get(format!("{}v1.0/clip?limit=100", again.url))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let page = get_json(&format!("{}v1.0/clip?limit=100", again.url)).await;
     for moment in page["clips"].as_array().unwrap() {
         let at = unix_seconds(moment["detected_at"].as_str().unwrap());
         let (video, started, _) =
@@ -241,14 +227,7 @@ async fn live_chat_from_twitch_irc_becomes_a_moment_the_api_lists() {
     assert!((50..=180).contains(&voices), "a voice per chatter and second, no more: {moment}");
     assert_eq!(moment["title"], format!("KEKW ×{voices}"), "the moment is titled by it");
     assert!(moment["url"].is_null() && moment["embed_url"].is_null(), "{moment}");
-    let beta: serde_json::Value = highlights_adapters::tls::http_client()
-        .get(format!("{}v1.0/clip?broadcaster_id=525252", served.url))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let beta = get_json(&format!("{}v1.0/clip?broadcaster_id=525252", served.url)).await;
     assert_eq!(beta["count"], 0, "no chat, no moment");
     drop(served);
     std::fs::remove_dir_all(&data).unwrap();
@@ -353,14 +332,7 @@ async fn clips_of_515151(
 ) -> serde_json::Value {
     let started = Instant::now();
     loop {
-        let page: serde_json::Value = highlights_adapters::tls::http_client()
-            .get(format!("{}v1.0/clip?broadcaster_id=515151", served.url))
-            .send()
-            .await
-            .unwrap()
-            .json()
-            .await
-            .unwrap();
+        let page = get_json(&format!("{}v1.0/clip?broadcaster_id=515151", served.url)).await;
         if done(&page) {
             return page;
         }

@@ -536,14 +536,7 @@ async fn twitch_chat_becomes_a_clip_the_api_lists() {
 
     let database_url = env.vars.iter().rev().find(|(k, _)| k == "DATABASE_URL").unwrap().1.clone();
     let server = common::serve(&database_url, &common::repository().join("web"));
-    let page: serde_json::Value = highlights_adapters::tls::http_client()
-        .get(format!("{}v1.0/clip?broadcaster_id=434343", server.url))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let page = common::get_json(&format!("{}v1.0/clip?broadcaster_id=434343", server.url)).await;
     let clips = page["clips"].as_array().unwrap();
     assert_eq!(clips.len(), 1, "{page}");
     assert_eq!(clips[0]["clip_id"], "FakeClip1");

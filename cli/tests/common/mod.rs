@@ -16,6 +16,11 @@ use highlights_adapters::sample_clips::SampleClips;
 use highlights_adapters::stack_env::{StackEnv, url_as_user};
 use highlights_test_support::irc::FakeIrc;
 
+/// GET `url` and parse its body as JSON (the API's pages), failing the test on any error.
+pub async fn get_json(url: &str) -> serde_json::Value {
+    highlights_adapters::tls::http_client().get(url).send().await.unwrap().json().await.unwrap()
+}
+
 pub fn repository() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).parent().unwrap().to_path_buf()
 }
