@@ -454,23 +454,13 @@ pub(crate) fn without_url(error: &reqwest::Error) -> String {
     text
 }
 
-/// Twitch's OAuth endpoints.
+/// Twitch's OAuth endpoints, through `twitch_oauth2` (app token, code exchange, refresh,
+/// validation).
 #[derive(Clone)]
 pub struct TwitchOAuth {
-    http: reqwest::Client,
     base_url: String,
-    /// `twitch_oauth2` sends its requests through this (token refresh).
+    /// `twitch_oauth2` sends its requests through this: Twitch's URLs become this client's.
     oauth2: HelixClient<'static, RewritingClient>,
-}
-
-#[derive(Deserialize)]
-struct TokenResponse {
-    access_token: Secret,
-    refresh_token: Secret,
-    #[serde(default)]
-    expires_in: Option<i64>,
-    #[serde(default)]
-    scope: Vec<String>,
 }
 
 pub fn now_s() -> i64 {
@@ -488,70 +478,35 @@ impl TwitchOAuth {
         let base_url = base_url.into().trim_end_matches('/').to_owned();
         let client =
             RewritingClient::new(http.clone(), DEFAULT_HELIX_URL, &base_url, Duration::from_secs(10));
-        Self { http, base_url, oauth2: HelixClient::with_client(client) }
+        Self { base_url, oauth2: HelixClient::with_client(client) }
     }
 
     pub fn base_url(&self) -> &str {
         &self.base_url
     }
 
-    /// POSTs `form` to the token endpoint and parses the answer.
-    async fn post_token<T: serde::de::DeserializeOwned>(
-        &self,
-        what: &'static str,
-        form: &[(&str, &str)],
-    ) -> Result<T, TwitchError> {
-        let response = self
-            .http
-            .post(format!("{}/token", self.base_url))
-            .form(form)
-            .timeout(Duration::from_secs(10))
-            .send()
-            .await
-            .map_err(|e| TwitchError::Unreachable { what, reason: without_url(&e) })?;
-        if !response.status().is_success() {
-            return Err(TwitchError::Status { what, status: response.status().as_u16() });
-        }
-        response
-            .json()
-            .await
-            .map_err(|_| TwitchError::Malformed { what, reason: "not a token response".into() })
-    }
-
-    async fn token_request(
-        &self,
-        what: &'static str,
-        form: &[(&str, &str)],
-    ) -> Result<UserToken, TwitchError> {
-        let token: TokenResponse = self.post_token(what, form).await?;
-        Ok(UserToken {
-            access_token: token.access_token,
-            refresh_token: token.refresh_token,
-            expires_at: token.expires_in.map(|seconds| now_s() + seconds),
-            scopes: token.scope,
-            user_id: None,
-        })
-    }
-
-    /// An app access token (client credentials grant) and when it expires (Unix seconds).
+    /// An app access token (client credentials grant, through `twitch_oauth2`) and when it
+    /// expires (Unix seconds).
     pub async fn app_token(&self, app: &AppCredentials) -> Result<(Secret, i64), TwitchError> {
-        #[derive(Deserialize)]
-        struct AppToken {
-            access_token: Secret,
-            #[serde(default)]
-            expires_in: Option<i64>,
-        }
-        let token: AppToken = self
-            .post_token(
-                "app token",
-                &[
-                    ("grant_type", "client_credentials"),
-                    ("client_id", &app.client_id),
-                    ("client_secret", app.client_secret.expose()),
-                ],
-            )
-            .await?;
-        Ok((token.access_token, now_s() + token.expires_in.unwrap_or(3600)))
+        use twitch_oauth2::TwitchToken as _;
+        use twitch_oauth2::tokens::errors::AppAccessTokenError;
+        const WHAT: &str = "app token";
+        let token = twitch_oauth2::AppAccessToken::get_app_access_token(
+            &self.oauth2,
+            twitch_oauth2::ClientId::new(app.client_id.clone()),
+            twitch_oauth2::ClientSecret::new(app.client_secret.expose().to_owned()),
+            vec![],
+        )
+        .await
+        .map_err(|error| match error {
+            AppAccessTokenError::Request(e) => TwitchError::Unreachable { what: WHAT, reason: e.to_string() },
+            AppAccessTokenError::RequestParseError(twitch_oauth2::RequestParseError::TwitchError(answer)) => {
+                TwitchError::Status { what: WHAT, status: answer.status.as_u16() }
+            }
+            // Nothing else carries a secret: the messages name what was missing.
+            other => TwitchError::Malformed { what: WHAT, reason: other.to_string() },
+        })?;
+        Ok((Secret::new(token.access_token.secret()), now_s() + token.expires_in().as_secs() as i64))
     }
 
     /// Exchanges the stored token's refresh token for a new access token (and a new refresh
@@ -603,48 +558,98 @@ impl TwitchOAuth {
             .ok_or(TwitchError::Malformed { what: WHAT, reason: "an app token, not a user token".into() })
     }
 
-    /// The authorization code flow's last step.
-    pub async fn exchange_code(
+    /// Starts the authorization code flow for `scopes` (through `twitch_oauth2`'s
+    /// `UserTokenBuilder`, which draws the CSRF state the redirect must bring back).
+    pub fn code_flow(
         &self,
         app: &AppCredentials,
-        code: &str,
         redirect_uri: &str,
-    ) -> Result<UserToken, TwitchError> {
-        self.token_request(
-            "authorization code exchange",
-            &[
-                ("grant_type", "authorization_code"),
-                ("code", code),
-                ("client_id", &app.client_id),
-                ("client_secret", app.client_secret.expose()),
-                ("redirect_uri", redirect_uri),
-            ],
+        scopes: &[&str],
+    ) -> Result<CodeFlow, TwitchError> {
+        let redirect = url::Url::parse(redirect_uri)
+            .map_err(|e| TwitchError::Malformed { what: "the redirect URL", reason: e.to_string() })?;
+        let mut builder = twitch_oauth2::tokens::UserTokenBuilder::new(
+            twitch_oauth2::ClientId::new(app.client_id.clone()),
+            twitch_oauth2::ClientSecret::new(app.client_secret.expose().to_owned()),
+            redirect,
         )
-        .await
-    }
-
-    /// The URL a user opens to grant `scopes`.
-    pub fn authorize_url(&self, client_id: &str, redirect_uri: &str, scopes: &[&str], state: &str) -> String {
-        let query = [
-            ("response_type", "code"),
-            ("client_id", client_id),
-            ("redirect_uri", redirect_uri),
-            ("scope", &scopes.join(" ")),
-            ("state", state),
-        ];
-        let encoded: Vec<String> = query.iter().map(|(k, v)| format!("{k}={}", url_encode(v))).collect();
-        format!("{}/authorize?{}", self.base_url, encoded.join("&"))
+        .set_scopes(scopes.iter().map(|scope| twitch_oauth2::Scope::parse(scope.to_string())).collect());
+        let (url, _state) = builder.generate_url();
+        // twitch_oauth2 builds the URL on a process-wide base (Twitch's, or an environment
+        // variable read once per process); this client's base is its own, since tests run a fake
+        // Twitch each. So the base is swapped here, and only here.
+        let twitch_base = twitch_oauth2::AUTH_URL.as_str();
+        let authorize_url = match url.as_str().strip_prefix(twitch_base) {
+            Some(rest) => format!("{}/authorize{rest}", self.base_url),
+            None => url.to_string(),
+        };
+        Ok(CodeFlow { builder, authorize_url })
     }
 }
 
-fn url_encode(value: &str) -> String {
-    value
-        .bytes()
-        .map(|b| match b {
-            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'~' => (b as char).to_string(),
-            _ => format!("%{b:02X}"),
+/// One run of the authorization code flow: the URL to open, then the exchange of the code the
+/// redirect brings, which requires the state this flow drew.
+pub struct CodeFlow {
+    builder: twitch_oauth2::tokens::UserTokenBuilder,
+    authorize_url: String,
+}
+
+impl std::fmt::Debug for CodeFlow {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("CodeFlow").field("authorize_url", &self.authorize_url).finish_non_exhaustive()
+    }
+}
+
+impl CodeFlow {
+    /// The URL the user opens to grant the scopes.
+    pub fn authorize_url(&self) -> &str {
+        &self.authorize_url
+    }
+
+    /// Whether a redirect's (decoded) `state` is the one this flow drew.
+    pub fn state_matches(&self, state: &str) -> bool {
+        self.builder.csrf_is_valid(state)
+    }
+
+    /// The flow's last step: refuses a `state` other than this flow's before anything is sent,
+    /// exchanges `code`, and validates the new token (which names its user).
+    pub async fn exchange(
+        self,
+        oauth: &TwitchOAuth,
+        state: &str,
+        code: &str,
+    ) -> Result<UserToken, TwitchError> {
+        use twitch_oauth2::TwitchToken as _;
+        use twitch_oauth2::tokens::errors::UserTokenExchangeError;
+        const WHAT: &str = "authorization code exchange";
+        let token =
+            self.builder.get_user_token(&oauth.oauth2, state, code).await.map_err(|error| match error {
+                UserTokenExchangeError::StateMismatch => TwitchError::Malformed {
+                    what: WHAT,
+                    reason: "the redirect's state is not this run's".into(),
+                },
+                UserTokenExchangeError::RequestError(e) => {
+                    TwitchError::Unreachable { what: WHAT, reason: e.to_string() }
+                }
+                UserTokenExchangeError::RequestParseError(twitch_oauth2::RequestParseError::TwitchError(
+                    answer,
+                )) => TwitchError::Status { what: WHAT, status: answer.status.as_u16() },
+                // Nothing else carries a secret: the messages name what was missing.
+                other => TwitchError::Malformed { what: WHAT, reason: other.to_string() },
+            })?;
+        let refresh_token = token
+            .refresh_token
+            .as_ref()
+            .map(|refresh| Secret::new(refresh.secret()))
+            .ok_or(TwitchError::Malformed { what: WHAT, reason: "no refresh token".into() })?;
+        Ok(UserToken {
+            access_token: Secret::new(token.access_token.secret()),
+            refresh_token,
+            expires_at: Some(now_s() + token.expires_in().as_secs() as i64),
+            scopes: token.scopes().iter().map(ToString::to_string).collect(),
+            user_id: Some(token.user_id.to_string()),
         })
-        .collect()
+    }
 }
 
 #[cfg(test)]
@@ -667,13 +672,25 @@ mod tests {
     }
 
     #[test]
-    fn the_authorize_url_asks_for_clips_edit() {
-        let oauth = TwitchOAuth::new(crate::tls::http_client(), "https://id.twitch.tv/oauth2/");
-        let url = oauth.authorize_url("abc", "http://localhost:17563/callback", &["clips:edit"], "s1");
-        assert_eq!(
-            url,
-            "https://id.twitch.tv/oauth2/authorize?response_type=code&client_id=abc&redirect_uri=http%3A%2F%2Flocalhost%3A17563%2Fcallback&scope=clips%3Aedit&state=s1"
-        );
+    fn the_authorize_url_asks_for_the_scopes_on_this_clients_server_with_a_fresh_state() {
+        let app = AppCredentials { client_id: "abc".into(), client_secret: Secret::new("shh") };
+        let oauth = TwitchOAuth::new(crate::tls::http_client(), "http://127.0.0.1:9/oauth2/");
+        let flow = oauth
+            .code_flow(&app, "http://localhost:17563/callback", &["clips:edit", "editor:manage:clips"])
+            .unwrap();
+        let url = url::Url::parse(flow.authorize_url()).unwrap();
+        assert_eq!(&url[..url::Position::AfterPath], "http://127.0.0.1:9/oauth2/authorize");
+        let query: std::collections::HashMap<String, String> = url.query_pairs().into_owned().collect();
+        assert_eq!(query["response_type"], "code");
+        assert_eq!(query["client_id"], "abc");
+        assert_eq!(query["redirect_uri"], "http://localhost:17563/callback");
+        assert_eq!(query["scope"], "clips:edit editor:manage:clips");
+        assert!(flow.state_matches(&query["state"]));
+        assert!(!flow.state_matches("forged"));
+        assert!(!format!("{flow:?}").contains("shh"));
+        let other = oauth.code_flow(&app, "http://localhost:17563/callback", &["clips:edit"]).unwrap();
+        assert!(!other.state_matches(&query["state"]), "each flow draws its own state");
+        assert!(oauth.code_flow(&app, "not a url", &["clips:edit"]).is_err());
     }
 
     #[test]

@@ -3,11 +3,10 @@
 //! from the stream's VOD at the moment) — the seed's `seed_twitch_tokens.py`.
 //!
 //! Prints the authorize URL, waits for Twitch's redirect on a localhost port, checks `state`,
-//! exchanges the code, and stores the tokens in Secrets Manager (the user-token secret, and the
+//! exchanges the code (twitch_oauth2's code flow, which validates the token), and stores the tokens in Secrets Manager (the user-token secret, and the
 //! app credentials secret with `--store-app`) or in a file readable only by the owner. Tokens
 //! are never printed.
 
-use std::io::Read as _;
 use std::path::PathBuf;
 use std::time::Duration;
 
@@ -15,7 +14,7 @@ use anyhow::{Context as _, bail};
 #[cfg(feature = "cloud")]
 use highlights_adapters::resources::Resources;
 use highlights_adapters::twitch::{
-    AppCredentials, DEFAULT_OAUTH2_URL, Secret, TwitchOAuth, UserToken, VOD_CLIP_SCOPES,
+    AppCredentials, CodeFlow, DEFAULT_OAUTH2_URL, Secret, TwitchOAuth, UserToken, VOD_CLIP_SCOPES,
 };
 use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
 
@@ -62,15 +61,6 @@ pub fn run(command: TokensCommand) -> anyhow::Result<()> {
     }
 }
 
-/// 128 random bits, hex: the `state` that ties the redirect to this run.
-fn random_state() -> anyhow::Result<String> {
-    let mut bytes = [0u8; 16];
-    std::fs::File::open("/dev/urandom")
-        .and_then(|mut f| f.read_exact(&mut bytes))
-        .context("cannot read /dev/urandom")?;
-    Ok(bytes.iter().map(|b| format!("{b:02x}")).collect())
-}
-
 async fn seed(args: SeedArgs) -> anyhow::Result<()> {
     // Before the browser step, not after it.
     #[cfg(not(feature = "cloud"))]
@@ -82,22 +72,24 @@ async fn seed(args: SeedArgs) -> anyhow::Result<()> {
         .with_context(|| format!("cannot listen on 127.0.0.1:{}", args.port))?;
     let port = listener.local_addr()?.port();
     let redirect_uri = format!("http://localhost:{port}/callback");
-    let state = random_state()?;
-    let oauth = TwitchOAuth::new(highlights_adapters::tls::http_client(), &args.oauth_url);
-    eprintln!("Open this URL, log in as the account that will create clips, and authorize:\n");
-    let scopes: &[&str] = if args.vod { &["clips:edit", VOD_CLIP_SCOPES[0]] } else { &["clips:edit"] };
-    eprintln!("{}\n", oauth.authorize_url(&args.client_id, &redirect_uri, scopes, &state));
-    eprintln!("waiting for Twitch's redirect to {redirect_uri} ...");
-
-    let code = tokio::time::timeout(Duration::from_secs(args.timeout_s), receive_code(&listener, &state))
-        .await
-        .context("no redirect arrived in time")??;
     let app = AppCredentials {
         client_id: args.client_id.clone(),
         client_secret: Secret::new(args.client_secret.clone()),
     };
-    let mut token =
-        oauth.exchange_code(&app, &code, &redirect_uri).await.context("the code exchange failed")?;
+    let oauth = TwitchOAuth::new(highlights_adapters::tls::http_client(), &args.oauth_url);
+    let scopes: &[&str] = if args.vod { &["clips:edit", VOD_CLIP_SCOPES[0]] } else { &["clips:edit"] };
+    let flow = oauth.code_flow(&app, &redirect_uri, scopes)?;
+    eprintln!("Open this URL, log in as the account that will create clips, and authorize:\n");
+    eprintln!("{}\n", flow.authorize_url());
+    eprintln!("waiting for Twitch's redirect to {redirect_uri} ...");
+
+    let (state, code) =
+        tokio::time::timeout(Duration::from_secs(args.timeout_s), receive_code(&listener, &flow))
+            .await
+            .context("no redirect arrived in time")??;
+    // The exchange validates the token, which names its user: the clipper recognises its own
+    // clips by this user (after a Create Clip without an answer).
+    let token = flow.exchange(&oauth, &state, &code).await.context("the code exchange failed")?;
     if !token.scopes.iter().any(|s| s == "clips:edit") {
         bail!("Twitch granted {:?} but clip creation needs clips:edit", token.scopes);
     }
@@ -107,14 +99,15 @@ async fn seed(args: SeedArgs) -> anyhow::Result<()> {
             VOD_CLIP_SCOPES[0]
         );
     }
-    // The clipper recognises its own clips by this user (after a Create Clip without an answer).
-    token.user_id =
-        Some(oauth.user_id(&token.access_token).await.context("Twitch did not validate the new token")?);
     store(&args, &app, &token).await
 }
 
-/// Serves redirects until one carries a code; answers the browser with a short page.
-async fn receive_code(listener: &tokio::net::TcpListener, state: &str) -> anyhow::Result<String> {
+/// Serves redirects until one comes to `/callback`; answers the browser with a short page and
+/// returns the redirect's state and code, percent-decoded, when the state is this flow's.
+async fn receive_code(
+    listener: &tokio::net::TcpListener,
+    flow: &CodeFlow,
+) -> anyhow::Result<(String, String)> {
     loop {
         let (mut socket, _) = listener.accept().await?;
         let mut request = vec![0u8; 8192];
@@ -128,17 +121,26 @@ async fn receive_code(listener: &tokio::net::TcpListener, state: &str) -> anyhow
             continue;
         };
         let param = |name: &str| {
-            query.split('&').find_map(|pair| pair.strip_prefix(&format!("{name}="))).map(str::to_owned)
+            url::form_urlencoded::parse(query.as_bytes())
+                .find(|(key, _)| key == name)
+                .map(|(_, value)| value.into_owned())
         };
         let (status, body, result) = match (param("state"), param("code"), param("error")) {
-            (Some(got), _, _) if got != state => (
+            (None, _, _) => (
+                "400 Bad Request",
+                "No state in the redirect: start again.",
+                Err(anyhow::anyhow!("the redirect carried no state (possible forgery); nothing stored")),
+            ),
+            (Some(got), _, _) if !flow.state_matches(&got) => (
                 "400 Bad Request",
                 "State mismatch: start again.",
                 Err(anyhow::anyhow!(
                     "the redirect's state does not match this run (possible forgery); nothing stored"
                 )),
             ),
-            (_, Some(code), _) => ("200 OK", "Authorized. You can close this tab.", Ok(code)),
+            (Some(state), Some(code), _) => {
+                ("200 OK", "Authorized. You can close this tab.", Ok((state, code)))
+            }
             (_, _, Some(error)) => {
                 ("400 Bad Request", "Authorization refused.", Err(anyhow::anyhow!("Twitch reported {error}")))
             }

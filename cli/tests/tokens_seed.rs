@@ -36,8 +36,12 @@ async fn start_seed_with(fake: &FakeTwitch, out: &std::path::Path, extra: &[&str
             break line;
         }
     };
-    // Keep draining stderr so the child never blocks on a full pipe.
-    tokio::spawn(async move { while let Ok(Some(_)) = lines.next_line().await {} });
+    // Keep draining stderr so the child never blocks on a full pipe; shown when a test fails.
+    tokio::spawn(async move {
+        while let Ok(Some(line)) = lines.next_line().await {
+            eprintln!("highlights tokens seed: {line}");
+        }
+    });
     Seeding { child, authorize_url, stderr }
 }
 
@@ -77,7 +81,7 @@ async fn with_vod_the_token_may_also_cut_clips_from_vods() {
     let out = temp("vod");
     let mut seeding = start_seed_with(&fake, &out, &["--vod"]).await;
     assert!(
-        seeding.authorize_url.contains("scope=clips%3Aedit%20editor%3Amanage%3Aclips"),
+        seeding.authorize_url.contains("scope=clips%3Aedit+editor%3Amanage%3Aclips"),
         "{}",
         seeding.authorize_url
     );
@@ -92,20 +96,19 @@ async fn with_vod_the_token_may_also_cut_clips_from_vods() {
     std::fs::remove_file(&out).unwrap();
 }
 
-#[tokio::test]
-async fn a_redirect_with_the_wrong_state_stores_nothing() {
+/// Where the CLI waits for Twitch's redirect, read from the authorize URL it printed.
+fn callback_of(authorize_url: &str) -> String {
+    let url = url::Url::parse(authorize_url).unwrap();
+    url.query_pairs().find(|(key, _)| key == "redirect_uri").unwrap().1.into_owned()
+}
+
+/// A redirect that is not Twitch's answer to this run: answered 400, nothing stored.
+async fn a_forged_redirect_stores_nothing(name: &str, query: &str) {
     let fake = FakeTwitch::start().await;
-    let out = temp("forged");
+    let out = temp(name);
     let mut seeding = start_seed(&fake, &out).await;
-    let redirect = seeding
-        .authorize_url
-        .split('&')
-        .find_map(|p| p.strip_prefix("redirect_uri="))
-        .unwrap()
-        .replace("%3A", ":")
-        .replace("%2F", "/");
     let forged = highlights_adapters::tls::http_client()
-        .get(format!("{redirect}?code=stolen&state=not-the-state"))
+        .get(format!("{}?{query}", callback_of(&seeding.authorize_url)))
         .send()
         .await
         .unwrap();
@@ -113,4 +116,14 @@ async fn a_redirect_with_the_wrong_state_stores_nothing() {
     let status = seeding.child.wait().await.unwrap();
     assert_eq!(status.code(), Some(1));
     assert!(!out.exists());
+}
+
+#[tokio::test]
+async fn a_redirect_with_the_wrong_state_stores_nothing() {
+    a_forged_redirect_stores_nothing("wrong-state", "code=stolen&state=not-the-state").await;
+}
+
+#[tokio::test]
+async fn a_redirect_without_a_state_stores_nothing() {
+    a_forged_redirect_stores_nothing("no-state", "code=stolen").await;
 }

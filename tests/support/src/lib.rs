@@ -23,7 +23,7 @@ use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
-use axum::extract::{Form, Query, State};
+use axum::extract::{Query, RawQuery, State};
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Redirect, Response};
 use axum::routing::{get, post};
@@ -724,7 +724,13 @@ struct TokenForm {
     client_secret: String,
 }
 
-async fn token(State(world): Shared, Form(form): Form<TokenForm>) -> Response {
+/// `/oauth2/token`. Twitch takes the parameters in the query string (twitch_oauth2 sends the
+/// code exchange and the app token so) or as a form body (its refresh).
+async fn token(State(world): Shared, RawQuery(query): RawQuery, body: bytes::Bytes) -> Response {
+    let source = if body.is_empty() { query.unwrap_or_default().into_bytes() } else { body.to_vec() };
+    let Ok(form) = serde_urlencoded::from_bytes::<TokenForm>(&source) else {
+        return error(400, "missing parameters");
+    };
     let mut world = world.lock().expect("not poisoned");
     if form.client_id.is_empty() || form.client_secret.is_empty() {
         return error(400, "missing client credentials");
@@ -802,6 +808,8 @@ async fn authorize(State(world): Shared, Query(query): Query<AuthorizeQuery>) ->
     }
     let granted = scopes.join(" ").replace(':', "%3A").replace(' ', "%20");
     world.lock().expect("not poisoned").code_scopes.insert("fake-code".into(), scopes);
-    Redirect::to(&format!("{}?code=fake-code&scope={granted}&state={}", query.redirect_uri, query.state))
+    // Percent-encoded, as Twitch does: twitch_oauth2's state is base64 (`+`, `/`, `=`).
+    let state: String = url::form_urlencoded::byte_serialize(query.state.as_bytes()).collect();
+    Redirect::to(&format!("{}?code=fake-code&scope={granted}&state={state}", query.redirect_uri))
         .into_response()
 }
