@@ -693,6 +693,16 @@ mod tests {
         assert!(oauth.code_flow(&app, "not a url", &["clips:edit"]).is_err());
     }
 
+    #[tokio::test]
+    async fn an_unreachable_token_endpoint_is_an_error_that_carries_no_secret() {
+        // twitch_oauth2 puts the client secret in the token request's query string.
+        let oauth = TwitchOAuth::new(crate::tls::http_client(), "http://127.0.0.1:9/oauth2");
+        let app = AppCredentials { client_id: "abc".into(), client_secret: Secret::new("hunter2-secret") };
+        let error = oauth.app_token(&app).await.unwrap_err();
+        assert!(matches!(error, TwitchError::Unreachable { what: "app token", .. }), "{error:?}");
+        assert!(!format!("{error} {error:?}").contains("hunter2"), "{error}");
+    }
+
     #[test]
     fn video_durations_read_as_seconds() {
         assert_eq!(twitch_duration_s("3h8m33s"), Some(3 * 3600 + 8 * 60 + 33));

@@ -3,9 +3,9 @@
 //! from the stream's VOD at the moment) — the seed's `seed_twitch_tokens.py`.
 //!
 //! Prints the authorize URL, waits for Twitch's redirect on a localhost port, checks `state`,
-//! exchanges the code (twitch_oauth2's code flow, which validates the token), and stores the tokens in Secrets Manager (the user-token secret, and the
-//! app credentials secret with `--store-app`) or in a file readable only by the owner. Tokens
-//! are never printed.
+//! exchanges the code (twitch_oauth2's code flow, which also validates the token), and stores
+//! the tokens in Secrets Manager (the user-token secret, and the app credentials secret with
+//! `--store-app`) or in a file readable only by the owner. Tokens are never printed.
 
 use std::path::PathBuf;
 use std::time::Duration;
