@@ -112,7 +112,7 @@ pub async fn run<S: RecordSink>(
     mut shutdown: watch::Receiver<bool>,
 ) -> DrainReport {
     let mut batcher = Batcher::new(settings.max_buffer_bytes);
-    let mut backoff = Backoff::default();
+    let mut backoff = PutRetryWait::default();
     let mut next_flush = Instant::now() + settings.flush_every;
     let mut in_flight: Option<(InFlight, usize)> = None;
     loop {
@@ -188,7 +188,7 @@ fn finish_call(
     call: Vec<Pending>,
     result: Result<EntryResults, SinkError>,
     batcher: &mut Batcher,
-    backoff: &mut Backoff,
+    backoff: &mut PutRetryWait,
     counters: &Counters,
 ) -> bool {
     match result {
@@ -239,18 +239,18 @@ const PUT_BACKOFF: highlights_core::Backoff =
 
 /// When the next call may go, after consecutive failures.
 #[derive(Debug)]
-struct Backoff {
+struct PutRetryWait {
     failures: u32,
     until: Instant,
 }
 
-impl Default for Backoff {
+impl Default for PutRetryWait {
     fn default() -> Self {
         Self { failures: 0, until: Instant::now() }
     }
 }
 
-impl Backoff {
+impl PutRetryWait {
     fn ready(&self) -> bool {
         Instant::now() >= self.until
     }
