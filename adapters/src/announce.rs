@@ -28,7 +28,8 @@ use sha2::Sha256;
 use crate::twitch::Secret;
 
 /// Which body the webhook takes.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[cfg_attr(feature = "cli", derive(clap::ValueEnum))]
 pub enum AnnounceFormat {
     /// Discord's execute-webhook body (`content`, an embed, no mentions).
     Discord,

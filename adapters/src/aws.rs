@@ -35,7 +35,7 @@ pub async fn local(settings: &LocalAws) -> SdkConfig {
         .timeout_config(timeouts())
         .endpoint_url(&settings.endpoint_url)
         .region(Region::new(settings.region.clone()))
-        .credentials_provider(aws_sdk_kinesis::config::Credentials::new(
+        .credentials_provider(aws_credential_types::Credentials::new(
             &settings.access_key_id,
             &settings.secret_access_key,
             None,

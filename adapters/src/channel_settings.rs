@@ -20,7 +20,7 @@ use std::time::Duration;
 use highlights_core::{BroadcasterId, ChannelSettings};
 use tokio::time::Instant;
 
-#[cfg(feature = "aws")]
+#[cfg(feature = "dynamodb")]
 pub use crate::dynamo::channel_settings::DynamoChannelSettings;
 
 /// One channel's stored settings.

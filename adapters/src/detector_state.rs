@@ -11,7 +11,7 @@ use std::sync::Mutex;
 
 use highlights_core::BroadcasterId;
 
-#[cfg(feature = "aws")]
+#[cfg(feature = "dynamodb")]
 pub use crate::dynamo::state::DynamoStateStore;
 
 /// A broadcaster's saved detector state.

@@ -17,7 +17,7 @@ use crate::clips::HighlightKey;
 use crate::detector_state::StoreError;
 use crate::resources::keys;
 
-#[cfg(feature = "aws")]
+#[cfg(feature = "dynamodb")]
 pub use crate::dynamo::highlights::DynamoHighlights;
 
 /// The port the detector handler uses.

@@ -1,7 +1,7 @@
 //! Writing records to a Kinesis stream with PutRecords: at most 500 entries and 5 MB per call,
 //! and only the entries that failed (throttling, internal errors) are retried, with backoff.
 
-#[cfg(feature = "aws")]
+#[cfg(feature = "kinesis")]
 pub use put::{put_all, put_once};
 
 /// PutRecords limits.
@@ -25,7 +25,7 @@ pub struct OutRecord {
 
 /// The PutRecords calls (feature `aws`); the record shape and limits above are what the
 /// ingester's batcher needs without a cloud.
-#[cfg(feature = "aws")]
+#[cfg(feature = "kinesis")]
 mod put {
     use std::time::Duration;
 

@@ -5,17 +5,19 @@
 //! once and hand them to handlers. Domain logic does not belong here: it lives in
 //! `highlights-core`, which this crate only feeds.
 //!
-//! Feature `aws` adds the AWS SDK adapters and `postgres` the PostgreSQL ones; without them
-//! (what `highlights dev` builds) the crate has the ports, item layouts and the adapters that
-//! need no cloud.
+//! Features add the adapters of one service each (`dynamodb`, `kinesis`, `secrets`, `sqs`, or
+//! `aws` for all of them; `postgres`; `twitch`; `http`; `cli` for clap flags; Cargo.toml says
+//! what each holds); without them the crate has the ports, item layouts and the adapters that
+//! need no cloud. A Lambda asks only for what it talks to.
 
+#[cfg(feature = "http")]
 pub mod announce;
-#[cfg(feature = "aws")]
+#[cfg(feature = "sdk")]
 pub mod aws;
 pub mod channel_settings;
 pub mod clips;
 pub mod detector_state;
-#[cfg(feature = "aws")]
+#[cfg(feature = "dynamodb")]
 mod dynamo;
 pub mod highlights;
 pub mod kinesis_out;
@@ -32,7 +34,10 @@ pub mod stack_env;
 pub mod streamers;
 pub mod telemetry;
 pub mod tls;
+#[cfg(feature = "twitch")]
 pub mod tokens;
 pub mod twitch;
+#[cfg(feature = "twitch")]
 pub mod twitch_http;
+#[cfg(feature = "twitch")]
 pub mod twitch_streams;

@@ -20,6 +20,7 @@ use tokio_postgres_rustls::MakeRustlsConnect;
 pub(crate) mod clips;
 pub(crate) mod streamers;
 
+#[cfg(feature = "migrations")]
 mod embedded {
     refinery::embed_migrations!("migrations");
 }
@@ -34,6 +35,7 @@ pub enum DbError {
     BadDatabaseName(String),
     #[error("cannot connect to {target}: {source}")]
     Connect { target: String, source: tokio_postgres::Error },
+    #[cfg(feature = "migrations")]
     #[error("migrating {target} failed: {source}")]
     Migrate { target: String, source: refinery::Error },
     #[error("query on {target} failed: {source}")]
@@ -78,7 +80,7 @@ fn plain_role_name(name: &str) -> Result<&str, DbError> {
     }
 }
 
-#[cfg(feature = "aws")]
+#[cfg(feature = "secrets")]
 /// The login users of every component in `resources`, each read from its own secret. The
 /// secret must name the user the configuration expects: a secret cannot grant another user
 /// rights. Errors name the secret, never its contents.
@@ -104,7 +106,7 @@ pub async fn login_users_from_secrets(
     Ok(users)
 }
 
-#[cfg(feature = "aws")]
+#[cfg(feature = "secrets")]
 async fn read_rds_secret(secrets: &aws_sdk_secretsmanager::Client, id: &str) -> Result<RdsSecret, DbError> {
     let error = |reason: String| DbError::Secret { secret: id.to_owned(), reason };
     let value = secrets
@@ -144,7 +146,7 @@ impl std::fmt::Debug for Database {
     }
 }
 
-#[cfg(feature = "aws")]
+#[cfg(feature = "secrets")]
 /// The JSON of an RDS-managed credentials secret (the fields this needs).
 #[derive(serde::Deserialize)]
 struct RdsSecret {
@@ -158,7 +160,7 @@ struct RdsSecret {
     dbname: Option<String>,
 }
 
-#[cfg(feature = "aws")]
+#[cfg(feature = "secrets")]
 /// The database of a deployed function: `DATABASE_URL` when set (local runs), otherwise the RDS
 /// secret named by `DATABASE_SECRET_ARN`, reached at `DATABASE_HOST` (the RDS Proxy endpoint)
 /// when set, in database `DATABASE_NAME` (default: the secret's, else `highlights`), with TLS
@@ -251,6 +253,7 @@ impl Database {
         Ok(true)
     }
 
+    #[cfg(feature = "migrations")]
     /// Applies the migrations that are not applied yet; returns the names of those applied now.
     pub async fn migrate(&self) -> Result<Vec<String>, DbError> {
         let mut client = self.connect().await?;
@@ -261,6 +264,7 @@ impl Database {
         Ok(report.applied_migrations().iter().map(|m| m.to_string()).collect())
     }
 
+    #[cfg(feature = "migrations")]
     /// Applies the migrations up to version `version` only (tests of a later migration on data
     /// written under an earlier schema).
     pub async fn migrate_to(&self, version: i32) -> Result<Vec<String>, DbError> {
@@ -317,6 +321,7 @@ impl Database {
 }
 
 /// Names of all migrations embedded in this build, oldest first.
+#[cfg(feature = "migrations")]
 pub fn migration_names() -> Vec<String> {
     embedded::migrations::runner().get_migrations().iter().map(|m| m.to_string()).collect()
 }
@@ -359,6 +364,7 @@ mod tests {
         assert!(error.contains("/nonexistent/rds-ca.pem"), "{error}");
     }
 
+    #[cfg(feature = "migrations")]
     #[test]
     fn migrations_are_embedded() {
         assert_eq!(migration_names().first().map(String::as_str), Some("V1__initial"));

@@ -1,57 +1,103 @@
-//! Detector settings from command-line flags or environment variables, defined once for the
-//! `highlights` CLI (flags) and the Lambda functions and local runner (environment); where Twitch
-//! is; where confirmed clips are announced (`highlights dev`, `highlights local run`).
+//! Detector settings, defined once: read from the environment by the Lambda functions and the
+//! local runner (no clap in a Lambda), and with the `cli` feature also command-line flags of the
+//! `highlights` CLI that fall back to the same variables; where Twitch is and where confirmed
+//! clips are announced (`highlights dev`, `highlights local run`; `cli` only).
 
-use clap::Parser;
+use std::fmt::Display;
+use std::str::FromStr;
+
 use highlights_core::config::{ConfigError, RawConfig};
 use highlights_core::{DetectorConfig, DetectorMode};
 
+/// The environment variable of each detector setting (the CLI's flags read the same ones).
+pub mod env {
+    pub const MODE: &str = "DETECTOR_MODE";
+    pub const K: &str = "DETECTOR_K";
+    pub const WINDOW: &str = "DETECTOR_WINDOW_SECONDS";
+    pub const BASELINE: &str = "DETECTOR_BASELINE_SECONDS";
+    pub const COOLDOWN: &str = "DETECTOR_COOLDOWN_SECONDS";
+    pub const HOLD_CAP: &str = "DETECTOR_HOLD_CAP_SECONDS";
+    pub const WARMUP_FRACTION: &str = "DETECTOR_WARMUP_FRACTION";
+    pub const LATENESS_MS: &str = "DETECTOR_LATENESS_MS";
+    pub const MIN_CHATTERS: &str = "DETECTOR_MIN_CHATTERS";
+    pub const MIN_RATIO: &str = "DETECTOR_MIN_RATIO";
+    pub const CLIPS_PER_HOUR: &str = "DETECTOR_CLIPS_PER_HOUR";
+    /// All of them, for tests and error messages.
+    pub const ALL: [&str; 11] = [
+        MODE,
+        K,
+        WINDOW,
+        BASELINE,
+        COOLDOWN,
+        HOLD_CAP,
+        WARMUP_FRACTION,
+        LATENESS_MS,
+        MIN_CHATTERS,
+        MIN_RATIO,
+        CLIPS_PER_HOUR,
+    ];
+}
+
 /// Every detector setting; each flag also reads its `DETECTOR_*` environment variable, and the
-/// defaults are the product defaults.
-#[derive(clap::Args, Debug, Clone)]
+/// defaults ([`Default`]) are the product defaults.
+#[derive(Debug, Clone, PartialEq)]
+#[cfg_attr(feature = "cli", derive(clap::Args))]
 pub struct DetectorSettings {
     /// Which detector: `v2` (distinct chatters per second, reactions weigh more; see
     /// docs/detection.md) or `seed` (messages per second, the seed project's rule).
-    #[arg(long = "detector", env = "DETECTOR_MODE", default_value_t = DetectorMode::PRODUCT_DEFAULT)]
+    #[cfg_attr(feature = "cli", arg(long = "detector", env = env::MODE, default_value_t = DetectorMode::PRODUCT_DEFAULT))]
     pub mode: DetectorMode,
     /// Elevated when the window's score is at least this (default: 4 for `seed`, a z-score;
     /// 3.5 for `v2`, a Poisson deviate).
-    #[arg(long, env = "DETECTOR_K")]
+    #[cfg_attr(feature = "cli", arg(long, env = env::K))]
     pub k: Option<f64>,
     /// Window length, seconds.
-    #[arg(long, env = "DETECTOR_WINDOW_SECONDS", default_value_t = RawConfig::default().window_seconds)]
+    #[cfg_attr(feature = "cli", arg(long, env = env::WINDOW, default_value_t = RawConfig::default().window_seconds))]
     pub window: u32,
     /// Baseline length, seconds (just before the window).
-    #[arg(long, env = "DETECTOR_BASELINE_SECONDS", default_value_t = RawConfig::default().baseline_seconds)]
+    #[cfg_attr(feature = "cli", arg(long, env = env::BASELINE, default_value_t = RawConfig::default().baseline_seconds))]
     pub baseline: u32,
     /// No new hold opens within this many seconds after a detection.
-    #[arg(long, env = "DETECTOR_COOLDOWN_SECONDS", default_value_t = RawConfig::default().cooldown_seconds)]
+    #[cfg_attr(feature = "cli", arg(long, env = env::COOLDOWN, default_value_t = RawConfig::default().cooldown_seconds))]
     pub cooldown: u32,
     /// A hold reports at the latest this many seconds after it opened.
-    #[arg(long, env = "DETECTOR_HOLD_CAP_SECONDS", default_value_t = RawConfig::default().hold_cap_seconds)]
+    #[cfg_attr(feature = "cli", arg(long, env = env::HOLD_CAP, default_value_t = RawConfig::default().hold_cap_seconds))]
     pub hold_cap: u32,
     /// Fraction of the baseline that must have been observed before scoring (0 < f < 1).
-    #[arg(long, env = "DETECTOR_WARMUP_FRACTION", default_value_t = RawConfig::default().min_baseline_fraction)]
+    #[cfg_attr(feature = "cli", arg(long, env = env::WARMUP_FRACTION, default_value_t = RawConfig::default().min_baseline_fraction))]
     pub warmup_fraction: f64,
     /// How late (ms) a message may arrive after its second ends and still count.
-    #[arg(long, env = "DETECTOR_LATENESS_MS", default_value_t = RawConfig::default().allowed_lateness_ms)]
+    #[cfg_attr(feature = "cli", arg(long, env = env::LATENESS_MS, default_value_t = RawConfig::default().allowed_lateness_ms))]
     pub lateness_ms: u32,
     /// v2: distinct chatters a window needs to be elevated.
-    #[arg(long, env = "DETECTOR_MIN_CHATTERS", default_value_t = RawConfig::default().min_chatters)]
+    #[cfg_attr(feature = "cli", arg(long, env = env::MIN_CHATTERS, default_value_t = RawConfig::default().min_chatters))]
     pub min_chatters: u32,
     /// v2: a window is elevated only at this multiple of the baseline's rate or more.
-    #[arg(long, env = "DETECTOR_MIN_RATIO", default_value_t = RawConfig::default().min_ratio)]
+    #[cfg_attr(feature = "cli", arg(long, env = env::MIN_RATIO, default_value_t = RawConfig::default().min_ratio))]
     pub min_ratio: f64,
     /// At most this many detections per channel in any hour (1–60; a channel's own setting
     /// wins); past half of it, only moments at least as strong as the hour's median. Unset: no limit.
-    #[arg(long, env = "DETECTOR_CLIPS_PER_HOUR")]
+    #[cfg_attr(feature = "cli", arg(long, env = env::CLIPS_PER_HOUR))]
     pub clips_per_hour: Option<u32>,
 }
 
-#[derive(Parser)]
-struct FromEnvironment {
-    #[command(flatten)]
-    settings: DetectorSettings,
+impl Default for DetectorSettings {
+    fn default() -> Self {
+        let raw = RawConfig::default();
+        Self {
+            mode: DetectorMode::PRODUCT_DEFAULT,
+            k: None,
+            window: raw.window_seconds,
+            baseline: raw.baseline_seconds,
+            cooldown: raw.cooldown_seconds,
+            hold_cap: raw.hold_cap_seconds,
+            warmup_fraction: raw.min_baseline_fraction,
+            lateness_ms: raw.allowed_lateness_ms,
+            min_chatters: raw.min_chatters,
+            min_ratio: raw.min_ratio,
+            clips_per_hour: raw.clips_per_hour,
+        }
+    }
 }
 
 /// Why the settings could not be read from the environment.
@@ -69,11 +115,44 @@ impl DetectorSettings {
         RawConfig::default().allowed_lateness_ms
     }
 
-    /// Reads the `DETECTOR_*` environment variables (defaults where unset).
+    /// Reads the `DETECTOR_*` environment variables (defaults where unset or empty).
     pub fn from_env() -> Result<Self, SettingsError> {
-        FromEnvironment::try_parse_from(["detector"])
-            .map(|parsed| parsed.settings)
-            .map_err(|e| SettingsError::Malformed(e.to_string()))
+        Self::from_lookup(|name| std::env::var(name).ok())
+    }
+
+    /// [`from_env`](Self::from_env) over any lookup (tests pass a map, not the process's
+    /// environment).
+    pub fn from_lookup(var: impl Fn(&str) -> Option<String>) -> Result<Self, SettingsError> {
+        fn read<T: FromStr>(
+            var: &impl Fn(&str) -> Option<String>,
+            name: &str,
+        ) -> Result<Option<T>, SettingsError>
+        where
+            T::Err: Display,
+        {
+            match var(name).filter(|text| !text.is_empty()) {
+                None => Ok(None),
+                Some(text) => text
+                    .trim()
+                    .parse()
+                    .map(Some)
+                    .map_err(|error| SettingsError::Malformed(format!("{name}={text:?}: {error}"))),
+            }
+        }
+        let defaults = Self::default();
+        Ok(Self {
+            mode: read(&var, env::MODE)?.unwrap_or(defaults.mode),
+            k: read(&var, env::K)?.or(defaults.k),
+            window: read(&var, env::WINDOW)?.unwrap_or(defaults.window),
+            baseline: read(&var, env::BASELINE)?.unwrap_or(defaults.baseline),
+            cooldown: read(&var, env::COOLDOWN)?.unwrap_or(defaults.cooldown),
+            hold_cap: read(&var, env::HOLD_CAP)?.unwrap_or(defaults.hold_cap),
+            warmup_fraction: read(&var, env::WARMUP_FRACTION)?.unwrap_or(defaults.warmup_fraction),
+            lateness_ms: read(&var, env::LATENESS_MS)?.unwrap_or(defaults.lateness_ms),
+            min_chatters: read(&var, env::MIN_CHATTERS)?.unwrap_or(defaults.min_chatters),
+            min_ratio: read(&var, env::MIN_RATIO)?.unwrap_or(defaults.min_ratio),
+            clips_per_hour: read(&var, env::CLIPS_PER_HOUR)?.or(defaults.clips_per_hour),
+        })
     }
 
     pub fn config(&self) -> Result<DetectorConfig, ConfigError> {
@@ -95,32 +174,95 @@ impl DetectorSettings {
 
 #[cfg(test)]
 mod tests {
+    use std::collections::HashMap;
+
     use super::*;
+
+    fn from(pairs: &[(&str, &str)]) -> Result<DetectorSettings, SettingsError> {
+        let map: HashMap<String, String> =
+            pairs.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect();
+        DetectorSettings::from_lookup(|name| map.get(name).cloned())
+    }
 
     #[test]
     fn defaults_are_the_product_defaults() {
-        let parsed = FromEnvironment::try_parse_from(["detector"]).unwrap();
+        let settings = from(&[]).unwrap();
+        assert_eq!(settings, DetectorSettings::default());
         let want = DetectorConfig::new(RawConfig::for_mode(DetectorMode::PRODUCT_DEFAULT)).unwrap();
-        assert_eq!(parsed.settings.config().unwrap(), want);
+        assert_eq!(settings.config().unwrap(), want);
         assert_eq!(want.mode(), DetectorMode::V2);
-        let seed = FromEnvironment::try_parse_from(["detector", "--detector", "seed"]).unwrap();
-        assert_eq!(seed.settings.config().unwrap(), DetectorConfig::default(), "the seed project's settings");
+        let seed = from(&[(env::MODE, "seed")]).unwrap();
+        assert_eq!(seed.config().unwrap(), DetectorConfig::default(), "the seed project's settings");
     }
 
     #[test]
     fn each_mode_has_its_own_default_threshold_and_an_explicit_one_wins() {
-        let v2 = FromEnvironment::try_parse_from(["detector", "--detector", "v2"]).unwrap();
-        let config = v2.settings.config().unwrap();
+        let config = from(&[(env::MODE, "v2")]).unwrap().config().unwrap();
         assert_eq!((config.mode(), config.k()), (DetectorMode::V2, 3.5));
-        let v2 = FromEnvironment::try_parse_from(["detector", "--detector", "v2", "--k", "5"]).unwrap();
-        assert_eq!(v2.settings.config().unwrap().k(), 5.0);
-        let error = FromEnvironment::try_parse_from(["detector", "--detector", "v3"]).err().unwrap();
+        assert_eq!(from(&[(env::MODE, "v2"), (env::K, "5")]).unwrap().config().unwrap().k(), 5.0);
+        let error = from(&[(env::MODE, "v3")]).unwrap_err();
         assert!(error.to_string().contains("`seed` or `v2`"), "{error}");
+    }
+
+    #[test]
+    fn every_variable_is_read_and_a_malformed_one_is_named() {
+        let settings = from(&[
+            (env::K, "4.5"),
+            (env::WINDOW, "8"),
+            (env::BASELINE, "240"),
+            (env::COOLDOWN, "45"),
+            (env::HOLD_CAP, "20"),
+            (env::WARMUP_FRACTION, "0.25"),
+            (env::LATENESS_MS, "1500"),
+            (env::MIN_CHATTERS, "7"),
+            (env::MIN_RATIO, "2.5"),
+            (env::CLIPS_PER_HOUR, "6"),
+            (env::MODE, " seed "),
+        ])
+        .unwrap();
+        let want = DetectorSettings {
+            mode: DetectorMode::Seed,
+            k: Some(4.5),
+            window: 8,
+            baseline: 240,
+            cooldown: 45,
+            hold_cap: 20,
+            warmup_fraction: 0.25,
+            lateness_ms: 1500,
+            min_chatters: 7,
+            min_ratio: 2.5,
+            clips_per_hour: Some(6),
+        };
+        assert_eq!(settings, want);
+        assert_eq!(from(&[(env::WINDOW, "")]).unwrap(), DetectorSettings::default(), "empty is unset");
+        let error = from(&[(env::COOLDOWN, "-3")]).unwrap_err().to_string();
+        assert!(error.contains("DETECTOR_COOLDOWN_SECONDS=\"-3\""), "{error}");
+    }
+
+    /// The flags read exactly the variables the Lambdas read, with the same defaults.
+    #[cfg(feature = "cli")]
+    #[test]
+    fn the_cli_flags_fall_back_to_the_same_variables_and_defaults() {
+        use clap::{CommandFactory, Parser};
+        #[derive(Parser)]
+        struct Flags {
+            #[command(flatten)]
+            settings: DetectorSettings,
+        }
+        let flags: std::collections::BTreeSet<String> = Flags::command()
+            .get_arguments()
+            .filter_map(|arg| arg.get_env().map(|name| name.to_string_lossy().into_owned()))
+            .collect();
+        let read: std::collections::BTreeSet<String> = env::ALL.iter().map(|name| name.to_string()).collect();
+        assert_eq!(flags, read);
+        let parsed = Flags::try_parse_from(["highlights", "--window", "9"]).unwrap().settings;
+        assert_eq!(parsed, DetectorSettings { window: 9, ..DetectorSettings::default() });
     }
 }
 
 /// The webhook confirmed clips are announced to (the cloud reads it from the `AnnounceWebhook`
 /// secret instead).
+#[cfg(feature = "cli")]
 #[derive(clap::Args, Debug, Clone)]
 pub struct AnnounceSettings {
     /// Announce each confirmed Twitch clip to this webhook: a Discord webhook, or any URL that
@@ -138,6 +280,7 @@ pub struct AnnounceSettings {
 }
 
 /// Why the announce settings cannot be used. The URL is a credential: never repeated here.
+#[cfg(feature = "cli")]
 #[derive(Debug, thiserror::Error)]
 pub enum AnnounceSettingsError {
     #[error("--announce-url (ANNOUNCE_URL) is not a URL")]
@@ -146,6 +289,7 @@ pub enum AnnounceSettingsError {
     NotHttp,
 }
 
+#[cfg(feature = "cli")]
 impl AnnounceSettings {
     /// The webhook, when one is configured.
     pub fn webhook(&self) -> Result<Option<crate::announce::Webhook>, AnnounceSettingsError> {
@@ -166,6 +310,7 @@ impl AnnounceSettings {
 }
 
 /// Where Twitch is: the real Helix and OAuth by default, a fake server in tests.
+#[cfg(feature = "cli")]
 #[derive(clap::Args, Debug)]
 pub struct TwitchUrls {
     /// Twitch Helix base URL.

@@ -19,6 +19,7 @@ pub fn client_config(roots: rustls::RootCertStore) -> rustls::ClientConfig {
         .with_no_client_auth()
 }
 
+#[cfg(feature = "http")]
 /// Every outgoing HTTP call's client builder (Helix, OAuth, webhooks): this module's TLS
 /// configuration. reqwest's own default would read the system's CA certificates on every build
 /// and fail (`Client::new()` panics) on a host that has none, such as a minimal container.
@@ -26,13 +27,14 @@ pub fn http_client_builder() -> reqwest::ClientBuilder {
     reqwest::Client::builder().tls_backend_preconfigured(client_config(mozilla_roots()))
 }
 
+#[cfg(feature = "http")]
 /// [`http_client_builder`] built: build it once per process and clone it (clones share the
 /// connection pool).
 pub fn http_client() -> reqwest::Client {
     http_client_builder().build().expect("a client with a preconfigured rustls configuration always builds")
 }
 
-#[cfg(test)]
+#[cfg(all(test, feature = "http"))]
 mod tests {
     #[tokio::test]
     async fn the_http_client_speaks_plain_http_and_verifies_tls_with_mozillas_roots() {

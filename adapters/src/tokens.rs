@@ -17,9 +17,9 @@ use tokio::sync::Mutex;
 
 use crate::twitch::{AppCredentials, Secret, TwitchError, TwitchOAuth, UserToken, now_s};
 
-#[cfg(feature = "aws")]
+#[cfg(feature = "secrets")]
 mod secrets_manager;
-#[cfg(feature = "aws")]
+#[cfg(feature = "secrets")]
 pub use secrets_manager::{SecretsTokenSource, SecretsVault, read_secret_json};
 
 #[derive(Debug, thiserror::Error)]

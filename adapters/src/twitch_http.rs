@@ -103,7 +103,7 @@ impl twitch_api::HttpClient for RewritingClient {
                 .send()
                 .await
                 .map_err(|e| {
-                    let reason = crate::twitch::without_url(&e);
+                    let reason = crate::twitch::helix::without_url(&e);
                     if e.is_connect() {
                         RewriteError::NotSent(reason)
                     } else {
@@ -130,7 +130,7 @@ impl twitch_api::HttpClient for RewritingClient {
             let body = response
                 .bytes()
                 .await
-                .map_err(|e| RewriteError::Unreachable(crate::twitch::without_url(&e)))?;
+                .map_err(|e| RewriteError::Unreachable(crate::twitch::helix::without_url(&e)))?;
             answer.body(body).map_err(|e| RewriteError::Unreachable(e.to_string()))
         }
     }

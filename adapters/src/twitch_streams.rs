@@ -17,7 +17,8 @@ use twitch_api::helix::users::{GetUsersRequest, User};
 use twitch_api::helix::{self, ClientRequestError, HelixClient, HelixRequestGetError};
 use twitch_api::types::UserName;
 
-use crate::twitch::{AppCredentials, Secret, TwitchError, TwitchOAuth, now_s, reset_in};
+use crate::twitch::helix::reset_in;
+use crate::twitch::{AppCredentials, Secret, TwitchError, TwitchOAuth, now_s};
 use crate::twitch_http::{RewritingClient, with_rate_limit_capture};
 
 /// Logins per Get Streams call (Helix's limit).
