@@ -3,7 +3,9 @@
 //! `aws_lambda_events` cannot be constructed directly (`#[non_exhaustive]`): the payloads are
 //! made as JSON and deserialised, which is also what the Lambda runtime does.
 
-use aws_lambda_events::event::kinesis::KinesisEvent;
+use std::collections::HashMap;
+
+use aws_lambda_events::event::kinesis::{KinesisEvent, KinesisTimeWindowEvent};
 use serde_json::{Value, json};
 
 /// One Kinesis record as read from a shard.
@@ -61,6 +63,46 @@ pub fn kinesis_event(stream_arn: &str, region: &str, records: &[KinesisRecordIn]
     event
 }
 
+/// Where an invocation stands in a tumbling window (`TumblingWindowInSeconds` on the mapping).
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct WindowIn {
+    /// The window's bounds, Unix seconds.
+    pub start_s: i64,
+    pub end_s: i64,
+    /// What the window's previous invocation returned (empty at its first).
+    pub state: HashMap<String, String>,
+    pub shard_id: String,
+    pub is_final: bool,
+    pub terminated_early: bool,
+}
+
+/// The `KinesisTimeWindowEvent` a mapping with a tumbling window would deliver: the records of
+/// [`kinesis_event`] plus the window's properties.
+pub fn kinesis_window_event(
+    stream_arn: &str,
+    region: &str,
+    records: &[KinesisRecordIn],
+    window: &WindowIn,
+) -> KinesisTimeWindowEvent {
+    let properties = json!({
+        "window": { "start": seconds_to_time(window.start_s as f64), "end": seconds_to_time(window.end_s as f64) },
+        "state": window.state,
+        "shardId": window.shard_id,
+        "eventSourceARN": stream_arn,
+        "isFinalInvokeForWindow": window.is_final,
+        "isWindowTerminatedEarly": window.terminated_early,
+    });
+    let mut event: KinesisTimeWindowEvent = serde_json::from_value(
+        json!({ "Records": [] }).as_object().cloned().map_or(Value::Null, |mut object| {
+            object.extend(properties.as_object().cloned().unwrap_or_default());
+            Value::Object(object)
+        }),
+    )
+    .expect("the Lambda Kinesis time-window event shape");
+    event.kinesis_event = kinesis_event(stream_arn, region, records);
+    event
+}
+
 fn seconds_to_time(seconds: f64) -> chrono::DateTime<chrono::Utc> {
     let millis = (seconds * 1000.0).round() as i64;
     chrono::DateTime::from_timestamp_millis(millis).unwrap_or_default()
@@ -69,6 +111,39 @@ fn seconds_to_time(seconds: f64) -> chrono::DateTime<chrono::Utc> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn window_events_carry_the_window_and_its_state() {
+        let record = KinesisRecordIn {
+            shard_id: "shardId-000000000001".into(),
+            sequence_number: "42".into(),
+            partition_key: "7".into(),
+            data: vec![1, 2, 3],
+            // A whole second: aws_lambda_events 1.2 writes 0.5 s back as 0.005 s when it
+            // serialises (reading what Lambda sends is right).
+            approximate_arrival_s: 1_700_000_000.0,
+        };
+        let window = WindowIn {
+            start_s: 1_700_000_000,
+            end_s: 1_700_000_060,
+            state: HashMap::from([("7".to_owned(), "{}".to_owned())]),
+            shard_id: "shardId-000000000001".into(),
+            is_final: true,
+            terminated_early: false,
+        };
+        let event = kinesis_window_event("arn:stream", "us-east-1", &[record], &window);
+        let properties = &event.time_window_properties;
+        assert_eq!(properties.state, window.state);
+        assert!(properties.is_final_invoke_for_window && !properties.is_window_terminated_early);
+        assert_eq!(properties.window.end.timestamp(), 1_700_000_060);
+        assert_eq!(properties.shard_id.as_deref(), Some("shardId-000000000001"));
+        assert_eq!(event.kinesis_event.records[0].kinesis.data.0, vec![1, 2, 3]);
+        // What Lambda sends deserialises into the same type (the runtime's path).
+        let json = serde_json::to_value(&event).unwrap();
+        assert_eq!(json["isFinalInvokeForWindow"], true, "{json}");
+        let back: KinesisTimeWindowEvent = serde_json::from_value(json).unwrap();
+        assert_eq!(back, event);
+    }
 
     #[test]
     fn events_carry_the_bytes_and_sequence_numbers() {

@@ -28,18 +28,24 @@
 use std::collections::HashMap;
 use std::time::Instant;
 
-use aws_lambda_events::event::kinesis::KinesisEvent;
+use aws_lambda_events::event::kinesis::{KinesisEvent, KinesisTimeWindowEvent};
 use aws_lambda_events::event::streams::KinesisEventResponse;
 use futures::StreamExt as _;
 use highlights_adapters::channel_settings::{
     CachedChannelSettings, ChannelSettingsStore, NoChannelSettings, SETTINGS_REFRESH,
 };
-use highlights_adapters::detector_state::{StateStore, StoreError, StoredState, sequence_after};
+use highlights_adapters::detector_state::{
+    BrokenVersion, StateStore, StoreError, StoredState, sequence_after,
+};
 use highlights_adapters::highlights::HighlightOutbox;
 use highlights_adapters::telemetry::{MetricRecord, Unit};
 use highlights_core::{
     BroadcasterId, ChannelDetector, ChannelSettings, ChatBatch, Detection, DetectorConfig, Tally, wire,
 };
+
+pub mod window;
+
+use window::{Carried, WindowState};
 
 /// How often one broadcaster's save may conflict before the records are handed back to Lambda.
 const MAX_CONFLICT_RETRIES: u32 = 5;
@@ -60,6 +66,10 @@ pub struct InvocationReport {
     pub decode_errors: u64,
     pub skipped_records: u64,
     pub failed_broadcasters: u64,
+    /// Writes to the state table (conditional puts, including retried ones).
+    pub state_writes: u64,
+    /// Entries of a tumbling window's state map that could not be read.
+    pub window_state_errors: u64,
     pub duration_ms: f64,
 }
 
@@ -77,7 +87,74 @@ impl InvocationReport {
             .count("state_resets", self.state_resets)
             .count("DecodeErrors", self.decode_errors)
             .count("FailedBroadcasters", self.failed_broadcasters)
+            .count("StateWrites", self.state_writes)
             .metric("HandlerDuration", Unit::Milliseconds, self.duration_ms)
+    }
+}
+
+impl InvocationReport {
+    fn add(&mut self, outcome: &BroadcasterOutcome, response: &mut KinesisEventResponse) {
+        self.tally.add(&outcome.tally);
+        self.detections += outcome.detections;
+        self.duplicate_detections += outcome.duplicates;
+        self.state_conflicts += outcome.conflicts;
+        self.state_writes += outcome.writes;
+        self.skipped_records += outcome.skipped;
+        self.state_resets += u64::from(outcome.reset);
+        if let Some(sequence) = &outcome.failed_at {
+            self.failed_broadcasters += 1;
+            response.add_failure(sequence.clone());
+        }
+    }
+}
+
+/// The answer to a successful invocation with a tumbling window: the state map for the window's
+/// next invocation (Lambda's `TimeWindowEventResponse`; no partial failures, see
+/// [`DetectorHandler::handle_window`]).
+#[derive(Debug, Clone, Default, PartialEq, serde::Serialize)]
+pub struct WindowResponse {
+    pub state: HashMap<String, String>,
+}
+
+/// The records of one invocation grouped by broadcaster, in order; malformed ones counted and
+/// skipped (they never block the shard).
+fn group_by_broadcaster<'e>(
+    event: &'e KinesisEvent,
+    report: &mut InvocationReport,
+) -> Vec<(BroadcasterId, Vec<Applied<'e>>)> {
+    let mut groups: Vec<(BroadcasterId, Vec<Applied<'_>>)> = Vec::new();
+    let mut index: HashMap<BroadcasterId, usize> = HashMap::new();
+    for record in &event.records {
+        let sequence = record.kinesis.sequence_number.as_str();
+        match wire::decode(&record.kinesis.data.0) {
+            Ok(batch) => {
+                let slot = *index.entry(batch.broadcaster_id).or_insert_with(|| {
+                    groups.push((batch.broadcaster_id, Vec::new()));
+                    groups.len() - 1
+                });
+                groups[slot].1.push(Applied { sequence, batch });
+            }
+            Err(error) => {
+                report.decode_errors += 1;
+                tracing::warn!(sequence_number = sequence, partition_key = %record.kinesis.partition_key, %error, "skipping a malformed chat record");
+            }
+        }
+    }
+    groups
+}
+
+/// Nothing was applied: hands the whole batch back from its first decodable record.
+fn hand_back_everything(
+    groups: &[(BroadcasterId, Vec<Applied<'_>>)],
+    response: &mut KinesisEventResponse,
+    report: &mut InvocationReport,
+) {
+    report.failed_broadcasters = groups.len() as u64;
+    let first = groups.iter().flat_map(|(_, r)| r.first()).map(|r| r.sequence).min_by(|a, b| {
+        if sequence_after(a, b) { std::cmp::Ordering::Greater } else { std::cmp::Ordering::Less }
+    });
+    if let Some(first) = first {
+        response.add_failure(first.to_owned());
     }
 }
 
@@ -94,6 +171,8 @@ struct BroadcasterOutcome {
     detections: u64,
     duplicates: u64,
     conflicts: u64,
+    /// Writes to the state table.
+    writes: u64,
     skipped: u64,
     reset: bool,
     /// The first unapplied sequence number, when the broadcaster failed.
@@ -159,45 +238,15 @@ impl<S: StateStore, O: HighlightOutbox, C: ChannelSettingsStore> DetectorHandler
     pub async fn handle(&self, event: &KinesisEvent) -> (KinesisEventResponse, InvocationReport) {
         let started = Instant::now();
         let mut report = InvocationReport { records: event.records.len(), ..InvocationReport::default() };
-
-        let mut groups: Vec<(BroadcasterId, Vec<Applied<'_>>)> = Vec::new();
-        let mut index: HashMap<BroadcasterId, usize> = HashMap::new();
-        for record in &event.records {
-            let sequence = record.kinesis.sequence_number.as_str();
-            match wire::decode(&record.kinesis.data.0) {
-                Ok(batch) => {
-                    let slot = *index.entry(batch.broadcaster_id).or_insert_with(|| {
-                        groups.push((batch.broadcaster_id, Vec::new()));
-                        groups.len() - 1
-                    });
-                    groups[slot].1.push(Applied { sequence, batch });
-                }
-                Err(error) => {
-                    report.decode_errors += 1;
-                    tracing::warn!(sequence_number = sequence, partition_key = %record.kinesis.partition_key, %error, "skipping a malformed chat record");
-                }
-            }
-        }
+        let groups = group_by_broadcaster(event, &mut report);
 
         let ids: Vec<BroadcasterId> = groups.iter().map(|(id, _)| *id).collect();
         let mut response = KinesisEventResponse::default();
         let loaded = match self.states.load_many(&ids).await {
             Ok(loaded) => loaded,
             Err(error) => {
-                // Nothing was applied: hand the whole batch back from its first decodable record.
                 tracing::error!(%error, "cannot load detector state");
-                report.failed_broadcasters = groups.len() as u64;
-                if let Some(first) =
-                    groups.iter().flat_map(|(_, r)| r.first()).map(|r| r.sequence).min_by(|a, b| {
-                        if sequence_after(a, b) {
-                            std::cmp::Ordering::Greater
-                        } else {
-                            std::cmp::Ordering::Less
-                        }
-                    })
-                {
-                    response.add_failure(first.to_owned());
-                }
+                hand_back_everything(&groups, &mut response, &mut report);
                 report.duration_ms = started.elapsed().as_secs_f64() * 1000.0;
                 return (response, report);
             }
@@ -216,19 +265,193 @@ impl<S: StateStore, O: HighlightOutbox, C: ChannelSettingsStore> DetectorHandler
         let outcomes: Vec<BroadcasterOutcome> =
             futures::stream::iter(work).buffer_unordered(CONCURRENCY).collect().await;
         for outcome in outcomes {
-            report.tally.add(&outcome.tally);
-            report.detections += outcome.detections;
-            report.duplicate_detections += outcome.duplicates;
-            report.state_conflicts += outcome.conflicts;
-            report.skipped_records += outcome.skipped;
-            report.state_resets += u64::from(outcome.reset);
-            if let Some(sequence) = outcome.failed_at {
-                report.failed_broadcasters += 1;
-                response.add_failure(sequence);
-            }
+            report.add(&outcome, &mut response);
         }
         report.duration_ms = started.elapsed().as_secs_f64() * 1000.0;
         (response, report)
+    }
+
+    /// Handles one invocation of a mapping with a tumbling window ([`window`]): each
+    /// broadcaster's state comes from the window's map, or from the table at its first record in
+    /// the window, and goes back in the returned map; the table is written only at the window's
+    /// last invocation, or when the map outgrows [`window::STATE_BUDGET_BYTES`].
+    ///
+    /// `Err` when anything could not be read or written: the invocation must then fail as a
+    /// whole, so that Lambda retries it with the same records and the same map. (A partial batch
+    /// response would not do: the map it returns would have to match the records Lambda resends,
+    /// which the documentation of tumbling windows does not pin down.) The report comes either
+    /// way, for the metrics.
+    pub async fn handle_window(
+        &self,
+        event: &KinesisTimeWindowEvent,
+    ) -> (Result<WindowResponse, StoreError>, InvocationReport) {
+        let started = Instant::now();
+        let records = &event.kinesis_event;
+        let properties = &event.time_window_properties;
+        let mut report = InvocationReport { records: records.records.len(), ..InvocationReport::default() };
+        let (mut window, errors) = WindowState::decode(&properties.state);
+        for error in &errors {
+            tracing::warn!(%error, "reading this broadcaster from the table instead");
+        }
+        report.window_state_errors = errors.len() as u64;
+        let groups = group_by_broadcaster(records, &mut report);
+
+        let missing: Vec<BroadcasterId> =
+            groups.iter().map(|(id, _)| *id).filter(|id| !window.carried.contains_key(id)).collect();
+        let loaded = if missing.is_empty() {
+            HashMap::new()
+        } else {
+            match self.states.load_many(&missing).await {
+                Ok(loaded) => loaded,
+                Err(error) => {
+                    tracing::error!(%error, "cannot load detector state");
+                    report.failed_broadcasters = groups.len() as u64;
+                    report.duration_ms = started.elapsed().as_secs_f64() * 1000.0;
+                    return (Err(error), report);
+                }
+            }
+        };
+
+        let ids: Vec<BroadcasterId> = groups.iter().map(|(id, _)| *id).collect();
+        let settings = self.channel_settings.settings_of(&ids).await;
+        let work: Vec<_> = groups
+            .iter()
+            .map(|(id, records)| {
+                let config = self.config_for(*id, settings.get(id));
+                let carried =
+                    window.carried.get(id).cloned().or_else(|| {
+                        loaded.get(id).map(|state| Carried { state: state.clone(), dirty: false })
+                    });
+                self.apply_in_window(*id, config, records, carried)
+            })
+            .collect();
+        let outcomes: Vec<(BroadcasterId, BroadcasterOutcome, Option<Carried>)> =
+            futures::stream::iter(work).buffer_unordered(CONCURRENCY).collect().await;
+        let mut failures = KinesisEventResponse::default();
+        for (id, outcome, carried) in outcomes {
+            report.add(&outcome, &mut failures);
+            if let Some(carried) = carried {
+                window.carried.insert(id, carried);
+            }
+        }
+        if !failures.batch_item_failures.is_empty() {
+            report.duration_ms = started.elapsed().as_secs_f64() * 1000.0;
+            let error = StoreError::Unavailable("detections could not be recorded".into());
+            return (Err(error), report);
+        }
+
+        let mut state = window.encode();
+        let over_budget = WindowState::encoded_bytes(&state) > window::STATE_BUDGET_BYTES;
+        if properties.is_final_invoke_for_window || over_budget {
+            for carried in window.carried.values().filter(|c| c.dirty) {
+                if let Err(error) = self.write_carried(carried, &mut report).await {
+                    report.duration_ms = started.elapsed().as_secs_f64() * 1000.0;
+                    return (Err(error), report);
+                }
+            }
+            // A window's last map is dropped by Lambda; an oversized one is started afresh, its
+            // broadcasters read from the table again at their next record.
+            state = HashMap::new();
+        }
+        report.duration_ms = started.elapsed().as_secs_f64() * 1000.0;
+        (Ok(WindowResponse { state }), report)
+    }
+
+    /// One broadcaster's records in a window: applied and their detections recorded, the state
+    /// carried instead of written (an item whose version is broken is written at once, as
+    /// without a window). The carried state is `None` only when there is none at all.
+    async fn apply_in_window(
+        &self,
+        id: BroadcasterId,
+        config: DetectorConfig,
+        records: &[Applied<'_>],
+        carried: Option<Carried>,
+    ) -> (BroadcasterId, BroadcasterOutcome, Option<Carried>) {
+        let stored = carried.as_ref().map(|c| &c.state);
+        if stored.is_some_and(|s| s.broken.is_some()) {
+            let outcome = self.apply_broadcaster(id, config, records, stored.cloned()).await;
+            // Read back what was written: the window goes on from the table's item.
+            let reread = match self.states.load_many(&[id]).await {
+                Ok(mut reloaded) => reloaded.remove(&id).map(|state| Carried { state, dirty: false }),
+                Err(_) => None,
+            };
+            return (id, outcome, reread);
+        }
+        let mut outcome = BroadcasterOutcome::default();
+        let advanced = match advance(id, config, records, stored) {
+            Ok(advanced) => advanced,
+            Err(skipped) => {
+                outcome.skipped = skipped;
+                return (id, outcome, carried);
+            }
+        };
+        outcome.skipped = advanced.skipped;
+        if let Err(failed_at) = self.record_detections(id, &advanced, &mut outcome).await {
+            // The state stays as it came: Lambda retries from the failed record.
+            outcome.failed_at = Some(failed_at);
+            return (id, outcome, carried);
+        }
+        outcome.reset = advanced.reset;
+        outcome.tally = advanced.tally;
+        log_detections(id, &advanced.detections);
+        let state = StoredState { version: advanced.expected_version, ..advanced.next };
+        (id, outcome, Some(Carried { state, dirty: true }))
+    }
+
+    /// Writes a carried state to the table; returns the item's version afterwards. The write is
+    /// conditional on the version the window read. On a conflict the item is read again: an item
+    /// that is already this state (a retried last invocation wrote it) or that is further along
+    /// the shard (another writer applied later records) is kept; a reset (a new stream: no
+    /// detector blob) is kept as a reset; otherwise the carried state is written over it.
+    async fn write_carried(
+        &self,
+        carried: &Carried,
+        report: &mut InvocationReport,
+    ) -> Result<u64, StoreError> {
+        let id = carried.state.broadcaster_id;
+        let mut expected = carried.state.version;
+        let mut next = StoredState { version: expected + 1, broken: None, ..carried.state.clone() };
+        for _attempt in 0..=MAX_CONFLICT_RETRIES {
+            report.state_writes += 1;
+            match self.states.save(&next, expected).await {
+                Ok(()) => return Ok(next.version),
+                Err(StoreError::Conflict) => {
+                    let Some(current) = self.states.load_many(&[id]).await?.remove(&id) else {
+                        expected = 0;
+                        next.version = 1;
+                        continue;
+                    };
+                    let same = (&current.detector, &current.last_sequence, current.last_fire)
+                        == (&next.detector, &next.last_sequence, next.last_fire);
+                    let further = match (&current.last_sequence, &next.last_sequence) {
+                        (Some(theirs), Some(ours)) => sequence_after(theirs, ours),
+                        _ => false,
+                    };
+                    if current.broken.is_none() && (same || further) {
+                        return Ok(current.version);
+                    }
+                    report.state_conflicts += 1;
+                    if current.detector.is_none() && current.broken.is_none() {
+                        tracing::info!(
+                            broadcaster_id = id,
+                            "a new stream reset this detector during the window"
+                        );
+                        next.detector = None;
+                    }
+                    if let Some(broken) = &current.broken {
+                        report.state_writes += 1;
+                        return self.states.replace_broken(&next, broken).await.map(|()| next.version);
+                    }
+                    expected = current.version;
+                    next.version = expected + 1;
+                }
+                Err(error) => {
+                    tracing::error!(broadcaster_id = id, %error, "cannot write the window's detector state");
+                    return Err(error);
+                }
+            }
+        }
+        Err(StoreError::Conflict)
     }
 
     async fn apply_broadcaster(
@@ -241,74 +464,30 @@ impl<S: StateStore, O: HighlightOutbox, C: ChannelSettingsStore> DetectorHandler
         let mut outcome = BroadcasterOutcome::default();
         let mut first_unapplied = None;
         for _attempt in 0..=MAX_CONFLICT_RETRIES {
-            let version = stored.as_ref().map_or(0, |s| s.version);
-            let broken = stored.as_ref().and_then(|s| s.broken.clone());
-            let stored_sequence = stored.as_ref().and_then(|s| s.last_sequence.clone());
-            let last_sequence = stored_sequence.clone().filter(|s| is_sequence_number(s));
-            if let Some(junk) = stored_sequence.as_ref().filter(|s| !is_sequence_number(s)) {
-                tracing::warn!(broadcaster_id = id, last_sequence = %junk, "ignoring a stored sequence number that is not one");
-            }
-            if let Some(broken) = &broken {
-                tracing::warn!(
-                    broadcaster_id = id,
-                    ?broken,
-                    "the stored state's version is unusable; replacing the item"
-                );
-            }
-            let (mut detector, blob_reset) = restore(id, config, stored.as_ref());
-            let reset = blob_reset || broken.is_some() || stored_sequence != last_sequence;
-            let pending: Vec<&Applied<'_>> = records
-                .iter()
-                .filter(|r| last_sequence.as_deref().is_none_or(|last| sequence_after(r.sequence, last)))
-                .collect();
-            outcome.skipped = (records.len() - pending.len()) as u64;
-            let (Some(first), Some(last)) = (pending.first(), pending.last()) else {
-                return outcome;
-            };
-            first_unapplied = Some(first.sequence.to_owned());
-            let mut tally = Tally::default();
-            let mut detections: Vec<Detection> = Vec::new();
-            for record in &pending {
-                detector.observe_batch(&record.batch, &mut tally, &mut detections);
-            }
-            // A detection counts once, where its conditional put succeeds: a retry after a failed
-            // save finds it there (a duplicate), so nothing is counted twice or lost.
-            for detection in &detections {
-                match self.outbox.record(detection).await {
-                    Ok(true) => outcome.detections += 1,
-                    Ok(false) => outcome.duplicates += 1,
-                    Err(error) => {
-                        tracing::error!(broadcaster_id = id, %error, "cannot record a detection");
-                        outcome.failed_at = Some(first.sequence.to_owned());
-                        return outcome;
-                    }
+            let advanced = match advance(id, config, records, stored.as_ref()) {
+                Ok(advanced) => advanced,
+                Err(skipped) => {
+                    outcome.skipped = skipped;
+                    return outcome;
                 }
-            }
-            let next = StoredState {
-                broadcaster_id: id,
-                version: version + 1,
-                detector: Some(detector.encode_state()),
-                last_sequence: Some(last.sequence.to_owned()),
-                last_fire: detector.last_fire(),
-                broken: None,
             };
-            let saved = match &broken {
-                Some(broken) => self.states.replace_broken(&next, broken).await,
-                None => self.states.save(&next, version).await,
+            outcome.skipped = advanced.skipped;
+            first_unapplied = Some(advanced.first.to_owned());
+            if let Err(failed_at) = self.record_detections(id, &advanced, &mut outcome).await {
+                outcome.failed_at = Some(failed_at);
+                return outcome;
+            }
+            let version = advanced.expected_version;
+            outcome.writes += 1;
+            let saved = match &advanced.broken {
+                Some(broken) => self.states.replace_broken(&advanced.next, broken).await,
+                None => self.states.save(&advanced.next, version).await,
             };
             match saved {
                 Ok(()) => {
-                    outcome.reset = reset;
-                    for detection in &detections {
-                        tracing::info!(
-                            broadcaster_id = id,
-                            peak_at = detection.peak_second,
-                            fired_at = detection.fired_second,
-                            intensity = detection.intensity,
-                            "highlight detected"
-                        );
-                    }
-                    outcome.tally = tally;
+                    outcome.reset = advanced.reset;
+                    log_detections(id, &advanced.detections);
+                    outcome.tally = advanced.tally;
                     return outcome;
                 }
                 Err(StoreError::Conflict) => {
@@ -322,14 +501,14 @@ impl<S: StateStore, O: HighlightOutbox, C: ChannelSettingsStore> DetectorHandler
                         Ok(mut reloaded) => stored = reloaded.remove(&id),
                         Err(error) => {
                             tracing::error!(broadcaster_id = id, %error, "cannot reload detector state");
-                            outcome.failed_at = Some(first.sequence.to_owned());
+                            outcome.failed_at = Some(advanced.first.to_owned());
                             return outcome;
                         }
                     }
                 }
                 Err(error) => {
                     tracing::error!(broadcaster_id = id, %error, "cannot save detector state");
-                    outcome.failed_at = Some(first.sequence.to_owned());
+                    outcome.failed_at = Some(advanced.first.to_owned());
                     return outcome;
                 }
             }
@@ -337,6 +516,114 @@ impl<S: StateStore, O: HighlightOutbox, C: ChannelSettingsStore> DetectorHandler
         tracing::error!(broadcaster_id = id, "detector state kept conflicting; handing the records back");
         outcome.failed_at = first_unapplied;
         outcome
+    }
+
+    /// Writes the detections to the outbox. A detection counts once, where its conditional put
+    /// succeeds: a retry after a failed save finds it there (a duplicate), so nothing is counted
+    /// twice or lost. On failure, the first unapplied sequence number to hand back.
+    async fn record_detections(
+        &self,
+        id: BroadcasterId,
+        advanced: &Advanced<'_>,
+        outcome: &mut BroadcasterOutcome,
+    ) -> Result<(), String> {
+        for detection in &advanced.detections {
+            match self.outbox.record(detection).await {
+                Ok(true) => outcome.detections += 1,
+                Ok(false) => outcome.duplicates += 1,
+                Err(error) => {
+                    tracing::error!(broadcaster_id = id, %error, "cannot record a detection");
+                    return Err(advanced.first.to_owned());
+                }
+            }
+        }
+        Ok(())
+    }
+}
+
+/// One broadcaster's records applied to its state; nothing written yet.
+struct Advanced<'r> {
+    /// The state to write (version: `expected_version + 1`).
+    next: StoredState,
+    /// The version the write is conditional on.
+    expected_version: u64,
+    /// Set when the stored item's version is unusable: written by `replace_broken` instead.
+    broken: Option<BrokenVersion>,
+    detections: Vec<Detection>,
+    tally: Tally,
+    skipped: u64,
+    /// A stored state was discarded (unreadable blob, junk sequence, broken version).
+    reset: bool,
+    /// The first record applied now.
+    first: &'r str,
+}
+
+/// Applies the records not yet applied to `stored` (or to a fresh detector); `Err(skipped)` when
+/// every record was applied already.
+fn advance<'r>(
+    id: BroadcasterId,
+    config: DetectorConfig,
+    records: &'r [Applied<'_>],
+    stored: Option<&StoredState>,
+) -> Result<Advanced<'r>, u64> {
+    let version = stored.map_or(0, |s| s.version);
+    let broken = stored.and_then(|s| s.broken.clone());
+    let stored_sequence = stored.and_then(|s| s.last_sequence.clone());
+    let last_sequence = stored_sequence.clone().filter(|s| is_sequence_number(s));
+    if let Some(junk) = stored_sequence.as_ref().filter(|s| !is_sequence_number(s)) {
+        tracing::warn!(broadcaster_id = id, last_sequence = %junk, "ignoring a stored sequence number that is not one");
+    }
+    if let Some(broken) = &broken {
+        tracing::warn!(
+            broadcaster_id = id,
+            ?broken,
+            "the stored state's version is unusable; replacing the item"
+        );
+    }
+    let (mut detector, blob_reset) = restore(id, config, stored);
+    let reset = blob_reset || broken.is_some() || stored_sequence != last_sequence;
+    let pending: Vec<&'r Applied<'_>> = records
+        .iter()
+        .filter(|r| last_sequence.as_deref().is_none_or(|last| sequence_after(r.sequence, last)))
+        .collect();
+    let skipped = (records.len() - pending.len()) as u64;
+    let (Some(first), Some(last)) = (pending.first(), pending.last()) else {
+        return Err(skipped);
+    };
+    let mut tally = Tally::default();
+    let mut detections: Vec<Detection> = Vec::new();
+    for record in &pending {
+        detector.observe_batch(&record.batch, &mut tally, &mut detections);
+    }
+    let next = StoredState {
+        broadcaster_id: id,
+        version: version + 1,
+        detector: Some(detector.encode_state()),
+        last_sequence: Some(last.sequence.to_owned()),
+        last_fire: detector.last_fire(),
+        broken: None,
+    };
+    Ok(Advanced {
+        next,
+        expected_version: version,
+        broken,
+        detections,
+        tally,
+        skipped,
+        reset,
+        first: first.sequence,
+    })
+}
+
+fn log_detections(id: BroadcasterId, detections: &[Detection]) {
+    for detection in detections {
+        tracing::info!(
+            broadcaster_id = id,
+            peak_at = detection.peak_second,
+            fired_at = detection.fired_second,
+            intensity = detection.intensity,
+            "highlight detected"
+        );
     }
 }
 

@@ -1,7 +1,7 @@
 //! Lambda entry point of the detector: clients are built once per container, then every
 //! invocation runs [`DetectorHandler::handle`] and prints one EMF metrics line.
 
-use aws_lambda_events::event::kinesis::KinesisEvent;
+use aws_lambda_events::event::kinesis::{KinesisEvent, KinesisTimeWindowEvent};
 use aws_lambda_events::event::streams::KinesisEventResponse;
 use detector_function::DetectorHandler;
 use highlights_adapters::channel_settings::{DynamoChannelSettings, SETTINGS_REFRESH};
@@ -28,6 +28,18 @@ async fn main() -> Result<(), Error> {
         SETTINGS_REFRESH,
     );
     let handler = &handler;
+    // The mapping's tumbling window (infra sets both): the state travels with the window and is
+    // written once per window (detector_function::window).
+    if std::env::var("DETECTOR_STATE_IN_WINDOW").is_ok_and(|v| v == "1") {
+        return lambda_runtime::run(service_fn(
+            move |event: LambdaEvent<KinesisTimeWindowEvent>| async move {
+                let (response, report) = handler.handle_window(&event.payload).await;
+                report.metrics().emit();
+                response.map_err(|error| Error::from(format!("the invocation is retried whole: {error}")))
+            },
+        ))
+        .await;
+    }
     lambda_runtime::run(service_fn(move |event: LambdaEvent<KinesisEvent>| async move {
         let (response, report) = handler.handle(&event.payload).await;
         report.metrics().emit();

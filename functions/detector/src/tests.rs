@@ -660,3 +660,300 @@ mod on_dynamodb {
         assert_eq!(stored(&handler).await, expected(&channels));
     }
 }
+
+/// The detector with its state carried in a tumbling window (`handle_window`): Lambda's side is
+/// played by [`WindowDriver`], with crashes, failed calls and redeliveries injected.
+mod window_mode {
+    use std::collections::BTreeSet;
+
+    use highlights_adapters::lambda_events::{WindowIn, kinesis_window_event};
+    use proptest::prelude::*;
+
+    use super::*;
+
+    /// Fails the calls whose (1-based) numbers are in `fail`: outbox records and state saves.
+    struct Injected<T> {
+        inner: T,
+        calls: AtomicUsize,
+        fail: BTreeSet<usize>,
+    }
+
+    impl<T> Injected<T> {
+        fn new(inner: T, fail: BTreeSet<usize>) -> Self {
+            Self { inner, calls: AtomicUsize::new(0), fail }
+        }
+        fn fails_now(&self) -> bool {
+            self.fail.contains(&(self.calls.fetch_add(1, Ordering::SeqCst) + 1))
+        }
+    }
+
+    impl<O: HighlightOutbox> HighlightOutbox for Injected<O> {
+        async fn record(&self, detection: &Detection) -> Result<bool, StoreError> {
+            if self.fails_now() {
+                return Err(StoreError::Unavailable("injected".into()));
+            }
+            self.inner.record(detection).await
+        }
+    }
+
+    impl<S: StateStore> StateStore for Injected<S> {
+        async fn load_many(
+            &self,
+            ids: &[BroadcasterId],
+        ) -> Result<HashMap<BroadcasterId, StoredState>, StoreError> {
+            self.inner.load_many(ids).await
+        }
+        async fn save(&self, state: &StoredState, expected_version: u64) -> Result<(), StoreError> {
+            if self.fails_now() {
+                return Err(StoreError::Unavailable("injected".into()));
+            }
+            self.inner.save(state, expected_version).await
+        }
+        async fn reset(&self, id: BroadcasterId) -> Result<(), StoreError> {
+            self.inner.reset(id).await
+        }
+        async fn replace_broken(
+            &self,
+            state: &StoredState,
+            broken: &BrokenVersion,
+        ) -> Result<(), StoreError> {
+            self.inner.replace_broken(state, broken).await
+        }
+    }
+
+    type Handler = DetectorHandler<Injected<MemoryStateStore>, Injected<MemoryHighlights>>;
+
+    fn handler(fail_saves: BTreeSet<usize>, fail_records: BTreeSet<usize>) -> Handler {
+        DetectorHandler::new(
+            DetectorConfig::default(),
+            Injected::new(MemoryStateStore::default(), fail_saves),
+            Injected::new(MemoryHighlights::default(), fail_records),
+        )
+    }
+
+    /// Lambda's event-source mapping with a tumbling window, as far as the handler can tell:
+    /// batches of `batch` records, a window closing after every `window` batches (its last
+    /// invocation flagged final), the state map passed from one invocation to the next, and an
+    /// invocation that fails, or whose answer is lost (`crash_at`: the function died after doing
+    /// its work), retried with the same records and the same map.
+    struct WindowDriver {
+        batch: usize,
+        window: usize,
+        crash_at: BTreeSet<usize>,
+    }
+
+    impl WindowDriver {
+        async fn run<S: StateStore, O: HighlightOutbox>(
+            &self,
+            handler: &DetectorHandler<S, O>,
+            records: &[KinesisRecordIn],
+        ) -> Vec<InvocationReport> {
+            let mut reports = Vec::new();
+            let (mut at, mut invocations, mut in_window) = (0, 0, 0);
+            let mut state = HashMap::new();
+            let mut window_start = START_S;
+            while at < records.len() {
+                invocations += 1;
+                assert!(invocations < 10 * records.len() + 100, "the same records keep failing");
+                let end = (at + self.batch).min(records.len());
+                let is_final = in_window + 1 == self.window || end == records.len();
+                let window = WindowIn {
+                    start_s: window_start,
+                    end_s: window_start + 60,
+                    state: state.clone(),
+                    shard_id: "shardId-000000000000".into(),
+                    is_final,
+                    terminated_early: false,
+                };
+                let event = kinesis_window_event(
+                    "arn:aws:kinesis:us-east-1:0:stream/chat",
+                    "us-east-1",
+                    &records[at..end],
+                    &window,
+                );
+                let (answer, report) = handler.handle_window(&event).await;
+                // The metrics line is printed before the answer goes back: it counts even when
+                // the answer is lost.
+                reports.push(report);
+                if self.crash_at.contains(&invocations) {
+                    continue; // the answer never reached Lambda: the same invocation again
+                }
+                let Ok(response) = answer else { continue };
+                at = end;
+                if is_final {
+                    assert!(response.state.is_empty(), "a window's last invocation returns an empty map");
+                    state = HashMap::new();
+                    in_window = 0;
+                    window_start += 60;
+                } else {
+                    state = response.state;
+                    in_window += 1;
+                }
+            }
+            reports
+        }
+    }
+
+    fn detections_counted(reports: &[InvocationReport]) -> u64 {
+        reports.iter().map(|r| r.detections).sum()
+    }
+
+    /// What the per-invocation handler leaves in the table for each broadcaster (the detector
+    /// blob, the last sequence number and the cooldown), the reference for the window's writes.
+    async fn reference_states(
+        records: &[KinesisRecordIn],
+    ) -> Vec<(Option<Vec<u8>>, Option<String>, Option<i64>)> {
+        let reference = DetectorHandler::new(
+            DetectorConfig::default(),
+            MemoryStateStore::default(),
+            MemoryHighlights::default(),
+        );
+        drive(&reference, records, 25).await;
+        [11, 22]
+            .iter()
+            .map(|id| {
+                let s = reference.states().get(*id).unwrap();
+                (s.detector, s.last_sequence, s.last_fire)
+            })
+            .collect()
+    }
+
+    #[tokio::test]
+    async fn the_window_finds_what_the_core_finds_and_writes_each_state_once_per_window() {
+        let channels = two_channels();
+        let records = shard(&channels);
+        let handler = handler(BTreeSet::new(), BTreeSet::new());
+        let driver = WindowDriver { batch: 25, window: 24, crash_at: BTreeSet::new() };
+        let reports = driver.run(&handler, &records).await;
+        let want = expected(&channels);
+        assert!(want.len() >= 4, "the scenario has bursts to find");
+        assert_eq!(sorted(handler.outbox().inner.all()), want);
+        assert_eq!(detections_counted(&reports), want.len() as u64);
+
+        let invocations = reports.len() as u64;
+        let windows = invocations.div_ceil(24);
+        let writes: u64 = reports.iter().map(|r| r.state_writes).sum();
+        assert_eq!(writes, 2 * windows, "one write per broadcaster per window ({invocations} invocations)");
+        let per_invocation = DetectorHandler::new(
+            DetectorConfig::default(),
+            MemoryStateStore::default(),
+            MemoryHighlights::default(),
+        );
+        let baseline: u64 = drive(&per_invocation, &records, 25).await.iter().map(|r| r.state_writes).sum();
+        assert!(
+            baseline >= 2 * invocations - 2,
+            "without a window: one write per broadcaster per invocation ({baseline})"
+        );
+
+        let table: Vec<_> = [11, 22]
+            .iter()
+            .map(|id| {
+                let s = handler.states().inner.get(*id).unwrap();
+                (s.detector, s.last_sequence, s.last_fire)
+            })
+            .collect();
+        assert_eq!(
+            table,
+            reference_states(&records).await,
+            "the last window's writes are the per-invocation state"
+        );
+    }
+
+    #[tokio::test]
+    async fn a_map_that_cannot_be_read_falls_back_to_the_table() {
+        let channels = two_channels();
+        let records = shard(&channels);
+        let handler = handler(BTreeSet::new(), BTreeSet::new());
+        // First window: 10 batches, written at its end.
+        let first = &records[..250];
+        WindowDriver { batch: 25, window: 10, crash_at: BTreeSet::new() }.run(&handler, first).await;
+        let written = handler.states().inner.get(11).unwrap();
+        // The next invocation gets a corrupt map: it reads the table and goes on.
+        let window = WindowIn {
+            start_s: START_S + 60,
+            end_s: START_S + 120,
+            state: HashMap::from([
+                ("11".to_owned(), "garbage".to_owned()),
+                ("x".to_owned(), "{}".to_owned()),
+            ]),
+            shard_id: "shardId-000000000000".into(),
+            is_final: true,
+            terminated_early: false,
+        };
+        let event = kinesis_window_event("arn", "us-east-1", &records[250..300], &window);
+        let (response, report) = handler.handle_window(&event).await;
+        assert_eq!(response.unwrap().state, HashMap::new());
+        assert_eq!(report.window_state_errors, 2);
+        let after = handler.states().inner.get(11).unwrap();
+        assert_eq!(after.version, written.version + 1);
+        assert!(sequence_after(
+            after.last_sequence.as_deref().unwrap(),
+            written.last_sequence.as_deref().unwrap()
+        ));
+    }
+
+    #[tokio::test]
+    async fn a_new_stream_during_the_window_is_kept_as_a_reset() {
+        let channels = two_channels();
+        let records = shard(&channels);
+        let handler = handler(BTreeSet::new(), BTreeSet::new());
+        WindowDriver { batch: 25, window: 4, crash_at: BTreeSet::new() }.run(&handler, &records[..100]).await;
+        // A window in progress carries broadcaster 11; the lifecycle function resets its item.
+        let window = WindowIn {
+            start_s: START_S + 60,
+            end_s: START_S + 120,
+            shard_id: "s".into(),
+            ..WindowIn::default()
+        };
+        let event = kinesis_window_event("arn", "us-east-1", &records[100..150], &window);
+        let response = handler.handle_window(&event).await.0.unwrap();
+        handler.states().inner.reset(11).await.unwrap();
+        let last = WindowIn { state: response.state, is_final: true, ..window };
+        let event = kinesis_window_event("arn", "us-east-1", &records[150..200], &last);
+        let (answer, report) = handler.handle_window(&event).await;
+        assert!(answer.is_ok());
+        assert_eq!(report.state_conflicts, 1);
+        let stored = handler.states().inner.get(11).unwrap();
+        assert_eq!(stored.detector, None, "the reset wins: the next stream starts afresh");
+        let last_of_11 = records[..200].iter().rev().find(|r| r.partition_key == "11").unwrap();
+        assert_eq!(
+            stored.last_sequence.as_deref(),
+            Some(last_of_11.sequence_number.as_str()),
+            "no record applied twice"
+        );
+        assert!(handler.states().inner.get(22).unwrap().detector.is_some());
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig { cases: 64, ..ProptestConfig::default() })]
+
+        /// Whatever fails and wherever the function dies, the window finds every detection of
+        /// the core detector once (0 lost, 0 duplicates) and leaves the table as the
+        /// per-invocation handler does.
+        #[test]
+        fn crashes_failures_and_redeliveries_change_no_detection(
+            batch in 5usize..60,
+            window in 1usize..30,
+            crash_at in proptest::collection::btree_set(1usize..80, 0..6),
+            fail_saves in proptest::collection::btree_set(1usize..40, 0..4),
+            fail_records in proptest::collection::btree_set(1usize..12, 0..3),
+        ) {
+            let runtime = tokio::runtime::Builder::new_current_thread().build().unwrap();
+            runtime.block_on(async {
+                let channels = two_channels();
+                let records = shard(&channels);
+                let handler = handler(fail_saves, fail_records);
+                let driver = WindowDriver { batch, window, crash_at };
+                let reports = driver.run(&handler, &records).await;
+                let want = expected(&channels);
+                assert_eq!(sorted(handler.outbox().inner.all()), want, "lost or extra detections");
+                assert_eq!(detections_counted(&reports), want.len() as u64, "each detection counted once");
+                let table: Vec<_> = [11, 22].iter().map(|id| {
+                    let s = handler.states().inner.get(*id).unwrap();
+                    (s.detector, s.last_sequence, s.last_fire)
+                }).collect();
+                assert_eq!(table, reference_states(&records).await);
+            });
+        }
+    }
+}
