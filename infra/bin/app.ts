@@ -30,6 +30,7 @@ new HighlightsStack(app, context('stackName') || 'TwitchHighlights', {
   alarmEmail: context('alarmEmail') || undefined,
   monitoredChannels: context('monitoredChannels').split(',').map((c) => c.trim()).filter(Boolean),
   detectorBatchingWindowSeconds: Number(context('detectorBatchingWindowSeconds') || 1),
+  detectorStateWindowSeconds: Number(context('detectorStateWindowSeconds') || 0),
   detectorMode: detectorMode(context('detectorMode')),
   titleBlocklist: context('titleBlocklist').split(',').map((t) => t.trim()).filter(Boolean),
 });

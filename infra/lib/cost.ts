@@ -95,6 +95,8 @@ export interface DeploymentShape {
   kinesisStreams: ({ chat: boolean } & ({ mode: 'ON_DEMAND' } | { mode: 'PROVISIONED'; shards: number }))[];
   /** The detector mapping's batching window: one state save per live channel per window. */
   detectorWindowSeconds: number;
+  /** The detector mapping's tumbling window (0: none): with one, a save per channel per window. */
+  detectorStateWindowSeconds?: number;
   alarms: number;
   dashboards: number;
   secrets: number;
@@ -110,6 +112,9 @@ export function shapeOf(template: { Resources?: Resources }): DeploymentShape {
   const instance = ofType('AWS::RDS::DBInstance')[0]?.Properties ?? {};
   const task = ofType('AWS::ECS::TaskDefinition')[0]?.Properties ?? {};
   const service = ofType('AWS::ECS::Service')[0]?.Properties ?? {};
+  const detectorMapping = ofType('AWS::Lambda::EventSourceMapping').find((m) =>
+    String(m.Properties?.EventSourceArn?.['Fn::GetAtt']?.[0] ?? '').startsWith('ChatMessages'),
+  )?.Properties;
   return {
     natGateways: ofType('AWS::EC2::NatGateway').length,
     rdsInstanceClass: String(instance.DBInstanceClass ?? 'db.t4g.micro'),
@@ -124,11 +129,8 @@ export function shapeOf(template: { Resources?: Resources }): DeploymentShape {
         ? { chat, mode: 'PROVISIONED' as const, shards: Number(s.Properties?.ShardCount ?? 1) }
         : { chat, mode: 'ON_DEMAND' as const };
     }),
-    detectorWindowSeconds: Number(
-      ofType('AWS::Lambda::EventSourceMapping').find((m) =>
-        String(m.Properties?.EventSourceArn?.['Fn::GetAtt']?.[0] ?? '').startsWith('ChatMessages'),
-      )?.Properties?.MaximumBatchingWindowInSeconds ?? 1,
-    ),
+    detectorWindowSeconds: Number(detectorMapping?.MaximumBatchingWindowInSeconds ?? 1),
+    detectorStateWindowSeconds: Number(detectorMapping?.TumblingWindowInSeconds ?? 0),
     alarms: ofType('AWS::CloudWatch::Alarm').length,
     dashboards: ofType('AWS::CloudWatch::Dashboard').length,
     secrets: ofType('AWS::SecretsManager::Secret').length,
@@ -208,8 +210,9 @@ export function monthlyBill(shape: DeploymentShape, channels: number, workload =
   add('kinesis', `${shape.kinesisStreams.length} streams: ${modes}`, kinesis, 'streams + records');
 
   // Detector state: one save per live channel and invocation (one per batching window), read
-  // back the next.
-  const saves = liveSeconds / Math.max(1, shape.detectorWindowSeconds);
+  // back the next; with the state carried in a tumbling window, one save and one read per window.
+  const saveEverySeconds = (shape.detectorStateWindowSeconds ?? 0) > 0 ? shape.detectorStateWindowSeconds! : shape.detectorWindowSeconds;
+  const saves = liveSeconds / Math.max(1, saveEverySeconds);
   const writeUnits = Math.ceil(workload.stateItemBytes / 1024);
   const readUnits = Math.ceil(workload.stateItemBytes / 4096) / 2; // eventually consistent
   const highlights = channels * workload.clipsPerLiveDay * (hours / 24) * 5; // item + 4 updates
@@ -299,9 +302,9 @@ export const LEVERS: Lever[] = [
     apply: (s, w) => [{ ...s, detectorWindowSeconds: 5 }, w],
   },
   {
-    name: 'state saved once a minute (state carried between invocations)',
-    price: 'the design work of issue 20: exact after a crash, a redelivery or a reset',
-    apply: (s, w) => [{ ...s, detectorWindowSeconds: 60 }, w],
+    name: 'state saved once a minute (`-c detectorStateWindowSeconds=60`: carried in a tumbling window)',
+    price: 'exact after a crash or a redelivery (property test); a reset during a window applies at its end',
+    apply: (s, w) => [{ ...s, detectorStateWindowSeconds: 60 }, w],
   },
   { name: '10 custom metrics instead of 43', price: 'fewer EMF dimensions (per-reason failures in logs only)', apply: (s, w) => [s, { ...w, customMetrics: 10 }] },
 ];

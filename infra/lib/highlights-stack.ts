@@ -75,6 +75,12 @@ export interface HighlightsStackProps extends cdk.StackProps {
    * channel) at the price of detection latency.
    */
   detectorBatchingWindowSeconds?: number;
+  /**
+   * Carry the detector's state in a tumbling window of this many seconds (1–900) on its mapping
+   * and write it to DynamoDB once per window instead of once per invocation
+   * (docs/architecture.md, "Where the state lives between invocations"). Unset or 0: off.
+   */
+  detectorStateWindowSeconds?: number;
 }
 
 const REPOSITORY = path.join(__dirname, '..', '..', '..');
@@ -264,7 +270,16 @@ export class HighlightsStack extends cdk.Stack {
       secret?.grantRead(f);
       return f;
     };
-    const detector = fn('detector', { environment: { DETECTOR_MODE: props.detectorMode ?? 'v2' } });
+    const stateWindowSeconds = props.detectorStateWindowSeconds ?? 0;
+    if (!Number.isInteger(stateWindowSeconds) || stateWindowSeconds < 0 || stateWindowSeconds > 900) {
+      throw new Error(`detectorStateWindowSeconds must be a whole number of seconds from 0 (off) to 900 (got ${stateWindowSeconds})`);
+    }
+    const detector = fn('detector', {
+      environment: {
+        DETECTOR_MODE: props.detectorMode ?? 'v2',
+        ...(stateWindowSeconds > 0 ? { DETECTOR_STATE_IN_WINDOW: '1' } : {}),
+      },
+    });
     const lifecycle = fn('lifecycle', { database: databaseUsers.lifecycle });
     const clipper = fn('clipper', {
       database: databaseUsers.clipper,
@@ -301,8 +316,9 @@ export class HighlightsStack extends cdk.Stack {
     twitchUserToken.grantWrite(clipper);
 
     // Event-source mappings: a bad record never blocks a shard for long.
-    const kinesisSource = (s: kinesis.IStream, queue: sqs.IQueue, windowSeconds = 1) =>
+    const kinesisSource = (s: kinesis.IStream, queue: sqs.IQueue, windowSeconds = 1, tumblingSeconds = 0) =>
       new sources.KinesisEventSource(s, {
+        ...(tumblingSeconds > 0 ? { tumblingWindow: cdk.Duration.seconds(tumblingSeconds) } : {}),
         startingPosition: lambda.StartingPosition.LATEST,
         batchSize: 500,
         maxBatchingWindow: cdk.Duration.seconds(windowSeconds),
@@ -315,7 +331,7 @@ export class HighlightsStack extends cdk.Stack {
         maxRecordAge: cdk.Duration.hours(1),
         onFailure: new sources.SqsDlq(queue),
       });
-    detector.addEventSource(kinesisSource(chatStream, detectorDlq, props.detectorBatchingWindowSeconds ?? 1));
+    detector.addEventSource(kinesisSource(chatStream, detectorDlq, props.detectorBatchingWindowSeconds ?? 1, stateWindowSeconds));
     lifecycle.addEventSource(kinesisSource(lifecycleStream, lifecycleDlq));
     clipper.addEventSource(
       new sources.DynamoEventSource(highlights, {

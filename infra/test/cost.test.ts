@@ -34,6 +34,15 @@ test('detector state saves follow the batching window', () => {
   assert.ok(Math.abs(state(5) - state(1) / 5) < 1, `${state(5)} vs ${state(1)}`);
 });
 
+test('with the state carried in a tumbling window, one save per channel per window', () => {
+  const state = (props: Record<string, number>) =>
+    billFor(1000, { kinesisShards: 2, ...props }).find((l) => l.key === 'dynamodb')!.monthly;
+  const perInvocation = state({ detectorBatchingWindowSeconds: 1 });
+  const perMinute = state({ detectorBatchingWindowSeconds: 1, detectorStateWindowSeconds: 60 });
+  assert.ok(perMinute < perInvocation / 50, `${perMinute} vs ${perInvocation}`);
+  assert.equal(state({ detectorBatchingWindowSeconds: 5, detectorStateWindowSeconds: 60 }), perMinute, 'the batching window no longer decides');
+});
+
 test('shards are sized for half the channels live at once', () => {
   assert.deepEqual([10, 100, 500, 1000, 2000].map((n) => chatShardsFor(n)), [1, 1, 1, 2, 4]);
 });

@@ -134,6 +134,16 @@ test('event-source mappings: partial batch responses, bisect, retries bounded by
     });
   mapping('detector', 'DetectorDlq', { ParallelizationFactor: 1, MaximumRecordAgeInSeconds: 3600, MaximumBatchingWindowInSeconds: 1 });
   synth({ detectorBatchingWindowSeconds: 5 }).template.hasResourceProperties('AWS::Lambda::EventSourceMapping', { ParallelizationFactor: 1, MaximumBatchingWindowInSeconds: 5 });
+  // By default no tumbling window, and the detector writes its state every invocation.
+  template.hasResourceProperties('AWS::Lambda::EventSourceMapping', { MaximumBatchingWindowInSeconds: 1, TumblingWindowInSeconds: Match.absent() });
+  const windowed = synth({ detectorStateWindowSeconds: 60 }).template;
+  windowed.hasResourceProperties('AWS::Lambda::EventSourceMapping', { ParallelizationFactor: 1, TumblingWindowInSeconds: 60, FunctionResponseTypes: ['ReportBatchItemFailures'] });
+  windowed.hasResourceProperties('AWS::Lambda::Function', {
+    Environment: { Variables: Match.objectLike({ DETECTOR_MODE: 'v2', DETECTOR_STATE_IN_WINDOW: '1' }) },
+  });
+  for (const bad of [-1, 901, 1.5]) {
+    assert.throws(() => synth({ detectorStateWindowSeconds: bad }), /detectorStateWindowSeconds/, `${bad}`);
+  }
   mapping('lifecycle', 'LifecycleDlq', { ParallelizationFactor: 1 });
   mapping('clipper', 'ClipperDlq', {
     MaximumRecordAgeInSeconds: 600,
