@@ -1,7 +1,7 @@
 //! Handler tests with in-memory ports (the same scenarios run against the emulator in
 //! `runner/tests`).
 
-use std::collections::HashMap;
+use std::collections::{BTreeSet, HashMap};
 use std::sync::atomic::{AtomicUsize, Ordering};
 
 use highlights_adapters::channel_settings::{ChannelEntry, MemoryChannelSettings};
@@ -278,33 +278,39 @@ async fn poison_records_are_counted_and_skipped() {
     assert_eq!(sorted(handler.outbox().all()), expected(&channels));
 }
 
-/// An outbox that fails its `n`-th call (1-based) once.
-struct FlakyOutbox<O> {
-    inner: O,
+/// Fails the calls whose (1-based) numbers are in `fail` (outbox records, state saves) as
+/// unavailable; or, with `twin_wins`, a failing save as a conflict caused by a twin invocation
+/// that saved the same state first (then the store itself rejects the handler's conditional
+/// write).
+struct Injected<T> {
+    inner: T,
     calls: AtomicUsize,
-    fail_on: usize,
+    fail: BTreeSet<usize>,
+    twin_wins: bool,
 }
 
-impl<O: HighlightOutbox> HighlightOutbox for FlakyOutbox<O> {
+impl<T> Injected<T> {
+    fn new(inner: T, fail: impl IntoIterator<Item = usize>) -> Self {
+        Self { inner, calls: AtomicUsize::new(0), fail: fail.into_iter().collect(), twin_wins: false }
+    }
+    fn twin_wins_save(inner: T, save: usize) -> Self {
+        Self { twin_wins: true, ..Self::new(inner, [save]) }
+    }
+    fn fails_now(&self) -> bool {
+        self.fail.contains(&(self.calls.fetch_add(1, Ordering::SeqCst) + 1))
+    }
+}
+
+impl<O: HighlightOutbox> HighlightOutbox for Injected<O> {
     async fn record(&self, detection: &Detection) -> Result<bool, StoreError> {
-        if self.calls.fetch_add(1, Ordering::SeqCst) + 1 == self.fail_on {
+        if self.fails_now() {
             return Err(StoreError::Unavailable("injected".into()));
         }
         self.inner.record(detection).await
     }
 }
 
-/// A state store whose `n`-th save fails once (1-based), either as unavailable or as a conflict
-/// caused by a twin invocation that saved the same state first (then the store itself rejects
-/// the handler's conditional write).
-struct FlakyStates<S> {
-    inner: S,
-    saves: AtomicUsize,
-    fail_on: usize,
-    twin_wins: bool,
-}
-
-impl<S: StateStore> StateStore for FlakyStates<S> {
+impl<S: StateStore> StateStore for Injected<S> {
     async fn load_many(
         &self,
         ids: &[BroadcasterId],
@@ -312,7 +318,7 @@ impl<S: StateStore> StateStore for FlakyStates<S> {
         self.inner.load_many(ids).await
     }
     async fn save(&self, state: &StoredState, expected_version: u64) -> Result<(), StoreError> {
-        if self.saves.fetch_add(1, Ordering::SeqCst) + 1 == self.fail_on {
+        if self.fails_now() {
             if !self.twin_wins {
                 return Err(StoreError::Unavailable("injected".into()));
             }
@@ -336,7 +342,7 @@ async fn a_failure_halfway_is_retried_from_the_failed_record() {
         let handler = DetectorHandler::new(
             DetectorConfig::default(),
             MemoryStateStore::default(),
-            FlakyOutbox { inner: MemoryHighlights::default(), calls: AtomicUsize::new(0), fail_on },
+            Injected::new(MemoryHighlights::default(), [fail_on]),
         );
         let reports = drive(&handler, &records, 50).await;
         assert_eq!(reports.iter().filter(|r| r.failed_broadcasters > 0).count(), 1, "outbox call {fail_on}");
@@ -346,12 +352,7 @@ async fn a_failure_halfway_is_retried_from_the_failed_record() {
     for fail_on in [1, 10, 25] {
         let handler = DetectorHandler::new(
             DetectorConfig::default(),
-            FlakyStates {
-                inner: MemoryStateStore::default(),
-                saves: AtomicUsize::new(0),
-                fail_on,
-                twin_wins: false,
-            },
+            Injected::new(MemoryStateStore::default(), [fail_on]),
             MemoryHighlights::default(),
         );
         let reports = drive(&handler, &records, 50).await;
@@ -367,12 +368,7 @@ async fn a_conflicting_twin_invocation_is_reconciled() {
     let records = shard(&channels);
     let handler = DetectorHandler::new(
         DetectorConfig::default(),
-        FlakyStates {
-            inner: MemoryStateStore::default(),
-            saves: AtomicUsize::new(0),
-            fail_on: 13,
-            twin_wins: true,
-        },
+        Injected::twin_wins_save(MemoryStateStore::default(), 13),
         MemoryHighlights::default(),
     );
     let reports = drive(&handler, &records, 50).await;
@@ -520,11 +516,7 @@ mod on_dynamodb {
         let (states, outbox) = stores("det-redeliver").await;
         let channels = two_channels();
         let records = shard(&channels);
-        let handler = DetectorHandler::new(
-            DetectorConfig::default(),
-            states,
-            FlakyOutbox { inner: outbox, calls: AtomicUsize::new(0), fail_on: 2 },
-        );
+        let handler = DetectorHandler::new(DetectorConfig::default(), states, Injected::new(outbox, [2]));
         let (response, _) = handler.handle(&event(&records[..1000])).await;
         let failed = failures(&response);
         assert_eq!(failed.len(), 1, "the injected failure is reported");
@@ -650,11 +642,8 @@ mod on_dynamodb {
         let channels = two_channels();
         // The 5th save is preceded by an identical save from a "twin" invocation, so DynamoDB
         // itself rejects the handler's conditional write.
-        let handler = DetectorHandler::new(
-            DetectorConfig::default(),
-            FlakyStates { inner: states, saves: AtomicUsize::new(0), fail_on: 5, twin_wins: true },
-            outbox,
-        );
+        let handler =
+            DetectorHandler::new(DetectorConfig::default(), Injected::twin_wins_save(states, 5), outbox);
         let reports = drive(&handler, &shard(&channels), 50).await;
         assert_eq!(reports.iter().map(|r| r.state_conflicts).sum::<u64>(), 1);
         assert_eq!(stored(&handler).await, expected(&channels));
@@ -664,62 +653,10 @@ mod on_dynamodb {
 /// The detector with its state carried in a tumbling window (`handle_window`): Lambda's side is
 /// played by [`WindowDriver`], with crashes, failed calls and redeliveries injected.
 mod window_mode {
-    use std::collections::BTreeSet;
-
     use highlights_adapters::lambda_events::{WindowIn, kinesis_window_event};
     use proptest::prelude::*;
 
     use super::*;
-
-    /// Fails the calls whose (1-based) numbers are in `fail`: outbox records and state saves.
-    struct Injected<T> {
-        inner: T,
-        calls: AtomicUsize,
-        fail: BTreeSet<usize>,
-    }
-
-    impl<T> Injected<T> {
-        fn new(inner: T, fail: BTreeSet<usize>) -> Self {
-            Self { inner, calls: AtomicUsize::new(0), fail }
-        }
-        fn fails_now(&self) -> bool {
-            self.fail.contains(&(self.calls.fetch_add(1, Ordering::SeqCst) + 1))
-        }
-    }
-
-    impl<O: HighlightOutbox> HighlightOutbox for Injected<O> {
-        async fn record(&self, detection: &Detection) -> Result<bool, StoreError> {
-            if self.fails_now() {
-                return Err(StoreError::Unavailable("injected".into()));
-            }
-            self.inner.record(detection).await
-        }
-    }
-
-    impl<S: StateStore> StateStore for Injected<S> {
-        async fn load_many(
-            &self,
-            ids: &[BroadcasterId],
-        ) -> Result<HashMap<BroadcasterId, StoredState>, StoreError> {
-            self.inner.load_many(ids).await
-        }
-        async fn save(&self, state: &StoredState, expected_version: u64) -> Result<(), StoreError> {
-            if self.fails_now() {
-                return Err(StoreError::Unavailable("injected".into()));
-            }
-            self.inner.save(state, expected_version).await
-        }
-        async fn reset(&self, id: BroadcasterId) -> Result<(), StoreError> {
-            self.inner.reset(id).await
-        }
-        async fn replace_broken(
-            &self,
-            state: &StoredState,
-            broken: &BrokenVersion,
-        ) -> Result<(), StoreError> {
-            self.inner.replace_broken(state, broken).await
-        }
-    }
 
     type Handler = DetectorHandler<Injected<MemoryStateStore>, Injected<MemoryHighlights>>;
 
