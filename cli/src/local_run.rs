@@ -12,7 +12,7 @@ use std::time::Duration;
 use announcer_function::AnnouncerHandler;
 use anyhow::Context as _;
 use aws_lambda_events::event::dynamodb::Event as DynamoEvent;
-use aws_lambda_events::event::kinesis::KinesisEvent;
+use aws_lambda_events::event::kinesis::{KinesisEvent, KinesisTimeWindowEvent};
 use aws_lambda_events::event::streams::KinesisEventResponse;
 use clipper_function::ClipperHandler;
 use detector_function::DetectorHandler;
@@ -31,7 +31,7 @@ use highlights_adapters::twitch::{HelixClips, TwitchOAuth};
 use highlights_core::clip_policy::ClipPolicy;
 use highlights_core::title::TitleRules;
 use highlights_runner::{
-    Checkpoints, DynamoConsumer, KinesisConsumer, Mapping, RunnerOptions, Source, TableChange,
+    Checkpoints, DynamoConsumer, KinesisConsumer, Mapping, RunnerOptions, Source, TableChange, WindowAnswer,
 };
 use lifecycle_function::LifecycleHandler;
 
@@ -54,6 +54,10 @@ pub struct RunArgs {
     /// Where shard checkpoints are kept.
     #[arg(long, default_value = ".local/runner/checkpoints.json")]
     checkpoints: PathBuf,
+    /// Carry the detector's state in a tumbling window of this many seconds (1–900) on its
+    /// mapping, as `-c detectorStateWindowSeconds` deploys it: state written once per window.
+    #[arg(long, env = "DETECTOR_STATE_WINDOW_SECONDS", value_parser = clap::value_parser!(u64).range(1..=900))]
+    detector_state_window: Option<u64>,
     /// Print each invocation's EMF metrics line on stdout, as Lambda would.
     #[arg(long)]
     metrics: bool,
@@ -93,6 +97,19 @@ impl KinesisConsumer for DetectorConsumer {
                 report.metrics().emit();
             }
             failed_sequences(response)
+        })
+    }
+
+    fn invoke_window(
+        &self,
+        event: KinesisTimeWindowEvent,
+    ) -> Pin<Box<dyn Future<Output = WindowAnswer> + Send + '_>> {
+        Box::pin(async move {
+            let (response, report) = self.handler.handle_window(&event).await;
+            if self.metrics {
+                report.metrics().emit();
+            }
+            response.map(|r| r.state).map_err(|error| error.to_string())
         })
     }
 }
@@ -152,6 +169,7 @@ pub fn run(args: RunArgs) -> anyhow::Result<()> {
                         ),
                         metrics: args.metrics,
                     }),
+                    tumbling_window: args.detector_state_window.map(Duration::from_secs),
                 },
                 dead_letter_queue: resources.detector_dlq.name.clone(),
             },
@@ -162,6 +180,7 @@ pub fn run(args: RunArgs) -> anyhow::Result<()> {
                         handler: LifecycleHandler::new(PgStreamers::new(lifecycle_pool), states()),
                         metrics: args.metrics,
                     }),
+                    tumbling_window: None,
                 },
                 dead_letter_queue: resources.lifecycle_dlq.name.clone(),
             },

@@ -99,6 +99,7 @@ async fn main() {
         source: Source::Kinesis {
             stream: resources.chat_stream.name.clone(),
             consumer: Arc::new(Consumer(handler)),
+            tumbling_window: None,
         },
         dead_letter_queue: resources.detector_dlq.name.clone(),
     };

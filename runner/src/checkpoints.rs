@@ -38,8 +38,19 @@ impl Checkpoints {
     }
 
     pub fn set(&self, key: &str, sequence: &str) -> Result<(), CheckpointError> {
+        self.set_many(&[(key.to_owned(), Some(sequence.to_owned()))])
+    }
+
+    /// Sets (or, with `None`, removes) several entries in one atomic write: a shard position
+    /// and the tumbling window's state that goes with it.
+    pub fn set_many(&self, entries: &[(String, Option<String>)]) -> Result<(), CheckpointError> {
         let mut positions = self.positions.lock().expect("not poisoned");
-        positions.insert(key.to_owned(), sequence.to_owned());
+        for (key, value) in entries {
+            match value {
+                Some(value) => positions.insert(key.clone(), value.clone()),
+                None => positions.remove(key),
+            };
+        }
         let write_error = |source| CheckpointError::Write { path: self.path.clone(), source };
         if let Some(parent) = self.path.parent() {
             std::fs::create_dir_all(parent).map_err(write_error)?;
@@ -64,6 +75,18 @@ mod tests {
         first.set("kinesis/a/0", "42").unwrap();
         first.set("kinesis/a/0", "43").unwrap();
         assert_eq!(Checkpoints::open(&path).unwrap().get("kinesis/a/0").as_deref(), Some("43"));
+        first
+            .set_many(&[
+                ("kinesis/a/0".into(), Some("44".into())),
+                ("kinesis/a/0#window".into(), Some("{}".into())),
+            ])
+            .unwrap();
+        first.set_many(&[("kinesis/a/0#window".into(), None)]).unwrap();
+        let reopened = Checkpoints::open(&path).unwrap();
+        assert_eq!(
+            (reopened.get("kinesis/a/0").as_deref(), reopened.get("kinesis/a/0#window")),
+            (Some("44"), None)
+        );
         std::fs::write(&path, "{oops").unwrap();
         assert!(matches!(Checkpoints::open(&path), Err(CheckpointError::Corrupt { .. })));
         std::fs::remove_dir_all(&dir).unwrap();

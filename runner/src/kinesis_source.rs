@@ -1,14 +1,15 @@
 //! Kinesis shards as runner sources: `GetRecords` pages become Lambda `KinesisEvent`s.
 
 use std::sync::Arc;
+use std::time::Duration;
 
 use aws_config::SdkConfig;
 use aws_sdk_kinesis::error::DisplayErrorContext;
 use aws_sdk_kinesis::types::ShardIteratorType;
 use base64::Engine as _;
-use highlights_adapters::lambda_events::{KinesisRecordIn, kinesis_event};
+use highlights_adapters::lambda_events::{KinesisRecordIn, WindowIn, kinesis_event, kinesis_window_event};
 
-use crate::{Discovered, KinesisConsumer, RunnerError, Shard};
+use crate::{Discovered, KinesisConsumer, RunnerError, Shard, WindowAnswer};
 
 pub(crate) struct KinesisShard {
     client: aws_sdk_kinesis::Client,
@@ -18,6 +19,7 @@ pub(crate) struct KinesisShard {
     region: String,
     key: String,
     consumer: Arc<dyn KinesisConsumer>,
+    tumbling_window: Option<Duration>,
 }
 
 /// The checkpoint key of a shard of one incarnation of `stream` (created at `created_ms`, Unix
@@ -39,6 +41,7 @@ pub(crate) async fn shards(
     stream: &str,
     consumer: Arc<dyn KinesisConsumer>,
     region: &str,
+    tumbling_window: Option<Duration>,
 ) -> Result<Discovered<KinesisShard>, RunnerError> {
     let client = aws_sdk_kinesis::Client::new(sdk);
     let error = |action, e: &dyn std::error::Error| RunnerError::Source {
@@ -68,6 +71,7 @@ pub(crate) async fn shards(
             region: region.to_owned(),
             key: checkpoint_key(stream, created_ms, shard.shard_id()),
             consumer: consumer.clone(),
+            tumbling_window,
         })
         .collect();
     Ok(Discovered { identity: format!("{arn}@{created_ms}"), name: stream.to_owned(), shards })
@@ -126,6 +130,21 @@ impl Shard for KinesisShard {
 
     async fn invoke(&self, batch: &[KinesisRecordIn]) -> Vec<String> {
         self.consumer.invoke(kinesis_event(&self.stream_arn, &self.region, batch)).await
+    }
+
+    fn tumbling_window(&self) -> Option<Duration> {
+        self.tumbling_window
+    }
+
+    fn arrival_s(record: &KinesisRecordIn) -> f64 {
+        record.approximate_arrival_s
+    }
+
+    async fn invoke_window(&self, batch: &[KinesisRecordIn], window: &WindowIn) -> WindowAnswer {
+        let window = WindowIn { shard_id: self.shard_id.clone(), ..window.clone() };
+        self.consumer
+            .invoke_window(kinesis_window_event(&self.stream_arn, &self.region, batch, &window))
+            .await
     }
 
     fn dead_letter_body(&self, records: &[KinesisRecordIn]) -> serde_json::Value {

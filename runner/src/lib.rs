@@ -20,8 +20,9 @@
 mod checkpoints;
 mod dynamo_source;
 mod kinesis_source;
+mod window;
 
-use std::collections::VecDeque;
+use std::collections::{HashMap, VecDeque};
 use std::future::Future;
 use std::pin::Pin;
 use std::sync::Arc;
@@ -30,7 +31,7 @@ use std::time::Duration;
 
 use aws_config::SdkConfig;
 use aws_lambda_events::event::dynamodb::Event as DynamoEvent;
-use aws_lambda_events::event::kinesis::KinesisEvent;
+use aws_lambda_events::event::kinesis::{KinesisEvent, KinesisTimeWindowEvent};
 use aws_sdk_kinesis::error::DisplayErrorContext;
 use highlights_core::Backoff;
 use tokio::sync::watch;
@@ -42,7 +43,22 @@ pub use kinesis_source::{checkpoint_key as kinesis_checkpoint_key, created_ms as
 /// failed records (the partial batch response).
 pub trait KinesisConsumer: Send + Sync + 'static {
     fn invoke(&self, event: KinesisEvent) -> Pin<Box<dyn Future<Output = Vec<String>> + Send + '_>>;
+
+    /// The same function on a mapping with a tumbling window: the state map for the window's
+    /// next invocation, or `Err` to have the whole invocation retried with the same records and
+    /// the same map.
+    fn invoke_window(
+        &self,
+        event: KinesisTimeWindowEvent,
+    ) -> Pin<Box<dyn Future<Output = WindowAnswer> + Send + '_>> {
+        let _ = event;
+        Box::pin(async { Err("this consumer takes no tumbling window".to_owned()) })
+    }
 }
+
+/// What a function on a mapping with a tumbling window answers: the window's state map, or why
+/// the invocation failed.
+pub type WindowAnswer = Result<HashMap<String, String>, String>;
 
 /// A Lambda function on a DynamoDB stream, likewise.
 pub trait DynamoConsumer: Send + Sync + 'static {
@@ -55,13 +71,12 @@ pub enum Source {
     Kinesis {
         stream: String,
         consumer: Arc<dyn KinesisConsumer>,
+        /// The mapping's `TumblingWindowInSeconds`: events carry the window's state, and the
+        /// state is checkpointed with the records (see `window`).
+        tumbling_window: Option<Duration>,
     },
     /// The stream of a DynamoDB table; only records of `change` are delivered.
-    Dynamo {
-        table: String,
-        change: TableChange,
-        consumer: Arc<dyn DynamoConsumer>,
-    },
+    Dynamo { table: String, change: TableChange, consumer: Arc<dyn DynamoConsumer> },
 }
 
 /// Which records of a DynamoDB stream a mapping delivers (its filter criteria's `eventName`).
@@ -142,6 +157,24 @@ pub(crate) trait Shard: Send + Sync + 'static {
         limit: usize,
     ) -> impl Future<Output = Result<(Vec<Self::Record>, Option<String>), String>> + Send;
     fn invoke(&self, batch: &[Self::Record]) -> impl Future<Output = Vec<String>> + Send;
+    /// The mapping's tumbling window, when it has one (Kinesis only).
+    fn tumbling_window(&self) -> Option<Duration> {
+        None
+    }
+    /// When the record reached the stream, Unix seconds: what tumbling windows are cut by.
+    fn arrival_s(record: &Self::Record) -> f64 {
+        let _ = record;
+        0.0
+    }
+    /// One invocation of a mapping with a tumbling window.
+    fn invoke_window(
+        &self,
+        batch: &[Self::Record],
+        window: &highlights_adapters::lambda_events::WindowIn,
+    ) -> impl Future<Output = WindowAnswer> + Send {
+        let _ = (batch, window);
+        async { Err("this source has no tumbling window".to_owned()) }
+    }
     /// The dead-letter message body for records that exhausted their retries.
     fn dead_letter_body(&self, records: &[Self::Record]) -> serde_json::Value;
 }
@@ -180,12 +213,12 @@ pub async fn run(
         // A source missing at start is an error the user can act on; one that vanishes later
         // (the emulator restarted) is waited for by its supervisor.
         match mapping.source {
-            Source::Kinesis { stream, consumer } => {
+            Source::Kinesis { stream, consumer, tumbling_window } => {
                 let (sdk, region) = (sdk.clone(), options.region.clone());
                 let discover = move || {
                     let (sdk, stream, consumer, region) =
                         (sdk.clone(), stream.clone(), consumer.clone(), region.clone());
-                    async move { kinesis_source::shards(&sdk, &stream, consumer, &region).await }
+                    async move { kinesis_source::shards(&sdk, &stream, consumer, &region, tumbling_window).await }
                 };
                 let first = discover().await?;
                 tasks.spawn(supervise(first, discover, context, stop.clone()));
@@ -314,78 +347,139 @@ async fn pause(stop: &mut watch::Receiver<bool>, duration: Duration) {
     let _ = tokio::time::timeout(duration, stop.changed()).await;
 }
 
-/// The event-source mapping loop of one shard.
-async fn poll<S: Shard>(shard: S, context: PollerContext, mut stop: watch::Receiver<bool>) {
-    let options = &context.options;
-    let key = shard.key().to_owned();
-    let mut buffer: VecDeque<S::Record> = VecDeque::new();
-    let mut iterator: Option<String> = None;
-    let mut shard_open = true;
-    let mut attempts = 0u32;
-    let mut failing_since: Option<tokio::time::Instant> = None;
-    while !*stop.borrow() {
-        if iterator.is_none() && shard_open {
-            let after =
-                buffer.back().map(|r| S::sequence(r).to_owned()).or_else(|| context.checkpoints.get(&key));
+/// A shard as it is read: the iterator, and the records read but not yet done.
+struct Reader<R> {
+    buffer: VecDeque<R>,
+    iterator: Option<String>,
+    open: bool,
+}
+
+/// What [`Reader::fill`] found.
+enum Read {
+    /// Records are buffered.
+    Records,
+    /// Nothing now (or reading failed, after a pause): try again later.
+    Nothing,
+    /// The shard is closed and everything was done.
+    Closed,
+}
+
+impl<R: Clone + Send + Sync + 'static> Reader<R> {
+    fn new() -> Self {
+        Self { buffer: VecDeque::new(), iterator: None, open: true }
+    }
+
+    /// Reads a page when fewer than a batch are buffered: after the buffer's last record, or
+    /// after the checkpoint.
+    async fn fill<S: Shard<Record = R>>(
+        &mut self,
+        shard: &S,
+        context: &PollerContext,
+        stop: &mut watch::Receiver<bool>,
+    ) -> Read {
+        let options = &context.options;
+        if self.iterator.is_none() && self.open {
+            let after = self
+                .buffer
+                .back()
+                .map(|r| S::sequence(r).to_owned())
+                .or_else(|| context.checkpoints.get(shard.key()));
             match shard.iterator(after.as_deref()).await {
                 Ok(fresh) => {
-                    shard_open = fresh.is_some();
-                    iterator = fresh;
+                    self.open = fresh.is_some();
+                    self.iterator = fresh;
                 }
                 Err(message) => {
-                    tracing::warn!(shard = %key, %message, "cannot get a shard iterator; retrying");
-                    pause(&mut stop, options.poll_interval * 10).await;
-                    continue;
+                    tracing::warn!(shard = %shard.key(), %message, "cannot get a shard iterator; retrying");
+                    pause(stop, options.poll_interval * 10).await;
+                    return Read::Nothing;
                 }
             }
         }
-        if buffer.len() < options.batch_size
-            && let Some(current) = iterator.take()
+        if self.buffer.len() < options.batch_size
+            && let Some(current) = self.iterator.take()
         {
             match shard.fetch(current, options.batch_size).await {
                 Ok((records, next)) => {
-                    buffer.extend(records);
-                    shard_open = next.is_some();
-                    iterator = next;
+                    self.buffer.extend(records);
+                    self.open = next.is_some();
+                    self.iterator = next;
                 }
                 Err(message) => {
                     // The iterator is gone (expired, emulator restart): the next round makes a
                     // new one after what is already buffered.
-                    tracing::warn!(shard = %key, %message, "reading the shard failed; retrying");
-                    pause(&mut stop, options.poll_interval * 10).await;
-                    continue;
+                    tracing::warn!(shard = %shard.key(), %message, "reading the shard failed; retrying");
+                    pause(stop, options.poll_interval * 10).await;
+                    return Read::Nothing;
                 }
             }
         }
-        if buffer.is_empty() {
-            if !shard_open {
-                return;
-            }
-            pause(&mut stop, options.poll_interval).await;
-            continue;
+        match (self.buffer.is_empty(), self.open) {
+            (false, _) => Read::Records,
+            (true, true) => Read::Nothing,
+            (true, false) => Read::Closed,
         }
-        let batch: Vec<S::Record> = buffer.iter().take(options.batch_size).cloned().collect();
+    }
+}
+
+/// Retries of the record first in line, and when it began failing.
+#[derive(Default)]
+struct Retries {
+    attempts: u32,
+    failing_since: Option<tokio::time::Instant>,
+}
+
+impl Retries {
+    /// Counts a failed attempt of the record at `index` of the batch; true when it has failed
+    /// long enough or often enough to be dead-lettered (and the count starts over).
+    fn failed(&mut self, index: usize, options: &RunnerOptions) -> bool {
+        // The clock runs from the first failure of the record now first in line.
+        if index > 0 || self.attempts == 0 {
+            *self = Self { attempts: 0, failing_since: Some(tokio::time::Instant::now()) };
+        }
+        self.attempts += 1;
+        let too_long = self.failing_since.is_some_and(|since| since.elapsed() > options.max_retry_time);
+        let exhausted = too_long || options.max_retries.is_some_and(|max| self.attempts > max);
+        if exhausted {
+            *self = Self::default();
+        }
+        exhausted
+    }
+}
+
+/// The event-source mapping loop of one shard.
+async fn poll<S: Shard>(shard: S, context: PollerContext, mut stop: watch::Receiver<bool>) {
+    if let Some(length) = shard.tumbling_window() {
+        return window::poll(shard, context, stop, length).await;
+    }
+    let options = &context.options;
+    let key = shard.key().to_owned();
+    let mut reader = Reader::new();
+    let mut retries = Retries::default();
+    while !*stop.borrow() {
+        match reader.fill(&shard, &context, &mut stop).await {
+            Read::Records => {}
+            Read::Nothing => {
+                pause(&mut stop, options.poll_interval).await;
+                continue;
+            }
+            Read::Closed => return,
+        }
+        let batch: Vec<S::Record> = reader.buffer.iter().take(options.batch_size).cloned().collect();
         let failed = shard.invoke(&batch).await;
         context.stats.invocations.fetch_add(1, Ordering::Relaxed);
         let first_failed = batch.iter().position(|r| failed.iter().any(|f| f == S::sequence(r)));
         let done = match first_failed {
             None => {
-                (attempts, failing_since) = (0, None);
+                retries = Retries::default();
                 batch.len()
             }
             Some(index) => {
                 context.stats.failed_invocations.fetch_add(1, Ordering::Relaxed);
-                // The clock runs from the first failure of the record now first in line.
-                if index > 0 || attempts == 0 {
-                    (attempts, failing_since) = (0, Some(tokio::time::Instant::now()));
-                }
-                attempts += 1;
-                let too_long = failing_since.is_some_and(|since| since.elapsed() > options.max_retry_time);
-                if too_long || options.max_retries.is_some_and(|max| attempts > max) {
+                if retries.failed(index, options) {
                     // Like bisect-on-error narrowed down to the failing record: only it is set
                     // aside; the records after it are delivered again.
                     dead_letter(&shard, &context, &batch[index..=index]).await;
-                    (attempts, failing_since) = (0, None);
                     index + 1
                 } else {
                     index
@@ -393,14 +487,14 @@ async fn poll<S: Shard>(shard: S, context: PollerContext, mut stop: watch::Recei
             }
         };
         if done > 0 {
-            buffer.drain(..done);
+            reader.buffer.drain(..done);
             context.stats.records.fetch_add(done as u64, Ordering::Relaxed);
             if let Err(error) = context.checkpoints.set(&key, S::sequence(&batch[done - 1])) {
                 tracing::error!(%error, "cannot write the checkpoint");
             }
         }
-        if first_failed.is_some() && attempts > 0 {
-            pause(&mut stop, options.retry_backoff.after(attempts)).await;
+        if first_failed.is_some() && retries.attempts > 0 {
+            pause(&mut stop, options.retry_backoff.after(retries.attempts)).await;
         }
     }
 }

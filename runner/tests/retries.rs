@@ -3,18 +3,14 @@
 //! dead-letter queue alone, and checkpoints make a restart resume without redelivery.
 
 use std::future::Future;
-use std::path::Path;
 use std::pin::Pin;
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use aws_lambda_events::event::kinesis::KinesisEvent;
 use highlights_adapters::kinesis_out::{OutRecord, put_all};
-use highlights_adapters::provision::{ProvisionOptions, provision};
-use highlights_adapters::resources::Resources;
-use highlights_adapters::stack_env::StackEnv;
-use highlights_runner::{Checkpoints, KinesisConsumer, Mapping, RunnerOptions, Source};
+use highlights_runner::{KinesisConsumer, Mapping, RunnerOptions, Source};
 
 /// Records every payload it sees; fails the record whose data is `poison`, always.
 #[derive(Default)]
@@ -39,24 +35,18 @@ impl KinesisConsumer for Scripted {
     }
 }
 
-struct Setup {
-    sdk: aws_config::SdkConfig,
-    resources: Resources,
-    checkpoints_path: std::path::PathBuf,
-}
+mod common;
+
+use common::Setup;
 
 async fn setup(name: &str, payloads: &[&[u8]]) -> Setup {
-    let stack = StackEnv::discover(Path::new(env!("CARGO_MANIFEST_DIR"))).unwrap_or_else(|e| panic!("{e}"));
-    let sdk = highlights_adapters::aws::local(&stack.aws().unwrap()).await;
-    let suffix = format!("{name}-{}", std::process::id());
-    let resources = Resources::defaults().with_suffix(&suffix);
-    provision(&sdk, &resources, &ProvisionOptions::default()).await.unwrap();
+    let setup = common::setup(name).await;
     let records: Vec<OutRecord> =
         payloads.iter().map(|p| OutRecord { partition_key: "1".into(), data: p.to_vec() }).collect();
-    put_all(&aws_sdk_kinesis::Client::new(&sdk), &resources.chat_stream.name, &records, 3).await.unwrap();
-    let checkpoints_path = std::env::temp_dir().join(format!("highlights-runner-{suffix}.json"));
-    let _ = std::fs::remove_file(&checkpoints_path);
-    Setup { sdk, resources, checkpoints_path }
+    put_all(&aws_sdk_kinesis::Client::new(&setup.sdk), &setup.resources.chat_stream.name, &records, 3)
+        .await
+        .unwrap();
+    setup
 }
 
 /// Runs the runner until `done` holds (polling), then stops it and returns its counters.
@@ -69,6 +59,7 @@ async fn run_until(
         source: Source::Kinesis {
             stream: setup.resources.chat_stream.name.clone(),
             consumer: consumer.clone(),
+            tumbling_window: None,
         },
         dead_letter_queue: setup.resources.detector_dlq.name.clone(),
     };
@@ -79,19 +70,7 @@ async fn run_until(
         retry_backoff: highlights_core::Backoff::new(Duration::from_millis(5), Duration::from_secs(5)),
         ..RunnerOptions::default()
     };
-    let checkpoints = Arc::new(Checkpoints::open(&setup.checkpoints_path).unwrap());
-    let (stop, stopped) = tokio::sync::watch::channel(false);
-    let sdk = setup.sdk.clone();
-    let running = tokio::spawn(async move {
-        highlights_runner::run(&sdk, vec![mapping], checkpoints, options, stopped).await
-    });
-    let started = Instant::now();
-    while !done(&consumer) {
-        assert!(started.elapsed() < Duration::from_secs(30), "the runner did not get there in 30 s");
-        tokio::time::sleep(Duration::from_millis(10)).await;
-    }
-    stop.send(true).unwrap();
-    running.await.unwrap().unwrap()
+    common::run_until(setup, mapping, options, || done(&consumer)).await
 }
 
 fn payloads() -> Vec<Vec<u8>> {

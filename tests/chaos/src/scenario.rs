@@ -78,6 +78,9 @@ pub struct Scenario {
     /// Seconds of chat.
     pub seconds: u32,
     pub channels: usize,
+    /// The detector's state carried in a tumbling window of this many seconds
+    /// (`local run --detector-state-window`), written to the table once per window.
+    pub state_window: Option<u32>,
 }
 
 impl Scenario {
@@ -95,7 +98,10 @@ impl Scenario {
                               token revoked (401), Get Clips lists after 2 lookups and publishes after 3 polls, \
                               1.5 s latency for 10 s"
                 .into(),
-            Fault::RunnerKilled { times, seed } => format!("kill -9 the runner {times}x (seed {seed}), restarted"),
+            Fault::RunnerKilled { times, seed } => format!(
+                "kill -9 the runner {times}x (seed {seed}), restarted{}",
+                self.state_window.map_or(String::new(), |s| format!("; state in {s} s tumbling windows"))
+            ),
             Fault::IngesterKilled => "kill -9 the ingester + restart; IRC connection cut; RECONNECT".into(),
             Fault::IngesterReplaced { overlap } => {
                 format!("a second ingester started, the first stopped (SIGTERM) {overlap} s later, as a deploy")
@@ -112,33 +118,56 @@ pub fn all(short: bool) -> Vec<Scenario> {
     let (seconds, channels) = if short { (50, 3) } else { (90, 6) };
     let scale = |full: u32, small: u32| if short { small } else { full };
     vec![
-        Scenario { name: "baseline", fault: Fault::None, seconds, channels },
-        Scenario { name: "aws-cut", fault: Fault::AwsCut { seconds: scale(30, 12) }, seconds, channels },
+        Scenario { name: "baseline", fault: Fault::None, seconds, channels, state_window: None },
+        Scenario {
+            name: "aws-cut",
+            fault: Fault::AwsCut { seconds: scale(30, 12) },
+            seconds,
+            channels,
+            state_window: None,
+        },
         Scenario {
             name: "postgres-stopped",
             fault: Fault::PostgresStopped { seconds: scale(60, 15) },
             seconds: seconds.max(FAULT_AT + scale(60, 15) + 15),
             channels,
+            state_window: None,
         },
-        Scenario { name: "twitch-errors", fault: Fault::Twitch, seconds, channels },
+        Scenario { name: "twitch-errors", fault: Fault::Twitch, seconds, channels, state_window: None },
         Scenario {
             name: "runner-killed",
             fault: Fault::RunnerKilled { times: scale(10, 4), seed: 7 },
             seconds,
             channels,
+            state_window: None,
         },
-        Scenario { name: "ingester-killed", fault: Fault::IngesterKilled, seconds, channels },
+        Scenario {
+            name: "runner-killed-windowed",
+            fault: Fault::RunnerKilled { times: scale(10, 4), seed: 11 },
+            seconds,
+            channels,
+            state_window: Some(2),
+        },
+        Scenario {
+            name: "ingester-killed",
+            fault: Fault::IngesterKilled,
+            seconds,
+            channels,
+            state_window: None,
+        },
         Scenario {
             name: "ingester-replaced",
             fault: Fault::IngesterReplaced { overlap: scale(10, 5) },
             seconds,
             channels,
+            state_window: None,
         },
         Scenario {
             name: "emulator-restarted",
             fault: Fault::EmulatorRestarted { provision_after: scale(20, 12) },
             seconds: seconds.max(RESTART_AT + scale(20, 12) + 25),
             channels,
+            state_window: None,
         },
     ]
 }
@@ -170,6 +199,9 @@ pub struct Row {
     pub kinesis_repeats: u64,
     /// `MessagesProcessed` summed over the detector's metrics lines.
     pub counted_by_detector: u64,
+    /// `StateWrites` summed likewise: the detector's writes to its state table (once per
+    /// invocation and channel, or once per window with the state in a tumbling window).
+    pub detector_state_writes: u64,
     /// Chat messages in Kinesis, repeats included: what the detector's metrics should sum to.
     pub messages_in_kinesis: u64,
     /// How many metrics lines a SIGKILL may have taken with it, at most: the invocations in
@@ -267,6 +299,9 @@ type RowTimeline = Arc<Mutex<Vec<(Instant, usize)>>>;
 pub async fn run(binaries: &Binaries, scenario: &Scenario, run_id: u32) -> anyhow::Result<Row> {
     let plan = ChatPlan::new(scenario.channels, scenario.seconds);
     let mut world = World::build(binaries, scenario.name, plan.clone()).await?;
+    if let Some(seconds) = scenario.state_window {
+        world.runner_flags = vec!["--detector-state-window".into(), seconds.to_string()];
+    }
     let outcome = run_in(&mut world, scenario, run_id).await;
     let dir = world.dir.clone();
     drop(world);
@@ -413,6 +448,7 @@ async fn run_in(world: &mut World, scenario: &Scenario, run_id: u32) -> anyhow::
     count(&mut row, &reference, &system, &rows, world);
     let sum = |files: &[std::path::PathBuf], name: &str| observe::metric_sum(files, name).0 as u64;
     row.counted_by_detector = sum(&world.runner_outputs, "MessagesProcessed");
+    row.detector_state_writes = sum(&world.runner_outputs, "StateWrites");
     row.metrics = Metrics {
         ingester_received: sum(&world.ingester_outputs, "messages_received"),
         ingester_sent: sum(&world.ingester_outputs, "messages_sent"),

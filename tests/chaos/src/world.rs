@@ -178,6 +178,8 @@ pub struct World {
     env: Vec<(String, String)>,
     /// Detector flags of the runner; the reference detector parses the same ones.
     pub detector_flags: Vec<String>,
+    /// Other flags of `highlights local run` (the detector mapping's tumbling window).
+    pub runner_flags: Vec<String>,
     /// Started processes so far, per kind, to name their output files.
     started: std::collections::HashMap<&'static str, u32>,
     pub runner: Option<Process>,
@@ -271,6 +273,7 @@ impl World {
             sdk,
             env,
             detector_flags: QUICK_DETECTOR.iter().map(|s| (*s).to_owned()).collect(),
+            runner_flags: Vec::new(),
             started: Default::default(),
             runner: None,
             ingester: None,
@@ -330,7 +333,8 @@ impl World {
         command
             .args(["local", "run", "--metrics", "--poll-ms", "20", "--checkpoints"])
             .arg(&checkpoints)
-            .args(&self.detector_flags);
+            .args(&self.detector_flags)
+            .args(&self.runner_flags);
         let process = self.spawn("runner", command)?;
         self.runner_outputs.push(process.stdout.clone());
         self.runner = Some(process);

@@ -1,5 +1,6 @@
 //! The chaos suite's short variant, run by `scripts/test`: the AWS endpoint cut off, PostgreSQL
-//! stopped, Twitch misbehaving and the runner SIGKILLed, each at small scale through the real
+//! stopped, Twitch misbehaving and the runner SIGKILLed (also with the detector's state in
+//! tumbling windows), each at small scale through the real
 //! binaries, with the full run's assertions: no moment lost, no clip doubled, the API listing
 //! every clip, and the detector's metrics within their stated bound.
 //!
@@ -9,7 +10,8 @@
 use highlights_chaos::scenario;
 use highlights_chaos::world::Binaries;
 
-const IN_CI: [&str; 4] = ["aws-cut", "postgres-stopped", "twitch-errors", "runner-killed"];
+const IN_CI: [&str; 5] =
+    ["aws-cut", "postgres-stopped", "twitch-errors", "runner-killed", "runner-killed-windowed"];
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn faults_lose_and_double_no_moment() {
@@ -24,6 +26,12 @@ async fn faults_lose_and_double_no_moment() {
         );
     }
     let table = highlights_chaos::report::table(&rows);
+    let writes = |name: &str| rows.iter().find(|r| r.name == name).map(|r| r.detector_state_writes).unwrap();
+    let (per_invocation, per_window) = (writes("runner-killed"), writes("runner-killed-windowed"));
+    assert!(
+        per_window > 0 && per_window * 2 < per_invocation,
+        "the state in 2 s windows is written less often: {per_window} writes, {per_invocation} without windows"
+    );
     for row in &rows {
         assert!(row.lossless(), "{} lost or doubled moments:\n{table}", row.name);
         assert!(
