@@ -93,7 +93,8 @@ impl InvocationReport {
 }
 
 impl InvocationReport {
-    fn add(&mut self, outcome: &BroadcasterOutcome, response: &mut KinesisEventResponse) {
+    /// Counts a broadcaster's outcome; its failed record, if any, is returned for Lambda.
+    fn add<'o>(&mut self, outcome: &'o BroadcasterOutcome) -> Option<&'o str> {
         self.tally.add(&outcome.tally);
         self.detections += outcome.detections;
         self.duplicate_detections += outcome.duplicates;
@@ -101,10 +102,10 @@ impl InvocationReport {
         self.state_writes += outcome.writes;
         self.skipped_records += outcome.skipped;
         self.state_resets += u64::from(outcome.reset);
-        if let Some(sequence) = &outcome.failed_at {
+        if outcome.failed_at.is_some() {
             self.failed_broadcasters += 1;
-            response.add_failure(sequence.clone());
         }
+        outcome.failed_at.as_deref()
     }
 }
 
@@ -177,6 +178,8 @@ struct BroadcasterOutcome {
     reset: bool,
     /// The first unapplied sequence number, when the broadcaster failed.
     failed_at: Option<String>,
+    /// The state written to the table, when one was.
+    saved: Option<StoredState>,
 }
 
 pub struct DetectorHandler<S, O, C = NoChannelSettings> {
@@ -265,7 +268,9 @@ impl<S: StateStore, O: HighlightOutbox, C: ChannelSettingsStore> DetectorHandler
         let outcomes: Vec<BroadcasterOutcome> =
             futures::stream::iter(work).buffer_unordered(CONCURRENCY).collect().await;
         for outcome in outcomes {
-            report.add(&outcome, &mut response);
+            if let Some(sequence) = report.add(&outcome) {
+                response.add_failure(sequence.to_owned());
+            }
         }
         report.duration_ms = started.elapsed().as_secs_f64() * 1000.0;
         (response, report)
@@ -327,14 +332,13 @@ impl<S: StateStore, O: HighlightOutbox, C: ChannelSettingsStore> DetectorHandler
             .collect();
         let outcomes: Vec<(BroadcasterId, BroadcasterOutcome, Option<Carried>)> =
             futures::stream::iter(work).buffer_unordered(CONCURRENCY).collect().await;
-        let mut failures = KinesisEventResponse::default();
         for (id, outcome, carried) in outcomes {
-            report.add(&outcome, &mut failures);
+            report.add(&outcome);
             if let Some(carried) = carried {
                 window.carried.insert(id, carried);
             }
         }
-        if !failures.batch_item_failures.is_empty() {
+        if report.failed_broadcasters > 0 {
             report.duration_ms = started.elapsed().as_secs_f64() * 1000.0;
             let error = StoreError::Unavailable("detections could not be recorded".into());
             return (Err(error), report);
@@ -369,13 +373,10 @@ impl<S: StateStore, O: HighlightOutbox, C: ChannelSettingsStore> DetectorHandler
     ) -> (BroadcasterId, BroadcasterOutcome, Option<Carried>) {
         let stored = carried.as_ref().map(|c| &c.state);
         if stored.is_some_and(|s| s.broken.is_some()) {
-            let outcome = self.apply_broadcaster(id, config, records, stored.cloned()).await;
-            // Read back what was written: the window goes on from the table's item.
-            let reread = match self.states.load_many(&[id]).await {
-                Ok(mut reloaded) => reloaded.remove(&id).map(|state| Carried { state, dirty: false }),
-                Err(_) => None,
-            };
-            return (id, outcome, reread);
+            let mut outcome = self.apply_broadcaster(id, config, records, stored.cloned()).await;
+            // The window goes on from what was written (the table's item now).
+            let saved = outcome.saved.take().map(|state| Carried { state, dirty: false });
+            return (id, outcome, saved.or(carried));
         }
         let mut outcome = BroadcasterOutcome::default();
         let advanced = match advance(id, config, records, stored) {
@@ -398,7 +399,7 @@ impl<S: StateStore, O: HighlightOutbox, C: ChannelSettingsStore> DetectorHandler
         (id, outcome, Some(Carried { state, dirty: true }))
     }
 
-    /// Writes a carried state to the table; returns the item's version afterwards. The write is
+    /// Writes a carried state to the table. The write is
     /// conditional on the version the window read. On a conflict the item is read again: an item
     /// that is already this state (a retried last invocation wrote it) or that is further along
     /// the shard (another writer applied later records) is kept; a reset (a new stream: no
@@ -407,14 +408,14 @@ impl<S: StateStore, O: HighlightOutbox, C: ChannelSettingsStore> DetectorHandler
         &self,
         carried: &Carried,
         report: &mut InvocationReport,
-    ) -> Result<u64, StoreError> {
+    ) -> Result<(), StoreError> {
         let id = carried.state.broadcaster_id;
         let mut expected = carried.state.version;
         let mut next = StoredState { version: expected + 1, broken: None, ..carried.state.clone() };
         for _attempt in 0..=MAX_CONFLICT_RETRIES {
             report.state_writes += 1;
             match self.states.save(&next, expected).await {
-                Ok(()) => return Ok(next.version),
+                Ok(()) => return Ok(()),
                 Err(StoreError::Conflict) => {
                     let Some(current) = self.states.load_many(&[id]).await?.remove(&id) else {
                         expected = 0;
@@ -428,7 +429,7 @@ impl<S: StateStore, O: HighlightOutbox, C: ChannelSettingsStore> DetectorHandler
                         _ => false,
                     };
                     if current.broken.is_none() && (same || further) {
-                        return Ok(current.version);
+                        return Ok(());
                     }
                     report.state_conflicts += 1;
                     if current.detector.is_none() && current.broken.is_none() {
@@ -440,7 +441,7 @@ impl<S: StateStore, O: HighlightOutbox, C: ChannelSettingsStore> DetectorHandler
                     }
                     if let Some(broken) = &current.broken {
                         report.state_writes += 1;
-                        return self.states.replace_broken(&next, broken).await.map(|()| next.version);
+                        return self.states.replace_broken(&next, broken).await;
                     }
                     expected = current.version;
                     next.version = expected + 1;
@@ -488,6 +489,7 @@ impl<S: StateStore, O: HighlightOutbox, C: ChannelSettingsStore> DetectorHandler
                     outcome.reset = advanced.reset;
                     log_detections(id, &advanced.detections);
                     outcome.tally = advanced.tally;
+                    outcome.saved = Some(advanced.next);
                     return outcome;
                 }
                 Err(StoreError::Conflict) => {
