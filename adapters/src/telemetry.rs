@@ -1,6 +1,10 @@
 //! Logging and metrics output shared by every process: JSON logs through `tracing` on stderr,
 //! and CloudWatch Embedded Metric Format (EMF) lines on stdout, which Lambda and ECS ship to
 //! CloudWatch Logs where they become metrics without any API call.
+//!
+//! With `METRICS=essential` (what deployments set) only the metrics of `config/metrics.json`
+//! (those alarms and the dashboard read) are declared as CloudWatch metrics, at $0.30 a month
+//! each; the other values stay in the same line, in the logs.
 
 use std::collections::BTreeMap;
 
@@ -9,6 +13,48 @@ use tracing_subscriber::filter::{LevelFilter, Targets};
 
 /// The CloudWatch namespace of every metric of the system.
 pub const NAMESPACE: &str = "TwitchHighlights";
+
+const METRICS_JSON: &str = include_str!("../../config/metrics.json");
+
+/// Which values of a record become CloudWatch metrics.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Declared {
+    /// Every value (the default: local runs and tests).
+    All,
+    /// Only these names; the rest are written to the line undeclared.
+    Only(Vec<String>),
+}
+
+impl Declared {
+    /// `METRICS=essential` declares `config/metrics.json`'s list; anything else, every metric.
+    pub fn from_env() -> Self {
+        match std::env::var("METRICS").as_deref() {
+            Ok("essential") => Self::essential(),
+            _ => Self::All,
+        }
+    }
+
+    pub fn essential() -> Self {
+        #[derive(serde::Deserialize)]
+        struct File {
+            essential: Vec<String>,
+        }
+        let file: File = serde_json::from_str(METRICS_JSON).expect("config/metrics.json is checked by a test");
+        Self::Only(file.essential)
+    }
+
+    fn declares(&self, name: &str) -> bool {
+        match self {
+            Self::All => true,
+            Self::Only(names) => names.iter().any(|n| n == name),
+        }
+    }
+}
+
+fn declared_by_env() -> &'static Declared {
+    static DECLARED: std::sync::OnceLock<Declared> = std::sync::OnceLock::new();
+    DECLARED.get_or_init(Declared::from_env)
+}
 
 /// twitch-irc traces every line it sends, `PASS oauth:<token>` included: it never logs below
 /// debug, whatever `RUST_LOG` asks for.
@@ -97,20 +143,34 @@ impl MetricRecord {
         self.metric(name, Unit::Count, value as f64)
     }
 
-    /// The EMF JSON document for `timestamp_ms`.
+    /// The EMF JSON document for `timestamp_ms`, declaring what the process's `METRICS` asks.
     pub fn to_json(&self, timestamp_ms: i64) -> Value {
+        self.to_json_declaring(timestamp_ms, declared_by_env())
+    }
+
+    /// The EMF JSON document declaring the metrics `declared` names; a record that declares
+    /// none is a plain JSON log line (EMF wants at least one metric).
+    pub fn to_json_declaring(&self, timestamp_ms: i64, declared: &Declared) -> Value {
         let mut root = Map::new();
-        root.insert(
-            "_aws".into(),
-            json!({
-                "Timestamp": timestamp_ms,
-                "CloudWatchMetrics": [{
-                    "Namespace": NAMESPACE,
-                    "Dimensions": [self.dimensions.keys().collect::<Vec<_>>()],
-                    "Metrics": self.metrics.iter().map(|(name, unit, _)| json!({"Name": name, "Unit": unit.as_str()})).collect::<Vec<_>>(),
-                }],
-            }),
-        );
+        let metrics: Vec<Value> = self
+            .metrics
+            .iter()
+            .filter(|(name, _, _)| declared.declares(name))
+            .map(|(name, unit, _)| json!({"Name": name, "Unit": unit.as_str()}))
+            .collect();
+        if !metrics.is_empty() {
+            root.insert(
+                "_aws".into(),
+                json!({
+                    "Timestamp": timestamp_ms,
+                    "CloudWatchMetrics": [{
+                        "Namespace": NAMESPACE,
+                        "Dimensions": [self.dimensions.keys().collect::<Vec<_>>()],
+                        "Metrics": metrics,
+                    }],
+                }),
+            );
+        }
         for (name, value) in &self.dimensions {
             root.insert(name.clone(), Value::String(value.clone()));
         }
@@ -168,7 +228,7 @@ mod tests {
             Unit::Milliseconds,
             4.5,
         );
-        let json = record.to_json(1_700_000_000_000);
+        let json = record.to_json_declaring(1_700_000_000_000, &Declared::All);
         let declared = &json["_aws"]["CloudWatchMetrics"][0];
         assert_eq!(declared["Namespace"], NAMESPACE);
         assert_eq!(declared["Dimensions"], json!([["Function"]]));
@@ -176,5 +236,26 @@ mod tests {
         assert_eq!(json["Function"], "detector");
         assert_eq!(json["MessagesProcessed"], 120.0);
         assert_eq!(json["_aws"]["Timestamp"], 1_700_000_000_000i64);
+    }
+
+    #[test]
+    fn essential_declares_only_the_listed_metrics_and_keeps_every_value_in_the_line() {
+        let essential = Declared::essential();
+        let Declared::Only(names) = &essential else { panic!("a list") };
+        assert!(names.iter().any(|n| n == "clips_created"), "{names:?}");
+        let record = MetricRecord::new("Function", "clipper")
+            .count("clips_created", 2)
+            .count("token_refreshes", 1)
+            .dimension("Reason", "server_error");
+        let json = record.to_json_declaring(1, &essential);
+        let declared = &json["_aws"]["CloudWatchMetrics"][0];
+        assert_eq!(declared["Metrics"], json!([{"Name": "clips_created", "Unit": "Count"}]));
+        assert_eq!(declared["Dimensions"], json!([["Function", "Reason"]]));
+        assert_eq!(json["token_refreshes"], 1.0, "an undeclared value stays in the log line");
+
+        let none = MetricRecord::new("Function", "detector").count("StateWrites", 3);
+        let json = none.to_json_declaring(1, &essential);
+        assert!(json.get("_aws").is_none(), "no metric: a plain log line, {json}");
+        assert_eq!(json["StateWrites"], 3.0);
     }
 }

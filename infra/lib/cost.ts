@@ -41,6 +41,12 @@ export const PRICES = {
   logsStorageGbMonth: 0.03,
   secretMonth: 0.4,
   kmsKeyMonth: 1.0,
+  /**
+   * What AWS gives every account each month for ever (not the 12-month trial): CloudWatch's first
+   * 10 metrics, 10 alarms, 3 dashboards and 5 GB of logs; Lambda's first 1 M requests and 400,000
+   * GB-s; CloudFront's first 1 TB and 10 M requests. Only if nothing else in the account uses them.
+   */
+  alwaysFree: { metrics: 10, alarms: 10, dashboards: 3, logsGb: 5, lambdaRequests: 1e6, lambdaGbSeconds: 400_000, cloudfrontGb: 1000, cloudfrontRequests: 10e6 },
   /** A NAT instance instead of the gateway: t4g.nano, its 8 GB disk and public IPv4. */
   natInstanceMonth: 0.0042 * 730 + 8 * 0.08 + 0.005 * 730,
 };
@@ -54,7 +60,7 @@ export const WORKLOAD = {
   /** Chat while live, messages/s, and their size on the wire (docs/benchmarks.md: ingester). */
   messagesPerSecond: 5,
   bytesPerMessage: 56.5,
-  /** The ingester's records per live channel and second (one per 250 ms batch). */
+  /** The ingester's records per live channel and second at its fastest flush (250 ms): shard sizing. */
   recordsPerSecond: 4,
   /**
    * A saved state item with its keys: v2 with its phrase sketch, 5 messages/s from 300 chatters
@@ -70,8 +76,15 @@ export const WORKLOAD = {
   /** CloudWatch Logs: a base, and per channel (JSON logs of the functions and the ingester). */
   logsGbBase: 0.5,
   logsGbPerChannel: 0.02,
-  /** Custom metrics the functions and the ingester emit (EMF names × dimension sets). */
+  /** Custom metrics the functions and the ingester emit (EMF names × dimension sets)... */
   customMetrics: 43,
+  /** ...and with METRICS=essential (config/metrics.json: 8 names, clip failures per reason too). */
+  essentialMetrics: 10,
+  /**
+   * ECS Container Insights, when on: billed as custom metrics (cluster, service and task-family
+   * levels of one service). An estimate: check it on the bill.
+   */
+  containerInsightsMetrics: 20,
   /** Traffic through the NAT gateway per channel (clipper and lifecycle calls to Twitch and AWS). */
   natGbPerChannel: 0.11,
   /** Detector invocation: time and memory per invocation, and compute per live channel-second. */
@@ -91,8 +104,15 @@ export interface DeploymentShape {
   fargateVcpu: number;
   fargateMemoryGb: number;
   fargatePublicIp: boolean;
+  containerInsights?: boolean;
+  /** The ingester's flush interval (INGEST_FLUSH_MS): one record per live channel per interval. */
+  ingesterFlushMs?: number;
+  /** Every EMF value a metric (`all`) or only the essential ones. */
+  metrics?: 'essential' | 'all';
   /** Per Kinesis stream: on-demand, or its shard count; `chat` carries the chat records. */
   kinesisStreams: ({ chat: boolean } & ({ mode: 'ON_DEMAND' } | { mode: 'PROVISIONED'; shards: number }))[];
+  /** Lambda mappings reading Kinesis: each polls every shard of its stream about once a second. */
+  kinesisMappings?: number;
   /** The detector mapping's batching window: one state save per live channel per window. */
   detectorWindowSeconds: number;
   /** The detector mapping's tumbling window (0: none): with one, a save per channel per window. */
@@ -105,6 +125,12 @@ export interface DeploymentShape {
 
 type Resources = Record<string, { Type: string; Properties?: Record<string, any> }>;
 
+/** The environment of a task definition's first container. */
+function containerEnv(task: Record<string, any>): Record<string, string> {
+  const environment: { Name: string; Value: string }[] = task.ContainerDefinitions?.[0]?.Environment ?? [];
+  return Object.fromEntries(environment.map((e) => [e.Name, String(e.Value)]));
+}
+
 /** Reads the priced parts from a CloudFormation template (`Template.toJSON()`). */
 export function shapeOf(template: { Resources?: Resources }): DeploymentShape {
   const all = Object.values(template.Resources ?? {});
@@ -112,9 +138,10 @@ export function shapeOf(template: { Resources?: Resources }): DeploymentShape {
   const instance = ofType('AWS::RDS::DBInstance')[0]?.Properties ?? {};
   const task = ofType('AWS::ECS::TaskDefinition')[0]?.Properties ?? {};
   const service = ofType('AWS::ECS::Service')[0]?.Properties ?? {};
-  const detectorMapping = ofType('AWS::Lambda::EventSourceMapping').find((m) =>
-    String(m.Properties?.EventSourceArn?.['Fn::GetAtt']?.[0] ?? '').startsWith('ChatMessages'),
-  )?.Properties;
+  const cluster = ofType('AWS::ECS::Cluster')[0]?.Properties ?? {};
+  const streamIds = new Set(Object.entries(template.Resources ?? {}).filter(([, r]) => r.Type === 'AWS::Kinesis::Stream').map(([id]) => id));
+  const kinesisMappings = ofType('AWS::Lambda::EventSourceMapping').filter((m) => streamIds.has(String(m.Properties?.EventSourceArn?.['Fn::GetAtt']?.[0] ?? '')));
+  const detectorMapping = kinesisMappings.find((m) => String(m.Properties?.FunctionName?.Ref ?? '').startsWith('Detector'))?.Properties;
   return {
     natGateways: ofType('AWS::EC2::NatGateway').length,
     rdsInstanceClass: String(instance.DBInstanceClass ?? 'db.t4g.micro'),
@@ -123,6 +150,10 @@ export function shapeOf(template: { Resources?: Resources }): DeploymentShape {
     fargateVcpu: Number(task.Cpu ?? 512) / 1024,
     fargateMemoryGb: Number(task.Memory ?? 1024) / 1024,
     fargatePublicIp: service.NetworkConfiguration?.AwsvpcConfiguration?.AssignPublicIp === 'ENABLED',
+    ingesterFlushMs: Number(containerEnv(task).INGEST_FLUSH_MS ?? 250),
+    metrics: containerEnv(task).METRICS === 'essential' ? 'essential' : 'all',
+    containerInsights: (cluster.ClusterSettings ?? []).some((c: { Name: string; Value: string }) => c.Name === 'containerInsights' && c.Value !== 'disabled'),
+    kinesisMappings: kinesisMappings.length,
     kinesisStreams: ofType('AWS::Kinesis::Stream').map((s) => {
       const chat = s.Properties?.Name === resources.kinesis.chat_messages.name;
       return s.Properties?.StreamModeDetails?.StreamMode === 'PROVISIONED'
@@ -150,6 +181,7 @@ export const ITEMS = {
   api: 'API Gateway HTTP API + CloudFront',
   cloudwatch: 'CloudWatch (metrics, dashboard, alarms, logs)',
   secrets: 'Secrets Manager, KMS',
+  free: 'AWS always-free allowances (if the account uses them for nothing else)',
 } as const;
 export type Item = keyof typeof ITEMS;
 
@@ -195,7 +227,7 @@ export function monthlyBill(shape: DeploymentShape, channels: number, workload =
   if (shape.rdsProxy) add('proxy', '2-vCPU minimum', 2 * prices.rdsProxyVcpuHour * hours, 'fixed');
 
   // Kinesis: the chat stream carries the records; the lifecycle stream a handful.
-  const records = liveSeconds * workload.recordsPerSecond;
+  const records = liveSeconds * Math.min(workload.recordsPerSecond, 1000 / (shape.ingesterFlushMs ?? 250));
   const billedGb = (records * 1024) / 1e9; // on-demand rounds each record up to 1 KB
   let kinesis = 0;
   shape.kinesisStreams.forEach((stream) => {
@@ -207,7 +239,8 @@ export function monthlyBill(shape: DeploymentShape, channels: number, workload =
     }
   });
   const modes = shape.kinesisStreams.map((s) => (s.mode === 'PROVISIONED' ? `${s.shards}` : 'on-demand')).join(' + ');
-  add('kinesis', `${shape.kinesisStreams.length} streams: ${modes}`, kinesis, 'streams + records');
+  const streams = shape.kinesisStreams.length;
+  add('kinesis', `${streams} stream${streams === 1 ? '' : 's'}: ${modes}`, kinesis, 'streams + records');
 
   // Detector state: one save per live channel and invocation (one per batching window), read
   // back the next; with the state carried in a tumbling window, one save and one read per window.
@@ -224,30 +257,52 @@ export function monthlyBill(shape: DeploymentShape, channels: number, workload =
   );
 
   const apiRequests = channels * workload.apiRequestsPerChannel;
-  const shardSeconds = shape.kinesisStreams.length * hours * 3600;
+  const shardSeconds = (shape.kinesisMappings ?? shape.kinesisStreams.length) * hours * 3600;
   const gbSeconds =
     (shardSeconds * workload.detectorMsPerInvocation + liveSeconds * workload.detectorMsPerLiveChannelSecond + apiRequests * 20) / 1000 * workload.functionMemoryGb;
+  const lambdaRequests = shardSeconds + apiRequests;
   add('lambda', `${Math.round(gbSeconds).toLocaleString('en-US')} GB-s`, gbSeconds * prices.lambdaArmGbSecond + ((shardSeconds + apiRequests) / 1e6) * prices.lambdaRequestsMillion, 'per channel and request');
   const servedGb = (apiRequests * workload.bytesPerApiRequest) / 1e9;
   add('api', `${(apiRequests / 1e6).toFixed(1)} M requests`, (apiRequests / 1e6) * prices.httpApiRequestsMillion + servedGb * prices.cloudfrontGb + (apiRequests / 10_000) * prices.cloudfrontRequests10k, 'per request');
 
   const logsGb = workload.logsGbBase + channels * workload.logsGbPerChannel;
+  const metrics =
+    (shape.metrics === 'essential' ? workload.essentialMetrics : workload.customMetrics) + (shape.containerInsights ? workload.containerInsightsMetrics : 0);
   add(
     'cloudwatch',
-    `${workload.customMetrics} metrics, ${shape.dashboards} dashboard, ${shape.alarms} alarms, ${logsGb.toFixed(1)} GB of logs`,
-    workload.customMetrics * prices.cloudwatchMetricMonth + shape.dashboards * prices.cloudwatchDashboardMonth + shape.alarms * prices.cloudwatchAlarmMonth + logsGb * (prices.logsIngestGb + prices.logsStorageGbMonth),
+    `${metrics} metrics${shape.containerInsights ? ' (Container Insights too)' : ''}, ${shape.dashboards} dashboard, ${shape.alarms} alarms, ${logsGb.toFixed(1)} GB of logs`,
+    metrics * prices.cloudwatchMetricMonth + shape.dashboards * prices.cloudwatchDashboardMonth + shape.alarms * prices.cloudwatchAlarmMonth + logsGb * (prices.logsIngestGb + prices.logsStorageGbMonth),
     'mostly fixed',
   );
   add('secrets', `${shape.secrets} secrets, ${shape.kmsKeys} key`, shape.secrets * prices.secretMonth + shape.kmsKeys * prices.kmsKeyMonth, 'fixed');
+
+  const free = prices.alwaysFree;
+  const credit =
+    Math.min(metrics, free.metrics) * prices.cloudwatchMetricMonth +
+    Math.min(shape.alarms, free.alarms) * prices.cloudwatchAlarmMonth +
+    Math.min(shape.dashboards, free.dashboards) * prices.cloudwatchDashboardMonth +
+    Math.min(logsGb, free.logsGb) * (prices.logsIngestGb + prices.logsStorageGbMonth) +
+    (Math.min(lambdaRequests, free.lambdaRequests) / 1e6) * prices.lambdaRequestsMillion +
+    Math.min(gbSeconds, free.lambdaGbSeconds) * prices.lambdaArmGbSecond +
+    Math.min(servedGb, free.cloudfrontGb) * prices.cloudfrontGb +
+    (Math.min(apiRequests, free.cloudfrontRequests) / 10_000) * prices.cloudfrontRequests10k;
+  add('free', 'CloudWatch, Lambda and CloudFront allowances', -credit, 'per account');
   return lines;
 }
 
+/** The bill at list prices (the always-free allowances not deducted). */
 export function total(lines: BillLine[]): number {
+  return lines.filter((line) => line.key !== 'free').reduce((sum, line) => sum + line.monthly, 0);
+}
+
+/** The bill with the always-free allowances deducted. */
+export function totalAfterAllowances(lines: BillLine[]): number {
   return lines.reduce((sum, line) => sum + line.monthly, 0);
 }
 
 /** Dollars as docs/deploy.md shows them: cents below $10, whole dollars above. */
 export function dollars(amount: number): string {
+  if (amount < 0) return `−${dollars(-amount)}`;
   return amount < 10 ? `$${amount.toFixed(2)}` : `$${Math.round(amount).toLocaleString('en-US')}`;
 }
 
@@ -255,14 +310,17 @@ export function dollars(amount: number): string {
 export function markdownTable(columns: { label: string; lines: BillLine[] }[]): string {
   const header = `| item | ${columns.map((c) => c.label).join(' | ')} | how it scales |`;
   const rule = `| --- | ${columns.map(() => '---').join(' | ')} | --- |`;
-  const rows = (Object.keys(ITEMS) as Item[]).flatMap((key) => {
+  const rows = (Object.keys(ITEMS) as Item[]).filter((key) => key !== 'free').flatMap((key) => {
     const cells = columns.map((c) => c.lines.find((line) => line.key === key));
     const scales = cells.find((cell) => cell)?.scales;
     if (!scales) return [];
     return [`| ${ITEMS[key]} | ${cells.map((cell) => (cell ? dollars(cell.monthly) : '—')).join(' | ')} | ${scales} |`];
   });
   const totals = `| **total** | ${columns.map((c) => `**${dollars(total(c.lines))}**`).join(' | ')} | |`;
-  return [header, rule, ...rows, totals].join('\n');
+  const credit = (c: { lines: BillLine[] }) => c.lines.find((line) => line.key === 'free')?.monthly ?? 0;
+  const free = `| ${ITEMS.free} | ${columns.map((c) => dollars(credit(c))).join(' | ')} | per account |`;
+  const after = `| **total after the allowances** | ${columns.map((c) => `**${dollars(totalAfterAllowances(c.lines))}**`).join(' | ')} | |`;
+  return [header, rule, ...rows, totals, free, after].join('\n');
 }
 
 /** A way to pay less, applied to a deployment's shape and workload. */
@@ -276,8 +334,8 @@ export interface Lever {
 /** The levers docs/deploy.md weighs; each one alone, then all together. */
 export const LEVERS: Lever[] = [
   {
-    name: 'no NAT gateway (functions outside the VPC, database reachable without it)',
-    price: 'needs a database path without RDS Proxy in the VPC (TLS to RDS: its CA)',
+    name: 'no NAT gateway (functions outside the VPC; the starter profile)',
+    price: 'the database on a public endpoint: TLS and SCRAM with channel binding only, no proxy',
     apply: (s, w) => [{ ...s, natGateways: 0, natInstances: 0 }, { ...w, natGbPerChannel: 0 }],
   },
   {
@@ -285,14 +343,14 @@ export const LEVERS: Lever[] = [
     price: 'one instance, no failover: clips stop while it is down',
     apply: (s, w) => [{ ...s, natGateways: 0, natInstances: 1 }, w],
   },
-  { name: 'no RDS Proxy', price: 'direct connections (few at this size); TLS needs the RDS CA', apply: (s, w) => [{ ...s, rdsProxy: false }, w] },
+  { name: 'no RDS Proxy (the starter profile)', price: 'a connection per warm function (about 10 at this size)', apply: (s, w) => [{ ...s, rdsProxy: false }, w] },
   {
-    name: 'ingester at 0.25 vCPU / 0.5 GB',
+    name: 'ingester at 0.25 vCPU / 0.5 GB (the starter profile)',
     price: 'measured need: far below (500k messages/s per core)',
     apply: (s, w) => [{ ...s, fargateVcpu: 0.25, fargateMemoryGb: 0.5 }, w],
   },
   {
-    name: 'lifecycle events on the chat stream (one stream)',
+    name: 'lifecycle events on the chat stream (one stream; the starter profile)',
     price: 'the detector and lifecycle handlers share a stream; ordering per broadcaster kept',
     apply: (s, w) => [{ ...s, kinesisStreams: s.kinesisStreams.filter((k) => k.chat) }, w],
   },
@@ -302,11 +360,21 @@ export const LEVERS: Lever[] = [
     apply: (s, w) => [{ ...s, detectorWindowSeconds: 5 }, w],
   },
   {
-    name: 'state saved once a minute (`-c detectorStateWindowSeconds=60`: carried in a tumbling window)',
-    price: 'exact after a crash or a redelivery (property test); a reset during a window applies at its end',
+    name: 'state saved once a minute (`-c detectorStateWindowSeconds=60`, both profiles: carried in a tumbling window)',
+    price: 'exact after a crash or a redelivery (property test, chaos suite); a new stream\'s reset reaches the detector at the next window',
     apply: (s, w) => [{ ...s, detectorStateWindowSeconds: 60 }, w],
   },
-  { name: '10 custom metrics instead of 43', price: 'fewer EMF dimensions (per-reason failures in logs only)', apply: (s, w) => [s, { ...w, customMetrics: 10 }] },
+  {
+    name: 'only the essential metrics (`-c metrics=essential`, the default)',
+    price: 'the other EMF values stay in the logs (Logs Insights), not on graphs',
+    apply: (s, w) => [{ ...s, metrics: 'essential' }, w],
+  },
+  {
+    name: 'ingester flush 1 s (`INGEST_FLUSH_MS`; the standard profile)',
+    price: 'detections up to 0.75 s later',
+    apply: (s, w) => [{ ...s, ingesterFlushMs: 1000 }, w],
+  },
+  { name: 'no Container Insights (the starter profile)', price: 'CPU and memory per service only (ECS)', apply: (s, w) => [{ ...s, containerInsights: false }, w] },
 ];
 
 /** The savings of each lever alone for each of `bases` (shape and channels), as a markdown table. */

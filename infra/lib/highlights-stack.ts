@@ -1,6 +1,9 @@
 // The whole system in one stack: Kinesis, DynamoDB, the Lambda functions and their event-source
-// mappings, RDS PostgreSQL behind RDS Proxy with a migration step, the Fargate chat ingester, the
-// HTTP API, the static site on S3 + CloudFront, secrets, and the dashboard and alarms.
+// mappings, RDS PostgreSQL with a migration step, the Fargate chat ingester, the HTTP API, the
+// static site on S3 + CloudFront, secrets, and the dashboard and alarms. The profile
+// (lib/profile.ts) decides what a deployment of its size pays for: `standard` puts the database
+// behind RDS Proxy in a VPC with a NAT gateway; `starter` has no NAT gateway, no proxy and one
+// stream.
 //
 // Names and environment variables come from config/resources.json (lib/resources.ts); the
 // Lambda code from the zips `scripts/build-lambdas` makes (`lambdaAssetDir`).
@@ -35,6 +38,7 @@ import * as sqs from 'aws-cdk-lib/aws-sqs';
 import * as cr from 'aws-cdk-lib/custom-resources';
 import { DatabaseComponent, resources } from './resources';
 import { LambdaArchitecture, lambdaArchitecture } from './lambda-build';
+import { Profile, ProfileName, PROFILES } from './profile';
 
 /** The CloudWatch namespace of the EMF metrics (adapters/src/telemetry.rs). */
 export const METRICS_NAMESPACE = 'TwitchHighlights';
@@ -47,7 +51,12 @@ export interface HighlightsStackProps extends cdk.StackProps {
    * `scripts/build-lambdas`); a value here that differs from it stops the synth.
    */
   lambdaArchitecture?: LambdaArchitecture;
-  /** Shards of the chat stream (the lifecycle stream gets one); 0 (the default) for on-demand capacity. */
+  /** What the deployment pays for (lib/profile.ts, docs/deploy.md "Profiles"); default `standard`. */
+  profile?: ProfileName;
+  /**
+   * Shards of the chat stream (the lifecycle stream gets one); 0 for on-demand capacity. Default:
+   * the profile's (standard: on-demand; starter: one shard).
+   */
   kinesisShards?: number;
   /**
    * How many channels the deployment is for (default 100): above 300 the database is a
@@ -62,6 +71,11 @@ export interface HighlightsStackProps extends cdk.StackProps {
   ingestImage?: ecs.ContainerImage;
   /** The static site's folder (default: the repository's web/). */
   webDir?: string;
+  /**
+   * `essential` (default): only the metrics alarms and the dashboard read become CloudWatch
+   * metrics (config/metrics.json), the rest stay in the logs; `all`: every one ($0.30 each a month).
+   */
+  metrics?: 'essential' | 'all';
   /** Which detector the detector function runs: `v2` (default) or `seed` (docs/detection.md). */
   detectorMode?: 'seed' | 'v2';
   /**
@@ -78,7 +92,8 @@ export interface HighlightsStackProps extends cdk.StackProps {
   /**
    * Carry the detector's state in a tumbling window of this many seconds (1–900) on its mapping
    * and write it to DynamoDB once per window instead of once per invocation
-   * (docs/architecture.md, "Where the state lives between invocations"). Unset or 0: off.
+   * (docs/architecture.md, "Where the state lives between invocations"). 0: off, a write per
+   * invocation. Default: the profile's (60 s).
    */
   detectorStateWindowSeconds?: number;
 }
@@ -91,12 +106,16 @@ export class HighlightsStack extends cdk.Stack {
   readonly httpApi: apigw.HttpApi;
   readonly distribution: cloudfront.Distribution;
   readonly alarms: cloudwatch.Alarm[] = [];
+  readonly profile: Profile;
 
   constructor(scope: Construct, id: string, props: HighlightsStackProps) {
     super(scope, id, props);
     const architecture =
       lambdaArchitecture(props.lambdaAssetDir, props.lambdaArchitecture) === 'x86_64' ? lambda.Architecture.X86_64 : lambda.Architecture.ARM_64;
-    const shards = props.kinesisShards ?? 0;
+    const profile = (this.profile = PROFILES[props.profile ?? 'standard']);
+    if (!profile) throw new Error(`profile must be starter or standard (got ${JSON.stringify(props.profile)})`);
+    const shards = props.kinesisShards ?? profile.defaultKinesisShards;
+    if (!Number.isInteger(shards) || shards < 0) throw new Error(`kinesisShards must be a whole number, 0 for on-demand (got ${shards})`);
 
     // Streams and queues use AWS-managed keys (a customer key would add a KMS call per Kinesis
     // request: real money at chat rates); the alarm topic needs a customer key CloudWatch can use.
@@ -115,8 +134,12 @@ export class HighlightsStack extends cdk.Stack {
         ...(shardCount > 0 ? { streamMode: kinesis.StreamMode.PROVISIONED, shardCount } : { streamMode: kinesis.StreamMode.ON_DEMAND }),
       });
     const chatStream = stream('ChatMessages', resources.kinesis.chat_messages.name, shards);
-    // A few records a minute: one shard is plenty whatever the chat needs.
-    const lifecycleStream = stream('StreamLifecycle', resources.kinesis.stream_lifecycle.name, Math.min(shards, 1));
+    // A few records a minute: one shard is plenty whatever the chat needs. The starter carries
+    // them on the chat stream instead (a stream's shard costs more than the rest of its Kinesis
+    // bill): same partition key, so one broadcaster's events keep their order among its chat.
+    const lifecycleStream = profile.lifecycleOnChatStream
+      ? chatStream
+      : stream('StreamLifecycle', resources.kinesis.stream_lifecycle.name, Math.min(shards, 1));
 
     // --- DynamoDB -----------------------------------------------------------------------------
     // One item per broadcaster: the detector's state, and each channel's own settings
@@ -170,21 +193,39 @@ export class HighlightsStack extends cdk.Stack {
     });
 
     // --- Network and database -----------------------------------------------------------------
+    // Standard: functions that use the database run in private subnets (a NAT gateway for Twitch
+    // and the AWS APIs), the database in isolated ones behind RDS Proxy. Starter: public subnets
+    // only; the functions run outside the VPC and reach the database on its public endpoint.
     const vpc = new ec2.Vpc(this, 'Vpc', {
       maxAzs: 2,
-      natGateways: 1,
-      subnetConfiguration: [
-        { name: 'public', subnetType: ec2.SubnetType.PUBLIC, cidrMask: 24 },
-        { name: 'private', subnetType: ec2.SubnetType.PRIVATE_WITH_EGRESS, cidrMask: 24 },
-        { name: 'database', subnetType: ec2.SubnetType.PRIVATE_ISOLATED, cidrMask: 24 },
-      ],
+      natGateways: profile.natGateways,
+      subnetConfiguration: profile.rdsProxy
+        ? [
+            { name: 'public', subnetType: ec2.SubnetType.PUBLIC, cidrMask: 24 },
+            { name: 'private', subnetType: ec2.SubnetType.PRIVATE_WITH_EGRESS, cidrMask: 24 },
+            { name: 'database', subnetType: ec2.SubnetType.PRIVATE_ISOLATED, cidrMask: 24 },
+          ]
+        : [{ name: 'public', subnetType: ec2.SubnetType.PUBLIC, cidrMask: 24 }],
       flowLogs: { rejected: { trafficType: ec2.FlowLogTrafficType.REJECT } },
     });
+    const engine = rds.DatabaseInstanceEngine.postgres({ version: rds.PostgresEngineVersion.VER_16 });
     const database = new rds.DatabaseInstance(this, 'Database', {
-      engine: rds.DatabaseInstanceEngine.postgres({ version: rds.PostgresEngineVersion.VER_16 }),
+      engine,
       instanceType: ec2.InstanceType.of(ec2.InstanceClass.T4G, (props.channels ?? 100) > 300 ? ec2.InstanceSize.SMALL : ec2.InstanceSize.MICRO),
       vpc,
-      vpcSubnets: { subnetType: ec2.SubnetType.PRIVATE_ISOLATED },
+      ...(profile.rdsProxy
+        ? { vpcSubnets: { subnetType: ec2.SubnetType.PRIVATE_ISOLATED } }
+        : {
+            vpcSubnets: { subnetType: ec2.SubnetType.PUBLIC },
+            publiclyAccessible: true,
+            // What makes a public endpoint acceptable: TLS always, SCRAM only (no md5, no
+            // cleartext), so that clients can require channel binding (adapters/src/postgres.rs).
+            parameterGroup: new rds.ParameterGroup(this, 'DatabaseParameters', {
+              engine,
+              description: 'Twitch Highlights starter: TLS and SCRAM-SHA-256 only',
+              parameters: { 'rds.force_ssl': '1', password_encryption: 'scram-sha-256', 'rds.accepted_password_auth_method': 'scram' },
+            }),
+          }),
       databaseName: 'highlights',
       credentials: rds.Credentials.fromGeneratedSecret('highlights'),
       storageEncrypted: true,
@@ -217,25 +258,38 @@ export class HighlightsStack extends cdk.Stack {
         ],
       ),
     ) as Record<DatabaseComponent, secretsmanager.Secret>;
-    const proxy = database.addProxy('Proxy', {
-      secrets: [databaseSecret, ...Object.values(databaseUsers)],
-      vpc,
-      requireTLS: true,
-    });
+    const proxy = profile.rdsProxy
+      ? database.addProxy('Proxy', {
+          secrets: [databaseSecret, ...Object.values(databaseUsers)],
+          vpc,
+          requireTLS: true,
+        })
+      : undefined;
     const databaseClients = new ec2.SecurityGroup(this, 'DatabaseClients', {
       vpc,
-      description: 'Functions and tasks that reach PostgreSQL through the proxy',
+      description: proxy ? 'Functions and tasks that reach PostgreSQL through the proxy' : 'The chat ingester (reaches PostgreSQL on its endpoint)',
     });
-    proxy.connections.allowFrom(databaseClients, ec2.Port.tcp(5432), 'PostgreSQL from the functions and the ingester');
-    database.connections.allowDefaultPortFrom(proxy, 'PostgreSQL from RDS Proxy');
-    /** How `component` reaches PostgreSQL: through the proxy, as its own user. */
-    const databaseEnv = (secret: secretsmanager.ISecret) => ({
+    if (proxy) {
+      proxy.connections.allowFrom(databaseClients, ec2.Port.tcp(5432), 'PostgreSQL from the functions and the ingester');
+      database.connections.allowDefaultPortFrom(proxy, 'PostgreSQL from RDS Proxy');
+    } else {
+      // Functions outside a VPC come from no fixed address.
+      database.connections.allowDefaultPortFromAnyIpv4('PostgreSQL (TLS, SCRAM with channel binding) from the functions outside the VPC');
+    }
+    /**
+     * How a component reaches PostgreSQL as its own user: through the proxy (whose certificate
+     * chains to Amazon's public roots), or on the instance's endpoint with channel binding.
+     */
+    const databaseEnv = (secret: secretsmanager.ISecret): Record<string, string> => ({
       DATABASE_SECRET_ARN: secret.secretArn,
-      DATABASE_HOST: proxy.endpoint,
+      DATABASE_HOST: proxy ? proxy.endpoint : database.dbInstanceEndpointAddress,
       DATABASE_NAME: 'highlights',
+      ...(proxy ? {} : { DATABASE_CHANNEL_BINDING: 'require' }),
     });
 
     // --- Lambda functions ---------------------------------------------------------------------
+    const metricsDeclared = props.metrics ?? 'essential';
+    if (metricsDeclared !== 'essential' && metricsDeclared !== 'all') throw new Error(`metrics must be essential or all (got ${JSON.stringify(metricsDeclared)})`);
     const names: Record<string, string> = {
       [resources.kinesis.chat_messages.env]: chatStream.streamName,
       [resources.kinesis.stream_lifecycle.env]: lifecycleStream.streamName,
@@ -245,13 +299,16 @@ export class HighlightsStack extends cdk.Stack {
       [resources.secrets.twitch_app.env]: twitchApp.secretName,
       [resources.secrets.twitch_user_token.env]: twitchUserToken.secretName,
     };
-    /** `database`: the secret of the user the function connects as (none: not in the VPC). */
+    /**
+     * `database`: the secret of the user the function connects as; such a function runs in the
+     * VPC when the database is behind the proxy. Others run outside it (no NAT traffic).
+     */
     const fn = (
       name: keyof HighlightsStack['functions'],
       extra: Partial<lambda.FunctionProps> & { database?: secretsmanager.ISecret },
     ) => {
       const { database: secret, ...rest } = extra;
-      const inVpc = secret !== undefined;
+      const inVpc = secret !== undefined && proxy !== undefined;
       const f = new lambda.Function(this, name.charAt(0).toUpperCase() + name.slice(1), {
         runtime: lambda.Runtime.PROVIDED_AL2023,
         architecture,
@@ -265,12 +322,12 @@ export class HighlightsStack extends cdk.Stack {
           ? { vpc, vpcSubnets: { subnetType: ec2.SubnetType.PRIVATE_WITH_EGRESS }, securityGroups: [databaseClients] }
           : {}),
         ...rest,
-        environment: { RUST_LOG: 'info', ...names, ...(secret ? databaseEnv(secret) : {}), ...(rest.environment ?? {}) },
+        environment: { RUST_LOG: 'info', METRICS: metricsDeclared, ...names, ...(secret ? databaseEnv(secret) : {}), ...(rest.environment ?? {}) },
       });
       secret?.grantRead(f);
       return f;
     };
-    const stateWindowSeconds = props.detectorStateWindowSeconds ?? 0;
+    const stateWindowSeconds = props.detectorStateWindowSeconds ?? profile.defaultStateWindowSeconds;
     if (!Number.isInteger(stateWindowSeconds) || stateWindowSeconds < 0 || stateWindowSeconds > 900) {
       throw new Error(`detectorStateWindowSeconds must be a whole number of seconds from 0 (off) to 900 (got ${stateWindowSeconds})`);
     }
@@ -380,16 +437,16 @@ export class HighlightsStack extends cdk.Stack {
       // A new value on every synth of new migrations: the zip's hash is part of the asset.
       properties: { code: migrate.currentVersion.version },
     });
-    migration.node.addDependency(proxy);
+    migration.node.addDependency(proxy ?? database);
 
     // --- The chat ingester (ECS Fargate) ------------------------------------------------------
     const cluster = new ecs.Cluster(this, 'Cluster', {
       vpc,
-      containerInsightsV2: ecs.ContainerInsights.ENABLED,
+      containerInsightsV2: profile.containerInsights ? ecs.ContainerInsights.ENABLED : ecs.ContainerInsights.DISABLED,
     });
     const task = new ecs.FargateTaskDefinition(this, 'IngestTask', {
-      cpu: 512,
-      memoryLimitMiB: 1024,
+      cpu: profile.ingesterCpu,
+      memoryLimitMiB: profile.ingesterMemoryMiB,
       runtimePlatform: { cpuArchitecture: ecs.CpuArchitecture.ARM64, operatingSystemFamily: ecs.OperatingSystemFamily.LINUX },
     });
     task.addContainer('ingest', {
@@ -410,6 +467,9 @@ export class HighlightsStack extends cdk.Stack {
         ...databaseEnv(databaseUsers.ingester),
         INGEST_CHANNELS: (props.monitoredChannels ?? []).join(','),
         INGEST_DRAIN_SECONDS: '20',
+        INGEST_MAX_BUFFER_MB: String(profile.ingesterBufferMiB),
+        INGEST_FLUSH_MS: String(profile.ingesterFlushMs),
+        METRICS: metricsDeclared,
         RUST_LOG: 'info',
       },
       portMappings: [{ containerPort: 8080 }],
@@ -617,7 +677,18 @@ export class HighlightsStack extends cdk.Stack {
     }
     ack(parts.database, 'AwsSolutions-SMG4', 'The database password is read at start by the functions and RDS Proxy; enable rotation with addRotationSingleUser() once a rotation window is chosen.');
     ack(parts.database, 'AwsSolutions-RDS3', 'Single-AZ by default to keep small deployments cheap (see docs/deploy.md); clips are recreatable data and backups are kept 7 days.');
-    ack(parts.database, 'AwsSolutions-RDS11', 'The database is in isolated subnets and reachable only from RDS Proxy; a non-default port adds nothing there.');
+    if (this.profile.rdsProxy) {
+      ack(parts.database, 'AwsSolutions-RDS11', 'The database is in isolated subnets and reachable only from RDS Proxy; a non-default port adds nothing there.');
+    } else {
+      const publicDatabase =
+        'Starter profile (docs/deploy.md, "Profiles"): no NAT gateway, so the functions run outside the VPC and reach the database on its public endpoint; it accepts TLS and SCRAM-SHA-256 only, and every client requires channel binding. A port scan finds it on any port.';
+      ack(parts.database, 'AwsSolutions-RDS11', publicDatabase);
+      ack(parts.database, 'AwsSolutions-EC23', publicDatabase);
+      ack(parts.database, 'CloudFormation-Validate::W9011', publicDatabase);
+    }
+    if (!this.profile.containerInsights) {
+      ack(this.ingester.cluster, 'AwsSolutions::AwsSolutions-ECS4', 'Starter profile: Container Insights is billed as custom metrics; the ingester reports its own (messages, drops, readiness) and ECS keeps CPU and memory per service.');
+    }
     ack(this.httpApi, 'AwsSolutions-APIG4', 'The clips API is public and read-only by design; it is throttled at the stage.');
     ack(this.distribution, 'AwsSolutions-CFR1', 'Clips are public worldwide: no geo restriction.');
     ack(this.distribution, 'AwsSolutions-CFR2', 'A static site of public clips behind CloudFront; WAF (about $5/month plus requests) is optional, see docs/deploy.md.');

@@ -1,6 +1,6 @@
 // Assertions on the synthesized template: what a deploy must get right but cannot be tried
 // against AWS here. Run with `npm test` (scripts/test runs it).
-import { test } from 'node:test';
+import { describe, test } from 'node:test';
 import assert from 'node:assert/strict';
 import * as fs from 'node:fs';
 import * as os from 'node:os';
@@ -134,12 +134,16 @@ test('event-source mappings: partial batch responses, bisect, retries bounded by
     });
   mapping('detector', 'DetectorDlq', { ParallelizationFactor: 1, MaximumRecordAgeInSeconds: 3600, MaximumBatchingWindowInSeconds: 1 });
   synth({ detectorBatchingWindowSeconds: 5 }).template.hasResourceProperties('AWS::Lambda::EventSourceMapping', { ParallelizationFactor: 1, MaximumBatchingWindowInSeconds: 5 });
-  // By default no tumbling window, and the detector writes its state every invocation.
-  template.hasResourceProperties('AWS::Lambda::EventSourceMapping', { MaximumBatchingWindowInSeconds: 1, TumblingWindowInSeconds: Match.absent() });
-  const windowed = synth({ detectorStateWindowSeconds: 60 }).template;
-  windowed.hasResourceProperties('AWS::Lambda::EventSourceMapping', { ParallelizationFactor: 1, TumblingWindowInSeconds: 60, FunctionResponseTypes: ['ReportBatchItemFailures'] });
-  windowed.hasResourceProperties('AWS::Lambda::Function', {
+  // By default the state is carried in a 60 s tumbling window and written once per window...
+  template.hasResourceProperties('AWS::Lambda::EventSourceMapping', { ParallelizationFactor: 1, TumblingWindowInSeconds: 60, FunctionResponseTypes: ['ReportBatchItemFailures'] });
+  template.hasResourceProperties('AWS::Lambda::Function', {
     Environment: { Variables: Match.objectLike({ DETECTOR_MODE: 'v2', DETECTOR_STATE_IN_WINDOW: '1' }) },
+  });
+  // ...and with 0, written every invocation.
+  const perInvocation = synth({ detectorStateWindowSeconds: 0 }).template;
+  perInvocation.hasResourceProperties('AWS::Lambda::EventSourceMapping', { MaximumBatchingWindowInSeconds: 1, TumblingWindowInSeconds: Match.absent() });
+  perInvocation.hasResourceProperties('AWS::Lambda::Function', {
+    Environment: { Variables: Match.objectLike({ DETECTOR_MODE: 'v2', DETECTOR_STATE_IN_WINDOW: Match.absent() }) },
   });
   for (const bad of [-1, 901, 1.5]) {
     assert.throws(() => synth({ detectorStateWindowSeconds: bad }), /detectorStateWindowSeconds/, `${bad}`);
@@ -396,4 +400,115 @@ test('the detector runs v2 unless the deployment asks for the seed detector', ()
   };
   assert.equal(modeOf(stack), 'v2');
   assert.equal(modeOf(synth({ detectorMode: 'seed' }).stack), 'seed');
+});
+
+test('every process declares only the essential metrics, and those are all the alarms and the dashboard read', () => {
+  for (const [, f] of resourcesOf('AWS::Lambda::Function').filter(([id]) => Object.values(stack.functions).some((fn) => stack.getLogicalId(fn.node.defaultChild as cdk.CfnElement) === id))) {
+    assert.equal(f.Properties.Environment.Variables.METRICS, 'essential');
+  }
+  const containers = resourcesOf('AWS::ECS::TaskDefinition')[0][1].Properties.ContainerDefinitions as { Environment: { Name: string; Value: unknown }[] }[];
+  assert.equal(containers[0].Environment.find((e) => e.Name === 'METRICS')?.Value, 'essential');
+  const essential: string[] = JSON.parse(fs.readFileSync(path.join(__dirname, '..', '..', '..', 'config', 'metrics.json'), 'utf8')).essential;
+  const read = new Set<string>();
+  const walk = (value: unknown): void => {
+    if (Array.isArray(value)) return value.forEach(walk);
+    if (value && typeof value === 'object') {
+      const o = value as Record<string, unknown>;
+      if (o.Namespace === 'TwitchHighlights' && typeof o.MetricName === 'string') read.add(o.MetricName);
+      Object.values(o).forEach(walk);
+    }
+  };
+  resourcesOf('AWS::CloudWatch::Alarm').forEach(([, alarm]) => walk(alarm.Properties));
+  for (const [, dashboard] of resourcesOf('AWS::CloudWatch::Dashboard')) {
+    for (const [, name] of JSON.stringify(dashboard.Properties).matchAll(/TwitchHighlights\\",\\"(\w+)/g)) read.add(name);
+  }
+  assert.ok(read.size >= 6, [...read].join());
+  for (const name of read) assert.ok(essential.includes(name), `${name} is read by an alarm or the dashboard: add it to config/metrics.json`);
+  const all = synth({ metrics: 'all' }).template.toJSON().Resources;
+  const env = (Object.values(all) as { Type: string; Properties: any }[]).find((r) => r.Type === 'AWS::Lambda::Function' && r.Properties.Environment?.Variables?.DETECTOR_MODE);
+  assert.equal(env?.Properties.Environment.Variables.METRICS, 'all');
+});
+
+describe('the starter profile', () => {
+  const starter = synth({ profile: 'starter' });
+  const t = starter.template;
+  const s = starter.stack;
+  const starterResources = (type: string) => Object.entries(t.findResources(type));
+  const fnId = (fn: keyof HighlightsStack['functions']) => s.getLogicalId(s.functions[fn].node.defaultChild as cdk.CfnElement);
+  const functionProps = (fn: keyof HighlightsStack['functions']) => t.toJSON().Resources[fnId(fn)].Properties;
+
+  test('is cdk-nag clean', () => {
+    const { app } = synth({ profile: 'starter' }, true);
+    assert.doesNotThrow(() => app.synth());
+  });
+
+  test('has no NAT gateway, no RDS Proxy, no private subnets, and no function in the VPC', () => {
+    t.resourceCountIs('AWS::EC2::NatGateway', 0);
+    t.resourceCountIs('AWS::RDS::DBProxy', 0);
+    for (const [, subnet] of starterResources('AWS::EC2::Subnet')) assert.equal(subnet.Properties.MapPublicIpOnLaunch, true);
+    for (const fn of Object.keys(s.functions) as (keyof HighlightsStack['functions'])[]) {
+      assert.equal(functionProps(fn).VpcConfig, undefined, `${fn} runs outside the VPC`);
+    }
+  });
+
+  test('the database: public endpoint, TLS and SCRAM only; its clients require channel binding', () => {
+    t.hasResourceProperties('AWS::RDS::DBInstance', { PubliclyAccessible: true, StorageEncrypted: true, DeletionProtection: true });
+    t.hasResourceProperties('AWS::RDS::DBParameterGroup', {
+      Parameters: { 'rds.force_ssl': '1', password_encryption: 'scram-sha-256', 'rds.accepted_password_auth_method': 'scram' },
+    });
+    for (const fn of ['api', 'clipper', 'lifecycle', 'migrate'] as const) {
+      const env = functionProps(fn).Environment.Variables;
+      assert.deepEqual(env.DATABASE_HOST, { 'Fn::GetAtt': [s.getLogicalId(s.node.findChild('Database').node.defaultChild as cdk.CfnElement), 'Endpoint.Address'] }, fn);
+      assert.equal(env.DATABASE_CHANNEL_BINDING, 'require', fn);
+    }
+    const containers = starterResources('AWS::ECS::TaskDefinition')[0][1].Properties.ContainerDefinitions as { Environment: { Name: string; Value: unknown }[] }[];
+    assert.equal(containers[0].Environment.find((e) => e.Name === 'DATABASE_CHANNEL_BINDING')?.Value, 'require', 'the ingester too');
+    // Only PostgreSQL is open to the world.
+    const open = starterResources('AWS::EC2::SecurityGroupIngress')
+      .map(([, r]) => r.Properties)
+      .concat(starterResources('AWS::EC2::SecurityGroup').flatMap(([, g]) => g.Properties.SecurityGroupIngress ?? []))
+      .filter((rule) => rule.CidrIp === '0.0.0.0/0' || rule.CidrIpv6 === '::/0');
+    assert.equal(open.length, 1, JSON.stringify(open));
+    assert.match(JSON.stringify(open[0].FromPort), /5432|Endpoint\.Port/, 'PostgreSQL');
+  });
+
+  test('one provisioned shard carries chat and lifecycle events; both functions read it', () => {
+    t.resourceCountIs('AWS::Kinesis::Stream', 1);
+    t.hasResourceProperties('AWS::Kinesis::Stream', { Name: 'chat-messages', ShardCount: 1, StreamModeDetails: { StreamMode: 'PROVISIONED' } });
+    const chat = s.getLogicalId(s.node.findChild('ChatMessages').node.defaultChild as cdk.CfnElement);
+    for (const fn of ['detector', 'lifecycle'] as const) {
+      t.hasResourceProperties('AWS::Lambda::EventSourceMapping', { FunctionName: { Ref: fnId(fn) }, EventSourceArn: { 'Fn::GetAtt': [chat, 'Arn'] }, ParallelizationFactor: 1 });
+    }
+    const containers = starterResources('AWS::ECS::TaskDefinition')[0][1].Properties.ContainerDefinitions as { Environment: { Name: string; Value: unknown }[] }[];
+    const env = Object.fromEntries(containers[0].Environment.map((e) => [e.Name, e.Value]));
+    assert.deepEqual(env.LIFECYCLE_STREAM_NAME, env.CHAT_STREAM_NAME, 'the ingester writes lifecycle events to the chat stream');
+    assert.deepEqual(functionProps('lifecycle').Environment.Variables.LIFECYCLE_STREAM_NAME, functionProps('lifecycle').Environment.Variables.CHAT_STREAM_NAME);
+  });
+
+  test('the ingester: a quarter vCPU, half a GB, a buffer that fits, no Container Insights', () => {
+    t.hasResourceProperties('AWS::ECS::TaskDefinition', { Cpu: '256', Memory: '512' });
+    const containers = starterResources('AWS::ECS::TaskDefinition')[0][1].Properties.ContainerDefinitions as { Environment: { Name: string; Value: unknown }[] }[];
+    assert.equal(containers[0].Environment.find((e) => e.Name === 'INGEST_MAX_BUFFER_MB')?.Value, '128');
+    t.hasResourceProperties('AWS::ECS::Cluster', { ClusterSettings: [{ Name: 'containerInsights', Value: 'disabled' }] });
+  });
+
+  test('each component still connects as its own user, whose secret only it and the migration step read', () => {
+    const databaseSecret = (s.node.findChild('Database') as rds.DatabaseInstance).secret!;
+    const role = (fn: keyof HighlightsStack['functions']) => s.getLogicalId(s.functions[fn].role!.node.defaultChild as cdk.CfnElement);
+    const policies = starterResources('AWS::IAM::Policy');
+    const readers = (arn: object) =>
+      policies
+        .filter(([, p]) => (p.Properties.PolicyDocument.Statement as { Action: string | string[]; Resource: unknown }[]).some((st) => ([] as string[]).concat(st.Action).includes('secretsmanager:GetSecretValue') && ([] as unknown[]).concat(st.Resource).some((r) => JSON.stringify(r) === JSON.stringify(arn))))
+        .flatMap(([, p]) => (p.Properties.Roles as { Ref: string }[]).map((r) => r.Ref))
+        .sort();
+    assert.deepEqual(readers(s.resolve(databaseSecret.secretArn)), [role('migrate')]);
+    for (const fn of ['api', 'clipper', 'lifecycle'] as const) {
+      const secret = s.node.findChild(`DatabaseUser${fn.charAt(0).toUpperCase()}${fn.slice(1)}`) as cdk.aws_secretsmanager.Secret;
+      assert.deepEqual(readers({ Ref: s.getLogicalId(secret.node.defaultChild as cdk.CfnElement) }), [role(fn), role('migrate')].sort(), fn);
+    }
+  });
+
+  test('a profile that does not exist stops the synth', () => {
+    assert.throws(() => synth({ profile: 'tiny' as never }), /profile must be starter or standard/);
+  });
 });
