@@ -5,6 +5,11 @@
 //! offers it, `require` insists (RDS, RDS Proxy), `disable` never tries. Server certificates are
 //! checked against the Mozilla roots (RDS Proxy's certificates chain to Amazon's public roots)
 //! plus the PEM bundle named by `PGSSLROOTCERT`, if set (the RDS CA bundle for direct RDS).
+//! With `channel_binding=require` (in the URL, or `DATABASE_CHANNEL_BINDING=require` for a
+//! deployed function) the certificate chain is not checked: the server authenticates itself by
+//! SCRAM-SHA-256-PLUS, bound to this TLS session, and a server that offers anything else (MD5,
+//! a cleartext password, no authentication) gets no password. That is how the starter profile
+//! reaches RDS on its public endpoint without shipping the RDS CA bundle (docs/deploy.md).
 //!
 //! Errors name the server and database but never the password in the URL.
 //!
@@ -15,6 +20,7 @@ use deadpool_postgres::{Manager, ManagerConfig, Pool, RecyclingMethod};
 use rustls::pki_types::CertificateDer;
 use rustls::pki_types::pem::PemObject;
 use tokio_postgres::Config;
+use tokio_postgres::config::ChannelBinding;
 use tokio_postgres_rustls::MakeRustlsConnect;
 
 pub(crate) mod clips;
@@ -33,7 +39,7 @@ pub enum DbError {
     NoDatabase,
     #[error("database name {0:?} may only contain letters, digits, '_' and '-'")]
     BadDatabaseName(String),
-    #[error("cannot connect to {target}: {source}")]
+    #[error("cannot connect to {target}: {}", with_causes(source))]
     Connect { target: String, source: tokio_postgres::Error },
     #[cfg(feature = "migrations")]
     #[error("migrating {target} failed: {source}")]
@@ -42,6 +48,8 @@ pub enum DbError {
     Query { target: String, source: tokio_postgres::Error },
     #[error("cannot build a connection pool: {0}")]
     Pool(String),
+    #[error("DATABASE_CHANNEL_BINDING must be require, prefer or disable (got {0:?})")]
+    BadChannelBinding(String),
     #[error("cannot read the CA bundle {path} (PGSSLROOTCERT): {reason}")]
     RootCertificates { path: String, reason: String },
     #[error("no database configured: set DATABASE_URL, or DATABASE_SECRET_ARN (an RDS secret)")]
@@ -52,6 +60,20 @@ pub enum DbError {
     BadRoleName(String),
     #[error("cannot set up login user {user} on {target}: {source}")]
     LoginUser { user: String, target: String, source: tokio_postgres::Error },
+}
+
+/// An error and its causes, `: `-separated: tokio-postgres says "authentication error" or "error
+/// performing TLS handshake" and keeps the why (channel binding refused, an untrusted
+/// certificate) in its source. None of them carries the password.
+fn with_causes(error: &(dyn std::error::Error + 'static)) -> String {
+    let mut text = error.to_string();
+    let mut cause = error.source();
+    while let Some(next) = cause {
+        text.push_str(": ");
+        text.push_str(&next.to_string());
+        cause = next.source();
+    }
+    text
 }
 
 /// A component's PostgreSQL login user, as its secret describes it; `Debug` hides the password.
@@ -127,8 +149,15 @@ pub struct Database {
     tls: MakeRustlsConnect,
 }
 
-/// The TLS client: Mozilla's roots plus an optional PEM bundle.
-fn tls_connector(extra_roots: Option<&str>) -> Result<MakeRustlsConnect, DbError> {
+/// The TLS client: Mozilla's roots plus an optional PEM bundle; with channel binding required,
+/// one that leaves authenticating the server to SCRAM (see the module's documentation).
+fn tls_connector(
+    extra_roots: Option<&str>,
+    channel_binding: ChannelBinding,
+) -> Result<MakeRustlsConnect, DbError> {
+    if channel_binding == ChannelBinding::Require {
+        return Ok(MakeRustlsConnect::new(crate::tls::client_config_for_channel_binding()));
+    }
     let mut roots = crate::tls::mozilla_roots();
     if let Some(path) = extra_roots {
         let error = |reason: String| DbError::RootCertificates { path: path.to_owned(), reason };
@@ -164,7 +193,8 @@ struct RdsSecret {
 /// The database of a deployed function: `DATABASE_URL` when set (local runs), otherwise the RDS
 /// secret named by `DATABASE_SECRET_ARN`, reached at `DATABASE_HOST` (the RDS Proxy endpoint)
 /// when set, in database `DATABASE_NAME` (default: the secret's, else `highlights`), with TLS
-/// required.
+/// required, and SCRAM channel binding as `DATABASE_CHANNEL_BINDING` says (`require` where no
+/// proxy stands in front of RDS).
 pub async fn database_from_env(secrets: &aws_sdk_secretsmanager::Client) -> Result<Database, DbError> {
     if let Ok(url) = std::env::var("DATABASE_URL") {
         return Database::from_url(&url);
@@ -173,8 +203,10 @@ pub async fn database_from_env(secrets: &aws_sdk_secretsmanager::Client) -> Resu
     let secret = read_rds_secret(secrets, &arn).await?;
     let host = std::env::var("DATABASE_HOST").ok().filter(|h| !h.is_empty()).unwrap_or(secret.host);
     let name = std::env::var("DATABASE_NAME").ok().or(secret.dbname).unwrap_or_else(|| "highlights".into());
+    let channel_binding = channel_binding_named(std::env::var("DATABASE_CHANNEL_BINDING").ok().as_deref())?;
     let mut config = Config::new();
     config
+        .channel_binding(channel_binding)
         .host(&host)
         .port(secret.port.unwrap_or(5432))
         .user(&secret.username)
@@ -182,6 +214,17 @@ pub async fn database_from_env(secrets: &aws_sdk_secretsmanager::Client) -> Resu
         .dbname(&name)
         .ssl_mode(tokio_postgres::config::SslMode::Require);
     Database::from_config(config)
+}
+
+#[cfg(feature = "secrets")]
+/// `DATABASE_CHANNEL_BINDING`: unset or empty is libpq's default, `prefer`.
+fn channel_binding_named(value: Option<&str>) -> Result<ChannelBinding, DbError> {
+    match value.unwrap_or("") {
+        "" | "prefer" => Ok(ChannelBinding::Prefer),
+        "require" => Ok(ChannelBinding::Require),
+        "disable" => Ok(ChannelBinding::Disable),
+        other => Err(DbError::BadChannelBinding(other.to_owned())),
+    }
 }
 
 impl Database {
@@ -203,7 +246,8 @@ impl Database {
         let port = config.get_ports().first().copied().unwrap_or(5432);
         let target = format!("{host}:{port}/{}", config.get_dbname().unwrap_or(""));
         let extra_roots = std::env::var("PGSSLROOTCERT").ok().filter(|p| !p.is_empty());
-        Ok(Self { config, target, tls: tls_connector(extra_roots.as_deref())? })
+        let tls = tls_connector(extra_roots.as_deref(), config.get_channel_binding())?;
+        Ok(Self { config, target, tls })
     }
 
     /// `host:port/database`, safe to print.
@@ -360,8 +404,20 @@ mod tests {
 
     #[test]
     fn a_missing_ca_bundle_is_a_clear_error() {
-        let error = tls_connector(Some("/nonexistent/rds-ca.pem")).err().unwrap().to_string();
+        let error =
+            tls_connector(Some("/nonexistent/rds-ca.pem"), ChannelBinding::Prefer).err().unwrap().to_string();
         assert!(error.contains("/nonexistent/rds-ca.pem"), "{error}");
+    }
+
+    #[cfg(feature = "secrets")]
+    #[test]
+    fn the_channel_binding_setting_is_one_of_three_words() {
+        assert_eq!(channel_binding_named(None).unwrap(), ChannelBinding::Prefer);
+        assert_eq!(channel_binding_named(Some("")).unwrap(), ChannelBinding::Prefer);
+        assert_eq!(channel_binding_named(Some("require")).unwrap(), ChannelBinding::Require);
+        assert_eq!(channel_binding_named(Some("disable")).unwrap(), ChannelBinding::Disable);
+        let error = channel_binding_named(Some("yes")).unwrap_err().to_string();
+        assert!(error.contains("DATABASE_CHANNEL_BINDING") && error.contains("\"yes\""), "{error}");
     }
 
     #[cfg(feature = "migrations")]

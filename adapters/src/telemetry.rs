@@ -39,7 +39,8 @@ impl Declared {
         struct File {
             essential: Vec<String>,
         }
-        let file: File = serde_json::from_str(METRICS_JSON).expect("config/metrics.json is checked by a test");
+        let file: File =
+            serde_json::from_str(METRICS_JSON).expect("config/metrics.json is checked by a test");
         Self::Only(file.essential)
     }
 

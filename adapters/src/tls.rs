@@ -19,6 +19,75 @@ pub fn client_config(roots: rustls::RootCertStore) -> rustls::ClientConfig {
         .with_no_client_auth()
 }
 
+/// A client that takes any server certificate (still checking that the server holds its key)
+/// and leaves authenticating the server to the protocol above: only for PostgreSQL with SCRAM
+/// channel binding required, where the server proves it knows the password's verifier for this
+/// very TLS session (the binding is the hash of the certificate it presented). Nothing else may
+/// use it.
+#[cfg(feature = "postgres")]
+pub(crate) fn client_config_for_channel_binding() -> rustls::ClientConfig {
+    let provider = Arc::new(rustls::crypto::aws_lc_rs::default_provider());
+    rustls::ClientConfig::builder_with_provider(provider.clone())
+        .with_safe_default_protocol_versions()
+        .expect("the aws-lc-rs provider supports the default TLS versions")
+        .dangerous()
+        .with_custom_certificate_verifier(Arc::new(ChannelBoundServer { provider }))
+        .with_no_client_auth()
+}
+
+/// See [`client_config_for_channel_binding`].
+#[cfg(feature = "postgres")]
+#[derive(Debug)]
+struct ChannelBoundServer {
+    provider: Arc<rustls::crypto::CryptoProvider>,
+}
+
+#[cfg(feature = "postgres")]
+impl rustls::client::danger::ServerCertVerifier for ChannelBoundServer {
+    fn verify_server_cert(
+        &self,
+        _end_entity: &rustls::pki_types::CertificateDer<'_>,
+        _intermediates: &[rustls::pki_types::CertificateDer<'_>],
+        _server_name: &rustls::pki_types::ServerName<'_>,
+        _ocsp_response: &[u8],
+        _now: rustls::pki_types::UnixTime,
+    ) -> Result<rustls::client::danger::ServerCertVerified, rustls::Error> {
+        Ok(rustls::client::danger::ServerCertVerified::assertion())
+    }
+
+    fn verify_tls12_signature(
+        &self,
+        message: &[u8],
+        cert: &rustls::pki_types::CertificateDer<'_>,
+        dss: &rustls::DigitallySignedStruct,
+    ) -> Result<rustls::client::danger::HandshakeSignatureValid, rustls::Error> {
+        rustls::crypto::verify_tls12_signature(
+            message,
+            cert,
+            dss,
+            &self.provider.signature_verification_algorithms,
+        )
+    }
+
+    fn verify_tls13_signature(
+        &self,
+        message: &[u8],
+        cert: &rustls::pki_types::CertificateDer<'_>,
+        dss: &rustls::DigitallySignedStruct,
+    ) -> Result<rustls::client::danger::HandshakeSignatureValid, rustls::Error> {
+        rustls::crypto::verify_tls13_signature(
+            message,
+            cert,
+            dss,
+            &self.provider.signature_verification_algorithms,
+        )
+    }
+
+    fn supported_verify_schemes(&self) -> Vec<rustls::SignatureScheme> {
+        self.provider.signature_verification_algorithms.supported_schemes()
+    }
+}
+
 #[cfg(feature = "http")]
 /// Every outgoing HTTP call's client builder (Helix, OAuth, webhooks): this module's TLS
 /// configuration. reqwest's own default would read the system's CA certificates on every build

@@ -64,6 +64,8 @@ pub struct InvocationReport {
     /// Broadcasters whose saved state could not be used and was replaced by a fresh one.
     pub state_resets: u64,
     pub decode_errors: u64,
+    /// Lifecycle events on the same stream (the starter profile): not chat, not malformed.
+    pub lifecycle_records: u64,
     pub skipped_records: u64,
     pub failed_broadcasters: u64,
     /// Writes to the state table (conditional puts, including retried ones).
@@ -86,6 +88,7 @@ impl InvocationReport {
             .count("StateConflicts", self.state_conflicts)
             .count("state_resets", self.state_resets)
             .count("DecodeErrors", self.decode_errors)
+            .count("LifecycleRecords", self.lifecycle_records)
             .count("FailedBroadcasters", self.failed_broadcasters)
             .count("StateWrites", self.state_writes)
             .metric("HandlerDuration", Unit::Milliseconds, self.duration_ms)
@@ -127,6 +130,10 @@ fn group_by_broadcaster<'e>(
     let mut index: HashMap<BroadcasterId, usize> = HashMap::new();
     for record in &event.records {
         let sequence = record.kinesis.sequence_number.as_str();
+        if is_lifecycle_event(&record.kinesis.data.0) {
+            report.lifecycle_records += 1;
+            continue;
+        }
         match wire::decode(&record.kinesis.data.0) {
             Ok(batch) => {
                 let slot = *index.entry(batch.broadcaster_id).or_insert_with(|| {
@@ -142,6 +149,12 @@ fn group_by_broadcaster<'e>(
         }
     }
     groups
+}
+
+/// A lifecycle event (JSON, `docs/wire-format.md`) on the chat stream, where the starter profile
+/// carries them: a chat batch starts with its version byte, never with `{`.
+fn is_lifecycle_event(data: &[u8]) -> bool {
+    data.first() == Some(&b'{')
 }
 
 /// Nothing was applied: hands the whole batch back from its first decodable record.

@@ -278,6 +278,31 @@ async fn poison_records_are_counted_and_skipped() {
     assert_eq!(sorted(handler.outbox().all()), expected(&channels));
 }
 
+#[tokio::test]
+async fn lifecycle_events_on_the_chat_stream_are_skipped_without_counting_as_malformed() {
+    // The starter profile carries the lifecycle events on the chat stream.
+    let channels = two_channels();
+    let mut records = shard(&channels);
+    let event = br#"{"type":"stream.offline","broadcaster_id":"11","observed_at_ms":5}"#;
+    for at in [3usize, 300, 600] {
+        let mut lifecycle = records[at].clone();
+        lifecycle.data = event.to_vec();
+        records.insert(at + 1, lifecycle);
+    }
+    for (i, record) in records.iter_mut().enumerate() {
+        record.sequence_number = (1000 + i).to_string();
+    }
+    let handler = DetectorHandler::new(
+        DetectorConfig::default(),
+        MemoryStateStore::default(),
+        MemoryHighlights::default(),
+    );
+    let reports = drive(&handler, &records, 100).await;
+    assert_eq!(reports.iter().map(|r| r.lifecycle_records).sum::<u64>(), 3);
+    assert_eq!(reports.iter().map(|r| r.decode_errors).sum::<u64>(), 0);
+    assert_eq!(sorted(handler.outbox().all()), expected(&channels), "the same detections as without them");
+}
+
 /// Fails the calls whose (1-based) numbers are in `fail` (outbox records, state saves) as
 /// unavailable; or, with `twin_wins`, a failing save as a conflict caused by a twin invocation
 /// that saved the same state first (then the store itself rejects the handler's conditional

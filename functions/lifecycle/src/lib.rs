@@ -4,7 +4,8 @@
 //!
 //! Records are applied in order; the first failure stops the batch and is reported, so Lambda
 //! retries from it (events already applied come back as stale and change nothing). Malformed
-//! records are counted, logged with their sequence number and skipped.
+//! records are counted, logged with their sequence number and skipped. Chat batches (the starter
+//! profile carries lifecycle events on the chat stream) are skipped and only counted.
 
 use std::time::Instant;
 
@@ -22,6 +23,8 @@ pub struct LifecycleReport {
     pub stale: u64,
     pub detector_resets: u64,
     pub decode_errors: u64,
+    /// Chat batches on the same stream: not lifecycle events, not malformed.
+    pub chat_records: u64,
     pub failures: u64,
     pub duration_ms: f64,
 }
@@ -34,6 +37,7 @@ impl LifecycleReport {
             .count("StaleEvents", self.stale)
             .count("DetectorResets", self.detector_resets)
             .count("DecodeErrors", self.decode_errors)
+            .count("ChatRecords", self.chat_records)
             .count("Failures", self.failures)
             .metric("HandlerDuration", Unit::Milliseconds, self.duration_ms)
     }
@@ -63,6 +67,10 @@ impl<D: StreamerDirectory, S: StateStore> LifecycleHandler<D, S> {
         let mut response = KinesisEventResponse::default();
         for record in &event.records {
             let sequence = &record.kinesis.sequence_number;
+            if record.kinesis.data.0.first() == Some(&highlights_core::wire::VERSION) {
+                report.chat_records += 1;
+                continue;
+            }
             let parsed: LifecycleEvent = match serde_json::from_slice(&record.kinesis.data.0) {
                 Ok(parsed) => parsed,
                 Err(error) => {
@@ -208,6 +216,18 @@ mod tests {
         let (response, report) = handler.handle(&kinesis).await;
         assert!(response.batch_item_failures.is_empty());
         assert_eq!((report.decode_errors, report.applied), (1, 1));
+    }
+
+    #[tokio::test]
+    async fn chat_batches_on_the_same_stream_are_skipped_without_counting_as_malformed() {
+        let handler = handler();
+        let mut kinesis = event(&[online(7, "s1", 1_000), online(8, "s9", 1_000), online(9, "s3", 1_000)]);
+        let batch =
+            highlights_core::ChatBatch { broadcaster_id: 7, watermark_ms: 1_000, messages: Vec::new() };
+        kinesis.records[1].kinesis.data.0 = highlights_core::wire::encode(&batch);
+        let (response, report) = handler.handle(&kinesis).await;
+        assert!(response.batch_item_failures.is_empty());
+        assert_eq!((report.chat_records, report.decode_errors, report.applied), (1, 0, 2));
     }
 
     #[test]

@@ -42,6 +42,50 @@ impl TempPostgres {
         Self::start_with(true)
     }
 
+    /// A server with TLS on (a fresh self-signed certificate: no CA anyone trusts) where every
+    /// user but the owner must log in over TLS with `method` (`scram-sha-256` as on RDS with
+    /// SCRAM only, or `password`, `md5` for a server that asks for less). The owner connects
+    /// without a password over plain TCP ([`Self::url`]).
+    pub fn start_with_tls(method: &str) -> Result<Self, String> {
+        let server = Self::start_with(false)?;
+        server.stop()?;
+        let data = server.data();
+        let (key, crt) = (data.join("server.key"), data.join("server.crt"));
+        let (key, crt) = (key.display().to_string(), crt.display().to_string());
+        let openssl = Path::new("/usr/bin/openssl");
+        server.run(
+            openssl,
+            &[
+                "req",
+                "-x509",
+                "-newkey",
+                "rsa:2048",
+                "-nodes",
+                "-keyout",
+                &key,
+                "-out",
+                &crt,
+                "-days",
+                "2",
+                "-subj",
+                "/CN=localhost",
+            ],
+            true,
+        )?;
+        server.run(Path::new("/bin/chmod"), &["600", &key], true)?;
+        let rules = format!(
+            "local all highlights trust\n\
+             hostnossl all highlights 127.0.0.1/32 trust\n\
+             hostssl all all 127.0.0.1/32 {method}\n"
+        );
+        std::fs::write(data.join("pg_hba.conf"), rules).map_err(|e| e.to_string())?;
+        let mut conf = std::fs::read_to_string(data.join("postgresql.conf")).map_err(|e| e.to_string())?;
+        conf.push_str("\nssl = on\nssl_cert_file = 'server.crt'\nssl_key_file = 'server.key'\n");
+        std::fs::write(data.join("postgresql.conf"), conf).map_err(|e| e.to_string())?;
+        server.resume()?;
+        Ok(server)
+    }
+
     fn start_with(passwords: bool) -> Result<Self, String> {
         let bin =
             server_binaries().ok_or("PostgreSQL server binaries are missing (apt-get install postgresql)")?;
