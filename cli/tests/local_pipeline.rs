@@ -40,10 +40,15 @@ impl Drop for Isolated {
 }
 
 fn isolated(name: &str) -> Isolated {
+    isolated_shaped(name, |resources| resources)
+}
+
+/// [`isolated`] with its resources reshaped first (the starter profile's one stream).
+fn isolated_shaped(name: &str, shape: impl FnOnce(Resources) -> Resources) -> Isolated {
     static NEXT: AtomicU32 = AtomicU32::new(0);
     let suffix = format!("{name}-{}-{}", std::process::id(), NEXT.fetch_add(1, Ordering::Relaxed));
     let stack = StackEnv::discover(Path::new(env!("CARGO_MANIFEST_DIR"))).unwrap_or_else(|e| panic!("{e}"));
-    let resources = Resources::defaults().with_suffix(&suffix);
+    let resources = shape(Resources::defaults().with_suffix(&suffix));
     let mut vars: Vec<(String, String)> = stack.vars.clone().into_iter().collect();
     vars.extend(resources.env_pairs());
     let (server, _) = stack.database_url().unwrap().rsplit_once('/').unwrap().to_owned();
@@ -238,6 +243,51 @@ async fn replayed_chat_becomes_the_highlights_backtest_reports() {
     assert_eq!(env.highlights_of(&CHANNELS).await, expected);
 }
 
+/// The starter profile's shape: lifecycle events on the chat stream, read there by both the
+/// detector and the lifecycle handler. The detector finds what the backtest finds, and the
+/// lifecycle handler applies the events, each ignoring the other's records.
+#[tokio::test]
+async fn on_one_stream_chat_and_lifecycle_events_each_reach_their_handler() {
+    let env = isolated_shaped("onestream", |mut resources| {
+        resources.lifecycle_stream.name = resources.chat_stream.name.clone();
+        resources
+    });
+    let chat = synth(&env);
+    let expected = backtest(&env, &chat);
+    ok(&env.highlights(&["local", "replay", &chat]));
+    // A channel the chat does not have (a reset of a replayed one would change its detections).
+    let online = LifecycleEvent::Online(StreamOnline {
+        broadcaster_id: 77,
+        broadcaster_login: "seventyseven".into(),
+        broadcaster_name: "SeventySeven".into(),
+        stream_id: "s1".into(),
+        title: "one stream".into(),
+        game_id: "509658".into(),
+        game_name: "Just Chatting".into(),
+        started_at_ms: 1_000_000,
+        viewer_count: 5,
+        observed_at_ms: 1_001_000,
+    });
+    let record = OutRecord { partition_key: "77".into(), data: serde_json::to_vec(&online).unwrap() };
+    let kinesis = aws_sdk_kinesis::Client::new(&env.sdk().await);
+    put_all(&kinesis, &env.resources.chat_stream.name, &[record], 3).await.unwrap();
+    let runner = env.runner(&[]);
+    let db = env.database().await;
+    wait_for_runner(&env, "the highlights and the stream online", || async {
+        env.highlights_of(&CHANNELS).await.len() >= expected.len()
+            && db
+                .query_opt("SELECT 1 FROM streamers WHERE broadcaster_id = '77' AND is_live", &[])
+                .await
+                .unwrap()
+                .is_some()
+    })
+    .await;
+    stop(runner);
+    assert_eq!(env.highlights_of(&CHANNELS).await, expected);
+    env.assert_nothing_dead_lettered(&[&env.resources.detector_dlq.name, &env.resources.lifecycle_dlq.name])
+        .await;
+}
+
 #[tokio::test]
 async fn a_runner_killed_mid_stream_resumes_without_loss_or_duplicates() {
     let env = isolated("kill");
@@ -308,21 +358,28 @@ async fn the_aws_endpoint_cut_off_then_back_loses_and_doubles_nothing() {
     .await;
     stop(runner);
     assert_eq!(env.highlights_of(&CHANNELS).await, expected);
-    let sqs = aws_sdk_sqs::Client::new(&env.sdk().await);
-    for queue in [&env.resources.detector_dlq.name, &env.resources.clipper_dlq.name] {
-        let url = sqs.get_queue_url().queue_name(queue).send().await.unwrap();
-        let attributes = sqs
-            .get_queue_attributes()
-            .queue_url(url.queue_url().unwrap())
-            .attribute_names(aws_sdk_sqs::types::QueueAttributeName::ApproximateNumberOfMessages)
-            .send()
-            .await
-            .unwrap();
-        let waiting = attributes
-            .attributes()
-            .and_then(|a| a.get(&aws_sdk_sqs::types::QueueAttributeName::ApproximateNumberOfMessages))
-            .cloned();
-        assert_eq!(waiting.as_deref(), Some("0"), "nothing dead-lettered in {queue}");
+    env.assert_nothing_dead_lettered(&[&env.resources.detector_dlq.name, &env.resources.clipper_dlq.name])
+        .await;
+}
+
+impl Isolated {
+    async fn assert_nothing_dead_lettered(&self, queues: &[&str]) {
+        let sqs = aws_sdk_sqs::Client::new(&self.sdk().await);
+        for queue in queues {
+            let url = sqs.get_queue_url().queue_name(*queue).send().await.unwrap();
+            let attributes = sqs
+                .get_queue_attributes()
+                .queue_url(url.queue_url().unwrap())
+                .attribute_names(aws_sdk_sqs::types::QueueAttributeName::ApproximateNumberOfMessages)
+                .send()
+                .await
+                .unwrap();
+            let waiting = attributes
+                .attributes()
+                .and_then(|a| a.get(&aws_sdk_sqs::types::QueueAttributeName::ApproximateNumberOfMessages))
+                .cloned();
+            assert_eq!(waiting.as_deref(), Some("0"), "nothing dead-lettered in {queue}");
+        }
     }
 }
 

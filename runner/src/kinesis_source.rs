@@ -18,14 +18,25 @@ pub(crate) struct KinesisShard {
     shard_id: String,
     region: String,
     key: String,
+    /// The key before keys named their mapping, still read once (see [`checkpoint_key`]).
+    legacy_key: String,
     consumer: Arc<dyn KinesisConsumer>,
     tumbling_window: Option<Duration>,
 }
 
-/// The checkpoint key of a shard of one incarnation of `stream` (created at `created_ms`, Unix
-/// milliseconds): a stream deleted and created again reuses shard ids and sequence numbers, so
-/// its creation time is part of the key.
-pub fn checkpoint_key(stream: &str, created_ms: i64, shard_id: &str) -> String {
+/// The checkpoint key of `mapping`'s position in a shard of one incarnation of `stream` (created
+/// at `created_ms`, Unix milliseconds): a stream deleted and created again reuses shard ids and
+/// sequence numbers, so its creation time is part of the key; two mappings may read one stream
+/// (the starter profile's detector and lifecycle functions), each at its own position, as Lambda
+/// keeps one per event-source mapping. `mapping` is the mapping's dead-letter queue, one per
+/// mapping.
+pub fn checkpoint_key(stream: &str, created_ms: i64, shard_id: &str, mapping: &str) -> String {
+    format!("{}#{mapping}", legacy_checkpoint_key(stream, created_ms, shard_id))
+}
+
+/// The key of checkpoint files written before keys named their mapping (one mapping per stream
+/// then): read when the mapping's own key is absent, so an upgrade resumes where it stopped.
+fn legacy_checkpoint_key(stream: &str, created_ms: i64, shard_id: &str) -> String {
     format!("kinesis/{stream}@{created_ms}/{shard_id}")
 }
 
@@ -39,6 +50,7 @@ pub fn created_ms(summary: &aws_sdk_kinesis::types::StreamDescriptionSummary) ->
 pub(crate) async fn shards(
     sdk: &SdkConfig,
     stream: &str,
+    mapping: &str,
     consumer: Arc<dyn KinesisConsumer>,
     region: &str,
     tumbling_window: Option<Duration>,
@@ -69,7 +81,8 @@ pub(crate) async fn shards(
             stream_arn: arn.clone(),
             shard_id: shard.shard_id().to_owned(),
             region: region.to_owned(),
-            key: checkpoint_key(stream, created_ms, shard.shard_id()),
+            key: checkpoint_key(stream, created_ms, shard.shard_id(), mapping),
+            legacy_key: legacy_checkpoint_key(stream, created_ms, shard.shard_id()),
             consumer: consumer.clone(),
             tumbling_window,
         })
@@ -82,6 +95,10 @@ impl Shard for KinesisShard {
 
     fn key(&self) -> &str {
         &self.key
+    }
+
+    fn legacy_key(&self) -> Option<&str> {
+        Some(&self.legacy_key)
     }
 
     fn sequence(record: &KinesisRecordIn) -> &str {

@@ -147,6 +147,10 @@ pub(crate) trait Shard: Send + Sync + 'static {
     type Record: Clone + Send + Sync + 'static;
     /// Checkpoint key, also used in logs.
     fn key(&self) -> &str;
+    /// A key an older version checkpointed this shard under, read when [`Shard::key`] has none.
+    fn legacy_key(&self) -> Option<&str> {
+        None
+    }
     fn sequence(record: &Self::Record) -> &str;
     /// An iterator just after `after`, or at the start of the shard.
     fn iterator(&self, after: Option<&str>) -> impl Future<Output = Result<Option<String>, String>> + Send;
@@ -215,10 +219,13 @@ pub async fn run(
         match mapping.source {
             Source::Kinesis { stream, consumer, tumbling_window } => {
                 let (sdk, region) = (sdk.clone(), options.region.clone());
+                let name = mapping.dead_letter_queue.clone();
                 let discover = move || {
-                    let (sdk, stream, consumer, region) =
-                        (sdk.clone(), stream.clone(), consumer.clone(), region.clone());
-                    async move { kinesis_source::shards(&sdk, &stream, consumer, &region, tumbling_window).await }
+                    let (sdk, stream, name, consumer, region) =
+                        (sdk.clone(), stream.clone(), name.clone(), consumer.clone(), region.clone());
+                    async move {
+                        kinesis_source::shards(&sdk, &stream, &name, consumer, &region, tumbling_window).await
+                    }
                 };
                 let first = discover().await?;
                 tasks.spawn(supervise(first, discover, context, stop.clone()));
@@ -383,7 +390,8 @@ impl<R: Clone + Send + Sync + 'static> Reader<R> {
                 .buffer
                 .back()
                 .map(|r| S::sequence(r).to_owned())
-                .or_else(|| context.checkpoints.get(shard.key()));
+                .or_else(|| context.checkpoints.get(shard.key()))
+                .or_else(|| shard.legacy_key().and_then(|key| context.checkpoints.get(key)));
             match shard.iterator(after.as_deref()).await {
                 Ok(fresh) => {
                     self.open = fresh.is_some();

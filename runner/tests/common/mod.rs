@@ -36,12 +36,23 @@ pub async fn run_until(
     options: RunnerOptions,
     done: impl Fn() -> bool,
 ) -> Arc<RunnerStats> {
+    run_all_until(setup, vec![mapping], options, done).await
+}
+
+/// [`run_until`] with several mappings at once.
+pub async fn run_all_until(
+    setup: &Setup,
+    mappings: Vec<Mapping>,
+    options: RunnerOptions,
+    done: impl Fn() -> bool,
+) -> Arc<RunnerStats> {
     let checkpoints = Arc::new(Checkpoints::open(&setup.checkpoints_path).unwrap());
     let (stop, stopped) = tokio::sync::watch::channel(false);
     let sdk = setup.sdk.clone();
-    let running = tokio::spawn(async move {
-        highlights_runner::run(&sdk, vec![mapping], checkpoints, options, stopped).await
-    });
+    let running =
+        tokio::spawn(
+            async move { highlights_runner::run(&sdk, mappings, checkpoints, options, stopped).await },
+        );
     let started = Instant::now();
     while !done() {
         assert!(started.elapsed() < Duration::from_secs(30), "the runner did not get there in 30 s");

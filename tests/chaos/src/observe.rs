@@ -52,12 +52,13 @@ impl ChatStream {
         self.shards.entry(record.shard_id.clone()).or_default().push(record);
     }
 
-    /// The runner's checkpoint key and the last sequence number of each non-empty shard.
-    pub fn ends(&self, stream: &str) -> BTreeMap<String, String> {
+    /// The runner's checkpoint key for `mapping` (its dead-letter queue) and the last sequence
+    /// number of each non-empty shard.
+    pub fn ends(&self, stream: &str, mapping: &str) -> BTreeMap<String, String> {
         self.shards
             .iter()
             .filter_map(|(shard, records)| {
-                let key = highlights_runner::kinesis_checkpoint_key(stream, self.created_ms, shard);
+                let key = highlights_runner::kinesis_checkpoint_key(stream, self.created_ms, shard, mapping);
                 Some((key, records.last()?.sequence_number.clone()))
             })
             .collect()

@@ -625,7 +625,7 @@ async fn settle(
     reference: &[highlights_core::Detection],
     earlier: &[(highlights_core::Detection, Option<String>)],
 ) -> anyhow::Result<()> {
-    let ends = stream.ends(&world.resources.chat_stream.name);
+    let ends = stream.ends(&world.resources.chat_stream.name, &world.resources.detector_dlq.name);
     let checkpoints = world.dir.join("checkpoints.json");
     let expected: BTreeSet<String> = reference.iter().map(key).collect();
     let waiting_for = Mutex::new(String::new());
