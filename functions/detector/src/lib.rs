@@ -15,6 +15,12 @@
 //! ignored, and an item whose `version` is missing or not a version is overwritten once, on the
 //! condition that it is still broken that way. Each counts as a `state_resets`.
 //!
+//! Chat that resumes after [`NEW_STREAM_GAP_MS`] without a batch (the ingester joins only live
+//! channels, so a new stream, or an ingester down that long) meets a fresh detector that keeps
+//! the cooldown, as after the lifecycle function's reset of a new stream: in-band, so that a
+//! state carried in a tumbling window never judges a new stream by the last one's chat. Counted
+//! as `NewStreamResets`.
+//!
 //! A store failure for one broadcaster reports that broadcaster's first unapplied record as the
 //! batch item failure: Lambda retries from there, other broadcasters skip what they applied.
 //!
@@ -27,6 +33,10 @@
 
 use std::collections::HashMap;
 use std::time::Instant;
+
+/// A broadcaster's chat resuming after this long without a batch starts a fresh detector (see
+/// the module documentation). The ingester sends a batch per joined channel every second.
+pub const NEW_STREAM_GAP_MS: i64 = 10 * 60 * 1000;
 
 use aws_lambda_events::event::kinesis::{KinesisEvent, KinesisTimeWindowEvent};
 use aws_lambda_events::event::streams::KinesisEventResponse;
@@ -63,6 +73,8 @@ pub struct InvocationReport {
     pub state_conflicts: u64,
     /// Broadcasters whose saved state could not be used and was replaced by a fresh one.
     pub state_resets: u64,
+    /// Broadcasters whose chat resumed after a gap: a new stream, a fresh detector.
+    pub new_stream_resets: u64,
     pub decode_errors: u64,
     /// Lifecycle events on the same stream (the starter profile): not chat, not malformed.
     pub lifecycle_records: u64,
@@ -87,6 +99,7 @@ impl InvocationReport {
             .count("skipped_records", self.skipped_records)
             .count("StateConflicts", self.state_conflicts)
             .count("state_resets", self.state_resets)
+            .count("NewStreamResets", self.new_stream_resets)
             .count("DecodeErrors", self.decode_errors)
             .count("LifecycleRecords", self.lifecycle_records)
             .count("FailedBroadcasters", self.failed_broadcasters)
@@ -105,6 +118,7 @@ impl InvocationReport {
         self.state_writes += outcome.writes;
         self.skipped_records += outcome.skipped;
         self.state_resets += u64::from(outcome.reset);
+        self.new_stream_resets += outcome.new_streams;
         if outcome.failed_at.is_some() {
             self.failed_broadcasters += 1;
         }
@@ -189,10 +203,21 @@ struct BroadcasterOutcome {
     writes: u64,
     skipped: u64,
     reset: bool,
+    new_streams: u64,
     /// The first unapplied sequence number, when the broadcaster failed.
     failed_at: Option<String>,
     /// The state written to the table, when one was.
     saved: Option<StoredState>,
+}
+
+impl BroadcasterOutcome {
+    /// Takes what `advanced` did once its detections and state are safe.
+    fn applied(&mut self, id: BroadcasterId, advanced: &Advanced<'_>) {
+        self.reset = advanced.reset;
+        self.new_streams = advanced.new_streams;
+        self.tally = advanced.tally;
+        log_detections(id, &advanced.detections);
+    }
 }
 
 pub struct DetectorHandler<S, O, C = NoChannelSettings> {
@@ -405,9 +430,7 @@ impl<S: StateStore, O: HighlightOutbox, C: ChannelSettingsStore> DetectorHandler
             outcome.failed_at = Some(failed_at);
             return (id, outcome, carried);
         }
-        outcome.reset = advanced.reset;
-        outcome.tally = advanced.tally;
-        log_detections(id, &advanced.detections);
+        outcome.applied(id, &advanced);
         let state = StoredState { version: advanced.expected_version, ..advanced.next };
         (id, outcome, Some(Carried { state, dirty: true }))
     }
@@ -499,9 +522,7 @@ impl<S: StateStore, O: HighlightOutbox, C: ChannelSettingsStore> DetectorHandler
             };
             match saved {
                 Ok(()) => {
-                    outcome.reset = advanced.reset;
-                    log_detections(id, &advanced.detections);
-                    outcome.tally = advanced.tally;
+                    outcome.applied(id, &advanced);
                     outcome.saved = Some(advanced.next);
                     return outcome;
                 }
@@ -569,6 +590,8 @@ struct Advanced<'r> {
     skipped: u64,
     /// A stored state was discarded (unreadable blob, junk sequence, broken version).
     reset: bool,
+    /// Chat resumed after a gap this many times: a fresh detector each time.
+    new_streams: u64,
     /// The first record applied now.
     first: &'r str,
 }
@@ -607,7 +630,13 @@ fn advance<'r>(
     };
     let mut tally = Tally::default();
     let mut detections: Vec<Detection> = Vec::new();
+    let mut new_streams = 0;
     for record in &pending {
+        let resumed = record.batch.messages.first().map_or(record.batch.watermark_ms, |m| m.sent_at_ms);
+        if detector.watermark_ms().is_some_and(|seen| resumed - seen > NEW_STREAM_GAP_MS) {
+            detector = ChannelDetector::fresh_after(id, config, detector.last_fire());
+            new_streams += 1;
+        }
         detector.observe_batch(&record.batch, &mut tally, &mut detections);
     }
     let next = StoredState {
@@ -626,6 +655,7 @@ fn advance<'r>(
         tally,
         skipped,
         reset,
+        new_streams,
         first: first.sequence,
     })
 }

@@ -781,6 +781,16 @@ mod window_mode {
     }
 
     #[tokio::test]
+    async fn in_a_window_too_chat_resuming_after_a_long_gap_meets_a_fresh_detector() {
+        let (records, want) = new_stream_after_a_gap();
+        let handler = handler(BTreeSet::new(), BTreeSet::new());
+        let driver = WindowDriver { batch: 50, window: 7, crash_at: BTreeSet::from([3, 20]) };
+        let reports = driver.run(&handler, &records).await;
+        assert!(reports.iter().map(|r| r.new_stream_resets).sum::<u64>() >= 1);
+        assert_eq!(sorted(handler.outbox().inner.all()), want);
+    }
+
+    #[tokio::test]
     async fn the_window_finds_what_the_core_finds_and_writes_each_state_once_per_window() {
         let channels = two_channels();
         let records = shard(&channels);
@@ -918,4 +928,51 @@ mod window_mode {
             });
         }
     }
+}
+
+/// `batches` moved `by_ms` later in event time.
+fn shifted(batches: Vec<ChatBatch>, by_ms: i64) -> Vec<ChatBatch> {
+    batches
+        .into_iter()
+        .map(|mut batch| {
+            batch.watermark_ms += by_ms;
+            for message in &mut batch.messages {
+                message.sent_at_ms += by_ms;
+            }
+            batch
+        })
+        .collect()
+}
+
+/// A stream, an hour offline (no batches: the ingester joins only live channels), and a new
+/// stream that opens with a rush of greetings: its records, and what the core detector finds
+/// when the new stream starts from a fresh detector.
+fn new_stream_after_a_gap() -> (Vec<KinesisRecordIn>, Vec<Detection>) {
+    let first = chat(11, &quiet_then_burst(320));
+    let mut opening: Vec<u32> = vec![60; 6];
+    opening.extend((0..400).map(|i| [1, 2, 0, 3, 1][i % 5]));
+    let second = shifted(chat(11, &opening), (first.len() as i64) * 1000 + 3_600_000);
+    let mut want = expected(std::slice::from_ref(&first));
+    want.extend(expected(std::slice::from_ref(&second)));
+    let want = sorted(want);
+    let both: Vec<ChatBatch> = first.iter().chain(&second).cloned().collect();
+    assert_ne!(
+        expected(std::slice::from_ref(&both)),
+        want,
+        "the old stream's state would judge the new stream's opening differently"
+    );
+    (shard(&[both]), want)
+}
+
+#[tokio::test]
+async fn chat_resuming_after_a_long_gap_meets_a_fresh_detector_as_a_new_stream_would() {
+    let (records, want) = new_stream_after_a_gap();
+    let handler = DetectorHandler::new(
+        DetectorConfig::default(),
+        MemoryStateStore::default(),
+        MemoryHighlights::default(),
+    );
+    let reports = drive(&handler, &records, 50).await;
+    assert_eq!(reports.iter().map(|r| r.new_stream_resets).sum::<u64>(), 1);
+    assert_eq!(sorted(handler.outbox().all()), want);
 }
