@@ -127,6 +127,13 @@ pub fn all(short: bool) -> Vec<Scenario> {
             state_window: None,
         },
         Scenario {
+            name: "aws-cut-windowed",
+            fault: Fault::AwsCut { seconds: scale(30, 12) },
+            seconds,
+            channels,
+            state_window: Some(2),
+        },
+        Scenario {
             name: "postgres-stopped",
             fault: Fault::PostgresStopped { seconds: scale(60, 15) },
             seconds: seconds.max(FAULT_AT + scale(60, 15) + 15),

@@ -1,6 +1,6 @@
-//! The chaos suite's short variant, run by `scripts/test`: the AWS endpoint cut off, PostgreSQL
-//! stopped, Twitch misbehaving and the runner SIGKILLed (also with the detector's state in
-//! tumbling windows), each at small scale through the real
+//! The chaos suite's short variant, run by `scripts/test`: the AWS endpoint cut off (records
+//! redelivered), PostgreSQL stopped, Twitch misbehaving and the runner SIGKILLed (the cut and
+//! the kills also with the detector's state in tumbling windows), each at small scale through the real
 //! binaries, with the full run's assertions: no moment lost, no clip doubled, the API listing
 //! every clip, and the detector's metrics within their stated bound.
 //!
@@ -10,8 +10,14 @@
 use highlights_chaos::scenario;
 use highlights_chaos::world::Binaries;
 
-const IN_CI: [&str; 5] =
-    ["aws-cut", "postgres-stopped", "twitch-errors", "runner-killed", "runner-killed-windowed"];
+const IN_CI: [&str; 6] = [
+    "aws-cut",
+    "aws-cut-windowed",
+    "postgres-stopped",
+    "twitch-errors",
+    "runner-killed",
+    "runner-killed-windowed",
+];
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn faults_lose_and_double_no_moment() {
