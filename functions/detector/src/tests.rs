@@ -253,25 +253,30 @@ async fn a_redelivered_batch_changes_nothing() {
     assert!(first.detections > 0);
 }
 
-#[tokio::test]
-async fn poison_records_are_counted_and_skipped() {
-    let channels = two_channels();
-    let mut records = shard(&channels);
-    for (at, junk) in [(5usize, vec![]), (400, vec![9, 9, 9]), (700, vec![1, 0, 7, 0, 200])] {
-        let mut poison = records[at].clone();
-        poison.data = junk;
-        poison.sequence_number = format!("{}5", records[at].sequence_number);
-        records.insert(at + 1, poison);
+/// `records` with a record of `data` after each position `at` (a copy of the one there), the
+/// sequence numbers renumbered to stay increasing.
+fn with_inserted(mut records: Vec<KinesisRecordIn>, inserts: &[(usize, Vec<u8>)]) -> Vec<KinesisRecordIn> {
+    for (at, data) in inserts.iter().rev() {
+        let mut inserted = records[*at].clone();
+        inserted.data = data.clone();
+        records.insert(at + 1, inserted);
     }
-    // Keep the sequence numbers increasing after the insertions.
     for (i, record) in records.iter_mut().enumerate() {
         record.sequence_number = (1000 + i).to_string();
     }
-    let handler = DetectorHandler::new(
-        DetectorConfig::default(),
-        MemoryStateStore::default(),
-        MemoryHighlights::default(),
-    );
+    records
+}
+
+fn memory_handler() -> DetectorHandler<MemoryStateStore, MemoryHighlights> {
+    DetectorHandler::new(DetectorConfig::default(), MemoryStateStore::default(), MemoryHighlights::default())
+}
+
+#[tokio::test]
+async fn poison_records_are_counted_and_skipped() {
+    let channels = two_channels();
+    let records =
+        with_inserted(shard(&channels), &[(5, vec![]), (400, vec![9, 9, 9]), (700, vec![1, 0, 7, 0, 200])]);
+    let handler = memory_handler();
     let reports = drive(&handler, &records, 100).await;
     assert_eq!(reports.iter().map(|r| r.decode_errors).sum::<u64>(), 3);
     assert!(reports.iter().all(|r| r.failed_broadcasters == 0));
@@ -282,21 +287,9 @@ async fn poison_records_are_counted_and_skipped() {
 async fn lifecycle_events_on_the_chat_stream_are_skipped_without_counting_as_malformed() {
     // The starter profile carries the lifecycle events on the chat stream.
     let channels = two_channels();
-    let mut records = shard(&channels);
-    let event = br#"{"type":"stream.offline","broadcaster_id":"11","observed_at_ms":5}"#;
-    for at in [3usize, 300, 600] {
-        let mut lifecycle = records[at].clone();
-        lifecycle.data = event.to_vec();
-        records.insert(at + 1, lifecycle);
-    }
-    for (i, record) in records.iter_mut().enumerate() {
-        record.sequence_number = (1000 + i).to_string();
-    }
-    let handler = DetectorHandler::new(
-        DetectorConfig::default(),
-        MemoryStateStore::default(),
-        MemoryHighlights::default(),
-    );
+    let event = br#"{"type":"stream.offline","broadcaster_id":"11","observed_at_ms":5}"#.to_vec();
+    let records = with_inserted(shard(&channels), &[(3, event.clone()), (300, event.clone()), (600, event)]);
+    let handler = memory_handler();
     let reports = drive(&handler, &records, 100).await;
     assert_eq!(reports.iter().map(|r| r.lifecycle_records).sum::<u64>(), 3);
     assert_eq!(reports.iter().map(|r| r.decode_errors).sum::<u64>(), 0);
@@ -967,11 +960,7 @@ fn new_stream_after_a_gap() -> (Vec<KinesisRecordIn>, Vec<Detection>) {
 #[tokio::test]
 async fn chat_resuming_after_a_long_gap_meets_a_fresh_detector_as_a_new_stream_would() {
     let (records, want) = new_stream_after_a_gap();
-    let handler = DetectorHandler::new(
-        DetectorConfig::default(),
-        MemoryStateStore::default(),
-        MemoryHighlights::default(),
-    );
+    let handler = memory_handler();
     let reports = drive(&handler, &records, 50).await;
     assert_eq!(reports.iter().map(|r| r.new_stream_resets).sum::<u64>(), 1);
     assert_eq!(sorted(handler.outbox().all()), want);
