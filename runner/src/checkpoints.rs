@@ -41,6 +41,18 @@ impl Checkpoints {
         self.set_many(&[(key.to_owned(), Some(sequence.to_owned()))])
     }
 
+    /// Moves the entry `from` to `to` when `to` has none, in one atomic write: a position kept
+    /// under an older key is taken over once, by one reader only. Whether it moved.
+    pub fn take_over(&self, from: &str, to: &str) -> Result<bool, CheckpointError> {
+        let mut positions = self.positions.lock().expect("not poisoned");
+        if positions.contains_key(to) {
+            return Ok(false);
+        }
+        let Some(value) = positions.remove(from) else { return Ok(false) };
+        positions.insert(to.to_owned(), value);
+        self.write(&positions).map(|()| true)
+    }
+
     /// Sets (or, with `None`, removes) several entries in one atomic write: a shard position
     /// and the tumbling window's state that goes with it.
     pub fn set_many(&self, entries: &[(String, Option<String>)]) -> Result<(), CheckpointError> {
@@ -51,12 +63,16 @@ impl Checkpoints {
                 None => positions.remove(key),
             };
         }
+        self.write(&positions)
+    }
+
+    fn write(&self, positions: &BTreeMap<String, String>) -> Result<(), CheckpointError> {
         let write_error = |source| CheckpointError::Write { path: self.path.clone(), source };
         if let Some(parent) = self.path.parent() {
             std::fs::create_dir_all(parent).map_err(write_error)?;
         }
         let temporary = self.path.with_extension("tmp");
-        let text = serde_json::to_vec_pretty(&*positions).expect("strings serialise");
+        let text = serde_json::to_vec_pretty(positions).expect("strings serialise");
         std::fs::write(&temporary, text).map_err(write_error)?;
         std::fs::rename(&temporary, &self.path).map_err(write_error)
     }
@@ -65,6 +81,25 @@ impl Checkpoints {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_position_under_an_older_key_is_taken_over_once() {
+        let dir = std::env::temp_dir().join(format!("highlights-take-over-{}", std::process::id()));
+        let path = dir.join("checkpoints.json");
+        let checkpoints = Checkpoints::open(&path).unwrap();
+        checkpoints.set("old", "42").unwrap();
+        assert!(checkpoints.take_over("old", "new#a").unwrap());
+        assert!(!checkpoints.take_over("old", "new#b").unwrap(), "only once");
+        checkpoints.set("other", "7").unwrap();
+        checkpoints.set("mine", "9").unwrap();
+        assert!(!checkpoints.take_over("other", "mine").unwrap(), "a reader's own position wins");
+        let reopened = Checkpoints::open(&path).unwrap();
+        assert_eq!(
+            (reopened.get("new#a").as_deref(), reopened.get("old"), reopened.get("mine").as_deref()),
+            (Some("42"), None, Some("9"))
+        );
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
 
     #[test]
     fn checkpoints_survive_a_restart_and_corruption_is_an_error() {

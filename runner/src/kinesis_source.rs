@@ -35,7 +35,7 @@ pub fn checkpoint_key(stream: &str, created_ms: i64, shard_id: &str, mapping: &s
 }
 
 /// The key of checkpoint files written before keys named their mapping (one mapping per stream
-/// then): read when the mapping's own key is absent, so an upgrade resumes where it stopped.
+/// then): taken over when the mapping's own key is absent, so an upgrade resumes where it stopped.
 fn legacy_checkpoint_key(stream: &str, created_ms: i64, shard_id: &str) -> String {
     format!("kinesis/{stream}@{created_ms}/{shard_id}")
 }

@@ -147,7 +147,8 @@ pub(crate) trait Shard: Send + Sync + 'static {
     type Record: Clone + Send + Sync + 'static;
     /// Checkpoint key, also used in logs.
     fn key(&self) -> &str;
-    /// A key an older version checkpointed this shard under, read when [`Shard::key`] has none.
+    /// A key an older version checkpointed this shard under, taken over when [`Shard::key`] has
+    /// none (by the first mapping of its stream to start: any other starts from the beginning).
     fn legacy_key(&self) -> Option<&str> {
         None
     }
@@ -390,8 +391,7 @@ impl<R: Clone + Send + Sync + 'static> Reader<R> {
                 .buffer
                 .back()
                 .map(|r| S::sequence(r).to_owned())
-                .or_else(|| context.checkpoints.get(shard.key()))
-                .or_else(|| shard.legacy_key().and_then(|key| context.checkpoints.get(key)));
+                .or_else(|| context.checkpoints.get(shard.key()));
             match shard.iterator(after.as_deref()).await {
                 Ok(fresh) => {
                     self.open = fresh.is_some();
@@ -457,6 +457,15 @@ impl Retries {
 
 /// The event-source mapping loop of one shard.
 async fn poll<S: Shard>(shard: S, context: PollerContext, mut stop: watch::Receiver<bool>) {
+    if let Some(legacy) = shard.legacy_key() {
+        match context.checkpoints.take_over(legacy, shard.key()) {
+            Ok(true) => {
+                tracing::info!(shard = %shard.key(), from = legacy, "took over the position kept under the older key")
+            }
+            Ok(false) => {}
+            Err(error) => tracing::error!(%error, "cannot take over the position kept under the older key"),
+        }
+    }
     if let Some(length) = shard.tumbling_window() {
         return window::poll(shard, context, stop, length).await;
     }

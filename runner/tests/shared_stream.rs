@@ -125,4 +125,8 @@ async fn a_checkpoint_from_before_positions_were_per_mapping_is_resumed_from() {
     common::run_until(&setup, mapping(&setup, second.clone(), &dlq), options(), || second.seen().len() >= 3)
         .await;
     assert_eq!(second.seen(), data(6..9), "resumed after the old checkpoint, nothing read twice");
+    let after: BTreeMap<String, String> =
+        serde_json::from_slice(&std::fs::read(&setup.checkpoints_path).unwrap()).unwrap();
+    assert!(!after.contains_key(&legacy), "the old key is taken over, not kept: {after:?}");
+    assert!(after.contains_key(key.as_str()), "{after:?}");
 }
