@@ -361,7 +361,7 @@ export const LEVERS: Lever[] = [
   },
   {
     name: 'state saved once a minute (`-c detectorStateWindowSeconds=60`, both profiles: carried in a tumbling window)',
-    price: 'exact after a crash or a redelivery (property test, chaos suite); a new stream\'s reset reaches the detector at the next window',
+    price: 'exact after a crash or a redelivery (property test, chaos suite); a stream restarted within 10 minutes keeps its baseline until the window ends',
     apply: (s, w) => [{ ...s, detectorStateWindowSeconds: 60 }, w],
   },
   {
