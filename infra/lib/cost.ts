@@ -125,10 +125,10 @@ export interface DeploymentShape {
 
 type Resources = Record<string, { Type: string; Properties?: Record<string, any> }>;
 
-/** The environment of a task definition's first container. */
-function containerEnv(task: Record<string, any>): Record<string, string> {
-  const environment: { Name: string; Value: string }[] = task.ContainerDefinitions?.[0]?.Environment ?? [];
-  return Object.fromEntries(environment.map((e) => [e.Name, String(e.Value)]));
+/** The environment of a task definition's first container (its `Properties`). */
+export function containerEnv(task: Record<string, any>): Record<string, unknown> {
+  const environment: { Name: string; Value: unknown }[] = task.ContainerDefinitions?.[0]?.Environment ?? [];
+  return Object.fromEntries(environment.map((e) => [e.Name, e.Value]));
 }
 
 /** Reads the priced parts from a CloudFormation template (`Template.toJSON()`). */

@@ -38,7 +38,7 @@ import * as sqs from 'aws-cdk-lib/aws-sqs';
 import * as cr from 'aws-cdk-lib/custom-resources';
 import { DatabaseComponent, resources } from './resources';
 import { LambdaArchitecture, lambdaArchitecture } from './lambda-build';
-import { Profile, ProfileName, PROFILES } from './profile';
+import { Profile, ProfileName, profileNamed } from './profile';
 
 /** The CloudWatch namespace of the EMF metrics (adapters/src/telemetry.rs). */
 export const METRICS_NAMESPACE = 'TwitchHighlights';
@@ -112,8 +112,7 @@ export class HighlightsStack extends cdk.Stack {
     super(scope, id, props);
     const architecture =
       lambdaArchitecture(props.lambdaAssetDir, props.lambdaArchitecture) === 'x86_64' ? lambda.Architecture.X86_64 : lambda.Architecture.ARM_64;
-    const profile = (this.profile = PROFILES[props.profile ?? 'standard']);
-    if (!profile) throw new Error(`profile must be starter or standard (got ${JSON.stringify(props.profile)})`);
+    const profile = (this.profile = profileNamed(props.profile));
     const shards = props.kinesisShards ?? profile.defaultKinesisShards;
     if (!Number.isInteger(shards) || shards < 0) throw new Error(`kinesisShards must be a whole number, 0 for on-demand (got ${shards})`);
 

@@ -11,6 +11,7 @@ import * as ecs from 'aws-cdk-lib/aws-ecs';
 import * as rds from 'aws-cdk-lib/aws-rds';
 import { AwsSolutionsChecks } from 'cdk-nag';
 import { HighlightsStack, HighlightsStackProps } from '../lib/highlights-stack';
+import { containerEnv } from '../lib/cost';
 import { BUILD_RECORD, LAMBDA_FUNCTIONS, LambdaArchitecture, writeStandInAssets } from '../lib/lambda-build';
 
 const FUNCTIONS = LAMBDA_FUNCTIONS;
@@ -42,6 +43,8 @@ const arnOf = (construct: { node: { defaultChild?: unknown } }) => ({
   'Fn::GetAtt': [stack.getLogicalId(construct.node.defaultChild as cdk.CfnElement), 'Arn'],
 });
 const resourcesOf = (type: string) => Object.entries(template.findResources(type));
+/** The ingester container's environment in `of`. */
+const ingesterEnvOf = (of: Template) => containerEnv(Object.values(of.findResources('AWS::ECS::TaskDefinition'))[0].Properties);
 
 test('cdk-nag (AwsSolutions) finds nothing unacknowledged', () => {
   const { app } = synth({}, true);
@@ -158,9 +161,9 @@ test('event-source mappings: partial batch responses, bisect, retries bounded by
 });
 
 /** The roles (logical ids) whose policies allow `action` on `resource`. */
-function rolesAllowed(action: string, resource: object): string[] {
+function rolesAllowed(action: string, resource: object, of: Template = template): string[] {
   const roles: string[] = [];
-  for (const [, policy] of resourcesOf('AWS::IAM::Policy')) {
+  for (const [, policy] of Object.entries(of.findResources('AWS::IAM::Policy'))) {
     const statements = policy.Properties.PolicyDocument.Statement as { Action: string | string[]; Resource: unknown }[];
     const allows = statements.some((s) => {
       const actions = ([] as string[]).concat(s.Action);
@@ -211,8 +214,7 @@ test('each component connects as its own database user, whose secret only it, th
   const functionEnv = (fn: keyof HighlightsStack['functions']) =>
     resourcesOf('AWS::Lambda::Function').find(([id]) => id === stack.getLogicalId(stack.functions[fn].node.defaultChild as cdk.CfnElement))![1]
       .Properties.Environment.Variables;
-  const containers = resourcesOf('AWS::ECS::TaskDefinition')[0][1].Properties.ContainerDefinitions as { Environment: { Name: string; Value: unknown }[] }[];
-  const ingesterEnv = Object.fromEntries(containers[0].Environment.map((e) => [e.Name, e.Value]));
+  const ingesterEnv = ingesterEnvOf(template);
   const users: [string, string, object][] = [
     ['api', roleOf('api'), functionEnv('api')],
     ['clipper', roleOf('clipper'), functionEnv('clipper')],
@@ -406,8 +408,7 @@ test('every process declares only the essential metrics, and those are all the a
   for (const [, f] of resourcesOf('AWS::Lambda::Function').filter(([id]) => Object.values(stack.functions).some((fn) => stack.getLogicalId(fn.node.defaultChild as cdk.CfnElement) === id))) {
     assert.equal(f.Properties.Environment.Variables.METRICS, 'essential');
   }
-  const containers = resourcesOf('AWS::ECS::TaskDefinition')[0][1].Properties.ContainerDefinitions as { Environment: { Name: string; Value: unknown }[] }[];
-  assert.equal(containers[0].Environment.find((e) => e.Name === 'METRICS')?.Value, 'essential');
+  assert.equal(ingesterEnvOf(template).METRICS, 'essential');
   const essential: string[] = JSON.parse(fs.readFileSync(path.join(__dirname, '..', '..', '..', 'config', 'metrics.json'), 'utf8')).essential;
   const read = new Set<string>();
   const walk = (value: unknown): void => {
@@ -461,8 +462,7 @@ describe('the starter profile', () => {
       assert.deepEqual(env.DATABASE_HOST, { 'Fn::GetAtt': [s.getLogicalId(s.node.findChild('Database').node.defaultChild as cdk.CfnElement), 'Endpoint.Address'] }, fn);
       assert.equal(env.DATABASE_CHANNEL_BINDING, 'require', fn);
     }
-    const containers = starterResources('AWS::ECS::TaskDefinition')[0][1].Properties.ContainerDefinitions as { Environment: { Name: string; Value: unknown }[] }[];
-    assert.equal(containers[0].Environment.find((e) => e.Name === 'DATABASE_CHANNEL_BINDING')?.Value, 'require', 'the ingester too');
+    assert.equal(ingesterEnvOf(t).DATABASE_CHANNEL_BINDING, 'require', 'the ingester too');
     // Only PostgreSQL is open to the world.
     const open = starterResources('AWS::EC2::SecurityGroupIngress')
       .map(([, r]) => r.Properties)
@@ -479,28 +479,21 @@ describe('the starter profile', () => {
     for (const fn of ['detector', 'lifecycle'] as const) {
       t.hasResourceProperties('AWS::Lambda::EventSourceMapping', { FunctionName: { Ref: fnId(fn) }, EventSourceArn: { 'Fn::GetAtt': [chat, 'Arn'] }, ParallelizationFactor: 1 });
     }
-    const containers = starterResources('AWS::ECS::TaskDefinition')[0][1].Properties.ContainerDefinitions as { Environment: { Name: string; Value: unknown }[] }[];
-    const env = Object.fromEntries(containers[0].Environment.map((e) => [e.Name, e.Value]));
+    const env = ingesterEnvOf(t);
     assert.deepEqual(env.LIFECYCLE_STREAM_NAME, env.CHAT_STREAM_NAME, 'the ingester writes lifecycle events to the chat stream');
     assert.deepEqual(functionProps('lifecycle').Environment.Variables.LIFECYCLE_STREAM_NAME, functionProps('lifecycle').Environment.Variables.CHAT_STREAM_NAME);
   });
 
   test('the ingester: a quarter vCPU, half a GB, a buffer that fits, no Container Insights', () => {
     t.hasResourceProperties('AWS::ECS::TaskDefinition', { Cpu: '256', Memory: '512' });
-    const containers = starterResources('AWS::ECS::TaskDefinition')[0][1].Properties.ContainerDefinitions as { Environment: { Name: string; Value: unknown }[] }[];
-    assert.equal(containers[0].Environment.find((e) => e.Name === 'INGEST_MAX_BUFFER_MB')?.Value, '128');
+    assert.equal(ingesterEnvOf(t).INGEST_MAX_BUFFER_MB, '128');
     t.hasResourceProperties('AWS::ECS::Cluster', { ClusterSettings: [{ Name: 'containerInsights', Value: 'disabled' }] });
   });
 
   test('each component still connects as its own user, whose secret only it and the migration step read', () => {
     const databaseSecret = (s.node.findChild('Database') as rds.DatabaseInstance).secret!;
     const role = (fn: keyof HighlightsStack['functions']) => s.getLogicalId(s.functions[fn].role!.node.defaultChild as cdk.CfnElement);
-    const policies = starterResources('AWS::IAM::Policy');
-    const readers = (arn: object) =>
-      policies
-        .filter(([, p]) => (p.Properties.PolicyDocument.Statement as { Action: string | string[]; Resource: unknown }[]).some((st) => ([] as string[]).concat(st.Action).includes('secretsmanager:GetSecretValue') && ([] as unknown[]).concat(st.Resource).some((r) => JSON.stringify(r) === JSON.stringify(arn))))
-        .flatMap(([, p]) => (p.Properties.Roles as { Ref: string }[]).map((r) => r.Ref))
-        .sort();
+    const readers = (arn: object) => rolesAllowed('secretsmanager:GetSecretValue', arn, t);
     assert.deepEqual(readers(s.resolve(databaseSecret.secretArn)), [role('migrate')]);
     for (const fn of ['api', 'clipper', 'lifecycle'] as const) {
       const secret = s.node.findChild(`DatabaseUser${fn.charAt(0).toUpperCase()}${fn.slice(1)}`) as cdk.aws_secretsmanager.Secret;
