@@ -11,6 +11,28 @@ use crate::varint::{self, Reader, VarintError};
 /// The first byte of every v1 record.
 pub const VERSION: u8 = 1;
 
+/// What a record on a stream that carries both chat and lifecycle events (the starter profile's
+/// one stream) holds, told by its first byte: a chat batch starts with [`VERSION`], a lifecycle
+/// event (JSON, `docs/wire-format.md`) with `{`. Each consumer skips the other's kind without
+/// counting it as malformed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RecordKind {
+    ChatBatch,
+    LifecycleEvent,
+    /// Neither: malformed for whoever reads it.
+    Unknown,
+}
+
+impl RecordKind {
+    pub fn of(data: &[u8]) -> Self {
+        match data.first() {
+            Some(&VERSION) => Self::ChatBatch,
+            Some(b'{') => Self::LifecycleEvent,
+            _ => Self::Unknown,
+        }
+    }
+}
+
 /// Kinesis accepts at most 1 MiB of data per record; a batch must encode below this.
 pub const MAX_RECORD_BYTES: usize = 1024 * 1024;
 
@@ -217,6 +239,15 @@ fn format_uuid(raw: &[u8]) -> String {
 mod tests {
     use super::*;
     use proptest::prelude::*;
+
+    #[test]
+    fn a_record_tells_its_kind_by_its_first_byte() {
+        assert_eq!(RecordKind::of(&encode(&sample())), RecordKind::ChatBatch);
+        assert_eq!(RecordKind::of(br#"{"type":"stream.offline"}"#), RecordKind::LifecycleEvent);
+        for other in [&b""[..], &[9, 9], b"[1]"] {
+            assert_eq!(RecordKind::of(other), RecordKind::Unknown);
+        }
+    }
 
     fn sample() -> ChatBatch {
         ChatBatch {

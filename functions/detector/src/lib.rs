@@ -144,7 +144,7 @@ fn group_by_broadcaster<'e>(
     let mut index: HashMap<BroadcasterId, usize> = HashMap::new();
     for record in &event.records {
         let sequence = record.kinesis.sequence_number.as_str();
-        if is_lifecycle_event(&record.kinesis.data.0) {
+        if wire::RecordKind::of(&record.kinesis.data.0) == wire::RecordKind::LifecycleEvent {
             report.lifecycle_records += 1;
             continue;
         }
@@ -163,12 +163,6 @@ fn group_by_broadcaster<'e>(
         }
     }
     groups
-}
-
-/// A lifecycle event (JSON, `docs/wire-format.md`) on the chat stream, where the starter profile
-/// carries them: a chat batch starts with its version byte, never with `{`.
-fn is_lifecycle_event(data: &[u8]) -> bool {
-    data.first() == Some(&b'{')
 }
 
 /// Nothing was applied: hands the whole batch back from its first decodable record.

@@ -15,6 +15,7 @@ use highlights_adapters::detector_state::StateStore;
 use highlights_adapters::streamers::{Applied, StreamerDirectory};
 use highlights_adapters::telemetry::{MetricRecord, Unit};
 use highlights_core::LifecycleEvent;
+use highlights_core::wire::RecordKind;
 
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct LifecycleReport {
@@ -67,7 +68,7 @@ impl<D: StreamerDirectory, S: StateStore> LifecycleHandler<D, S> {
         let mut response = KinesisEventResponse::default();
         for record in &event.records {
             let sequence = &record.kinesis.sequence_number;
-            if record.kinesis.data.0.first() == Some(&highlights_core::wire::VERSION) {
+            if RecordKind::of(&record.kinesis.data.0) == RecordKind::ChatBatch {
                 report.chat_records += 1;
                 continue;
             }

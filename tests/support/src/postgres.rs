@@ -7,6 +7,14 @@
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
+/// How users other than the owner log in.
+#[derive(Clone, Copy)]
+enum Login<'m> {
+    Trust,
+    Passwords,
+    Tls(&'m str),
+}
+
 pub struct TempPostgres {
     bin: PathBuf,
     dir: PathBuf,
@@ -33,13 +41,13 @@ impl TempPostgres {
     /// Initialises and starts a server that trusts every loopback connection; the error says
     /// what is missing.
     pub fn start() -> Result<Self, String> {
-        Self::start_with(false)
+        Self::start_with(Login::Trust)
     }
 
     /// A server that trusts only its owner (`highlights`): every other user must give its
     /// password (SCRAM-SHA-256), as on RDS.
     pub fn start_with_passwords() -> Result<Self, String> {
-        Self::start_with(true)
+        Self::start_with(Login::Passwords)
     }
 
     /// A server with TLS on (a fresh self-signed certificate: no CA anyone trusts) where every
@@ -47,13 +55,17 @@ impl TempPostgres {
     /// SCRAM only, or `password`, `md5` for a server that asks for less). The owner connects
     /// without a password over plain TCP ([`Self::url`]).
     pub fn start_with_tls(method: &str) -> Result<Self, String> {
-        let server = Self::start_with(false)?;
-        server.stop()?;
-        let data = server.data();
-        let (key, crt) = (data.join("server.key"), data.join("server.crt"));
+        Self::start_with(Login::Tls(method))
+    }
+
+    /// Writes what `start_with_tls` needs into the data folder: a key and certificate, the
+    /// login rules, and `ssl = on`.
+    fn set_up_tls(&self, method: &str) -> Result<(), String> {
+        let data = self.data();
+        let (key, crt) = (data.join("self.key"), data.join("self.crt"));
         let (key, crt) = (key.display().to_string(), crt.display().to_string());
         let openssl = Path::new("/usr/bin/openssl");
-        server.run(
+        self.run(
             openssl,
             &[
                 "req",
@@ -72,7 +84,7 @@ impl TempPostgres {
             ],
             true,
         )?;
-        server.run(Path::new("/bin/chmod"), &["600", &key], true)?;
+        self.run(Path::new("/bin/chmod"), &["600", &key], true)?;
         let rules = format!(
             "local all highlights trust\n\
              hostnossl all highlights 127.0.0.1/32 trust\n\
@@ -80,13 +92,11 @@ impl TempPostgres {
         );
         std::fs::write(data.join("pg_hba.conf"), rules).map_err(|e| e.to_string())?;
         let mut conf = std::fs::read_to_string(data.join("postgresql.conf")).map_err(|e| e.to_string())?;
-        conf.push_str("\nssl = on\nssl_cert_file = 'server.crt'\nssl_key_file = 'server.key'\n");
-        std::fs::write(data.join("postgresql.conf"), conf).map_err(|e| e.to_string())?;
-        server.resume()?;
-        Ok(server)
+        conf.push_str("\nssl = on\nssl_cert_file = 'self.crt'\nssl_key_file = 'self.key'\n");
+        std::fs::write(data.join("postgresql.conf"), conf).map_err(|e| e.to_string())
     }
 
-    fn start_with(passwords: bool) -> Result<Self, String> {
+    fn start_with(login: Login<'_>) -> Result<Self, String> {
         let bin =
             server_binaries().ok_or("PostgreSQL server binaries are missing (apt-get install postgresql)")?;
         let port = std::net::TcpListener::bind("127.0.0.1:0")
@@ -107,7 +117,10 @@ impl TempPostgres {
             &["-D", &data, "-U", "highlights", "--auth=trust", "-E", "UTF8", "--no-locale"],
             true,
         )?;
-        if passwords {
+        if let Login::Tls(method) = login {
+            server.set_up_tls(method)?;
+        }
+        if let Login::Passwords = login {
             let rules = "local all highlights trust\n\
                          host all highlights 127.0.0.1/32 trust\n\
                          host all all 127.0.0.1/32 scram-sha-256\n";
